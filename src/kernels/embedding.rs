@@ -1,0 +1,88 @@
+//! Row gather and scatter-add by token id, and column sums.
+
+use super::simd::zip_map_inplace;
+use rayon::prelude::*;
+
+/// `out[r] = table[ids[r]]` for every row `r`.
+///
+/// Shapes (row-major): `table` is `vocab x dim`, `ids` is `rows`, `out` is `rows x dim`.
+/// Panics if an id is not below `vocab` (callers validate ids from user data first).
+pub fn embedding_gather(dim: usize, table: &[f32], ids: &[u32], out: &mut [f32]) {
+    debug_assert_eq!(out.len(), ids.len() * dim);
+    debug_assert_eq!(table.len() % dim.max(1), 0);
+    for (row, &id) in out.chunks_exact_mut(dim).zip(ids) {
+        let start = id as usize * dim;
+        row.copy_from_slice(&table[start..start + dim]);
+    }
+}
+
+/// `table_grad[ids[r]] += rows_grad[r]` for `r` in order, so repeated ids accumulate (and
+/// always in the same order).
+///
+/// Shapes (row-major): `rows_grad` is `ids.len() x dim`, `table_grad` is `vocab x dim`.
+/// Panics if an id is not below `vocab`.
+pub fn embedding_scatter_add(dim: usize, rows_grad: &[f32], ids: &[u32], table_grad: &mut [f32]) {
+    debug_assert_eq!(rows_grad.len(), ids.len() * dim);
+    debug_assert_eq!(table_grad.len() % dim.max(1), 0);
+    for (row, &id) in rows_grad.chunks_exact(dim).zip(ids) {
+        let start = id as usize * dim;
+        zip_map_inplace(&mut table_grad[start..start + dim], row, |acc, g| acc + g);
+    }
+}
+
+/// Columns per parallel task of [`column_sums`].
+const COLUMNS_PER_TASK: usize = 1024;
+/// Below this many elements [`column_sums`] stays on the calling thread.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+
+/// `out[j] = sum over i of matrix[i][j]` (overwriting `out`), adding rows in order.
+///
+/// Shapes: `matrix` is `rows x cols` row-major, `out` is `cols`. Parallel over fixed groups
+/// of columns, so the result does not depend on the thread count.
+pub fn column_sums(rows: usize, cols: usize, matrix: &[f32], out: &mut [f32]) {
+    debug_assert_eq!(matrix.len(), rows * cols);
+    debug_assert_eq!(out.len(), cols);
+    let task = |(group, sums): (usize, &mut [f32])| {
+        let j0 = group * COLUMNS_PER_TASK;
+        sums.fill(0.0);
+        for row in matrix.chunks_exact(cols) {
+            zip_map_inplace(sums, &row[j0..j0 + sums.len()], |acc, v| acc + v);
+        }
+    };
+    if rows * cols < PARALLEL_MIN_ELEMENTS {
+        out.chunks_mut(COLUMNS_PER_TASK).enumerate().for_each(task);
+    } else {
+        out.par_chunks_mut(COLUMNS_PER_TASK).enumerate().for_each(task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_and_scatter_with_repeated_ids() {
+        let dim = 3;
+        let table: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let ids = [2, 0, 2];
+        let mut rows = vec![0.0; 9];
+        embedding_gather(dim, &table, &ids, &mut rows);
+        assert_eq!(rows, vec![6.0, 7.0, 8.0, 0.0, 1.0, 2.0, 6.0, 7.0, 8.0]);
+        let mut grad = vec![0.0; 12];
+        embedding_scatter_add(dim, &rows, &ids, &mut grad);
+        assert_eq!(grad, vec![0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 12.0, 14.0, 16.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn column_sums_of_odd_shapes() {
+        for (rows, cols) in [(1, 1), (3, 5), (700, 1500), (2, 2049)] {
+            let m: Vec<f32> = (0..rows * cols).map(|v| (v % 7) as f32).collect();
+            let mut out = vec![f32::NAN; cols];
+            column_sums(rows, cols, &m, &mut out);
+            for j in 0..cols {
+                let want: f32 = (0..rows).map(|i| m[i * cols + j]).sum();
+                assert_eq!(out[j], want);
+            }
+        }
+    }
+}

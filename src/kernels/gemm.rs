@@ -1,0 +1,566 @@
+//! Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, row-major.
+//!
+//! A small packed implementation in the style of BLIS and `matrixmultiply`: `op(B)` is packed
+//! into blocks of `KC x NC` (panels `NR` columns wide), `op(A)` into panels of `MR x KC`, and a
+//! `MR x NR` register-tiled micro-kernel does the multiply-adds. It exists because
+//! `matrixmultiply` and `gemm` allocate their packing buffers on the heap at every call, and a
+//! training step must not allocate: here the packing buffers are fixed-size thread-locals that
+//! live in each thread's static TLS block, so they are never taken from the heap.
+
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+
+/// Whether an operand is used as stored (`No`) or transposed (`Yes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transpose {
+    /// `op(X) = X`.
+    No,
+    /// `op(X) = X^T`.
+    Yes,
+}
+
+/// The register tile is `MR` rows by two vectors. With AVX-512 (32 vector registers of 16
+/// lanes) that is 12 x 32: 24 accumulators, two B vectors and one broadcast A value. Without it,
+/// 6 x 16 in 8-lane registers (12 accumulators of 16 registers).
+#[cfg(target_feature = "avx512f")]
+mod tile {
+    pub type Vector = wide::f32x16;
+    pub const LANES: usize = 16;
+    pub const MR: usize = 12;
+}
+#[cfg(not(target_feature = "avx512f"))]
+mod tile {
+    pub type Vector = wide::f32x8;
+    pub const LANES: usize = 8;
+    pub const MR: usize = 6;
+}
+use tile::{Vector, LANES, MR};
+
+/// Columns of the register tile (two vectors).
+const NR: usize = 2 * LANES;
+/// Depth of one packed block: `MR x KC` of A and `KC x NR` of B (at most 44 KiB) stay in L1.
+const KC: usize = 256;
+/// Columns of one packed block of B: `KC x NC` (256 KiB) stays in L2.
+const NC: usize = 256;
+
+struct PackBuffers {
+    a: [f32; MR * KC],
+    b: [f32; KC * NC],
+}
+
+thread_local! {
+    static PACK: RefCell<PackBuffers> = const {
+        RefCell::new(PackBuffers { a: [0.0; MR * KC], b: [0.0; KC * NC] })
+    };
+}
+
+/// A read-only matrix operand: `op(X)` of `rows x cols` over `data` with leading dimension `ld`.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    ld: usize,
+    trans: Transpose,
+}
+
+impl Operand<'_> {
+    /// Distance in `data` between consecutive rows and consecutive columns of `op(X)`.
+    fn strides(&self) -> (usize, usize) {
+        match self.trans {
+            Transpose::No => (self.ld, 1),
+            Transpose::Yes => (1, self.ld),
+        }
+    }
+
+    /// `op(X)` without its first `rows` rows.
+    fn skip_rows(self, rows: usize) -> Self {
+        let (row_stride, _) = self.strides();
+        Operand { data: &self.data[rows * row_stride..], ..self }
+    }
+
+    /// `op(X)` without its first `cols` columns.
+    fn skip_cols(self, cols: usize) -> Self {
+        let (_, col_stride) = self.strides();
+        Operand { data: &self.data[cols * col_stride..], ..self }
+    }
+
+    /// Asserts that `op(X)` of `rows x cols` fits in `data` with a valid leading dimension.
+    fn check(&self, name: &str, rows: usize, cols: usize) {
+        let (stored_rows, stored_cols) = match self.trans {
+            Transpose::No => (rows, cols),
+            Transpose::Yes => (cols, rows),
+        };
+        assert!(
+            self.ld >= stored_cols.max(1),
+            "gemm: leading dimension of {name} ({}) is below its {stored_cols} stored columns",
+            self.ld
+        );
+        if stored_rows > 0 && stored_cols > 0 {
+            let needed = (stored_rows - 1) * self.ld + stored_cols;
+            assert!(
+                self.data.len() >= needed,
+                "gemm: {name} has {} elements, a {stored_rows} x {stored_cols} matrix with ld {} needs {needed}",
+                self.data.len(),
+                self.ld
+            );
+        }
+    }
+}
+
+/// Copies the block of `op(X)` made of "free" indices `free0..free0 + nfree` (at most `W`)
+/// and depth indices `k0..k0 + kc` into `out` as `kc` groups of `W` values (free index
+/// fastest), zero-padding free indices past `nfree`. `free_stride` and `depth_stride` are the
+/// distances in `data` between consecutive free and depth indices; one of them is 1.
+fn pack_panel<const W: usize>(
+    data: &[f32],
+    (free_stride, depth_stride): (usize, usize),
+    (free0, nfree): (usize, usize),
+    (k0, kc): (usize, usize),
+    out: &mut [f32],
+) {
+    assert!(nfree <= W);
+    let (groups, _) = out[..kc * W].as_chunks_mut::<W>();
+    if depth_stride == 1 {
+        // Transposing: read eight depth values of one free index at a time, so that each read
+        // is one bounds check and the eight groups written stay in L1.
+        for f in 0..nfree {
+            let start = (free0 + f) * free_stride + k0;
+            let run = &data[start..start + kc];
+            let (run_blocks, run_tail) = run.as_chunks::<8>();
+            let (group_blocks, group_tail) = groups.as_chunks_mut::<8>();
+            for (block, values) in group_blocks.iter_mut().zip(run_blocks) {
+                for (group, &v) in block.iter_mut().zip(values) {
+                    group[f] = v;
+                }
+            }
+            for (group, &v) in group_tail.iter_mut().zip(run_tail) {
+                group[f] = v;
+            }
+        }
+    } else {
+        for (p, group) in groups.iter_mut().enumerate() {
+            let start = (k0 + p) * depth_stride + free0;
+            group[..nfree].copy_from_slice(&data[start..start + nfree]);
+        }
+    }
+    if nfree < W {
+        for group in groups.iter_mut() {
+            group[nfree..].fill(0.0);
+        }
+    }
+}
+
+/// Loads one vector from exactly `LANES` values.
+#[inline(always)]
+fn load(values: &[f32]) -> Vector {
+    Vector::new(values.try_into().expect("a whole vector"))
+}
+
+/// Stores one vector into exactly `LANES` values.
+#[inline(always)]
+fn store(out: &mut [f32], v: Vector) {
+    out.copy_from_slice(&v.to_array());
+}
+
+/// The `MR x NR` register tile: `sum over p of a_panel[p][i] * b_panel[p][j]`.
+#[inline(always)]
+fn micro_kernel(a_panel: &[f32], b_panel: &[f32]) -> [[Vector; 2]; MR] {
+    let mut acc = [[Vector::ZERO; 2]; MR];
+    for (a, b) in a_panel.chunks_exact(MR).zip(b_panel.chunks_exact(NR)) {
+        let b0 = load(&b[..LANES]);
+        let b1 = load(&b[LANES..]);
+        for (row, &ai) in acc.iter_mut().zip(a) {
+            let ai = Vector::splat(ai);
+            row[0] = ai.mul_add(b0, row[0]);
+            row[1] = ai.mul_add(b1, row[1]);
+        }
+    }
+    acc
+}
+
+/// The destination matrix C of one (serial) GEMM: `rows x cols`, element `(i, j)` at
+/// `ptr + i * ld + j`. It is a raw view so that parallel blocks can write disjoint column
+/// ranges of the same rows without ever holding overlapping `&mut` slices: a block only ever
+/// materialises the segments of its own rows and columns, one at a time.
+struct OutMatrix<'a> {
+    ptr: *mut f32,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: an `OutMatrix` is an exclusive view of its elements (see `OutMatrix::block`), so
+// moving it to another thread is like moving the `&mut [f32]` it came from.
+unsafe impl Send for OutMatrix<'_> {}
+// SAFETY: through `&OutMatrix` the only access to the elements is the `unsafe fn block`, whose
+// contract makes the caller hand out disjoint blocks; reading the dimensions is harmless.
+unsafe impl Sync for OutMatrix<'_> {}
+
+impl<'a> OutMatrix<'a> {
+    /// The `rows x cols` matrix at the start of `c` with leading dimension `ld`; panics if it
+    /// does not fit.
+    fn new(c: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Self {
+        assert!(ld >= cols.max(1), "gemm: ldc ({ld}) is below n ({cols})");
+        if rows > 0 && cols > 0 {
+            let needed = (rows - 1) * ld + cols;
+            assert!(
+                c.len() >= needed,
+                "gemm: C has {} elements, {rows} x {cols} with ldc {ld} needs {needed}",
+                c.len()
+            );
+        }
+        OutMatrix { ptr: c.as_mut_ptr(), rows, cols, ld, _borrow: PhantomData }
+    }
+
+    /// The sub-matrix of rows `i0..i0 + rows` and columns `j0..j0 + cols`.
+    ///
+    /// # Safety
+    /// While the returned view is alive, no other view may touch its elements: the caller
+    /// hands out only pairwise-disjoint blocks and does not use `self` meanwhile.
+    unsafe fn block(&self, (i0, rows): (usize, usize), (j0, cols): (usize, usize)) -> OutMatrix<'a> {
+        assert!(i0 + rows <= self.rows && j0 + cols <= self.cols, "gemm: block outside C");
+        OutMatrix {
+            // SAFETY: in bounds (asserted), so the offset stays inside the original slice.
+            ptr: unsafe { self.ptr.add(i0 * self.ld + j0) },
+            rows,
+            cols,
+            ld: self.ld,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Row `i`, columns `j0..j0 + len`.
+    #[inline(always)]
+    fn segment(&mut self, i: usize, j0: usize, len: usize) -> &mut [f32] {
+        assert!(i < self.rows && j0 + len <= self.cols, "gemm: segment outside C");
+        // SAFETY: the segment lies inside this view (asserted; the view was checked against
+        // its slice when created), the view is exclusive for its elements, and `&mut self`
+        // keeps this the only segment alive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.ld + j0), len) }
+    }
+}
+
+/// `C[i][j] = alpha * acc[i][j] + beta * C[i][j]` for the `rows x cols` corner of the tile at
+/// `(i0, j0)`. `beta == 0` never reads C. Full and partial tiles use the same arithmetic, so a
+/// value does not depend on where the tile boundaries fall.
+#[inline(always)]
+fn store_tile(
+    acc: &[[Vector; 2]; MR],
+    c: &mut OutMatrix<'_>,
+    (i0, j0): (usize, usize),
+    (rows, cols): (usize, usize),
+    alpha: f32,
+    beta: f32,
+) {
+    let alpha_v = Vector::splat(alpha);
+    let beta_v = Vector::splat(beta);
+    for (i, row_acc) in acc.iter().enumerate().take(rows) {
+        let c_row = c.segment(i0 + i, j0, cols);
+        if cols == NR {
+            for (half, &a) in c_row.chunks_exact_mut(LANES).zip(row_acc) {
+                let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + load(half) * beta_v };
+                store(half, v);
+            }
+        } else {
+            let lanes = [row_acc[0].to_array(), row_acc[1].to_array()];
+            for (j, c_ij) in c_row.iter_mut().enumerate() {
+                let a = lanes[j / LANES][j % LANES];
+                *c_ij = if beta == 0.0 { a * alpha } else { a * alpha + *c_ij * beta };
+            }
+        }
+    }
+}
+
+/// The serial driver over an already validated problem; C is `m x n`.
+fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
+    let (m, n) = (c.rows, c.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            for c_ij in c.segment(i, 0, n) {
+                *c_ij = if beta == 0.0 { 0.0 } else { *c_ij * beta };
+            }
+        }
+        return;
+    }
+    let a_strides = a.strides();
+    let (b_row_stride, b_col_stride) = b.strides();
+    PACK.with(|pack| {
+        let pack = &mut *pack.borrow_mut();
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            let panels = nc.div_ceil(NR);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let beta_block = if pc == 0 { beta } else { 1.0 };
+                for (jp, b_panel) in pack.b.chunks_exact_mut(KC * NR).take(panels).enumerate() {
+                    let j0 = jc + jp * NR;
+                    let cols = NR.min(n - j0);
+                    pack_panel::<NR>(b.data, (b_col_stride, b_row_stride), (j0, cols), (pc, kc), b_panel);
+                }
+                for ir in (0..m).step_by(MR) {
+                    let mr = MR.min(m - ir);
+                    pack_panel::<MR>(a.data, a_strides, (ir, mr), (pc, kc), &mut pack.a);
+                    let a_panel = &pack.a[..kc * MR];
+                    for (jp, b_panel) in pack.b.chunks_exact(KC * NR).take(panels).enumerate() {
+                        let j0 = jc + jp * NR;
+                        let acc = micro_kernel(a_panel, &b_panel[..kc * NR]);
+                        store_tile(&acc, c, (ir, j0), (mr, NR.min(n - j0)), alpha, beta_block);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Checks both operands of a GEMM call; panics with a message naming the operand otherwise.
+fn check_operands((m, n, k): (usize, usize, usize), a: &Operand<'_>, b: &Operand<'_>) {
+    a.check("A", m, k);
+    b.check("B", k, n);
+}
+
+/// `C = alpha * op(A) * op(B) + beta * C` on the calling thread.
+///
+/// Shapes: `op(A)` is `m x k`, `op(B)` is `k x n`, `C` is `m x n`. Every matrix is row-major
+/// with its own leading dimension: `A` is stored `m x k` (`lda >= k`) when `trans_a` is `No` and
+/// `k x m` (`lda >= m`) when it is `Yes`; likewise `B` is stored `k x n` or `n x k`; `C[i][j]` is
+/// `c[i * ldc + j]` with `ldc >= n`. When `beta == 0`, `C` is not read (it may hold NaN).
+///
+/// Each `C[i][j]` is accumulated over `p = 0..k` in order, with one fused multiply-add per
+/// term, in blocks of 256: the result is the same wherever `(i, j)` falls in the matrix.
+/// Never allocates. Panics if a slice is too short for its stated shape.
+///
+/// ```
+/// use rnnlm::kernels::{gemm, Transpose};
+/// // C (2 x 2) = A (2 x 3) * B (3 x 2), all row-major.
+/// let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+/// let mut c = [0.0; 4];
+/// gemm(2, 2, 3, 1.0, &a, 3, Transpose::No, &b, 2, Transpose::No, 0.0, &mut c, 2);
+/// assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    trans_a: Transpose,
+    b: &[f32],
+    ldb: usize,
+    trans_b: Transpose,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let a = Operand { data: a, ld: lda, trans: trans_a };
+    let b = Operand { data: b, ld: ldb, trans: trans_b };
+    check_operands((m, n, k), &a, &b);
+    gemm_serial(k, alpha, a, b, beta, &mut OutMatrix::new(c, m, n, ldc));
+}
+
+/// Work (multiply-adds) below which [`gemm_parallel`] stays on the calling thread: handing a
+/// block to another thread costs a few microseconds.
+const PARALLEL_MIN_WORK: usize = 1 << 19;
+/// Multiply-adds per parallel block, roughly: enough to amortise the hand-off.
+const WORK_PER_BLOCK: usize = 1 << 20;
+/// Upper bound on the number of parallel blocks.
+const MAX_BLOCKS: usize = 32;
+
+/// [`gemm`] split over the current rayon pool.
+///
+/// Same contract as [`gemm`]. C is cut into blocks of whole rows (when `m > n`) or whole
+/// columns; the cut depends only on `(m, n, k)`, never on the number of threads, and each block
+/// runs [`gemm`]'s arithmetic unchanged, so the result is bit-identical to [`gemm`] for any
+/// thread count. Small problems run on the calling thread.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_parallel(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    trans_a: Transpose,
+    b: &[f32],
+    ldb: usize,
+    trans_b: Transpose,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let a = Operand { data: a, ld: lda, trans: trans_a };
+    let b = Operand { data: b, ld: ldb, trans: trans_b };
+    check_operands((m, n, k), &a, &b);
+    let c = OutMatrix::new(c, m, n, ldc);
+    let work = m * n * k;
+    let blocks = if work < PARALLEL_MIN_WORK { 1 } else { work.div_ceil(WORK_PER_BLOCK).min(MAX_BLOCKS) };
+    // Split the longer side of C, in whole register tiles.
+    let (split_rows, granule, extent) = if m > n { (true, MR, m) } else { (false, NR, n) };
+    let per_block = extent.div_ceil(blocks).next_multiple_of(granule);
+    let blocks = extent.div_ceil(per_block);
+    if blocks <= 1 {
+        let mut c = c;
+        gemm_serial(k, alpha, a, b, beta, &mut c);
+        return;
+    }
+    (0..blocks).into_par_iter().for_each(|block| {
+        let start = block * per_block;
+        let len = per_block.min(extent - start);
+        let (a_block, b_block, rows, cols) = if split_rows {
+            (a.skip_rows(start), b, (start, len), (0, n))
+        } else {
+            (a, b.skip_cols(start), (0, m), (start, len))
+        };
+        // SAFETY: the blocks are consecutive, non-overlapping ranges of rows (or of columns)
+        // of C, so no two blocks share an element, and `c` itself is not used while they run.
+        let mut c_block = unsafe { c.block(rows, cols) };
+        gemm_serial(k, alpha, a_block, b_block, beta, &mut c_block);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type GemmFn =
+        fn(usize, usize, usize, f32, &[f32], usize, Transpose, &[f32], usize, Transpose, f32, &mut [f32], usize);
+
+    /// Deterministic pseudo-random fill in [-1, 1).
+    fn fill(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        a: &[f32],
+        lda: usize,
+        ta: Transpose,
+        b: &[f32],
+        ldb: usize,
+        tb: Transpose,
+        beta: f32,
+        c: &mut [f64],
+        ldc: usize,
+    ) {
+        for i in 0..m {
+            for j in 0..n {
+                let mut sum = 0.0f64;
+                for p in 0..k {
+                    let a_ip = if ta == Transpose::No { a[i * lda + p] } else { a[p * lda + i] };
+                    let b_pj = if tb == Transpose::No { b[p * ldb + j] } else { b[j * ldb + p] };
+                    sum += a_ip as f64 * b_pj as f64;
+                }
+                let c_ij = &mut c[i * ldc + j];
+                *c_ij = alpha as f64 * sum + if beta == 0.0 { 0.0 } else { beta as f64 * *c_ij };
+            }
+        }
+    }
+
+    /// Every transpose combination, odd shapes, padded leading dimensions, both drivers.
+    #[test]
+    fn matches_naive_triple_loop() {
+        let shapes = [
+            (1, 1, 1),
+            (1, 17, 3),
+            (7, 1, 5),
+            (6, 16, 256),
+            (13, 29, 300),
+            (37, 150, 9),
+            (200, 33, 70),
+            (64, 300, 600),
+            (5, 1000, 128),
+        ];
+        for (case, &(m, n, k)) in shapes.iter().enumerate() {
+            for ta in [Transpose::No, Transpose::Yes] {
+                for tb in [Transpose::No, Transpose::Yes] {
+                    for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)] {
+                        let pad = case % 3;
+                        let (a_rows, a_cols) = if ta == Transpose::No { (m, k) } else { (k, m) };
+                        let (b_rows, b_cols) = if tb == Transpose::No { (k, n) } else { (n, k) };
+                        let (lda, ldb, ldc) = (a_cols + pad, b_cols + pad, n + pad);
+                        let a = fill(a_rows * lda, 1 + case as u64);
+                        let b = fill(b_rows * ldb, 100 + case as u64);
+                        let c0 = fill(m * ldc, 200 + case as u64);
+                        let mut want: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
+                        naive((m, n, k), alpha, &a, lda, ta, &b, ldb, tb, beta, &mut want, ldc);
+                        let drivers: [GemmFn; 2] = [gemm, gemm_parallel];
+                        for driver in drivers {
+                            let mut c = c0.clone();
+                            if beta == 0.0 {
+                                for i in 0..m {
+                                    c[i * ldc..i * ldc + n].fill(f32::NAN);
+                                }
+                            }
+                            driver(m, n, k, alpha, &a, lda, ta, &b, ldb, tb, beta, &mut c, ldc);
+                            for i in 0..m {
+                                for j in 0..ldc {
+                                    let (got, want) = (c[i * ldc + j] as f64, want[i * ldc + j]);
+                                    // Each product is exact in f64; the f32 sum of k terms of
+                                    // magnitude <= 1 errs by at most about k * 2^-24 (+ scaling).
+                                    let tol = 1e-6 * (k as f64 + 4.0) * (alpha.abs() as f64 + 1.0);
+                                    assert!(
+                                        (got - want).abs() <= tol,
+                                        "{m}x{n}x{k} {ta:?}{tb:?} alpha {alpha} beta {beta}: C[{i}][{j}] = {got}, want {want}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_is_bit_identical_to_serial_for_any_thread_count() {
+        for &(m, n, k, ta, tb) in &[
+            (700, 1000, 100, Transpose::No, Transpose::No),
+            (100, 1000, 700, Transpose::Yes, Transpose::No),
+            (700, 100, 1000, Transpose::No, Transpose::Yes),
+        ] {
+            let (lda, ldb) = (if ta == Transpose::No { k } else { m }, if tb == Transpose::No { n } else { k });
+            let a = fill(m * k, 7);
+            let b = fill(k * n, 8);
+            let mut serial = vec![0.0; m * n];
+            gemm(m, n, k, 1.0, &a, lda, ta, &b, ldb, tb, 0.0, &mut serial, n);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut par = vec![0.0; m * n];
+                pool.install(|| gemm_parallel(m, n, k, 1.0, &a, lda, ta, &b, ldb, tb, 0.0, &mut par, n));
+                assert!(serial.iter().zip(&par).all(|(x, y)| x.to_bits() == y.to_bits()));
+            }
+        }
+    }
+
+    #[test]
+    fn k_zero_scales_c_by_beta() {
+        let mut c = vec![2.0; 6];
+        gemm(2, 3, 0, 1.0, &[], 1, Transpose::No, &[], 3, Transpose::No, 0.5, &mut c, 3);
+        assert_eq!(c, vec![1.0; 6]);
+        gemm(2, 3, 0, 1.0, &[], 1, Transpose::No, &[], 3, Transpose::No, 0.0, &mut c, 3);
+        assert_eq!(c, vec![0.0; 6]);
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: B has")]
+    fn short_operand_panics_with_its_name() {
+        let mut c = vec![0.0; 4];
+        gemm(2, 2, 2, 1.0, &[1.0; 4], 2, Transpose::No, &[1.0; 3], 2, Transpose::No, 0.0, &mut c, 2);
+    }
+}

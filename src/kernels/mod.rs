@@ -1,0 +1,37 @@
+//! Allocation-free f32 kernels over plain slices.
+//!
+//! Every kernel takes its operands as `&[f32]` / `&mut [f32]` plus explicit dimensions, stores
+//! matrices row-major (element `(i, j)` of an `rows x cols` matrix with leading dimension `ld`
+//! lives at `i * ld + j`), checks its shape contract with `debug_assert!` (and with `assert!`
+//! where memory safety depends on it), and never touches the heap. They know nothing of files,
+//! models or the command line, so they can be embedded in other tools as they are.
+//!
+//! | kernel | what it computes |
+//! |--------|------------------|
+//! | [`gemm`], [`gemm_parallel`] | `C = alpha * op(A) * op(B) + beta * C` |
+//! | [`tanh_inplace`] | SIMD `tanh` over a slice |
+//! | [`rnn_step_forward`] | `h = tanh(h + h_prev * Wh + b)`, where `h` holds `x_t * Wx` on entry |
+//! | [`rnn_step_backward`] | `dt = dh * (1 - h^2)`, `dh_prev += dt * Wh^T` |
+//! | [`softmax_cross_entropy`] | bias + stable log-sum-exp loss + gradient `(softmax - onehot) / n`, in place |
+//! | [`argmax_rows`] | per-row argmax of `logits + bias` |
+//! | [`embedding_gather`], [`embedding_scatter_add`] | row gather / scatter-add by token id |
+//! | [`column_sums`] | bias gradients |
+//! | [`sgd_update`], [`sum_of_squares`], [`scale_inplace`], [`clip_factor`] | optimizer pieces |
+//!
+//! Results never depend on the number of rayon threads: parallel kernels split their work into
+//! blocks chosen from the problem's shape alone, and every output element is computed by exactly
+//! one block in a fixed order of operations.
+
+mod embedding;
+mod gemm;
+mod optim;
+mod rnn;
+mod simd;
+mod softmax;
+
+pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
+pub use gemm::{gemm, gemm_parallel, Transpose};
+pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
+pub use rnn::{rnn_step_backward, rnn_step_forward};
+pub use simd::{tanh_inplace, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
+pub use softmax::{argmax_rows, softmax_cross_entropy, IGNORE_TARGET};
