@@ -1,5 +1,13 @@
 //! rnnlm: fast CPU training of the SimpleRnnlm language model of `../shared/SPEC.md`.
 //!
-//! - [`kernels`]: the allocation-free f32 kernels, public for embedding in other tools.
+//! - [`kernels`]: the allocation-free f32 kernels, public for embedding in other tools;
+//! - [`model`]: `SimpleRnnlm` on one flat parameter buffer and a preallocated workspace;
+//! - [`reference`](mod@reference): the naive implementation every optimized path is tested against;
+//! - [`rng`]: the seeded generator behind initialisation.
 
 pub mod kernels;
+pub mod model;
+pub mod reference;
+pub mod rng;
+
+pub use model::{Dims, ModelError, SimpleRnnlm, Tensor, Window};
