@@ -1,0 +1,451 @@
+//! The naive reference implementation: `../shared/SPEC.md` transcribed into plain loops.
+//!
+//! One struct per layer, as in the chapter (embedding, RNN over time, affine,
+//! softmax-with-loss), each with a `forward` and a `backward` that cache what they need.
+//! Written for obviousness, not speed: every optimized path is tested against it, and it never
+//! runs in training. It is generic over the float type so that gradient checks can run in f64.
+//!
+//! Layout: windows are batch-major, row `b * T + t`, exactly as the spec writes `xs[b][t]`.
+
+// Index loops read like the spec's formulas, which is the point of this module.
+#![allow(clippy::needless_range_loop)]
+
+use crate::model::{Dims, Tensor, Window};
+use std::fmt::Debug;
+use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
+
+/// The float operations the reference needs; implemented for `f32` and `f64`.
+pub trait Real:
+    Copy
+    + Debug
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+{
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn tanh(self) -> Self;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn zero() -> Self {
+        Self::from_f64(0.0)
+    }
+    fn one() -> Self {
+        Self::from_f64(1.0)
+    }
+}
+
+macro_rules! impl_real {
+    ($t:ty) => {
+        impl Real for $t {
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+        }
+    };
+}
+impl_real!(f32);
+impl_real!(f64);
+
+fn zeros<R: Real>(len: usize) -> Vec<R> {
+    vec![R::zero(); len]
+}
+
+/// `out = x * w`: `x` is `rows x inner`, `w` is `inner x cols`.
+fn matmul<R: Real>(x: &[R], w: &[R], rows: usize, inner: usize, cols: usize) -> Vec<R> {
+    let mut out = zeros(rows * cols);
+    for i in 0..rows {
+        for j in 0..cols {
+            let mut sum = R::zero();
+            for k in 0..inner {
+                sum += x[i * inner + k] * w[k * cols + j];
+            }
+            out[i * cols + j] = sum;
+        }
+    }
+    out
+}
+
+/// Embedding: looks up one row of `w` per id.
+pub struct Embedding<R> {
+    pub w: Vec<R>,
+    pub dw: Vec<R>,
+    dim: usize,
+    ids: Vec<u32>,
+}
+
+impl<R: Real> Embedding<R> {
+    pub fn forward(&mut self, ids: &[u32]) -> Vec<R> {
+        self.ids = ids.to_vec();
+        let mut out = Vec::with_capacity(ids.len() * self.dim);
+        for &id in ids {
+            out.extend_from_slice(&self.w[id as usize * self.dim..(id as usize + 1) * self.dim]);
+        }
+        out
+    }
+
+    pub fn backward(&mut self, dout: &[R]) {
+        self.dw.iter_mut().for_each(|g| *g = R::zero());
+        for (r, &id) in self.ids.iter().enumerate() {
+            for k in 0..self.dim {
+                self.dw[id as usize * self.dim + k] += dout[r * self.dim + k];
+            }
+        }
+    }
+}
+
+/// The tanh RNN over a whole window, stateful between windows.
+pub struct TimeRnn<R> {
+    pub wx: Vec<R>,
+    pub wh: Vec<R>,
+    pub b: Vec<R>,
+    pub dwx: Vec<R>,
+    pub dwh: Vec<R>,
+    pub db: Vec<R>,
+    /// Hidden state carried to the next window, `B x H`.
+    pub state: Vec<R>,
+    dim: usize,
+    hidden: usize,
+    window: Window,
+    /// Inputs `[b][t][D]`, the state carried in `[b][H]`, and the outputs `[b][t][H]`.
+    xs: Vec<R>,
+    h0: Vec<R>,
+    hs: Vec<R>,
+}
+
+impl<R: Real> TimeRnn<R> {
+    /// `xs` is `[b][t][D]`; returns `hs` as `[b][t][H]`.
+    pub fn forward(&mut self, xs: &[R]) -> Vec<R> {
+        let (d, h) = (self.dim, self.hidden);
+        let Window { batch, time } = self.window;
+        self.xs = xs.to_vec();
+        self.h0 = self.state.clone();
+        let mut hs = zeros(batch * time * h);
+        for b in 0..batch {
+            let mut prev: Vec<R> = self.h0[b * h..(b + 1) * h].to_vec();
+            for t in 0..time {
+                let x = &xs[(b * time + t) * d..(b * time + t + 1) * d];
+                let mut next = zeros(h);
+                for j in 0..h {
+                    let mut s = self.b[j];
+                    for i in 0..d {
+                        s += x[i] * self.wx[i * h + j];
+                    }
+                    for k in 0..h {
+                        s += prev[k] * self.wh[k * h + j];
+                    }
+                    next[j] = s.tanh();
+                }
+                hs[(b * time + t) * h..(b * time + t + 1) * h].copy_from_slice(&next);
+                prev = next;
+            }
+            self.state[b * h..(b + 1) * h].copy_from_slice(&prev);
+        }
+        self.hs = hs.clone();
+        hs
+    }
+
+    /// `dhs` is `[b][t][H]`; returns the gradient for the inputs, `[b][t][D]`. No gradient
+    /// flows into the state carried in (truncated BPTT).
+    pub fn backward(&mut self, dhs: &[R]) -> Vec<R> {
+        let (d, h) = (self.dim, self.hidden);
+        let Window { batch, time } = self.window;
+        for g in self.dwx.iter_mut().chain(&mut self.dwh).chain(&mut self.db) {
+            *g = R::zero();
+        }
+        let mut dxs = zeros(batch * time * d);
+        for b in 0..batch {
+            let mut dh = zeros::<R>(h);
+            for t in (0..time).rev() {
+                let row = b * time + t;
+                let h_t = &self.hs[row * h..(row + 1) * h];
+                let h_prev = if t == 0 { &self.h0[b * h..(b + 1) * h] } else { &self.hs[(row - 1) * h..row * h] };
+                let x = &self.xs[row * d..(row + 1) * d];
+                let dt: Vec<R> = (0..h).map(|j| (dhs[row * h + j] + dh[j]) * (R::one() - h_t[j] * h_t[j])).collect();
+                for j in 0..h {
+                    for i in 0..d {
+                        self.dwx[i * h + j] += x[i] * dt[j];
+                    }
+                    for k in 0..h {
+                        self.dwh[k * h + j] += h_prev[k] * dt[j];
+                    }
+                    self.db[j] += dt[j];
+                }
+                for k in 0..h {
+                    let mut s = R::zero();
+                    for j in 0..h {
+                        s += dt[j] * self.wh[k * h + j];
+                    }
+                    dh[k] = s;
+                }
+                for i in 0..d {
+                    let mut s = R::zero();
+                    for j in 0..h {
+                        s += dt[j] * self.wx[i * h + j];
+                    }
+                    dxs[row * d + i] = s;
+                }
+            }
+        }
+        dxs
+    }
+}
+
+/// Affine: `x * W + b` over rows.
+pub struct Affine<R> {
+    pub w: Vec<R>,
+    pub b: Vec<R>,
+    pub dw: Vec<R>,
+    pub db: Vec<R>,
+    inputs: usize,
+    outputs: usize,
+    x: Vec<R>,
+}
+
+impl<R: Real> Affine<R> {
+    pub fn forward(&mut self, x: &[R]) -> Vec<R> {
+        self.x = x.to_vec();
+        let rows = x.len() / self.inputs;
+        let mut out = matmul(x, &self.w, rows, self.inputs, self.outputs);
+        for row in out.chunks_mut(self.outputs) {
+            for (o, &b) in row.iter_mut().zip(&self.b) {
+                *o += b;
+            }
+        }
+        out
+    }
+
+    pub fn backward(&mut self, dout: &[R]) -> Vec<R> {
+        let (n_in, n_out) = (self.inputs, self.outputs);
+        let rows = dout.len() / n_out;
+        let mut dx = zeros(rows * n_in);
+        for g in self.dw.iter_mut().chain(&mut self.db) {
+            *g = R::zero();
+        }
+        for r in 0..rows {
+            for j in 0..n_out {
+                let g = dout[r * n_out + j];
+                self.db[j] += g;
+                for i in 0..n_in {
+                    self.dw[i * n_out + j] += self.x[r * n_in + i] * g;
+                    dx[r * n_in + i] += g * self.w[i * n_out + j];
+                }
+            }
+        }
+        dx
+    }
+}
+
+/// Softmax with cross-entropy loss, mean over the targets that are not `-1`.
+pub struct SoftmaxWithLoss<R> {
+    classes: usize,
+    probs: Vec<R>,
+    targets: Vec<i32>,
+    kept: usize,
+}
+
+impl<R: Real> SoftmaxWithLoss<R> {
+    pub fn forward(&mut self, scores: &[R], targets: &[i32]) -> R {
+        let c = self.classes;
+        self.targets = targets.to_vec();
+        self.probs = zeros(scores.len());
+        self.kept = targets.iter().filter(|&&t| t != -1).count();
+        let mut total = R::zero();
+        for (r, row) in scores.chunks(c).enumerate() {
+            let max = row.iter().fold(row[0], |m, &v| if v > m { v } else { m });
+            let mut sum = R::zero();
+            for &v in row {
+                sum += (v - max).exp();
+            }
+            for j in 0..c {
+                self.probs[r * c + j] = (row[j] - max).exp() / sum;
+            }
+            if targets[r] != -1 {
+                // -log softmax = log-sum-exp - score, never the log of a rounded probability.
+                total += sum.ln() + (max - row[targets[r] as usize]);
+            }
+        }
+        if self.kept == 0 {
+            R::zero()
+        } else {
+            total / R::from_f64(self.kept as f64)
+        }
+    }
+
+    pub fn backward(&self) -> Vec<R> {
+        let c = self.classes;
+        let mut d = self.probs.clone();
+        for (r, row) in d.chunks_mut(c).enumerate() {
+            let t = self.targets[r];
+            if t == -1 {
+                row.iter_mut().for_each(|g| *g = R::zero());
+                continue;
+            }
+            row[t as usize] = row[t as usize] - R::one();
+            for g in row.iter_mut() {
+                *g = *g / R::from_f64(self.kept as f64);
+            }
+        }
+        d
+    }
+}
+
+/// The reference SimpleRnnlm: the four layers and the spec's SGD with optional clipping.
+pub struct ReferenceRnnlm<R> {
+    pub dims: Dims,
+    pub window: Window,
+    pub embed: Embedding<R>,
+    pub rnn: TimeRnn<R>,
+    pub affine: Affine<R>,
+    pub loss: SoftmaxWithLoss<R>,
+}
+
+impl<R: Real> ReferenceRnnlm<R> {
+    /// A reference model holding `params` (the flat layout of [`Tensor::range`]).
+    pub fn from_params(dims: Dims, window: Window, params: &[f32]) -> Self {
+        let tensor = |t: Tensor| -> Vec<R> { params[t.range(dims)].iter().map(|&v| R::from_f64(v as f64)).collect() };
+        let Dims { vocab: v, embed: d, hidden: h } = dims;
+        ReferenceRnnlm {
+            dims,
+            window,
+            embed: Embedding { w: tensor(Tensor::EmbedW), dw: zeros(v * d), dim: d, ids: Vec::new() },
+            rnn: TimeRnn {
+                wx: tensor(Tensor::RnnWx),
+                wh: tensor(Tensor::RnnWh),
+                b: tensor(Tensor::RnnB),
+                dwx: zeros(d * h),
+                dwh: zeros(h * h),
+                db: zeros(h),
+                state: zeros(window.batch * h),
+                dim: d,
+                hidden: h,
+                window,
+                xs: Vec::new(),
+                h0: Vec::new(),
+                hs: Vec::new(),
+            },
+            affine: Affine {
+                w: tensor(Tensor::AffineW),
+                b: tensor(Tensor::AffineB),
+                dw: zeros(h * v),
+                db: zeros(v),
+                inputs: h,
+                outputs: v,
+                x: Vec::new(),
+            },
+            loss: SoftmaxWithLoss { classes: v, probs: Vec::new(), targets: Vec::new(), kept: 0 },
+        }
+    }
+
+    /// Mean loss of one window; `xs`, `ts` are `[b][t]`.
+    pub fn forward(&mut self, xs: &[u32], ts: &[i32]) -> R {
+        let x = self.embed.forward(xs);
+        let hs = self.rnn.forward(&x);
+        let scores = self.affine.forward(&hs);
+        self.loss.forward(&scores, ts)
+    }
+
+    /// Gradients of the last forward window (overwritten, not accumulated).
+    pub fn backward(&mut self) {
+        let dscores = self.loss.backward();
+        let dhs = self.affine.backward(&dscores);
+        let dxs = self.rnn.backward(&dhs);
+        self.embed.backward(&dxs);
+    }
+
+    /// Parameters and their gradients, tensor by tensor in [`Tensor::ALL`] order.
+    fn tensors_mut(&mut self) -> [(&mut Vec<R>, &mut Vec<R>); 6] {
+        [
+            (&mut self.embed.w, &mut self.embed.dw),
+            (&mut self.rnn.wx, &mut self.rnn.dwx),
+            (&mut self.rnn.wh, &mut self.rnn.dwh),
+            (&mut self.rnn.b, &mut self.rnn.db),
+            (&mut self.affine.w, &mut self.affine.dw),
+            (&mut self.affine.b, &mut self.affine.db),
+        ]
+    }
+
+    /// Forward, backward, clipping by global norm when `clip` is given, and `p -= lr * g`.
+    pub fn train_step(&mut self, xs: &[u32], ts: &[i32], lr: R, clip: Option<R>) -> R {
+        let loss = self.forward(xs, ts);
+        self.backward();
+        if let Some(max_norm) = clip {
+            let mut squares = R::zero();
+            for (_, grad) in self.tensors_mut() {
+                for &g in grad.iter() {
+                    squares += g * g;
+                }
+            }
+            let norm = R::from_f64(squares.to_f64().sqrt());
+            if norm > max_norm {
+                let factor = max_norm / (norm + R::from_f64(1e-6));
+                for (_, grad) in self.tensors_mut() {
+                    grad.iter_mut().for_each(|g| *g = *g * factor);
+                }
+            }
+        }
+        for (param, grad) in self.tensors_mut() {
+            for (p, &g) in param.iter_mut().zip(grad.iter()) {
+                *p = *p - lr * g;
+            }
+        }
+        loss
+    }
+
+    /// Argmax of the scores at every position, `[b][t]`; advances the state like `forward`.
+    pub fn predict(&mut self, xs: &[u32]) -> Vec<u32> {
+        let x = self.embed.forward(xs);
+        let hs = self.rnn.forward(&x);
+        let scores = self.affine.forward(&hs);
+        scores
+            .chunks(self.dims.vocab)
+            .map(|row| {
+                let mut best = 0;
+                for (j, &v) in row.iter().enumerate() {
+                    if v > row[best] {
+                        best = j;
+                    }
+                }
+                best as u32
+            })
+            .collect()
+    }
+
+    /// All parameters, flattened in the layout of [`Tensor::range`], as f64.
+    pub fn params(&mut self) -> Vec<f64> {
+        self.tensors_mut().into_iter().flat_map(|(p, _)| p.iter().map(|v| v.to_f64()).collect::<Vec<_>>()).collect()
+    }
+
+    /// All gradients, flattened like [`params`](Self::params).
+    pub fn grads(&mut self) -> Vec<f64> {
+        self.tensors_mut().into_iter().flat_map(|(_, g)| g.iter().map(|v| v.to_f64()).collect::<Vec<_>>()).collect()
+    }
+
+    /// Mutable access to one parameter element of the flat layout (for finite differences).
+    pub fn param_mut(&mut self, index: usize) -> &mut R {
+        let mut index = index;
+        for (param, _) in self.tensors_mut() {
+            if index < param.len() {
+                return &mut param[index];
+            }
+            index -= param.len();
+        }
+        panic!("parameter index out of range")
+    }
+}

@@ -1,0 +1,75 @@
+//! A training step allocates nothing after the first one: proven with a counting allocator.
+
+mod common;
+
+use common::random_window;
+use rayon::prelude::*;
+use rnnlm::{Dims, SimpleRnnlm, Window};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts every allocation and reallocation of the process, on every thread.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator; only counts them.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by 100 training steps that follow a first one, in a pool of `threads`.
+fn allocations_in_100_steps(dims: Dims, window: Window, threads: usize, clip: Option<f32>) -> usize {
+    let windows: Vec<_> = (0..101).map(|i| random_window(window, dims.vocab, 50, 0.05, i)).collect();
+    let mut model = SimpleRnnlm::new(dims, window, 1).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        // rayon's threads register with their work-stealing queues' memory reclamation the
+        // first time they steal, once per thread for its lifetime; make every thread steal
+        // before counting, so that only the model's own steady state is measured.
+        (0..threads * 64).into_par_iter().for_each(|_| std::thread::sleep(std::time::Duration::from_micros(50)));
+        let (xs, ts) = &windows[0];
+        model.train_step(xs, ts, 0.1, clip).unwrap();
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for (xs, ts) in &windows[1..] {
+            model.train_step(xs, ts, 0.1, clip).unwrap();
+        }
+        ALLOCATIONS.load(Ordering::SeqCst) - before
+    })
+}
+
+#[test]
+fn training_steps_after_the_first_allocate_nothing() {
+    // The chapter's shape (serial kernels) and one large enough for every parallel path.
+    let chapter = (Dims { vocab: 418, embed: 100, hidden: 100 }, Window { batch: 10, time: 5 });
+    let large = (Dims { vocab: 1200, embed: 100, hidden: 100 }, Window { batch: 20, time: 35 });
+    for (dims, window) in [chapter, large] {
+        for threads in [1, 2] {
+            for clip in [None, Some(0.25)] {
+                let count = allocations_in_100_steps(dims, window, threads, clip);
+                assert_eq!(count, 0, "{dims:?} {window:?}, {threads} threads, clip {clip:?}: {count} allocations");
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The optimized model against the reference implementation (in f64), shape by shape.
+//!
+//! Tolerances, and why: the optimized path computes in f32, the reference in f64 from the same
+//! f32 weights, so every difference is f32 rounding in the optimized path. Each value is a sum
+//! of at most a few hundred products (K <= 350 here), whose f32 error is about sqrt(K) * 2^-24
+//! relative to the sum of magnitudes (K * 2^-24 = 2e-5 in the worst case), plus the tanh and
+//! exp approximations (1.5e-7 and 2.4e-7 relative). Hence:
+//! - loss: relative error <= 1e-5;
+//! - each gradient tensor and each parameter tensor after the SGD updates: normwise relative
+//!   error (max |difference| / max |value|) <= 1e-4, which leaves room for the worst case while
+//!   failing on any real mistake (a wrong index or a missing term is off by O(1)).
+
+mod common;
+
+use common::{normwise_error, random_window};
+use rnnlm::reference::ReferenceRnnlm;
+use rnnlm::{Dims, SimpleRnnlm, Tensor, Window};
+
+const LOSS_TOL: f64 = 1e-5;
+const TENSOR_TOL: f64 = 1e-4;
+
+struct Case {
+    dims: Dims,
+    window: Window,
+    /// Distinct ids a window draws from (small pools repeat ids).
+    distinct: usize,
+    ignore_share: f64,
+    clip: Option<f32>,
+}
+
+fn case(
+    (v, d, h): (usize, usize, usize),
+    (b, t): (usize, usize),
+    distinct: usize,
+    ignore_share: f64,
+    clip: Option<f32>,
+) -> Case {
+    Case {
+        dims: Dims { vocab: v, embed: d, hidden: h },
+        window: Window { batch: b, time: t },
+        distinct,
+        ignore_share,
+        clip,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        case((2, 1, 1), (1, 1), 2, 0.0, None),
+        case((7, 3, 5), (1, 1), 7, 0.0, None),
+        case((13, 9, 7), (1, 6), 13, 0.2, None),
+        case((31, 5, 17), (4, 1), 31, 0.0, Some(0.5)),
+        case((50, 8, 8), (3, 4), 2, 0.0, None),
+        case((64, 16, 16), (8, 8), 64, 0.1, None),
+        case((100, 10, 10), (10, 5), 100, 0.0, None),
+        case((101, 33, 17), (7, 3), 5, 0.3, Some(0.1)),
+        case((17, 100, 100), (2, 5), 17, 0.0, None),
+        case((418, 100, 100), (10, 5), 418, 0.0, None),
+        case((257, 20, 30), (20, 35), 257, 0.05, Some(0.25)),
+        case((9, 7, 15), (5, 9), 3, 0.5, None),
+        case((33, 1, 3), (6, 2), 33, 0.0, Some(1e-3)),
+        case((300, 47, 61), (3, 7), 300, 0.0, None),
+        case((5, 2, 2), (11, 13), 5, 0.0, None),
+        case((120, 24, 40), (1, 30), 120, 0.0, Some(5.0)),
+        case((350, 12, 6), (9, 1), 1, 0.0, None),
+        case((77, 19, 23), (13, 11), 77, 0.9, None),
+        case((15, 6, 9), (4, 4), 15, 1.0, None),
+        case((201, 64, 65), (2, 3), 201, 0.0, None),
+        case((160, 31, 49), (17, 2), 40, 0.15, Some(2.0)),
+        case((3, 300, 2), (2, 2), 3, 0.0, None),
+    ]
+}
+
+#[test]
+fn optimized_model_matches_the_reference_on_awkward_shapes() {
+    let mut worst = (0.0f64, 0.0f64, 0.0f64);
+    for (index, case) in cases().iter().enumerate() {
+        let label = format!("case {index} {:?} {:?} clip {:?}", case.dims, case.window, case.clip);
+        let mut model = SimpleRnnlm::new(case.dims, case.window, 1000 + index as u64).unwrap();
+        let mut reference = ReferenceRnnlm::<f64>::from_params(case.dims, case.window, model.params());
+        let lr = 0.5;
+        for step in 0..4 {
+            let (xs, ts) =
+                random_window(case.window, case.dims.vocab, case.distinct, case.ignore_share, 77 * index as u64 + step);
+            let loss = model.train_step(&xs, &ts, lr, case.clip).unwrap();
+            let want_loss = reference.train_step(&xs, &ts, lr as f64, case.clip.map(f64::from));
+            let loss_error = (loss as f64 - want_loss).abs() / want_loss.abs().max(1e-6);
+            assert!(loss_error <= LOSS_TOL, "{label} step {step}: loss {loss} want {want_loss}");
+            worst.0 = worst.0.max(loss_error);
+
+            let (want_grads, want_params) = (reference.grads(), reference.params());
+            for tensor in Tensor::ALL {
+                let range = tensor.range(case.dims);
+                let grad_error = normwise_error(model.grad(tensor), &want_grads[range.clone()]);
+                assert!(
+                    grad_error <= TENSOR_TOL,
+                    "{label} step {step}: gradient of {} off by {grad_error:e}",
+                    tensor.name()
+                );
+                let param_error = normwise_error(model.param(tensor), &want_params[range]);
+                assert!(
+                    param_error <= TENSOR_TOL,
+                    "{label} step {step}: {} after SGD off by {param_error:e}",
+                    tensor.name()
+                );
+                worst.1 = worst.1.max(grad_error);
+                worst.2 = worst.2.max(param_error);
+            }
+            let state_error = normwise_error(model.state(), &reference.rnn.state);
+            assert!(state_error <= TENSOR_TOL, "{label} step {step}: carried state off by {state_error:e}");
+        }
+    }
+    println!("worst errors: loss {:e}, gradients {:e}, parameters {:e}", worst.0, worst.1, worst.2);
+}
+
+#[test]
+fn a_window_of_ignored_targets_has_zero_loss_and_zero_gradients() {
+    let dims = Dims { vocab: 11, embed: 4, hidden: 6 };
+    let window = Window { batch: 3, time: 4 };
+    let mut model = SimpleRnnlm::new(dims, window, 5).unwrap();
+    let xs = vec![3u32; 12];
+    let ts = vec![-1i32; 12];
+    assert_eq!(model.forward(&xs, &ts).unwrap(), 0.0);
+    model.backward().unwrap();
+    assert!(model.grads().iter().all(|&g| g == 0.0));
+}
+
+#[test]
+fn predictions_match_the_reference() {
+    let dims = Dims { vocab: 53, embed: 11, hidden: 19 };
+    let window = Window { batch: 4, time: 6 };
+    let mut model = SimpleRnnlm::new(dims, window, 9).unwrap();
+    // Spread the weights so that the logits of a row are well separated.
+    for p in model.params_mut() {
+        *p *= 30.0;
+    }
+    let mut reference = ReferenceRnnlm::<f64>::from_params(dims, window, model.params());
+    for step in 0..3 {
+        let (xs, _) = random_window(window, dims.vocab, dims.vocab, 0.0, step);
+        let mut guesses = vec![0u32; window.tokens()];
+        model.predict(&xs, &mut guesses).unwrap();
+        assert_eq!(guesses, reference.predict(&xs), "window {step}");
+    }
+}
+
+#[test]
+fn reset_state_starts_windows_afresh() {
+    let dims = Dims { vocab: 20, embed: 5, hidden: 7 };
+    let window = Window { batch: 2, time: 3 };
+    let mut model = SimpleRnnlm::new(dims, window, 3).unwrap();
+    let (xs, ts) = random_window(window, 20, 20, 0.0, 1);
+    let first = model.forward(&xs, &ts).unwrap();
+    let carried = model.forward(&xs, &ts).unwrap();
+    assert_ne!(first, carried, "the second window starts from the carried state");
+    model.reset_state();
+    assert_eq!(model.forward(&xs, &ts).unwrap(), first);
+}
