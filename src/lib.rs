@@ -3,8 +3,12 @@
 //! - [`kernels`]: the allocation-free f32 kernels, public for embedding in other tools;
 //! - [`model`]: `SimpleRnnlm` on one flat parameter buffer and a preallocated workspace;
 //! - [`reference`](mod@reference): the naive implementation every optimized path is tested against;
-//! - [`rng`]: the seeded generator behind initialisation.
+//! - [`rng`]: the seeded generator behind initialisation;
+//! - [`corpus`]: tokenizers, vocabulary and token files, from text to a memory-mapped `&[u16]`;
+//! - [`data`]: the data and cache directories, and fetching and preparing the Penn Treebank.
 
+pub mod corpus;
+pub mod data;
 pub mod kernels;
 pub mod model;
 pub mod reference;

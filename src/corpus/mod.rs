@@ -1,0 +1,291 @@
+//! From text on disk to a memory-mapped slice of token ids.
+//!
+//! - [`tokenize`]: word- and character-level tokenizers;
+//! - [`vocab`]: the vocabulary and its file format;
+//! - [`tokfile`]: the token file format, written atomically and opened without copying;
+//! - [`prepare`] / [`Prepared::open`]: a directory of `vocab.txt` + `train.tok` (+ `valid.tok`,
+//!   `test.tok`) made from text files, and opened again for training.
+
+pub mod properties;
+pub mod tokenize;
+pub mod tokfile;
+pub mod vocab;
+
+pub use tokenize::{Level, TokenizeError, Tokenizer, Unknown, EOS, UNK};
+pub use tokfile::{FileError, FileErrorKind, Header, Ids, TokFileError, TokenFile};
+pub use vocab::{Vocab, VocabError};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// File name of the vocabulary in a prepared directory.
+pub const VOCAB_FILE: &str = "vocab.txt";
+
+/// The three splits of a corpus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Valid,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Test];
+
+    /// `"train"`, `"valid"` or `"test"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+        }
+    }
+
+    /// The token file name of this split in a prepared directory.
+    pub fn tok_file(self) -> String {
+        format!("{}.tok", self.name())
+    }
+}
+
+/// What went wrong between a text file and its ids. Every variant names the file.
+#[derive(Debug)]
+pub enum CorpusError {
+    /// Reading or writing a file failed.
+    Io { path: PathBuf, source: std::io::Error },
+    /// The text is not UTF-8 (line numbers start at 1).
+    NotUtf8 { path: PathBuf, line: usize, byte_offset: usize },
+    /// The file has no bytes.
+    EmptyFile { path: PathBuf },
+    /// The file holds no tokens (only whitespace, or `--corpus-size 0`).
+    NoTokens { path: PathBuf },
+    /// A valid/test token is not in the training vocabulary.
+    Tokenize { path: PathBuf, source: TokenizeError },
+    /// A vocabulary file is malformed.
+    Vocab { path: PathBuf, source: VocabError },
+    /// A token file is malformed.
+    TokFile(FileError),
+    /// A token file and a vocabulary file do not belong together.
+    Mismatch { path: PathBuf, what: String },
+}
+
+impl fmt::Display for CorpusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorpusError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            CorpusError::NotUtf8 { path, line, byte_offset } => write!(
+                f,
+                "{}: not UTF-8 text (invalid byte at offset {byte_offset}, line {line}); convert it to UTF-8 first",
+                path.display()
+            ),
+            CorpusError::EmptyFile { path } => write!(f, "{}: the file is empty", path.display()),
+            CorpusError::NoTokens { path } => write!(f, "{}: the file holds no tokens", path.display()),
+            CorpusError::Tokenize { path, source } => write!(f, "{}: {source}", path.display()),
+            CorpusError::Vocab { path, source } => write!(f, "{}: {source}", path.display()),
+            CorpusError::TokFile(e) => write!(f, "{e}"),
+            CorpusError::Mismatch { path, what } => write!(f, "{}: {what}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for CorpusError {}
+
+impl From<FileError> for CorpusError {
+    fn from(e: FileError) -> Self {
+        CorpusError::TokFile(e)
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CorpusError + '_ {
+    move |source| CorpusError::Io { path: path.to_owned(), source }
+}
+
+/// Reads a whole file.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CorpusError> {
+    std::fs::read(path).map_err(io_error(path))
+}
+
+/// Reads a UTF-8 text file; a file that is empty or not UTF-8 is an error naming it.
+pub fn read_text(path: &Path) -> Result<String, CorpusError> {
+    let bytes = read_bytes(path)?;
+    if bytes.is_empty() {
+        return Err(CorpusError::EmptyFile { path: path.to_owned() });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let byte_offset = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..byte_offset].iter().filter(|&&b| b == b'\n').count();
+        CorpusError::NotUtf8 { path: path.to_owned(), line, byte_offset }
+    })
+}
+
+/// Reads and parses a vocabulary file.
+pub fn read_vocab(path: &Path) -> Result<(Vocab, u32), CorpusError> {
+    let bytes = read_bytes(path)?;
+    let vocab =
+        Vocab::from_file_bytes(&bytes).map_err(|source| CorpusError::Vocab { path: path.to_owned(), source })?;
+    Ok((vocab, crc32fast::hash(&bytes)))
+}
+
+/// What [`prepare`] reads and how.
+#[derive(Clone, Debug)]
+pub struct PrepareOptions {
+    pub train: PathBuf,
+    pub valid: Option<PathBuf>,
+    pub test: Option<PathBuf>,
+    pub out: PathBuf,
+    pub tokenizer: Tokenizer,
+    pub unknown: Unknown,
+    /// Keep only the first N tokens of each split.
+    pub corpus_size: Option<usize>,
+}
+
+/// What [`prepare`] wrote.
+#[derive(Clone, Debug)]
+pub struct PrepareReport {
+    pub vocab_size: usize,
+    pub vocab_path: PathBuf,
+    /// Split, token file, token count.
+    pub splits: Vec<(Split, PathBuf, usize)>,
+}
+
+/// Tokenizes the text files of `options` and writes `vocab.txt` and one `.tok` file per split
+/// into `options.out`. Every input is read and checked before anything is written, and every
+/// output goes through a temporary file renamed into place, so a failure leaves no partial
+/// output (and a missing, empty or non-UTF-8 input leaves no output at all).
+pub fn prepare(options: &PrepareOptions) -> Result<PrepareReport, CorpusError> {
+    let tokenizer = options.tokenizer;
+    let sources: Vec<(Split, &PathBuf)> = [
+        (Split::Train, Some(&options.train)),
+        (Split::Valid, options.valid.as_ref()),
+        (Split::Test, options.test.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(split, path)| path.map(|p| (split, p)))
+    .collect();
+
+    let mut vocab = Vocab::new();
+    let mut tokenized = Vec::new();
+    for &(split, path) in &sources {
+        let text = read_text(path)?;
+        let source_crc = crc32fast::hash(text.as_bytes());
+        let ids = if split == Split::Train {
+            tokenizer.tokenize_growing(&text, &mut vocab, options.corpus_size)
+        } else {
+            tokenizer
+                .tokenize_fixed(&text, &vocab, options.unknown, options.corpus_size)
+                .map_err(|source| CorpusError::Tokenize { path: path.clone(), source })?
+        };
+        if ids.is_empty() {
+            return Err(CorpusError::NoTokens { path: path.clone() });
+        }
+        tokenized.push((split, ids, source_crc));
+    }
+
+    std::fs::create_dir_all(&options.out).map_err(io_error(&options.out))?;
+    let vocab_text = vocab.to_file_text();
+    let vocab_crc = crc32fast::hash(vocab_text.as_bytes());
+    let vocab_path = options.out.join(VOCAB_FILE);
+    let mut outputs = vec![(vocab_path.clone(), vocab_text.into_bytes())];
+    let mut splits = Vec::new();
+    for (split, ids, source_crc) in &tokenized {
+        let path = options.out.join(split.tok_file());
+        let bytes = tokfile::encode(ids, vocab.len() as u64, tokenizer.level, vocab_crc, *source_crc);
+        outputs.push((path.clone(), bytes));
+        splits.push((*split, path, ids.len()));
+    }
+    write_all_atomically(&outputs)?;
+    Ok(PrepareReport { vocab_size: vocab.len(), vocab_path, splits })
+}
+
+/// Writes every file to a temporary file beside it first and renames them into place only
+/// once all are written, so that a failure midway leaves the directory as it was.
+fn write_all_atomically(outputs: &[(PathBuf, Vec<u8>)]) -> Result<(), CorpusError> {
+    use std::io::Write;
+    let mut staged = Vec::new();
+    for (path, bytes) in outputs {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut temp =
+            tempfile::Builder::new().prefix(".rnnlm-").suffix(".partial").tempfile_in(dir).map_err(io_error(path))?;
+        temp.write_all(bytes).map_err(io_error(path))?;
+        tokfile::make_readable(temp.as_file()).map_err(io_error(path))?;
+        temp.as_file().sync_all().map_err(io_error(path))?;
+        staged.push((temp, path));
+    }
+    for (temp, path) in staged {
+        temp.persist(path).map_err(|e| CorpusError::Io { path: path.clone(), source: e.error })?;
+    }
+    Ok(())
+}
+
+/// A prepared corpus directory, opened and cross-checked: every token file refers to this
+/// vocabulary (by checksum) and has the same level.
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub vocab: Vocab,
+    pub level: Level,
+    pub train: TokenFile,
+    pub valid: Option<TokenFile>,
+    pub test: Option<TokenFile>,
+}
+
+impl Prepared {
+    /// Opens `dir/vocab.txt` and `dir/{train,valid,test}.tok` (valid and test if present).
+    pub fn open(dir: &Path) -> Result<Prepared, CorpusError> {
+        let vocab_path = dir.join(VOCAB_FILE);
+        let (vocab, vocab_crc) = read_vocab(&vocab_path)?;
+        let open = |split: Split| -> Result<Option<TokenFile>, CorpusError> {
+            let path = dir.join(split.tok_file());
+            if split != Split::Train && !path.exists() {
+                return Ok(None);
+            }
+            let file = TokenFile::open(&path)?;
+            check_against_vocab(&file, &vocab, vocab_crc, &vocab_path)?;
+            Ok(Some(file))
+        };
+        let train = open(Split::Train)?.expect("the training split is required");
+        let (valid, test) = (open(Split::Valid)?, open(Split::Test)?);
+        let level = train.header().level;
+        for file in valid.iter().chain(&test) {
+            if file.header().level != level {
+                return Err(CorpusError::Mismatch {
+                    path: file.path().to_owned(),
+                    what: format!("is {}-level but train.tok is {level}-level", file.header().level),
+                });
+            }
+        }
+        Ok(Prepared { dir: dir.to_owned(), vocab, level, train, valid, test })
+    }
+
+    /// The token file of `split`, if the corpus has it.
+    pub fn split(&self, split: Split) -> Option<&TokenFile> {
+        match split {
+            Split::Train => Some(&self.train),
+            Split::Valid => self.valid.as_ref(),
+            Split::Test => self.test.as_ref(),
+        }
+    }
+}
+
+/// Checks that `file` was made with the vocabulary `vocab` (whose file has checksum
+/// `vocab_crc`).
+pub fn check_against_vocab(
+    file: &TokenFile,
+    vocab: &Vocab,
+    vocab_crc: u32,
+    vocab_path: &Path,
+) -> Result<(), CorpusError> {
+    let header = file.header();
+    if header.vocab_crc != vocab_crc || header.vocab_size != vocab.len() as u64 {
+        return Err(CorpusError::Mismatch {
+            path: file.path().to_owned(),
+            what: format!(
+                "was not made with {} (vocabulary of {} tokens, checksum {:08x}; the token file expects {} tokens, checksum {:08x})",
+                vocab_path.display(),
+                vocab.len(),
+                vocab_crc,
+                header.vocab_size,
+                header.vocab_crc
+            ),
+        });
+    }
+    Ok(())
+}
