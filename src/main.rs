@@ -1,12 +1,18 @@
-//! The `rnnlm` command line: a thin layer over the library.
+//! The `rnnlm` command line: argument parsing and dispatch; the work is in the library.
+
+mod cli;
 
 use clap::Parser;
+use std::process::ExitCode;
 
-/// Train, evaluate and benchmark recurrent-network language models on the CPU.
-#[derive(Parser, Debug)]
-#[command(name = "rnnlm", version, about, long_about = None)]
-struct Cli {}
-
-fn main() {
-    Cli::parse();
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, with the chain of causes: "error: outer: inner".
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,271 @@
+//! Where data lives: the data directory, the cache directory, and the Penn Treebank.
+//!
+//! Data directory: `--data DIR`, else `$RNNLM_DATA`, else `./data`; PTB lives in `<data>/ptb/`.
+//! Cache directory (for prepared files when the data directory cannot be written):
+//! `$RNNLM_CACHE`, else the platform's user cache directory plus `rnnlm`.
+
+use crate::corpus::{self, tokfile, CorpusError, Level, PrepareOptions, Prepared, Split, Tokenizer, Unknown};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the textbook downloads PTB from.
+pub const PTB_BASE_URL: &str = "https://raw.githubusercontent.com/tomsercu/lstm/master/data/";
+
+/// The PTB files and their SHA-256 sums.
+pub const PTB_FILES: [(Split, &str, &str); 3] = [
+    (Split::Train, "ptb.train.txt", "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
+    (Split::Valid, "ptb.valid.txt", "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
+    (Split::Test, "ptb.test.txt", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
+];
+
+/// The largest file a download accepts (PTB's training file is 5 MB).
+const MAX_DOWNLOAD_BYTES: u64 = 64 << 20;
+
+/// What can go wrong while finding, fetching or preparing data.
+#[derive(Debug)]
+pub enum DataError {
+    /// A download failed.
+    Download { url: String, why: String },
+    /// A file does not have the SHA-256 it must have.
+    Checksum { what: String, actual: String, expected: String },
+    /// PTB is missing and could not be downloaded.
+    PtbMissing { dir: PathBuf, why: String },
+    /// Reading, writing or preparing a file failed.
+    Corpus(CorpusError),
+    /// Neither the data directory nor the cache directory can be written.
+    NowhereToWrite { tried: Vec<PathBuf> },
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataError::Download { url, why } => write!(f, "cannot download {url}: {why}"),
+            DataError::Checksum { what, actual, expected } => {
+                write!(f, "{what} has SHA-256 {actual}, expected {expected}")
+            }
+            DataError::PtbMissing { dir, why } => write!(
+                f,
+                "the Penn Treebank is not in {} and could not be downloaded ({why}); put ptb.train.txt, \
+                 ptb.valid.txt and ptb.test.txt (from {PTB_BASE_URL}) in {}, or point --data or RNNLM_DATA \
+                 at a directory whose ptb/ holds them",
+                dir.display(),
+                dir.display()
+            ),
+            DataError::Corpus(e) => write!(f, "{e}"),
+            DataError::NowhereToWrite { tried } => {
+                let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+                write!(
+                    f,
+                    "cannot write prepared files to any of {}; set RNNLM_CACHE to a writable directory",
+                    tried.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DataError {}
+
+impl From<CorpusError> for DataError {
+    fn from(e: CorpusError) -> Self {
+        DataError::Corpus(e)
+    }
+}
+
+/// The data directory: `flag`, else `$RNNLM_DATA`, else `./data`.
+pub fn data_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_owned)
+        .or_else(|| std::env::var_os("RNNLM_DATA").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// The cache directory: `$RNNLM_CACHE`, else `<user cache dir>/rnnlm`.
+pub fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("RNNLM_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("rnnlm")))
+}
+
+/// The PTB download location: `flag`, else `$RNNLM_PTB_URL`, else [`PTB_BASE_URL`].
+pub fn ptb_base_url(flag: Option<&str>) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| std::env::var("RNNLM_PTB_URL").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| PTB_BASE_URL.to_owned())
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fetches `url` into memory (plain HTTP or HTTPS).
+fn fetch(url: &str) -> Result<Vec<u8>, DataError> {
+    let error = |why: String| DataError::Download { url: url.to_owned(), why };
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(15))
+        .timeout_read(Duration::from_secs(60))
+        .build();
+    let response = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::Status(code, response) => error(format!("the server answered {code} {}", response.status_text())),
+        ureq::Error::Transport(transport) => error(transport.to_string()),
+    })?;
+    let mut bytes = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_DOWNLOAD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(format!("the transfer broke off: {e}")))?;
+    if bytes.len() as u64 > MAX_DOWNLOAD_BYTES {
+        return Err(error(format!("the file is larger than {MAX_DOWNLOAD_BYTES} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// Whether `path` exists and has SHA-256 `expected`; a file with another sum is an error.
+fn verified(path: &Path, expected: &str) -> Result<bool, DataError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let actual = sha256_hex(&bytes);
+            if actual == expected {
+                Ok(true)
+            } else {
+                Err(DataError::Checksum {
+                    what: format!("{} (remove it and rnnlm downloads a fresh copy)", path.display()),
+                    actual,
+                    expected: expected.to_owned(),
+                })
+            }
+        }
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => Ok(false),
+        Err(source) => Err(CorpusError::Io { path: path.to_owned(), source }.into()),
+    }
+}
+
+/// Downloads the PTB files that `dir` lacks from `base_url`, checking each against its
+/// SHA-256 before writing it atomically; files already present are verified, not fetched
+/// again. `log` receives one line per file. A file that fails its check is not written.
+pub fn download_ptb(dir: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<(), DataError> {
+    std::fs::create_dir_all(dir).map_err(|source| CorpusError::Io { path: dir.to_owned(), source })?;
+    for (_, name, expected) in PTB_FILES {
+        let path = dir.join(name);
+        if verified(&path, expected)? {
+            log(&format!("{} is present and verified", path.display()));
+            continue;
+        }
+        let url = format!("{}/{name}", base_url.trim_end_matches('/'));
+        log(&format!("downloading {url}"));
+        let bytes = fetch(&url)?;
+        let actual = sha256_hex(&bytes);
+        if actual != expected {
+            return Err(DataError::Checksum {
+                what: format!("{url} (nothing was written)"),
+                actual,
+                expected: expected.to_owned(),
+            });
+        }
+        tokfile::write_atomically(&path, &bytes).map_err(CorpusError::from)?;
+        log(&format!("wrote {} ({} bytes, SHA-256 verified)", path.display(), bytes.len()));
+    }
+    Ok(())
+}
+
+/// Whether files can and may be created in `dir` (creating it if needed). A directory without
+/// write permission bits counts as read-only even for root, who could write it anyway: it was
+/// marked read-only on purpose (CI's shared data is).
+fn writable(dir: &Path) -> bool {
+    let marked_read_only = |d: &Path| std::fs::metadata(d).is_ok_and(|m| m.permissions().readonly());
+    if marked_read_only(dir) || (!dir.exists() && dir.parent().is_some_and(marked_read_only)) {
+        return false;
+    }
+    std::fs::create_dir_all(dir).is_ok() && tempfile::Builder::new().prefix(".rnnlm-probe-").tempfile_in(dir).is_ok()
+}
+
+/// The directory holding the three verified PTB text files: `<data>/ptb/` when they are there;
+/// otherwise they are downloaded from `base_url` (announced through `log`) into `<data>/ptb/`,
+/// or into the cache directory when the data directory cannot be written.
+pub fn ensure_ptb(data: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<PathBuf, DataError> {
+    let dir = data.join("ptb");
+    let mut present = true;
+    for (_, name, expected) in PTB_FILES {
+        present &= verified(&dir.join(name), expected)?;
+    }
+    if present {
+        return Ok(dir);
+    }
+    let cached = cache_dir().map(|c| c.join("ptb"));
+    if let Some(cached) = &cached {
+        let mut in_cache = true;
+        for (_, name, expected) in PTB_FILES {
+            in_cache &= verified(&cached.join(name), expected)?;
+        }
+        if in_cache {
+            return Ok(cached.clone());
+        }
+    }
+    let target = if writable(&dir) {
+        dir.clone()
+    } else {
+        cached.filter(|c| writable(c)).ok_or_else(|| DataError::PtbMissing {
+            dir: dir.clone(),
+            why: "neither it nor the cache directory can be written".into(),
+        })?
+    };
+    log(&format!("the Penn Treebank is not in {}; downloading it into {}", dir.display(), target.display()));
+    download_ptb(&target, base_url, log).map_err(|e| match e {
+        DataError::Download { url, why } => DataError::PtbMissing { dir: dir.clone(), why: format!("{url}: {why}") },
+        other => other,
+    })?;
+    Ok(target)
+}
+
+/// Whether the prepared directory `dir` is complete and was made from exactly the PTB files
+/// in `source_dir`.
+fn prepared_matches(dir: &Path, source_dir: &Path) -> bool {
+    let Ok(prepared) = Prepared::open(dir) else { return false };
+    if prepared.level != Level::Word {
+        return false;
+    }
+    PTB_FILES.iter().all(|&(split, name, _)| {
+        let Some(file) = prepared.split(split) else { return false };
+        std::fs::read(source_dir.join(name)).is_ok_and(|bytes| crc32fast::hash(&bytes) == file.header().source_crc)
+    })
+}
+
+/// Prepares PTB at word level from the verified text files in `source_dir` into `out`.
+pub fn prepare_ptb(source_dir: &Path, out: &Path) -> Result<corpus::PrepareReport, DataError> {
+    let path = |split: Split| source_dir.join(PTB_FILES.iter().find(|f| f.0 == split).expect("every split").1);
+    let options = PrepareOptions {
+        train: path(Split::Train),
+        valid: Some(path(Split::Valid)),
+        test: Some(path(Split::Test)),
+        out: out.to_owned(),
+        tokenizer: Tokenizer { level: Level::Word, lowercase: false },
+        unknown: Unknown::Reject,
+        corpus_size: None,
+    };
+    Ok(corpus::prepare(&options)?)
+}
+
+/// The directory of prepared PTB token files (`vocab.txt`, `train.tok`, `valid.tok`,
+/// `test.tok`), making them when needed: reused from `<data>/ptb/` or the cache while the
+/// source files are unchanged, otherwise prepared into `<data>/ptb/`, or into the cache when
+/// the data directory cannot be written. Downloads PTB first if it is missing.
+pub fn prepared_ptb(data: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<PathBuf, DataError> {
+    let source_dir = ensure_ptb(data, base_url, &mut log)?;
+    let mut candidates = vec![source_dir.clone()];
+    if let Some(cache) = cache_dir() {
+        candidates.push(cache.join("ptb"));
+    }
+    if let Some(dir) = candidates.iter().find(|dir| prepared_matches(dir, &source_dir)) {
+        return Ok(dir.clone());
+    }
+    let out =
+        candidates.iter().find(|dir| writable(dir)).ok_or(DataError::NowhereToWrite { tried: candidates.clone() })?;
+    log(&format!("preparing token files from {} into {}", source_dir.display(), out.display()));
+    prepare_ptb(&source_dir, out)?;
+    Ok(out.clone())
+}
