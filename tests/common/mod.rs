@@ -36,3 +36,106 @@ pub fn normwise_error(got: &[f32], want: &[f64]) -> f64 {
         diff / scale
     }
 }
+
+/// The directory holding `ptb/`: `$RNNLM_DATA`, else `../shared/data` beside the repository.
+/// Panics with instructions when neither has the files, so a PTB test can never pass vacuously.
+pub fn data_dir() -> std::path::PathBuf {
+    let candidates = [
+        std::env::var_os("RNNLM_DATA").map(std::path::PathBuf::from),
+        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("ptb/ptb.train.txt").is_file())
+        .expect("PTB not found: set RNNLM_DATA to a directory whose ptb/ holds ptb.{train,valid,test}.txt")
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 that answers GET `/<name>` with `files[name]` and 404
+/// otherwise. It serves at most `max_requests` requests and stops after two minutes at most.
+pub struct LoopbackServer {
+    pub base_url: String,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoopbackServer {
+    pub fn start(files: Vec<(String, Vec<u8>)>, max_requests: usize) -> LoopbackServer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let base_url = format!("http://{}/", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let thread = std::thread::spawn(move || {
+            let mut served = 0;
+            while served < max_requests && std::time::Instant::now() < deadline {
+                let mut stream = match listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                served += 1;
+                stream.set_nonblocking(false).ok();
+                stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).map_or(true, |n| n == 0) || header == "\r\n" {
+                        break;
+                    }
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
+                let response = match files.iter().find(|(name, _)| *name == path) {
+                    Some((_, body)) => {
+                        let mut r =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                                .into_bytes();
+                        r.extend_from_slice(body);
+                        r
+                    }
+                    None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                };
+                stream.write_all(&response).ok();
+            }
+        });
+        LoopbackServer { base_url, thread: Some(thread) }
+    }
+
+    /// A base URL on which nothing listens (a port just bound and released).
+    pub fn down_url() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        // The thread ends after its request budget; do not wait on it here.
+        drop(self.thread.take());
+    }
+}
+
+/// The three PTB files as (name, bytes), read from the data directory.
+pub fn ptb_files() -> Vec<(String, Vec<u8>)> {
+    let dir = data_dir().join("ptb");
+    ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"]
+        .iter()
+        .map(|name| (name.to_string(), std::fs::read(dir.join(name)).unwrap()))
+        .collect()
+}
+
+/// Names of the entries of `dir` (empty if it does not exist).
+pub fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
