@@ -1,0 +1,6 @@
+//! The vocabulary reader on arbitrary bytes: an error, or a vocabulary that round-trips.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    rnnlm::corpus::properties::vocab_reader(data);
+});
