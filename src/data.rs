@@ -269,3 +269,35 @@ pub fn prepared_ptb(data: &Path, base_url: &str, mut log: impl FnMut(&str)) -> R
     prepare_ptb(&source_dir, out)?;
     Ok(out.clone())
 }
+
+/// Prepared token files for an arbitrary text file, made in the cache directory the first time
+/// (`<cache>/text/<file name>-<checksum>-<level>[-lower]/`) and reused while the text is
+/// unchanged, so that training always reads a memory-mapped token file.
+pub fn prepared_text(file: &Path, tokenizer: Tokenizer, mut log: impl FnMut(&str)) -> Result<PathBuf, DataError> {
+    let text = corpus::read_text(file)?;
+    let crc = crc32fast::hash(text.as_bytes());
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "text".into());
+    let key = format!("{name}-{crc:08x}-{}{}", tokenizer.level, if tokenizer.lowercase { "-lower" } else { "" });
+    let cache = cache_dir().ok_or(DataError::NowhereToWrite { tried: Vec::new() })?;
+    let dir = cache.join("text").join(key);
+    if let Ok(prepared) = Prepared::open(&dir) {
+        if prepared.train.header().source_crc == crc && prepared.level == tokenizer.level {
+            return Ok(dir);
+        }
+    }
+    if !writable(&dir) {
+        return Err(DataError::NowhereToWrite { tried: vec![dir] });
+    }
+    log(&format!("preparing {} ({}-level) into {}", file.display(), tokenizer.level, dir.display()));
+    let options = PrepareOptions {
+        train: file.to_owned(),
+        valid: None,
+        test: None,
+        out: dir.clone(),
+        tokenizer,
+        unknown: Unknown::Reject,
+        corpus_size: None,
+    };
+    corpus::prepare(&options)?;
+    Ok(dir)
+}

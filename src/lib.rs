@@ -5,13 +5,20 @@
 //! - [`reference`](mod@reference): the naive implementation every optimized path is tested against;
 //! - [`rng`]: the seeded generator behind initialisation;
 //! - [`corpus`]: tokenizers, vocabulary and token files, from text to a memory-mapped `&[u16]`;
-//! - [`data`]: the data and cache directories, and fetching and preparing the Penn Treebank.
+//! - [`data`]: the data and cache directories, and fetching and preparing the Penn Treebank;
+//! - [`train`]: the spec's truncated-BPTT batching, the training loop and evaluation;
+//! - [`checkpoint`]: safetensors checkpoints with the spec's tensor names;
+//! - [`plot`]: the perplexity chart.
 
+pub mod checkpoint;
 pub mod corpus;
 pub mod data;
+pub mod generate;
 pub mod kernels;
 pub mod model;
+pub mod plot;
 pub mod reference;
 pub mod rng;
+pub mod train;
 
 pub use model::{Dims, ModelError, SimpleRnnlm, Tensor, Window};

@@ -414,6 +414,30 @@ impl SimpleRnnlm {
         Ok(())
     }
 
+    /// The logits (bias included) after every input of one window: `out[(b * T + t) * V + v]`
+    /// for batch-major `xs[b][t]`. Advances the hidden state like [`forward`](Self::forward);
+    /// clears the gradient of any earlier forward.
+    pub fn logits(&mut self, xs: &[u32], out: &mut [f32]) -> Result<(), ModelError> {
+        let vocab = self.dims.vocab;
+        check_len("logits output", self.window.tokens() * vocab, out.len())?;
+        self.load_window(xs, None)?;
+        self.forward_hidden_and_logits();
+        self.ws.has_forward = false;
+        let Window { batch, time } = self.window;
+        let p = views(&self.params, self.dims);
+        for t in 0..time {
+            for b in 0..batch {
+                let row = t * batch + b;
+                let logits = &self.ws.logits[row * vocab..(row + 1) * vocab];
+                let dest = &mut out[(b * time + t) * vocab..(b * time + t + 1) * vocab];
+                for ((d, &z), &bias) in dest.iter_mut().zip(logits).zip(p.affine_b) {
+                    *d = z + bias;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Backward pass for the last forward window: overwrites every gradient.
     pub fn backward(&mut self) -> Result<(), ModelError> {
         if !self.ws.has_forward {

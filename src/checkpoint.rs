@@ -1,0 +1,259 @@
+//! Checkpoints in the safetensors format.
+//!
+//! One f32 tensor per parameter, named and shaped as in `../shared/SPEC.md` (`embed.W` V x D,
+//! `rnn.Wx` D x H, `rnn.Wh` H x H, `rnn.b` H, `affine.W` H x V, `affine.b` V, row-major), so a
+//! checkpoint loads in numpy or PyTorch through the `safetensors` package, and a file written
+//! there with those names, shapes and dtype loads here. The header's `__metadata__` (string
+//! values) carries what `predict`, `eval` and `generate` need besides the weights:
+//!
+//! | key | value |
+//! |-----|-------|
+//! | `format` | `rnnlm.SimpleRnnlm.v1` |
+//! | `vocab_size`, `embed`, `hidden` | the sizes, decimal |
+//! | `level` | `word` or `char` |
+//! | `lowercase` | `true` or `false` (char level: the text was lower-cased) |
+//! | `epoch` | epochs trained so far, decimal |
+//! | `vocab` | the vocabulary, in the `vocab.txt` format (one escaped token per line) |
+//!
+//! Metadata is optional on loading (a file made elsewhere may have none); commands that need
+//! the vocabulary say so when it is missing.
+
+use crate::corpus::{tokfile, Level, Vocab};
+use crate::model::{Dims, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The `format` metadata value of checkpoints written by this version.
+pub const FORMAT: &str = "rnnlm.SimpleRnnlm.v1";
+
+/// What a checkpoint says besides its weights.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Meta {
+    pub level: Option<Level>,
+    pub lowercase: bool,
+    pub epoch: usize,
+    pub vocab: Option<Vocab>,
+}
+
+/// Weights and metadata read from a checkpoint.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub dims: Dims,
+    /// Flat parameters in the layout of [`Tensor::range`].
+    pub params: Vec<f32>,
+    pub meta: Meta,
+}
+
+/// Why a checkpoint could not be read or written. Always names the file.
+#[derive(Debug)]
+pub struct CheckpointError {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "checkpoint {}: {}", self.path.display(), self.why)
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+fn error(path: &Path, why: impl Into<String>) -> CheckpointError {
+    CheckpointError { path: path.to_owned(), why: why.into() }
+}
+
+/// The bytes of a checkpoint holding `params` (layout of [`Tensor::range`]) and `meta`.
+pub fn encode(dims: Dims, params: &[f32], meta: &Meta) -> Result<Vec<u8>, String> {
+    let bytes: &[u8] = bytemuck::cast_slice(params);
+    let mut views = Vec::new();
+    for tensor in Tensor::ALL {
+        let (rows, cols) = tensor.shape(dims);
+        let shape =
+            if rows == 1 && matches!(tensor, Tensor::RnnB | Tensor::AffineB) { vec![cols] } else { vec![rows, cols] };
+        let range = tensor.range(dims);
+        let view =
+            TensorView::new(Dtype::F32, shape, &bytes[range.start * 4..range.end * 4]).map_err(|e| e.to_string())?;
+        views.push((tensor.name(), view));
+    }
+    let mut metadata = HashMap::new();
+    metadata.insert("format".to_owned(), FORMAT.to_owned());
+    metadata.insert("vocab_size".to_owned(), dims.vocab.to_string());
+    metadata.insert("embed".to_owned(), dims.embed.to_string());
+    metadata.insert("hidden".to_owned(), dims.hidden.to_string());
+    metadata.insert("epoch".to_owned(), meta.epoch.to_string());
+    metadata.insert("lowercase".to_owned(), meta.lowercase.to_string());
+    if let Some(level) = meta.level {
+        metadata.insert("level".to_owned(), level.name().to_owned());
+    }
+    if let Some(vocab) = &meta.vocab {
+        metadata.insert("vocab".to_owned(), vocab.to_file_text());
+    }
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+}
+
+/// Writes a checkpoint atomically (temporary file, then rename): an existing file at `path`
+/// is replaced only by a complete new one.
+pub fn save(path: &Path, dims: Dims, params: &[f32], meta: &Meta) -> Result<(), CheckpointError> {
+    let bytes = encode(dims, params, meta).map_err(|why| error(path, why))?;
+    tokfile::write_atomically(path, &bytes).map_err(|e| error(path, e.to_string()))
+}
+
+/// Reads and validates a checkpoint: all six tensors present, f32, with mutually consistent
+/// shapes (and consistent with the metadata, when there is any).
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|e| error(path, e.to_string()))?;
+    decode(&bytes).map_err(|why| error(path, why))
+}
+
+/// [`load`] on bytes in memory.
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| describe_format_error(bytes, e))?;
+    let tensor = |t: Tensor| -> Result<TensorView<'_>, String> {
+        let view = tensors.tensor(t.name()).map_err(|_| format!("the tensor {} is missing", t.name()))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(format!("the tensor {} is {:?}, rnnlm needs F32", t.name(), view.dtype()));
+        }
+        Ok(view)
+    };
+    let embed = tensor(Tensor::EmbedW)?;
+    let wh = tensor(Tensor::RnnWh)?;
+    let (vocab, embed_dim) = match embed.shape() {
+        &[v, d] => (v, d),
+        other => return Err(format!("embed.W has shape {other:?}, expected [vocab, embed]")),
+    };
+    let hidden = match wh.shape() {
+        &[h, h2] if h == h2 => h,
+        other => return Err(format!("rnn.Wh has shape {other:?}, expected a square [hidden, hidden]")),
+    };
+    let dims = Dims { vocab, embed: embed_dim, hidden };
+    if vocab == 0 || embed_dim == 0 || hidden == 0 {
+        return Err(format!("a size is zero: {dims:?}"));
+    }
+    let mut params = Vec::new();
+    for t in Tensor::ALL {
+        let view = tensor(t)?;
+        let (rows, cols) = t.shape(dims);
+        let expected: &[usize] = if matches!(t, Tensor::RnnB | Tensor::AffineB) { &[cols] } else { &[rows, cols] };
+        if view.shape() != expected {
+            return Err(format!(
+                "{} has shape {:?}, but embed.W {:?} and rnn.Wh {:?} make it {expected:?}",
+                t.name(),
+                view.shape(),
+                embed.shape(),
+                wh.shape()
+            ));
+        }
+        params.extend(view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))));
+    }
+    let meta = read_meta(bytes, dims)?;
+    Ok(Checkpoint { dims, params, meta })
+}
+
+/// A clearer message than the parser's for the usual ways a file is not a checkpoint.
+fn describe_format_error(bytes: &[u8], e: safetensors::SafeTensorError) -> String {
+    if bytes.len() < 8 {
+        return format!("truncated or not a safetensors file ({} bytes)", bytes.len());
+    }
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if header_len > bytes.len() as u64 - 8 {
+        return format!(
+            "truncated or not a safetensors file (the header claims {header_len} bytes, the file has {})",
+            bytes.len()
+        );
+    }
+    format!("not a valid safetensors file ({e})")
+}
+
+fn read_meta(bytes: &[u8], dims: Dims) -> Result<Meta, String> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let Some(values) = metadata.metadata() else { return Ok(Meta::default()) };
+    let number = |key: &str| -> Result<Option<usize>, String> {
+        values
+            .get(key)
+            .map(|v| v.parse::<usize>().map_err(|_| format!("metadata {key} = {v:?} is not a number")))
+            .transpose()
+    };
+    for (key, actual) in [("vocab_size", dims.vocab), ("embed", dims.embed), ("hidden", dims.hidden)] {
+        if let Some(stated) = number(key)? {
+            if stated != actual {
+                return Err(format!("metadata {key} = {stated} contradicts the tensors' {actual}"));
+            }
+        }
+    }
+    let level =
+        values.get("level").map(|v| v.parse::<Level>().map_err(|e| format!("metadata level: {e}"))).transpose()?;
+    let lowercase = match values.get("lowercase").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(format!("metadata lowercase = {other:?} is not true or false")),
+    };
+    let vocab = match values.get("vocab") {
+        None => None,
+        Some(text) => {
+            let vocab = Vocab::from_file_bytes(text.as_bytes()).map_err(|e| format!("metadata vocab: {e}"))?;
+            if vocab.len() != dims.vocab {
+                return Err(format!("metadata vocab has {} tokens, the tensors {}", vocab.len(), dims.vocab));
+            }
+            Some(vocab)
+        }
+    };
+    Ok(Meta { level, lowercase, epoch: number("epoch")?.unwrap_or(0), vocab })
+}
+
+/// Checks that a model whose vocabulary is `model_vocab` can read ids made with
+/// `corpus_vocab`: the corpus vocabulary must start with exactly the model's tokens (it may be
+/// longer when the model was trained on the first tokens of the corpus only).
+pub fn check_vocab_compatible(model_vocab: &Vocab, corpus_vocab: &Vocab, corpus: &str) -> Result<(), String> {
+    let n = model_vocab.len();
+    if corpus_vocab.len() < n || corpus_vocab.tokens()[..n] != *model_vocab.tokens() {
+        let first_difference = model_vocab
+            .tokens()
+            .iter()
+            .zip(corpus_vocab.tokens())
+            .position(|(a, b)| a != b)
+            .unwrap_or(n.min(corpus_vocab.len()));
+        return Err(format!(
+            "the checkpoint's vocabulary ({n} tokens) does not match {corpus}'s ({} tokens; they differ from id {first_difference})",
+            corpus_vocab.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Dims, Vec<f32>, Meta) {
+        let dims = Dims { vocab: 5, embed: 3, hidden: 2 };
+        let count = Tensor::AffineB.range(dims).end;
+        let params = (0..count).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let mut vocab = Vocab::new();
+        for t in ["a", "b", "\n", "d", "e"] {
+            vocab.intern(t);
+        }
+        (dims, params, Meta { level: Some(Level::Char), lowercase: true, epoch: 7, vocab: Some(vocab) })
+    }
+
+    #[test]
+    fn round_trip() {
+        let (dims, params, meta) = sample();
+        let back = decode(&encode(dims, &params, &meta).unwrap()).unwrap();
+        assert_eq!(back.dims, dims);
+        assert_eq!(back.params, params);
+        assert_eq!(back.meta, meta);
+    }
+
+    #[test]
+    fn truncated_files_are_named_as_such() {
+        let (dims, params, meta) = sample();
+        let bytes = encode(dims, &params, &meta).unwrap();
+        for cut in [0, 5, 20, bytes.len() - 1] {
+            let message = decode(&bytes[..cut]).unwrap_err();
+            assert!(message.contains("truncated") || message.contains("not a valid"), "{cut}: {message}");
+        }
+    }
+}
