@@ -16,7 +16,7 @@ pub fn download(data_dir: &Path, args: DownloadArgs) -> anyhow::Result<()> {
             let dir = args.dir.unwrap_or_else(|| data_dir.join("ptb"));
             let base_url = data::ptb_base_url(args.base_url.as_deref());
             data::download_ptb(&dir, &base_url, log_to_stderr)?;
-            println!("the Penn Treebank is in {}", dir.display());
+            out!("the Penn Treebank is in {}", dir.display());
         }
     }
     Ok(())
@@ -53,7 +53,7 @@ pub fn prepare(data_dir: &Path, args: PrepareArgs) -> anyhow::Result<()> {
 }
 
 fn print_prepared(prepared: &corpus::Prepared) {
-    println!(
+    out!(
         "vocabulary: {} tokens ({}-level) -> {}",
         prepared.vocab.len(),
         prepared.level,
@@ -61,7 +61,7 @@ fn print_prepared(prepared: &corpus::Prepared) {
     );
     for split in corpus::Split::ALL {
         if let Some(file) = prepared.split(split) {
-            println!("{:<5} {:>10} tokens -> {}", split.name(), file.header().token_count, file.path().display());
+            out!("{:<5} {:>10} tokens -> {}", split.name(), file.header().token_count, file.path().display());
         }
     }
 }
@@ -70,23 +70,23 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let bytes = corpus::read_bytes(&args.file)?;
     let shown = |e: tokfile::TokFileError| anyhow::anyhow!("{}: {e}", args.file.display());
     let header = Header::parse(&bytes).map_err(shown)?;
-    println!("file:       {}", args.file.display());
-    println!("version:    {}", tokfile::VERSION);
-    println!("id width:   {} bytes", header.id_bytes);
-    println!("level:      {}", header.level);
-    println!("vocabulary: {} tokens (vocabulary file checksum {:08x})", header.vocab_size, header.vocab_crc);
-    println!("tokens:     {}", header.token_count);
+    out!("file:       {}", args.file.display());
+    out!("version:    {}", tokfile::VERSION);
+    out!("id width:   {} bytes", header.id_bytes);
+    out!("level:      {}", header.level);
+    out!("vocabulary: {} tokens (vocabulary file checksum {:08x})", header.vocab_size, header.vocab_crc);
+    out!("tokens:     {}", header.token_count);
     // Validate through the memory map, exactly as training opens the file.
     let file = match corpus::TokenFile::open(&args.file) {
         Ok(file) => file,
         Err(error) => {
             if let FileErrorKind::Format(TokFileError::PayloadChecksum { .. }) = error.kind {
-                println!("checksum:   MISMATCH");
+                out!("checksum:   MISMATCH");
             }
             return Err(error.into());
         }
     };
-    println!("checksum:   ok ({:08x}); every id is below the vocabulary size", header.payload_crc);
+    out!("checksum:   ok ({:08x}); every id is below the vocabulary size", header.payload_crc);
 
     let vocab_path = args.vocab.clone().or_else(|| {
         let beside = args.file.with_file_name(corpus::VOCAB_FILE);
@@ -100,12 +100,12 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             corpus::check_against_vocab(&file, &vocab, vocab_crc, &vocab_path)
                 .with_context(|| "use the vocabulary the token file was prepared with")?;
             let tokenizer = Tokenizer { level: header.level, lowercase: false };
-            println!("first {} tokens ({}):", first.len(), vocab_path.display());
-            println!("{}", tokenizer.detokenize((0..first.len()).map(|i| first.get(i)), &vocab));
+            out!("first {} tokens ({}):", first.len(), vocab_path.display());
+            out!("{}", tokenizer.detokenize((0..first.len()).map(|i| first.get(i)), &vocab));
         }
         None => {
             let ids: Vec<String> = (0..first.len()).map(|i| first.get(i).to_string()).collect();
-            println!("first {} ids (no vocabulary file given): {}", first.len(), ids.join(" "));
+            out!("first {} ids (no vocabulary file given): {}", first.len(), ids.join(" "));
         }
     }
     Ok(())

@@ -1,7 +1,17 @@
 //! Subcommands of the `rnnlm` binary. Each one parses nothing itself (clap does) and holds no
 //! logic beyond calling the library and printing.
 
+/// `println!` that ignores a closed stdout (`rnnlm ... | head`) instead of panicking: the
+/// command carries on (a training run still saves its checkpoint).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod corpus_commands;
+mod model_commands;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,6 +29,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Train a model (with no arguments: the chapter's experiment on the first 1,000 PTB words)
+    Train(Box<TrainArgs>),
+    /// Perplexity of a checkpoint on a split, with the spec's evaluation batching
+    Eval(EvalArgs),
+    /// Next-token guesses on a B x T block of the corpus, side by side with the truth
+    Predict(PredictArgs),
+    /// Sample text from a checkpoint
+    Generate(GenerateArgs),
     /// Download a data set (verified against its SHA-256, written atomically)
     Download(DownloadArgs),
     /// Turn text files into a vocabulary and memory-mappable token files
@@ -92,14 +110,220 @@ pub struct InspectArgs {
     pub show: usize,
 }
 
+/// Which corpus a command reads: PTB from the data directory unless `--text` or `--prepared`.
+#[derive(Args, Debug, Clone)]
+pub struct CorpusArgs {
+    /// Train on (or read) this UTF-8 text file instead of PTB; prepared once into the cache
+    #[arg(long, value_name = "FILE", conflicts_with = "prepared")]
+    pub text: Option<PathBuf>,
+    /// Read a directory made by `rnnlm prepare` instead of PTB
+    #[arg(long, value_name = "DIR")]
+    pub prepared: Option<PathBuf>,
+    /// Where to fetch PTB from if it is missing [default: $RNNLM_PTB_URL, else the textbook's location]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// The chapter: first 1,000 PTB words, D = H = 100, B = 10, T = 5, SGD lr 0.1, 100 epochs
+    Chapter,
+    /// Full PTB: B = 20, T = 35, D = H = 100, SGD with global-norm clipping and decay
+    Ptb,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Default hyper-parameters; every flag below overrides its preset value
+    #[arg(long, value_enum, default_value = "chapter")]
+    pub preset: Preset,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    /// Token level of --text
+    #[arg(long, value_parser = parse_level, requires = "text")]
+    pub level: Option<rnnlm::corpus::Level>,
+    /// Lower-case --text first
+    #[arg(long, requires = "text")]
+    pub lowercase: bool,
+    /// Train on the first N tokens only; the vocabulary is then the ids they use
+    /// [chapter preset on PTB: 1000]
+    #[arg(long, value_name = "N", value_parser = positive_usize)]
+    pub corpus_size: Option<usize>,
+    /// Train on the whole corpus even where the preset cuts it
+    #[arg(long, conflicts_with = "corpus_size")]
+    pub full_corpus: bool,
+    /// Epochs [chapter: 100]
+    #[arg(long, value_parser = positive_usize)]
+    pub epochs: Option<usize>,
+    /// Stop after N iterations in total
+    #[arg(long, value_name = "N", value_parser = positive_usize)]
+    pub max_iters: Option<usize>,
+    /// Batch rows B [chapter: 10, ptb: 20]
+    #[arg(long, value_parser = positive_usize)]
+    pub batch: Option<usize>,
+    /// Time steps per window T [chapter: 5, ptb: 35]
+    #[arg(long, value_parser = positive_usize)]
+    pub time: Option<usize>,
+    /// Word-vector size D [100]
+    #[arg(long, value_parser = positive_usize)]
+    pub embed: Option<usize>,
+    /// Hidden size H [100]
+    #[arg(long, value_parser = positive_usize)]
+    pub hidden: Option<usize>,
+    /// SGD learning rate [chapter: 0.1]
+    #[arg(long, allow_negative_numbers = true, value_parser = positive_f32)]
+    pub lr: Option<f32>,
+    /// Clip gradients to this global L2 norm
+    #[arg(long, value_name = "MAX_NORM", allow_negative_numbers = true, value_parser = positive_f32)]
+    pub clip: Option<f32>,
+    /// Divide the learning rate by F whenever validation perplexity is worse than the best so far
+    #[arg(long, value_name = "F", allow_negative_numbers = true, value_parser = decay_factor)]
+    pub lr_decay: Option<f32>,
+    /// Seed of the initial weights
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads [default: one per core]
+    #[arg(long, value_parser = positive_usize)]
+    pub threads: Option<usize>,
+    /// Start from this checkpoint instead of a random initialisation
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+    /// Where to write the final weights (atomically); the chart goes beside it as .png
+    #[arg(long, value_name = "FILE", default_value = "rnnlm.safetensors")]
+    pub save: PathBuf,
+    /// Write neither checkpoint nor chart
+    #[arg(long)]
+    pub no_save: bool,
+    /// Write the chart here instead of beside the checkpoint
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Write JSON lines (one per iteration, one per epoch) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitArg {
+    Train,
+    Valid,
+    Test,
+}
+
+impl SplitArg {
+    pub fn split(self) -> rnnlm::corpus::Split {
+        match self {
+            SplitArg::Train => rnnlm::corpus::Split::Train,
+            SplitArg::Valid => rnnlm::corpus::Split::Valid,
+            SplitArg::Test => rnnlm::corpus::Split::Test,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The checkpoint
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Which split of the corpus (ignored with --text, which is evaluated whole)
+    #[arg(long, value_enum, default_value = "valid")]
+    pub split: SplitArg,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    /// Batch rows B of the evaluation windows
+    #[arg(long, default_value_t = 20, value_parser = positive_usize)]
+    pub batch: usize,
+    /// Time steps T of the evaluation windows
+    #[arg(long, default_value_t = 35, value_parser = positive_usize)]
+    pub time: usize,
+    /// Worker threads [default: one per core]
+    #[arg(long, value_parser = positive_usize)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The checkpoint
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Which split to take the block from (ignored with --text)
+    #[arg(long, value_enum, default_value = "train")]
+    pub split: SplitArg,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    /// Position of the block's first token
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Rows B of the block
+    #[arg(long, default_value_t = 10, value_parser = positive_usize)]
+    pub batch: usize,
+    /// Columns T of the block
+    #[arg(long, default_value_t = 5, value_parser = positive_usize)]
+    pub time: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// The checkpoint
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// The text to start from: one or more words (word level) or characters (char level)
+    #[arg(long)]
+    pub start: String,
+    /// Tokens to generate
+    #[arg(long, default_value_t = 100)]
+    pub len: usize,
+    /// Softmax temperature; 0 always takes the most likely token
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = non_negative_f32)]
+    pub temperature: f32,
+    /// Seed of the sampler
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
 fn parse_level(s: &str) -> Result<rnnlm::corpus::Level, String> {
     s.parse()
+}
+
+fn positive_usize(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+fn positive_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a positive number".into()),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+fn non_negative_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err("must be zero or a positive number".into()),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+fn decay_factor(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        Ok(_) => Err("must be a number of at least 1 (the learning rate is divided by it)".into()),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
 }
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let data = rnnlm::data::data_dir(cli.data.as_deref());
     match cli.command {
+        Command::Train(args) => model_commands::train(&data, *args),
+        Command::Eval(args) => model_commands::eval(&data, args),
+        Command::Predict(args) => model_commands::predict(&data, args),
+        Command::Generate(args) => model_commands::generate(args),
         Command::Download(args) => corpus_commands::download(&data, args),
         Command::Prepare(args) => corpus_commands::prepare(&data, args),
         Command::Inspect(args) => corpus_commands::inspect(args),
