@@ -1,0 +1,156 @@
+//! `rnnlm train`, `eval`, `predict` and `generate`, run as a user runs them.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn rnnlm(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rnnlm"))
+        .args(args)
+        .env("RNNLM_DATA", common::data_dir())
+        .env("RNNLM_CACHE", cache)
+        .env_remove("RNNLM_PTB_URL")
+        .output()
+        .expect("run rnnlm")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A failure whose error is one line, the last on stderr, containing `needle`. Progress lines
+/// (preparing PTB, "training on ...") may come before it.
+fn assert_one_line_error(output: &Output, needle: &str) {
+    assert!(!output.status.success(), "expected failure: {}", stdout(output));
+    let message = stderr(output);
+    let last = message.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("error:"), "{message:?}");
+    assert_eq!(message.matches("error").count(), 1, "one error line: {message:?}");
+    assert!(last.contains(needle), "{needle:?} missing from {message:?}");
+}
+
+#[test]
+fn bad_flag_values_fail_with_one_line_and_keep_an_existing_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let text = dir.path().join("tiny.txt");
+    std::fs::write(&text, "a b c d e f g h i j\n").unwrap();
+    let save = dir.path().join("keep.safetensors");
+    std::fs::write(&save, "the user's previous checkpoint").unwrap();
+    let (t, s) = (text.to_str().unwrap(), save.to_str().unwrap());
+    let cases: [(&[&str], &str); 7] = [
+        (&["train", "--batch", "0", "--save", s], "--batch"),
+        (&["train", "--lr", "-1", "--save", s], "positive"),
+        (&["train", "--lr", "abc", "--save", s], "not a number"),
+        (&["train", "--text", t, "--level", "klingon", "--save", s], "klingon"),
+        (&["train", "--lr-decay", "0.5", "--save", s], "at least 1"),
+        (&["train", "--text", t, "--batch", "10", "--time", "5", "--save", s], "shorter than one"),
+        (&["train", "--corpus-size", "30", "--save", s], "shorter than one"),
+    ];
+    for (index, (args, needle)) in cases.into_iter().enumerate() {
+        let output = rnnlm(args, &cache);
+        assert_one_line_error(&output, needle);
+        if index < 5 {
+            assert_eq!(stderr(&output).lines().count(), 1, "flag errors come before any work: {}", stderr(&output));
+        }
+        assert_eq!(std::fs::read_to_string(&save).unwrap(), "the user's previous checkpoint", "{args:?}");
+    }
+}
+
+#[test]
+fn a_diverging_run_saves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("m.safetensors");
+    std::fs::write(&save, "old").unwrap();
+    let output =
+        rnnlm(&["train", "--lr", "1e30", "--epochs", "2", "--save", save.to_str().unwrap()], &dir.path().join("c"));
+    assert_one_line_error(&output, "diverged");
+    assert_eq!(std::fs::read_to_string(&save).unwrap(), "old");
+    assert!(!save.with_extension("png").exists());
+}
+
+/// Width and height from a PNG's IHDR chunk, after checking the signature.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.len() > 1000, "an image of plausible size, not {} bytes", bytes.len());
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+#[test]
+fn chapter_run_writes_checkpoint_and_chart_then_predict_eval_and_generate_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let save = dir.path().join("runs/chapter.safetensors");
+    let s = save.to_str().unwrap();
+    let output = rnnlm(&["train", "--epochs", "30", "--save", s], &cache);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let epochs: Vec<&str> = printed.lines().filter(|l| l.starts_with("epoch")).collect();
+    assert_eq!(epochs.len(), 30, "{printed}");
+    assert!(epochs[0].contains("valid ppl         -"), "{}", epochs[0]);
+    assert_eq!(png_size(&std::fs::read(save.with_extension("png")).unwrap()), (800, 500));
+
+    let predict = rnnlm(&["predict", "--checkpoint", s], &cache);
+    assert!(predict.status.success(), "{}", stderr(&predict));
+    let shown = stdout(&predict);
+    assert!(shown.contains("row 10") && shown.contains("input  aer"), "{shown}");
+    assert!(shown.lines().last().unwrap().starts_with("accuracy: "), "{shown}");
+
+    let eval = rnnlm(&["eval", "--checkpoint", s, "--split", "train", "--batch", "10", "--time", "5"], &cache);
+    assert_one_line_error(&eval, "outside the checkpoint's 418-token vocabulary");
+
+    let generated = rnnlm(&["generate", "--checkpoint", s, "--start", "the", "--len", "20", "--seed", "3"], &cache);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let text = stdout(&generated);
+    assert!(text.starts_with("the "), "{text}");
+    let again = rnnlm(&["generate", "--checkpoint", s, "--start", "the", "--len", "20", "--seed", "3"], &cache);
+    assert_eq!(stdout(&again), text, "the same seed gives the same text");
+    assert_one_line_error(
+        &rnnlm(&["generate", "--checkpoint", s, "--start", "zyzzyva"], &cache),
+        "\"zyzzyva\" is not in the training vocabulary",
+    );
+}
+
+#[test]
+fn init_checks_shapes_against_the_corpus_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let first = dir.path().join("first.safetensors");
+    let f = first.to_str().unwrap();
+    assert!(rnnlm(&["train", "--epochs", "1", "--save", f], &cache).status.success());
+    let output = rnnlm(&["train", "--epochs", "1", "--hidden", "50", "--init", f, "--no-save"], &cache);
+    assert_one_line_error(&output, "hidden 100, but the corpus and flags give vocabulary 418, embed 100, hidden 50");
+    let resumed = dir.path().join("resumed.safetensors");
+    let output = rnnlm(&["train", "--epochs", "2", "--init", f, "--save", resumed.to_str().unwrap()], &cache);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let ckpt = rnnlm::checkpoint::load(&resumed).unwrap();
+    assert_eq!(ckpt.meta.epoch, 3, "epochs add up across --init");
+}
+
+#[test]
+fn japanese_characters_train_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/samples/japanese.txt");
+    let save = dir.path().join("ja.safetensors");
+    let (t, s) = (sample.to_str().unwrap(), save.to_str().unwrap());
+    let output = rnnlm(
+        &["train", "--text", t, "--level", "char", "--corpus-size", "1000", "--epochs", "60", "--save", s],
+        &cache,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let last = stdout(&output).lines().rfind(|l| l.starts_with("epoch")).unwrap().to_owned();
+    let ppl: f64 = last.split('|').nth(1).unwrap().trim().trim_start_matches("train ppl").trim().parse().unwrap();
+    assert!(ppl < 60.0, "60 epochs bring character perplexity well below the vocabulary size: {last}");
+    let predict = rnnlm(&["predict", "--checkpoint", s, "--text", t], &cache);
+    assert!(predict.status.success(), "{}", stderr(&predict));
+    let shown = stdout(&predict);
+    assert!(shown.contains("input  小 さ な 港 町"), "{shown}");
+}
