@@ -36,6 +36,7 @@ mod tile {
     pub const MR: usize = 6;
 }
 use tile::{Vector, LANES, MR};
+use wide::f32x8;
 
 /// Columns of the register tile (two vectors).
 const NR: usize = 2 * LANES;
@@ -44,15 +45,26 @@ const KC: usize = 256;
 /// Columns of one packed block of B: `KC x NC` (256 KiB) stays in L2.
 const NC: usize = 256;
 
-struct PackBuffers {
-    a: [f32; MR * KC],
-    b: [f32; KC * NC],
+thread_local! {
+    static PACK_A: RefCell<[f32; MR * KC]> = const { RefCell::new([0.0; MR * KC]) };
+    static PACK_B: RefCell<[f32; KC * NC]> = const { RefCell::new([0.0; KC * NC]) };
 }
 
-thread_local! {
-    static PACK: RefCell<PackBuffers> = const {
-        RefCell::new(PackBuffers { a: [0.0; MR * KC], b: [0.0; KC * NC] })
-    };
+/// Runs `f` on this thread's packing buffer for A (or B). A thread that is already using its
+/// buffer (a GEMM started from inside a parallel GEMM's task, which rayon can schedule on a
+/// thread that is waiting for its own GEMM) gets a temporary one from the heap instead.
+fn with_pack_a<R>(f: impl FnOnce(&mut [f32]) -> R) -> R {
+    PACK_A.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => f(&mut buffer[..]),
+        Err(_) => f(&mut vec![0.0; MR * KC]),
+    })
+}
+
+fn with_pack_b<R>(f: impl FnOnce(&mut [f32]) -> R) -> R {
+    PACK_B.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => f(&mut buffer[..]),
+        Err(_) => f(&mut vec![0.0; KC * NC]),
+    })
 }
 
 /// A read-only matrix operand: `op(X)` of `rows x cols` over `data` with leading dimension `ld`.
@@ -121,26 +133,41 @@ fn pack_panel<const W: usize>(
     assert!(nfree <= W);
     let (groups, _) = out[..kc * W].as_chunks_mut::<W>();
     if depth_stride == 1 {
-        // Transposing: read eight depth values of one free index at a time, so that each read
-        // is one bounds check and the eight groups written stay in L1.
-        for f in 0..nfree {
-            let start = (free0 + f) * free_stride + k0;
-            let run = &data[start..start + kc];
-            let (run_blocks, run_tail) = run.as_chunks::<8>();
-            let (group_blocks, group_tail) = groups.as_chunks_mut::<8>();
-            for (block, values) in group_blocks.iter_mut().zip(run_blocks) {
-                for (group, &v) in block.iter_mut().zip(values) {
-                    group[f] = v;
+        // Transposing: each free index's run is contiguous along the depth. Whole 8 x 8 blocks
+        // (eight free indices by eight depths) are transposed in registers; the rest moves one
+        // value at a time.
+        let rows = |f: usize| &data[(free0 + f) * free_stride + k0..][..kc];
+        let whole_free = nfree / 8 * 8;
+        let whole_depth = kc / 8 * 8;
+        for f in (0..whole_free).step_by(8) {
+            let runs: [&[f32]; 8] = std::array::from_fn(|r| rows(f + r));
+            for p in (0..whole_depth).step_by(8) {
+                let block = f32x8::transpose(std::array::from_fn(|r| super::simd::load(&runs[r][p..p + 8])));
+                for (i, column) in block.into_iter().enumerate() {
+                    super::simd::store(&mut groups[p + i][f..f + 8], column);
                 }
             }
-            for (group, &v) in group_tail.iter_mut().zip(run_tail) {
-                group[f] = v;
+        }
+        for f in 0..nfree {
+            let run = rows(f);
+            let first_depth = if f < whole_free { whole_depth } else { 0 };
+            for (group, &value) in groups[first_depth..].iter_mut().zip(&run[first_depth..]) {
+                group[f] = value;
             }
         }
     } else {
+        // Groups of 12 or 32 values: copied eight lanes at a time rather than through a
+        // `memcpy` call per group, whose call overhead dominated packing (measured).
         for (p, group) in groups.iter_mut().enumerate() {
             let start = (k0 + p) * depth_stride + free0;
-            group[..nfree].copy_from_slice(&data[start..start + nfree]);
+            let source = &data[start..start + nfree];
+            let whole = nfree / 8 * 8;
+            for (dst, src) in group[..whole].chunks_exact_mut(8).zip(source.chunks_exact(8)) {
+                super::simd::store(dst, super::simd::load(src));
+            }
+            for (dst, &src) in group[whole..nfree].iter_mut().zip(&source[whole..]) {
+                *dst = src;
+            }
         }
     }
     if nfree < W {
@@ -272,6 +299,54 @@ fn store_tile(
     }
 }
 
+/// `C = beta * C` for the whole of C (the product of an empty K dimension).
+fn scale_c(beta: f32, c: &mut OutMatrix<'_>) {
+    let n = c.cols;
+    for i in 0..c.rows {
+        for c_ij in c.segment(i, 0, n) {
+            *c_ij = if beta == 0.0 { 0.0 } else { *c_ij * beta };
+        }
+    }
+}
+
+/// Packs columns `jc..jc + nc` and depths `pc..pc + kc` of `op(B)` into `out` as `NR`-wide
+/// panels of `KC * NR` values each.
+fn pack_b_block(b: Operand<'_>, (jc, nc): (usize, usize), (pc, kc): (usize, usize), out: &mut [f32]) {
+    let (row_stride, col_stride) = b.strides();
+    for (jp, panel) in out.chunks_exact_mut(KC * NR).take(nc.div_ceil(NR)).enumerate() {
+        let j0 = jp * NR;
+        pack_panel::<NR>(b.data, (col_stride, row_stride), (jc + j0, NR.min(nc - j0)), (pc, kc), panel);
+    }
+}
+
+/// Adds `alpha * op(A)[rows, pc..pc + kc] * packed_b` into `C[rows, jc..jc + nc]` (scaling C
+/// by `beta` first), one `MR`-row panel of A at a time.
+#[allow(clippy::too_many_arguments)]
+fn multiply_rows(
+    a: Operand<'_>,
+    rows: std::ops::Range<usize>,
+    (pc, kc): (usize, usize),
+    packed_b: &[f32],
+    (jc, nc): (usize, usize),
+    alpha: f32,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    let a_strides = a.strides();
+    with_pack_a(|pack_a| {
+        for ir in rows.clone().step_by(MR) {
+            let mr = MR.min(rows.end - ir);
+            pack_panel::<MR>(a.data, a_strides, (ir, mr), (pc, kc), pack_a);
+            let a_panel = &pack_a[..kc * MR];
+            for (jp, b_panel) in packed_b.chunks_exact(KC * NR).take(nc.div_ceil(NR)).enumerate() {
+                let j0 = jp * NR;
+                let acc = micro_kernel(a_panel, &b_panel[..kc * NR]);
+                store_tile(&acc, c, (ir, jc + j0), (mr, NR.min(nc - j0)), alpha, beta);
+            }
+        }
+    });
+}
+
 /// The serial driver over an already validated problem; C is `m x n`.
 fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
     let (m, n) = (c.rows, c.cols);
@@ -279,38 +354,17 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
         return;
     }
     if k == 0 {
-        for i in 0..m {
-            for c_ij in c.segment(i, 0, n) {
-                *c_ij = if beta == 0.0 { 0.0 } else { *c_ij * beta };
-            }
-        }
+        scale_c(beta, c);
         return;
     }
-    let a_strides = a.strides();
-    let (b_row_stride, b_col_stride) = b.strides();
-    PACK.with(|pack| {
-        let pack = &mut *pack.borrow_mut();
+    with_pack_b(|pack_b| {
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
-            let panels = nc.div_ceil(NR);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
+                pack_b_block(b, (jc, nc), (pc, kc), pack_b);
                 let beta_block = if pc == 0 { beta } else { 1.0 };
-                for (jp, b_panel) in pack.b.chunks_exact_mut(KC * NR).take(panels).enumerate() {
-                    let j0 = jc + jp * NR;
-                    let cols = NR.min(n - j0);
-                    pack_panel::<NR>(b.data, (b_col_stride, b_row_stride), (j0, cols), (pc, kc), b_panel);
-                }
-                for ir in (0..m).step_by(MR) {
-                    let mr = MR.min(m - ir);
-                    pack_panel::<MR>(a.data, a_strides, (ir, mr), (pc, kc), &mut pack.a);
-                    let a_panel = &pack.a[..kc * MR];
-                    for (jp, b_panel) in pack.b.chunks_exact(KC * NR).take(panels).enumerate() {
-                        let j0 = jc + jp * NR;
-                        let acc = micro_kernel(a_panel, &b_panel[..kc * NR]);
-                        store_tile(&acc, c, (ir, j0), (mr, NR.min(n - j0)), alpha, beta_block);
-                    }
-                }
+                multiply_rows(a, 0..m, (pc, kc), pack_b, (jc, nc), alpha, beta_block, c);
             }
         }
     });
@@ -364,13 +418,17 @@ pub fn gemm(
     gemm_serial(k, alpha, a, b, beta, &mut OutMatrix::new(c, m, n, ldc));
 }
 
-/// Work (multiply-adds) below which [`gemm_parallel`] stays on the calling thread: handing a
-/// block to another thread costs a few microseconds.
-const PARALLEL_MIN_WORK: usize = 1 << 19;
+/// Work (multiply-adds) below which [`gemm_parallel`] stays on the calling thread: waking
+/// another thread and handing it a block costs tens of microseconds, about what 4M
+/// multiply-adds take here (measured: the chapter's 2M-multiply-add GEMMs ran 20% slower
+/// overall when split).
+const PARALLEL_MIN_WORK: usize = 1 << 22;
 /// Multiply-adds per parallel block, roughly: enough to amortise the hand-off.
 const WORK_PER_BLOCK: usize = 1 << 20;
-/// Upper bound on the number of parallel blocks.
-const MAX_BLOCKS: usize = 32;
+/// Upper bound on the number of parallel blocks. Each block of columns packs the whole of A
+/// again, so more blocks cost more packing; 8 balances that against load balance (measured on
+/// the c2/c3 shapes: 32 blocks were about 5% slower).
+const MAX_BLOCKS: usize = 8;
 
 /// [`gemm`] split over the current rayon pool.
 ///
@@ -397,31 +455,47 @@ pub fn gemm_parallel(
     let a = Operand { data: a, ld: lda, trans: trans_a };
     let b = Operand { data: b, ld: ldb, trans: trans_b };
     check_operands((m, n, k), &a, &b);
-    let c = OutMatrix::new(c, m, n, ldc);
+    let mut c = OutMatrix::new(c, m, n, ldc);
     let work = m * n * k;
     let blocks = if work < PARALLEL_MIN_WORK { 1 } else { work.div_ceil(WORK_PER_BLOCK).min(MAX_BLOCKS) };
-    // Split the longer side of C, in whole register tiles.
-    let (split_rows, granule, extent) = if m > n { (true, MR, m) } else { (false, NR, n) };
-    let per_block = extent.div_ceil(blocks).next_multiple_of(granule);
-    let blocks = extent.div_ceil(per_block);
-    if blocks <= 1 {
-        let mut c = c;
+    if m == 0 || n == 0 || k == 0 || blocks <= 1 {
         gemm_serial(k, alpha, a, b, beta, &mut c);
-        return;
+    } else if n >= m {
+        // Wide C: blocks of whole columns, each packing its own part of B.
+        let per_block = n.div_ceil(blocks).next_multiple_of(NR);
+        (0..n.div_ceil(per_block)).into_par_iter().for_each(|block| {
+            let j0 = block * per_block;
+            let cols = per_block.min(n - j0);
+            // SAFETY: the blocks are consecutive, non-overlapping column ranges of C, so no two
+            // share an element, and `c` itself is not used while they run.
+            let mut c_block = unsafe { c.block((0, m), (j0, cols)) };
+            gemm_serial(k, alpha, a, b.skip_cols(j0), beta, &mut c_block);
+        });
+    } else {
+        // Tall C: every block of rows needs all of B, so B is packed once per (jc, pc) block on
+        // this thread and shared; the row blocks run in parallel against it.
+        let per_block = m.div_ceil(blocks).next_multiple_of(MR);
+        with_pack_b(|pack_b| {
+            for jc in (0..n).step_by(NC) {
+                let nc = NC.min(n - jc);
+                for pc in (0..k).step_by(KC) {
+                    let kc = KC.min(k - pc);
+                    pack_b_block(b, (jc, nc), (pc, kc), pack_b);
+                    let packed_b = &*pack_b;
+                    let beta_block = if pc == 0 { beta } else { 1.0 };
+                    (0..m.div_ceil(per_block)).into_par_iter().for_each(|block| {
+                        let i0 = block * per_block;
+                        let rows = per_block.min(m - i0);
+                        // SAFETY: the blocks are consecutive, non-overlapping row ranges of C,
+                        // so no two share an element, and `c` itself is not used while they run.
+                        let mut c_block = unsafe { c.block((i0, rows), (0, n)) };
+                        let a_block = a.skip_rows(i0);
+                        multiply_rows(a_block, 0..rows, (pc, kc), packed_b, (jc, nc), alpha, beta_block, &mut c_block);
+                    });
+                }
+            }
+        });
     }
-    (0..blocks).into_par_iter().for_each(|block| {
-        let start = block * per_block;
-        let len = per_block.min(extent - start);
-        let (a_block, b_block, rows, cols) = if split_rows {
-            (a.skip_rows(start), b, (start, len), (0, n))
-        } else {
-            (a, b.skip_cols(start), (0, m), (start, len))
-        };
-        // SAFETY: the blocks are consecutive, non-overlapping ranges of rows (or of columns)
-        // of C, so no two blocks share an element, and `c` itself is not used while they run.
-        let mut c_block = unsafe { c.block(rows, cols) };
-        gemm_serial(k, alpha, a_block, b_block, beta, &mut c_block);
-    });
 }
 
 #[cfg(test)]
