@@ -16,6 +16,7 @@ use crate::kernels::{
 };
 use crate::rng::Rng;
 use std::fmt;
+use std::time::Instant;
 
 /// The model's sizes: `V`, `D` and `H` of the spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +192,7 @@ fn zeroed<T: Clone + Default>(name: &'static str, len: usize) -> Result<Vec<T>, 
 }
 
 /// Every activation of one window, allocated once. Rows are time-major (`t * batch + b`).
+#[derive(Clone)]
 struct Workspace {
     /// Input ids, `B*T`.
     ids: Vec<u32>,
@@ -217,7 +219,25 @@ struct Workspace {
     has_forward: bool,
 }
 
+/// Multiply-adds of the output layer's weight gradient below which the backward pass runs it
+/// and the RNN's backward pass one after the other instead of side by side.
+const SIDE_BY_SIDE_MIN_WORK: usize = 1 << 22;
+
+/// Seconds spent in each part of the model since the last
+/// [`reset_phase_times`](SimpleRnnlm::reset_phase_times): what `rnnlm bench` reports as the
+/// split between the recurrent part and the output layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseTimes {
+    /// Embedding, the RNN over time (forward and backward) and their weight gradients.
+    pub rnn: f64,
+    /// The affine layer, softmax and loss, forward and backward.
+    pub affine: f64,
+    /// Clipping and the SGD update.
+    pub update: f64,
+}
+
 /// The SimpleRnnlm of `../shared/SPEC.md`, on flat buffers.
+#[derive(Clone)]
 pub struct SimpleRnnlm {
     dims: Dims,
     window: Window,
@@ -226,6 +246,7 @@ pub struct SimpleRnnlm {
     /// Hidden state carried between windows, `B x H` (batch-row order).
     state: Vec<f32>,
     ws: Workspace,
+    times: PhaseTimes,
 }
 
 impl SimpleRnnlm {
@@ -310,7 +331,18 @@ impl SimpleRnnlm {
             grads: zeroed("model", param_count)?,
             state: zeroed("window", big(window.batch, h)?)?,
             ws,
+            times: PhaseTimes::default(),
         })
+    }
+
+    /// Time spent per part of the model since the last reset.
+    pub fn phase_times(&self) -> PhaseTimes {
+        self.times
+    }
+
+    /// Starts the phase clocks from zero.
+    pub fn reset_phase_times(&mut self) {
+        self.times = PhaseTimes::default();
     }
 
     /// The model's sizes.
@@ -377,6 +409,7 @@ impl SimpleRnnlm {
         let kept = self.ws.targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
         let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f32 };
         let p = views(&self.params, self.dims);
+        let start = Instant::now();
         softmax_cross_entropy(
             batch * time,
             vocab,
@@ -386,6 +419,7 @@ impl SimpleRnnlm {
             inv_n,
             &mut self.ws.row_loss,
         );
+        self.times.affine += start.elapsed().as_secs_f64();
         self.ws.has_forward = true;
         let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
         Ok((total * inv_n as f64) as f32)
@@ -440,6 +474,14 @@ impl SimpleRnnlm {
 
     /// Backward pass for the last forward window: overwrites every gradient.
     pub fn backward(&mut self) -> Result<(), ModelError> {
+        self.backward_impl(None)
+    }
+
+    /// The backward pass. With `fold_lr = Some(lr)` the output layer is updated in place
+    /// instead of storing its gradients: `affine.W -= lr * dW` happens inside the GEMM that
+    /// computes `dW` (`alpha = -lr`, `beta = 1`), which saves writing the `H x V` gradient and
+    /// sweeping it again for the update.
+    fn backward_impl(&mut self, fold_lr: Option<f32>) -> Result<(), ModelError> {
         if !self.ws.has_forward {
             return Err(ModelError::BackwardBeforeForward);
         }
@@ -447,48 +489,83 @@ impl SimpleRnnlm {
         let Window { batch, time } = self.window;
         let n = batch * time;
         let block = batch * h;
-        let p = views(&self.params, self.dims);
+        let p = views_mut(&mut self.params, self.dims);
         let g = views_mut(&mut self.grads, self.dims);
-        let ws = &mut self.ws;
-        let dlogits = &ws.logits;
-        let hs = &ws.states[block..];
+        let Workspace { ids, x, states, logits: dlogits, dhs, dx, touched, touched_mark, .. } = &mut self.ws;
+        let (states, dlogits, ids, x) = (&*states, &*dlogits, &*ids, &*x);
+        let (rnn_wh, rnn_wx) = (&*p.rnn_wh, &*p.rnn_wx);
 
-        column_sums(n, v, dlogits, g.affine_b);
-        gemm_parallel(h, v, n, 1.0, hs, h, Transpose::Yes, dlogits, v, Transpose::No, 0.0, g.affine_w, v);
-        gemm_parallel(n, h, v, 1.0, dlogits, v, Transpose::No, p.affine_w, v, Transpose::Yes, 0.0, &mut ws.dhs, h);
+        // dhs needs affine.W before any update touches it.
+        let start = Instant::now();
+        gemm_parallel(n, h, v, 1.0, dlogits, v, Transpose::No, p.affine_w, v, Transpose::Yes, 0.0, dhs, h);
+        let dhs_seconds = start.elapsed().as_secs_f64();
 
-        for t in (0..time).rev() {
-            let (earlier, from_t) = ws.dhs.split_at_mut(t * block);
-            let h_t = &ws.states[(t + 1) * block..(t + 2) * block];
-            let dh_prev = if t > 0 { Some(&mut earlier[(t - 1) * block..]) } else { None };
-            rnn_step_backward(batch, h, h_t, p.rnn_wh, &mut from_t[..block], dh_prev);
-        }
-        let dts = &ws.dhs;
-        let h_prevs = &ws.states[..n * h];
-        gemm_parallel(h, h, n, 1.0, h_prevs, h, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wh, h);
-        gemm_parallel(d, h, n, 1.0, &ws.x, d, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wx, h);
-        column_sums(n, h, dts, g.rnn_b);
-        gemm_parallel(n, d, h, 1.0, dts, h, Transpose::No, p.rnn_wx, h, Transpose::Yes, 0.0, &mut ws.dx, d);
-
-        // Only rows of the embedding gradient that a window touches are ever non-zero: clear
-        // the last window's, then scatter this one's.
-        for &id in &ws.touched {
-            g.embed_w[id as usize * d..(id as usize + 1) * d].fill(0.0);
-            ws.touched_mark[id as usize] = false;
-        }
-        ws.touched.clear();
-        for &id in &ws.ids {
-            if !ws.touched_mark[id as usize] {
-                ws.touched_mark[id as usize] = true;
-                ws.touched.push(id);
+        // The output layer's weight gradient and the RNN's backward pass are independent:
+        // they run side by side.
+        let mut output_layer = || {
+            let start = Instant::now();
+            let hs = &states[block..];
+            column_sums(n, v, dlogits, g.affine_b);
+            match fold_lr {
+                Some(lr) => {
+                    gemm_parallel(h, v, n, -lr, hs, h, Transpose::Yes, dlogits, v, Transpose::No, 1.0, p.affine_w, v);
+                    sgd_update(p.affine_b, g.affine_b, lr);
+                }
+                None => {
+                    gemm_parallel(h, v, n, 1.0, hs, h, Transpose::Yes, dlogits, v, Transpose::No, 0.0, g.affine_w, v)
+                }
             }
-        }
-        embedding_scatter_add(d, &ws.dx, &ws.ids, g.embed_w);
+            start.elapsed().as_secs_f64()
+        };
+        let mut recurrence = || {
+            let start = Instant::now();
+            for t in (0..time).rev() {
+                let (earlier, from_t) = dhs.split_at_mut(t * block);
+                let h_t = &states[(t + 1) * block..(t + 2) * block];
+                let dh_prev = if t > 0 { Some(&mut earlier[(t - 1) * block..]) } else { None };
+                rnn_step_backward(batch, h, h_t, rnn_wh, &mut from_t[..block], dh_prev);
+            }
+            let dts = &*dhs;
+            let h_prevs = &states[..n * h];
+            gemm_parallel(h, h, n, 1.0, h_prevs, h, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wh, h);
+            gemm_parallel(d, h, n, 1.0, x, d, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wx, h);
+            column_sums(n, h, dts, g.rnn_b);
+            gemm_parallel(n, d, h, 1.0, dts, h, Transpose::No, rnn_wx, h, Transpose::Yes, 0.0, dx, d);
+
+            // Only rows of the embedding gradient that a window touches are ever non-zero:
+            // clear the last window's, then scatter this one's.
+            for &id in touched.iter() {
+                g.embed_w[id as usize * d..(id as usize + 1) * d].fill(0.0);
+                touched_mark[id as usize] = false;
+            }
+            touched.clear();
+            for &id in ids {
+                if !touched_mark[id as usize] {
+                    touched_mark[id as usize] = true;
+                    touched.push(id);
+                }
+            }
+            embedding_scatter_add(d, dx, ids, g.embed_w);
+            start.elapsed().as_secs_f64()
+        };
+        // Below a few million multiply-adds the hand-off to another thread costs more than
+        // it saves (the chapter's shapes ran at 2/3 speed with it).
+        let (output_seconds, recurrence_seconds) = if h * v * n < SIDE_BY_SIDE_MIN_WORK {
+            (output_layer(), recurrence())
+        } else {
+            rayon::join(output_layer, recurrence)
+        };
+        self.times.affine += dhs_seconds + output_seconds;
+        self.times.rnn += recurrence_seconds;
         Ok(())
     }
 
     /// Forward, backward, optional global-norm clipping to `clip`, and the SGD update
     /// `p -= lr * g`. Returns the window's loss. Allocates nothing after the first call.
+    ///
+    /// Without clipping, the output layer's update is folded into its gradient GEMM, so its
+    /// gradients are not stored: after such a step, [`grad`](Self::grad) of `affine.W` and
+    /// `affine.b` is not this window's (call [`backward`](Self::backward) for gradients).
     pub fn train_step(&mut self, xs: &[u32], ts: &[i32], lr: f32, clip: Option<f32>) -> Result<f32, ModelError> {
         if !(lr.is_finite() && lr > 0.0) {
             return Err(ModelError::InvalidHyperParameter {
@@ -507,30 +584,43 @@ impl SimpleRnnlm {
             }
         }
         let loss = self.forward(xs, ts)?;
-        self.backward()?;
-        if let Some(max_norm) = clip {
-            if let Some(factor) = clip_factor(self.grad_norm(), max_norm) {
-                self.for_each_live_grad(|_, grads| scale_inplace(grads, factor));
+        match clip {
+            // Clipping needs every gradient before any update.
+            Some(max_norm) => {
+                self.backward()?;
+                let start = Instant::now();
+                if let Some(factor) = clip_factor(self.grad_norm(), max_norm) {
+                    self.for_each_live_grad(true, |_, grads| scale_inplace(grads, factor));
+                }
+                self.for_each_live_grad(true, |params, grads| sgd_update(params, grads, lr));
+                self.times.update += start.elapsed().as_secs_f64();
+            }
+            None => {
+                self.backward_impl(Some(lr))?;
+                let start = Instant::now();
+                self.for_each_live_grad(false, |params, grads| sgd_update(params, grads, lr));
+                self.times.update += start.elapsed().as_secs_f64();
             }
         }
-        self.for_each_live_grad(|params, grads| sgd_update(params, grads, lr));
         Ok(loss)
     }
 
     /// L2 norm of all gradients of the last backward pass.
     pub fn grad_norm(&mut self) -> f64 {
         let mut squares = 0.0;
-        self.for_each_live_grad(|_, grads| squares += sum_of_squares(grads));
+        self.for_each_live_grad(true, |_, grads| squares += sum_of_squares(grads));
         squares.sqrt()
     }
 
     /// Calls `f(params, grads)` on every part of the buffers whose gradient may be non-zero:
-    /// the dense tensors after `embed.W`, then each embedding row the last window touched.
-    fn for_each_live_grad(&mut self, mut f: impl FnMut(&mut [f32], &mut [f32])) {
+    /// the dense tensors after `embed.W` (up to the output layer, unless `with_output_layer`),
+    /// then each embedding row the last window touched.
+    fn for_each_live_grad(&mut self, with_output_layer: bool, mut f: impl FnMut(&mut [f32], &mut [f32])) {
         let d = self.dims.embed;
-        let dense = Tensor::RnnWx.range(self.dims).start;
-        let (embed_params, dense_params) = self.params.split_at_mut(dense);
-        let (embed_grads, dense_grads) = self.grads.split_at_mut(dense);
+        let dense_start = Tensor::RnnWx.range(self.dims).start;
+        let dense_end = if with_output_layer { self.params.len() } else { Tensor::AffineW.range(self.dims).start };
+        let (embed_params, dense_params) = self.params[..dense_end].split_at_mut(dense_start);
+        let (embed_grads, dense_grads) = self.grads[..dense_end].split_at_mut(dense_start);
         f(dense_params, dense_grads);
         for &id in &self.ws.touched {
             let rows = id as usize * d..(id as usize + 1) * d;
@@ -581,6 +671,7 @@ impl SimpleRnnlm {
         let p = views(&self.params, self.dims);
         let ws = &mut self.ws;
 
+        let start = Instant::now();
         embedding_gather(d, p.embed_w, &ws.ids, &mut ws.x);
         ws.states[..block].copy_from_slice(&self.state);
         gemm_parallel(
@@ -603,6 +694,8 @@ impl SimpleRnnlm {
             rnn_step_forward(batch, h, &before[t * block..], p.rnn_wh, p.rnn_b, &mut from_t[..block]);
         }
         self.state.copy_from_slice(&ws.states[time * block..]);
+        let rnn_done = Instant::now();
+        self.times.rnn += (rnn_done - start).as_secs_f64();
         gemm_parallel(
             n,
             v,
@@ -618,6 +711,7 @@ impl SimpleRnnlm {
             &mut ws.logits,
             v,
         );
+        self.times.affine += rnn_done.elapsed().as_secs_f64();
     }
 }
 
