@@ -111,7 +111,11 @@ fn fetch(url: &str) -> Result<Vec<u8>, DataError> {
         .build();
     let response = agent.get(url).call().map_err(|e| match e {
         ureq::Error::Status(code, response) => error(format!("the server answered {code} {}", response.status_text())),
-        ureq::Error::Transport(transport) => error(transport.to_string()),
+        // The transport error's own text repeats the URL; keep what went wrong.
+        ureq::Error::Transport(transport) => match transport.message() {
+            Some(message) => error(format!("{}: {message}", transport.kind())),
+            None => error(transport.kind().to_string()),
+        },
     })?;
     let mut bytes = Vec::new();
     response

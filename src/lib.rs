@@ -8,8 +8,10 @@
 //! - [`data`]: the data and cache directories, and fetching and preparing the Penn Treebank;
 //! - [`train`]: the spec's truncated-BPTT batching, the training loop and evaluation;
 //! - [`checkpoint`]: safetensors checkpoints with the spec's tensor names;
-//! - [`plot`]: the perplexity chart.
+//! - [`plot`]: the perplexity chart;
+//! - [`bench`]: training throughput and the GEMM ceiling, measured in one run.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod corpus;
 pub mod data;
@@ -21,4 +23,4 @@ pub mod reference;
 pub mod rng;
 pub mod train;
 
-pub use model::{Dims, ModelError, SimpleRnnlm, Tensor, Window};
+pub use model::{Dims, ModelError, PhaseTimes, SimpleRnnlm, Tensor, Window};

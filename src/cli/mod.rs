@@ -37,6 +37,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Sample text from a checkpoint
     Generate(GenerateArgs),
+    /// Training throughput (tokens/s, GFLOP/s) next to the GEMM ceiling measured in the same run
+    Bench(BenchArgs),
     /// Download a data set (verified against its SHA-256, written atomically)
     Download(DownloadArgs),
     /// Turn text files into a vocabulary and memory-mappable token files
@@ -280,6 +282,49 @@ pub struct GenerateArgs {
     pub seed: u64,
 }
 
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A configuration of the performance table: c1 (the chapter), c2, c3, c4
+    #[arg(long, value_parser = ["c1", "c2", "c3", "c4"], required_unless_present = "vocab")]
+    pub config: Option<String>,
+    /// Explicit sizes instead of --config: vocabulary V (random ids), with --embed, --hidden, --batch, --time
+    #[arg(long, value_parser = positive_usize, conflicts_with = "config", requires_all = ["embed", "hidden", "batch", "time"])]
+    pub vocab: Option<usize>,
+    #[arg(long, value_parser = positive_usize)]
+    pub embed: Option<usize>,
+    #[arg(long, value_parser = positive_usize)]
+    pub hidden: Option<usize>,
+    #[arg(long, value_parser = positive_usize)]
+    pub batch: Option<usize>,
+    #[arg(long, value_parser = positive_usize)]
+    pub time: Option<usize>,
+    /// Worker threads [default: one per core]
+    #[arg(long, value_parser = positive_usize)]
+    pub threads: Option<usize>,
+    /// Timed rounds; the median is reported
+    #[arg(long, default_value_t = 5, value_parser = positive_usize)]
+    pub repeats: usize,
+    /// Training steps per round [default: as many as fit in --seconds]
+    #[arg(long, value_parser = positive_usize, conflicts_with = "seconds")]
+    pub iters: Option<usize>,
+    /// Seconds of training steps in all rounds together (the ceiling takes about as long again)
+    #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
+    pub seconds: f64,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a positive number".into()),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
 fn parse_level(s: &str) -> Result<rnnlm::corpus::Level, String> {
     s.parse()
 }
@@ -324,6 +369,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => model_commands::eval(&data, args),
         Command::Predict(args) => model_commands::predict(&data, args),
         Command::Generate(args) => model_commands::generate(args),
+        Command::Bench(args) => model_commands::bench(&data, args),
         Command::Download(args) => corpus_commands::download(&data, args),
         Command::Prepare(args) => corpus_commands::prepare(&data, args),
         Command::Inspect(args) => corpus_commands::inspect(args),

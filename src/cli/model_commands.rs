@@ -1,6 +1,6 @@
 //! `rnnlm train`, `eval`, `predict` and `generate`.
 
-use super::{CorpusArgs, EvalArgs, GenerateArgs, PredictArgs, Preset, TrainArgs};
+use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, PredictArgs, Preset, TrainArgs};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnnlm::checkpoint::{self, Checkpoint, Meta};
@@ -419,5 +419,99 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let mut model = SimpleRnnlm::from_params(ckpt.dims, Window { batch: 1, time: 1 }, &ckpt.params)?;
     let sampled = generate::generate(&mut model, &start, args.len, args.temperature, args.seed)?;
     out!("{}", tokenizer.detokenize(start.iter().chain(&sampled).copied(), vocab));
+    Ok(())
+}
+
+pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
+    // Sizes and corpus: a configuration trains on PTB (its first 1,000 words for c1, whose
+    // vocabulary is then max id + 1 as in the spec); explicit sizes on random ids.
+    let (name, dims, window, corpus_ids) = match &args.config {
+        Some(name) => {
+            let config = rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).expect("clap checks the name");
+            let tokenizer = Tokenizer { level: Level::Word, lowercase: false };
+            let (corpus, _) = open_corpus(data_dir, &args.corpus, tokenizer)?;
+            let ids = corpus.train.ids();
+            let (ids, vocab) = match config.corpus_tokens {
+                Some(n) => {
+                    let kept = ids.slice(0..n.min(ids.len()));
+                    (kept, kept.max().map_or(1, |m| m as usize + 1))
+                }
+                None => (ids, corpus.vocab.len()),
+            };
+            let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
+            (name.clone(), dims, config.window, ids.to_vec())
+        }
+        None => {
+            let vocab = args.vocab.expect("clap requires --config or --vocab");
+            let mut rng = rnnlm::rng::Rng::new(7);
+            let ids = (0..1_000_000).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
+            let window = Window { batch: args.batch.expect("required"), time: args.time.expect("required") };
+            let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
+            ("custom".to_owned(), dims, window, ids)
+        }
+    };
+    let mut model = SimpleRnnlm::new(dims, window, 1)?;
+    let result = with_threads(args.threads, || -> anyhow::Result<rnnlm::bench::BenchResult> {
+        let iters = match args.iters {
+            Some(iters) => iters,
+            None => {
+                // Time a few steps to size the rounds.
+                let probe = rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), 1, 3)?;
+                let per_round = args.seconds / args.repeats as f64;
+                ((per_round * probe.tokens_per_sec.median / window.tokens() as f64) as usize).max(1)
+            }
+        };
+        Ok(rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), args.repeats, iters)?)
+    })??;
+    if args.json {
+        out!(
+            "{}",
+            serde_json::json!({
+                "config": name, "threads": result.threads,
+                "tokens_per_sec": result.tokens_per_sec.median,
+                "tokens_per_sec_min": result.tokens_per_sec.min,
+                "tokens_per_sec_max": result.tokens_per_sec.max,
+                "gflops": result.gflops, "ceiling_gflops": result.ceiling_gflops,
+                "ceiling_tokens_per_sec": result.ceiling_tokens_per_sec(),
+                "rnn_fraction": result.rnn_fraction, "affine_fraction": result.affine_fraction,
+                "update_fraction": result.update_fraction,
+                "vocab": dims.vocab, "embed": dims.embed, "hidden": dims.hidden,
+                "batch": window.batch, "time": window.time,
+                "repeats": result.repeats, "iters_per_repeat": result.iters_per_repeat,
+            })
+        );
+    } else {
+        let t = result.tokens_per_sec;
+        out!(
+            "{name}: V = {}, D = {}, H = {}, B = {}, T = {}, {} threads, {} rounds of {} steps",
+            dims.vocab,
+            dims.embed,
+            dims.hidden,
+            window.batch,
+            window.time,
+            result.threads,
+            result.repeats,
+            result.iters_per_repeat
+        );
+        out!(
+            "training:  {:.0} tokens/s (median; range {:.0} - {:.0}), {:.1} GFLOP/s",
+            t.median,
+            t.min,
+            t.max,
+            result.gflops
+        );
+        out!(
+            "ceiling:   {:.1} GFLOP/s for the step's GEMMs alone = {:.0} tokens/s; training reaches {:.0}% of it",
+            result.ceiling_gflops,
+            result.ceiling_tokens_per_sec(),
+            100.0 * result.gflops / result.ceiling_gflops
+        );
+        out!(
+            "time split: RNN {:.0}%, affine + softmax {:.0}%, update {:.0}%",
+            100.0 * result.rnn_fraction,
+            100.0 * result.affine_fraction,
+            100.0 * result.update_fraction
+        );
+    }
     Ok(())
 }
