@@ -1,0 +1,112 @@
+//! Each kernel on the shapes of a c3 training step (full PTB, B = 20, T = 35, D = H = 100,
+//! V = 10,000) unless noted. Throughput is in elements (values produced or updated), or
+//! floating-point operations for GEMM.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rnnlm::kernels::{
+    embedding_scatter_add, gemm_parallel, rnn_step_backward, rnn_step_forward, sgd_update, softmax_cross_entropy,
+    tanh_inplace, Transpose,
+};
+
+const V: usize = 10_000;
+const H: usize = 100;
+const B: usize = 20;
+const ROWS: usize = 700;
+
+fn values(len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|i| ((i * 7919 % 2001) as f32 / 1000.0 - 1.0) * scale).collect()
+}
+
+fn tanh(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tanh");
+    for len in [1000, 70_000] {
+        // In place, so later iterations see tanh's own outputs: the cost does not depend on
+        // the values, and no copy pollutes the measurement.
+        let mut buffer = values(len, 4.0);
+        group.throughput(Throughput::Elements(len as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(len), &len, |b, _| {
+            b.iter(|| tanh_inplace(black_box(&mut buffer)))
+        });
+    }
+    group.finish();
+}
+
+fn softmax(c: &mut Criterion) {
+    let mut group = c.benchmark_group("softmax_cross_entropy");
+    group.sample_size(20);
+    // In place: later iterations start from the previous gradient, which costs the same.
+    let mut logits = values(ROWS * V, 8.0);
+    let bias = values(V, 0.1);
+    let targets: Vec<i32> = (0..ROWS).map(|r| (r * 37 % V) as i32).collect();
+    let mut loss = vec![0.0; ROWS];
+    group.throughput(Throughput::Elements((ROWS * V) as u64));
+    group.bench_function("700x10000", |b| {
+        b.iter(|| softmax_cross_entropy(ROWS, V, &mut logits, &bias, &targets, 1.0 / ROWS as f32, &mut loss))
+    });
+    group.finish();
+}
+
+fn rnn_steps(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rnn_step");
+    for hidden in [H, 650] {
+        let wh = values(hidden * hidden, 0.05);
+        let bias = values(hidden, 0.1);
+        let h_prev = values(B * hidden, 0.5);
+        let xw = values(B * hidden, 0.5);
+        let mut h = xw.clone();
+        group.throughput(Throughput::Elements((B * hidden) as u64));
+        group.bench_function(BenchmarkId::new("forward", hidden), |b| {
+            b.iter(|| {
+                h.copy_from_slice(&xw);
+                rnn_step_forward(B, hidden, &h_prev, &wh, &bias, &mut h);
+            })
+        });
+        let dh_in = values(B * hidden, 0.01);
+        let mut dh = dh_in.clone();
+        let mut dh_prev = vec![0.0; B * hidden];
+        group.bench_function(BenchmarkId::new("backward", hidden), |b| {
+            b.iter(|| {
+                dh.copy_from_slice(&dh_in);
+                rnn_step_backward(B, hidden, &h_prev, &wh, &mut dh, Some(&mut dh_prev));
+            })
+        });
+    }
+    group.finish();
+}
+
+fn gemms(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm");
+    group.sample_size(20);
+    let (no, yes) = (Transpose::No, Transpose::Yes);
+    // The output layer's three GEMMs of a c3 step: logits, dW, dhs.
+    let shapes = [("logits_NN", ROWS, V, H, no, no), ("dW_TN", H, V, ROWS, yes, no), ("dhs_NT", ROWS, H, V, no, yes)];
+    for (name, m, n, k, ta, tb) in shapes {
+        let a = values(m * k, 0.1);
+        let b_matrix = values(k * n, 0.1);
+        let mut c_matrix = vec![0.0; m * n];
+        let lda = if ta == no { k } else { m };
+        let ldb = if tb == no { n } else { k };
+        group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| gemm_parallel(m, n, k, 1.0, &a, lda, ta, &b_matrix, ldb, tb, 0.0, &mut c_matrix, n))
+        });
+    }
+    group.finish();
+}
+
+fn embedding_and_update(c: &mut Criterion) {
+    let mut group = c.benchmark_group("update");
+    let rows = values(ROWS * H, 0.01);
+    let ids: Vec<u32> = (0..ROWS).map(|r| (r * 131 % V) as u32).collect();
+    let mut table = vec![0.0; V * H];
+    group.throughput(Throughput::Elements((ROWS * H) as u64));
+    group.bench_function("embedding_scatter_add", |b| b.iter(|| embedding_scatter_add(H, &rows, &ids, &mut table)));
+    let grads = values(H * V, 0.01);
+    let mut params = values(H * V, 0.1);
+    group.throughput(Throughput::Elements((H * V) as u64));
+    group.bench_function("sgd_update_1M", |b| b.iter(|| sgd_update(&mut params, &grads, 1e-6)));
+    group.finish();
+}
+
+criterion_group!(benches, tanh, softmax, rnn_steps, gemms, embedding_and_update);
+criterion_main!(benches);
