@@ -360,6 +360,11 @@ impl SimpleRnnlm {
         &self.params
     }
 
+    /// The parameters, dropping everything else (the workspace is most of the memory).
+    pub fn into_params(self) -> Vec<f32> {
+        self.params
+    }
+
     /// The flat parameter buffer, writable (for loading checkpoints or custom optimizers).
     pub fn params_mut(&mut self) -> &mut [f32] {
         &mut self.params

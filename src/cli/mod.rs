@@ -317,48 +317,41 @@ pub struct BenchArgs {
     pub corpus: CorpusArgs,
 }
 
-fn positive_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => Err("must be a positive number".into()),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
-}
-
 fn parse_level(s: &str) -> Result<rnnlm::corpus::Level, String> {
     s.parse()
 }
 
-fn positive_usize(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?} is not a whole number")),
+/// Parses a number of type `T` that `accept` allows; `rule` says what that is.
+fn number<T: std::str::FromStr>(s: &str, accept: impl Fn(&T) -> bool, rule: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(v) if accept(&v) => Ok(v),
+        Ok(_) => Err(rule.to_owned()),
+        Err(_) => Err(format!("{s:?} is not a number")),
     }
+}
+
+fn positive_usize(s: &str) -> Result<usize, String> {
+    number(s, |&n: &usize| n > 0, "must be at least 1")
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => Err("must be a positive number".into()),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
+    number(s, |v: &f32| v.is_finite() && *v > 0.0, "must be a positive number")
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    number(s, |v: &f64| v.is_finite() && *v > 0.0, "must be a positive number")
 }
 
 fn non_negative_f32(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        Ok(_) => Err("must be zero or a positive number".into()),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
+    number(s, |v: &f32| v.is_finite() && *v >= 0.0, "must be zero or a positive number")
 }
 
 fn decay_factor(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
-        Ok(_) => Err("must be a number of at least 1 (the learning rate is divided by it)".into()),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
+    number(
+        s,
+        |v: &f32| v.is_finite() && *v >= 1.0,
+        "must be a number of at least 1 (the learning rate is divided by it)",
+    )
 }
 
 /// Runs one parsed command line.
