@@ -631,6 +631,10 @@ mod tests {
             (200, 33, 70),
             (64, 300, 600),
             (5, 1000, 128),
+            // A * B^T with a long depth takes the dot-product path: depth tails, two depth
+            // blocks, edges of both tile dimensions; the second is also split in parallel.
+            (37, 45, 1100),
+            (300, 20, 2100),
         ];
         for (case, &(m, n, k)) in shapes.iter().enumerate() {
             for ta in [Transpose::No, Transpose::Yes] {
