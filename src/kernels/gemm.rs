@@ -431,10 +431,17 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
     });
 }
 
-/// Checks both operands of a GEMM call; panics with a message naming the operand otherwise.
-fn check_operands((m, n, k): (usize, usize, usize), a: &Operand<'_>, b: &Operand<'_>) {
+/// The operands of a GEMM call, checked; panics with a message naming the operand otherwise.
+fn checked_operands<'a>(
+    (m, n, k): (usize, usize, usize),
+    (a, lda, trans_a): (&'a [f32], usize, Transpose),
+    (b, ldb, trans_b): (&'a [f32], usize, Transpose),
+) -> (Operand<'a>, Operand<'a>) {
+    let a = Operand { data: a, ld: lda, trans: trans_a };
+    let b = Operand { data: b, ld: ldb, trans: trans_b };
     a.check("A", m, k);
     b.check("B", k, n);
+    (a, b)
 }
 
 /// `C = alpha * op(A) * op(B) + beta * C` on the calling thread.
@@ -473,9 +480,7 @@ pub fn gemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let a = Operand { data: a, ld: lda, trans: trans_a };
-    let b = Operand { data: b, ld: ldb, trans: trans_b };
-    check_operands((m, n, k), &a, &b);
+    let (a, b) = checked_operands((m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
     gemm_serial(k, alpha, a, b, beta, &mut OutMatrix::new(c, m, n, ldc));
 }
 
@@ -513,9 +518,7 @@ pub fn gemm_parallel(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let a = Operand { data: a, ld: lda, trans: trans_a };
-    let b = Operand { data: b, ld: ldb, trans: trans_b };
-    check_operands((m, n, k), &a, &b);
+    let (a, b) = checked_operands((m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
     let mut c = OutMatrix::new(c, m, n, ldc);
     let work = m * n * k;
     let blocks = if work < PARALLEL_MIN_WORK { 1 } else { work.div_ceil(WORK_PER_BLOCK).min(MAX_BLOCKS) };
