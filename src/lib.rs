@@ -9,7 +9,7 @@
 //! - [`train`]: the spec's truncated-BPTT batching, the training loop and evaluation;
 //! - [`checkpoint`]: safetensors checkpoints with the spec's tensor names;
 //! - [`plot`]: the perplexity chart;
-//! - [`bench`]: training throughput and the GEMM ceiling, measured in one run.
+//! - [`bench`](mod@bench): training throughput and the GEMM ceiling, measured in one run.
 
 pub mod bench;
 pub mod checkpoint;
