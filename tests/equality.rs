@@ -71,10 +71,23 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Shapes drawn at random (fixed seed): sizes anywhere from 1 up, rarely multiples of 8.
+fn random_cases(count: usize) -> Vec<Case> {
+    let mut rng = rnnlm::rng::Rng::new(2024);
+    let mut below = |n: usize| 1 + (rng.next_u64() % n as u64) as usize;
+    (0..count)
+        .map(|_| {
+            let vocab = 1 + below(400);
+            let clip = if below(3) == 1 { Some(below(100) as f32 / 50.0) } else { None };
+            case((vocab, below(70), below(70)), (below(16), below(12)), below(vocab), below(4) as f64 * 0.1, clip)
+        })
+        .collect()
+}
+
 #[test]
-fn optimized_model_matches_the_reference_on_awkward_shapes() {
+fn optimized_model_matches_the_reference_on_awkward_and_random_shapes() {
     let mut worst = (0.0f64, 0.0f64, 0.0f64);
-    for (index, case) in cases().iter().enumerate() {
+    for (index, case) in cases().iter().chain(&random_cases(16)).enumerate() {
         let label = format!("case {index} {:?} {:?} clip {:?}", case.dims, case.window, case.clip);
         let mut model = SimpleRnnlm::new(case.dims, case.window, 1000 + index as u64).unwrap();
         let mut reference = ReferenceRnnlm::<f64>::from_params(case.dims, case.window, model.params());
