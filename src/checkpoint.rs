@@ -18,7 +18,8 @@
 //! Metadata is optional on loading (a file made elsewhere may have none); commands that need
 //! the vocabulary say so when it is missing.
 
-use crate::corpus::{tokfile, Level, Vocab};
+use crate::atomic_file;
+use crate::corpus::{Level, Vocab};
 use crate::model::{Dims, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -98,7 +99,7 @@ pub fn encode(dims: Dims, params: &[f32], meta: &Meta) -> Result<Vec<u8>, String
 /// is replaced only by a complete new one.
 pub fn save(path: &Path, dims: Dims, params: &[f32], meta: &Meta) -> Result<(), CheckpointError> {
     let bytes = encode(dims, params, meta).map_err(|why| error(path, why))?;
-    tokfile::write_atomically(path, &bytes).map_err(|e| error(path, e.to_string()))
+    atomic_file::write(path, &bytes).map_err(|e| error(path, e.to_string()))
 }
 
 /// Reads and validates a checkpoint: all six tensors present, f32, with mutually consistent

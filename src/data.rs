@@ -4,7 +4,8 @@
 //! Cache directory (for prepared files when the data directory cannot be written):
 //! `$RNNLM_CACHE`, else the platform's user cache directory plus `rnnlm`.
 
-use crate::corpus::{self, tokfile, CorpusError, Level, PrepareOptions, Prepared, Split, Tokenizer, Unknown};
+use crate::atomic_file;
+use crate::corpus::{self, CorpusError, Level, PrepareOptions, Prepared, Split, Tokenizer, Unknown};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::Read;
@@ -171,7 +172,7 @@ pub fn download_ptb(dir: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Re
                 expected: expected.to_owned(),
             });
         }
-        tokfile::write_atomically(&path, &bytes).map_err(CorpusError::from)?;
+        atomic_file::write(&path, &bytes).map_err(|source| CorpusError::Io { path: path.clone(), source })?;
         log(&format!("wrote {} ({} bytes, SHA-256 verified)", path.display(), bytes.len()));
     }
     Ok(())
@@ -185,7 +186,7 @@ fn writable(dir: &Path) -> bool {
     if marked_read_only(dir) || (!dir.exists() && dir.parent().is_some_and(marked_read_only)) {
         return false;
     }
-    std::fs::create_dir_all(dir).is_ok() && tempfile::Builder::new().prefix(".rnnlm-probe-").tempfile_in(dir).is_ok()
+    std::fs::create_dir_all(dir).is_ok() && atomic_file::temporary_beside(&dir.join("probe"), ".probe").is_ok()
 }
 
 /// The directory holding the three verified PTB text files: `<data>/ptb/` when they are there;

@@ -4,6 +4,7 @@
 //! - [`model`]: `SimpleRnnlm` on one flat parameter buffer and a preallocated workspace;
 //! - [`reference`](mod@reference): the naive implementation every optimized path is tested against;
 //! - [`rng`]: the seeded generator behind initialisation;
+//! - [`atomic_file`]: writes that never leave a half-written file under the final name;
 //! - [`corpus`]: tokenizers, vocabulary and token files, from text to a memory-mapped `&[u16]`;
 //! - [`data`]: the data and cache directories, and fetching and preparing the Penn Treebank;
 //! - [`train`]: the spec's truncated-BPTT batching, the training loop and evaluation;
@@ -11,6 +12,7 @@
 //! - [`plot`]: the perplexity chart;
 //! - [`bench`](mod@bench): training throughput and the GEMM ceiling, measured in one run.
 
+pub mod atomic_file;
 pub mod bench;
 pub mod checkpoint;
 pub mod corpus;

@@ -3,7 +3,7 @@
 //! Rendered with plotters into a PNG; the text uses DejaVu Sans compiled into the binary, so
 //! no system font or library is needed at run time.
 
-use crate::corpus::tokfile;
+use crate::atomic_file;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -26,16 +26,10 @@ pub fn perplexity_chart(path: &Path, train: &[f64], valid: &[Option<f64>]) -> Re
     if train.is_empty() {
         return Err("no epochs to plot".into());
     }
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
     // plotters picks the image format from the file name, so the temporary file ends in .png.
-    let temp = tempfile::Builder::new().prefix(".rnnlm-").suffix(".png").tempfile_in(dir).map_err(|e| e.to_string())?;
+    let temp = atomic_file::temporary_beside(path, ".png").map_err(|e| e.to_string())?;
     draw(temp.path(), train, valid).map_err(|e| format!("cannot draw the chart: {e}"))?;
-    tokfile::make_readable(temp.as_file()).map_err(|e| e.to_string())?;
-    temp.persist(path).map_err(|e| e.error.to_string())?;
-    Ok(())
+    atomic_file::commit(temp, path).map_err(|e| e.to_string())
 }
 
 fn draw(path: &Path, train: &[f64], valid: &[Option<f64>]) -> Result<(), Box<dyn std::error::Error>> {

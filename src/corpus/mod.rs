@@ -15,6 +15,7 @@ pub use tokenize::{Level, TokenizeError, Tokenizer, Unknown, EOS, UNK};
 pub use tokfile::{FileError, FileErrorKind, Header, Ids, TokFileError, TokenFile};
 pub use vocab::{Vocab, VocabError};
 
+use crate::atomic_file;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -199,19 +200,12 @@ pub fn prepare(options: &PrepareOptions) -> Result<PrepareReport, CorpusError> {
 /// Writes every file to a temporary file beside it first and renames them into place only
 /// once all are written, so that a failure midway leaves the directory as it was.
 fn write_all_atomically(outputs: &[(PathBuf, Vec<u8>)]) -> Result<(), CorpusError> {
-    use std::io::Write;
     let mut staged = Vec::new();
     for (path, bytes) in outputs {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut temp =
-            tempfile::Builder::new().prefix(".rnnlm-").suffix(".partial").tempfile_in(dir).map_err(io_error(path))?;
-        temp.write_all(bytes).map_err(io_error(path))?;
-        tokfile::make_readable(temp.as_file()).map_err(io_error(path))?;
-        temp.as_file().sync_all().map_err(io_error(path))?;
-        staged.push((temp, path));
+        staged.push((atomic_file::stage(path, bytes).map_err(io_error(path))?, path));
     }
     for (temp, path) in staged {
-        temp.persist(path).map_err(|e| CorpusError::Io { path: path.clone(), source: e.error })?;
+        atomic_file::commit(temp, path).map_err(io_error(path))?;
     }
     Ok(())
 }

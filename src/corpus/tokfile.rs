@@ -24,7 +24,6 @@ use super::tokenize::Level;
 use memmap2::Mmap;
 use std::fmt;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The first eight bytes of every token file.
@@ -408,36 +407,6 @@ pub fn encode(ids: &[u32], vocab_size: u64, level: Level, vocab_crc: u32, source
     bytes
 }
 
-/// Writes `bytes` to `path` atomically: into a temporary file in the same directory, flushed
-/// to disk, then renamed over `path`. On any failure `path` is untouched and the temporary
-/// file is removed.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    let error = |e| FileError { path: path.to_owned(), kind: FileErrorKind::Io(e) };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new().prefix(".rnnlm-").suffix(".partial").tempfile_in(dir).map_err(error)?;
-    temp.write_all(bytes).map_err(error)?;
-    make_readable(temp.as_file()).map_err(error)?;
-    temp.as_file().sync_all().map_err(error)?;
-    temp.persist(path).map_err(|e| error(e.error))?;
-    Ok(())
-}
-
-/// Gives a temporary file (created private, mode 0600) the permissions of an ordinary new
-/// file, 0644, before it is renamed into place.
-pub(crate) fn make_readable(file: &File) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    #[cfg(not(unix))]
-    let _ = file;
-    Ok(())
-}
-
 /// Encodes `ids` and writes them to `path` atomically.
 pub fn write(
     path: &Path,
@@ -448,7 +417,8 @@ pub fn write(
     source_crc: u32,
 ) -> Result<(), FileError> {
     debug_assert!(ids.iter().all(|&id| (id as u64) < vocab_size));
-    write_atomically(path, &encode(ids, vocab_size, level, vocab_crc, source_crc))
+    crate::atomic_file::write(path, &encode(ids, vocab_size, level, vocab_crc, source_crc))
+        .map_err(|e| FileError { path: path.to_owned(), kind: FileErrorKind::Io(e) })
 }
 
 #[cfg(test)]
