@@ -189,25 +189,27 @@ fn writable(dir: &Path) -> bool {
     std::fs::create_dir_all(dir).is_ok() && atomic_file::temporary_beside(&dir.join("probe"), ".probe").is_ok()
 }
 
+/// Whether `dir` holds all three PTB files with their SHA-256 sums (a file with another sum is
+/// an error, not a missing file).
+fn holds_ptb(dir: &Path) -> Result<bool, DataError> {
+    let mut all = true;
+    for (_, name, expected) in PTB_FILES {
+        all &= verified(&dir.join(name), expected)?;
+    }
+    Ok(all)
+}
+
 /// The directory holding the three verified PTB text files: `<data>/ptb/` when they are there;
 /// otherwise they are downloaded from `base_url` (announced through `log`) into `<data>/ptb/`,
 /// or into the cache directory when the data directory cannot be written.
 pub fn ensure_ptb(data: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<PathBuf, DataError> {
     let dir = data.join("ptb");
-    let mut present = true;
-    for (_, name, expected) in PTB_FILES {
-        present &= verified(&dir.join(name), expected)?;
-    }
-    if present {
+    if holds_ptb(&dir)? {
         return Ok(dir);
     }
     let cached = cache_dir().map(|c| c.join("ptb"));
     if let Some(cached) = &cached {
-        let mut in_cache = true;
-        for (_, name, expected) in PTB_FILES {
-            in_cache &= verified(&cached.join(name), expected)?;
-        }
-        if in_cache {
+        if holds_ptb(cached)? {
             return Ok(cached.clone());
         }
     }
