@@ -435,21 +435,11 @@ impl SimpleRnnlm {
     /// gradient of any earlier forward.
     pub fn predict(&mut self, xs: &[u32], out: &mut [u32]) -> Result<(), ModelError> {
         check_len("prediction output", self.window.tokens(), out.len())?;
-        self.load_window(xs, None)?;
-        self.forward_hidden_and_logits();
-        self.ws.has_forward = false;
-        let Window { batch, time } = self.window;
-        let p = views(&self.params, self.dims);
+        self.forward_without_loss(xs)?;
         let vocab = self.dims.vocab;
-        for t in 0..time {
-            for b in 0..batch {
-                let row = t * batch + b;
-                let logits = &self.ws.logits[row * vocab..(row + 1) * vocab];
-                let mut guess = [0u32];
-                kernels::argmax_rows(1, vocab, logits, p.affine_b, &mut guess);
-                out[b * time + t] = guess[0];
-            }
-        }
+        self.for_each_output_row(|position, logits, bias| {
+            kernels::argmax_rows(1, vocab, logits, bias, &mut out[position..position + 1]);
+        });
         Ok(())
     }
 
@@ -459,22 +449,34 @@ impl SimpleRnnlm {
     pub fn logits(&mut self, xs: &[u32], out: &mut [f32]) -> Result<(), ModelError> {
         let vocab = self.dims.vocab;
         check_len("logits output", self.window.tokens() * vocab, out.len())?;
+        self.forward_without_loss(xs)?;
+        self.for_each_output_row(|position, logits, bias| {
+            let dest = &mut out[position * vocab..(position + 1) * vocab];
+            for ((d, &z), &b) in dest.iter_mut().zip(logits).zip(bias) {
+                *d = z + b;
+            }
+        });
+        Ok(())
+    }
+
+    /// The forward pass up to the logits, for inputs only; what `backward` could use is gone.
+    fn forward_without_loss(&mut self, xs: &[u32]) -> Result<(), ModelError> {
         self.load_window(xs, None)?;
         self.forward_hidden_and_logits();
         self.ws.has_forward = false;
-        let Window { batch, time } = self.window;
-        let p = views(&self.params, self.dims);
-        for t in 0..time {
-            for b in 0..batch {
-                let row = t * batch + b;
-                let logits = &self.ws.logits[row * vocab..(row + 1) * vocab];
-                let dest = &mut out[(b * time + t) * vocab..(b * time + t + 1) * vocab];
-                for ((d, &z), &bias) in dest.iter_mut().zip(logits).zip(p.affine_b) {
-                    *d = z + bias;
-                }
-            }
-        }
         Ok(())
+    }
+
+    /// Calls `f(position, logits, bias)` for every row of the last forward's logits (bias not
+    /// added), where `position = b * T + t` is the row's place in a batch-major window.
+    fn for_each_output_row(&self, mut f: impl FnMut(usize, &[f32], &[f32])) {
+        let Window { batch, time } = self.window;
+        let vocab = self.dims.vocab;
+        let bias = &self.params[Tensor::AffineB.range(self.dims)];
+        for (row, logits) in self.ws.logits.chunks_exact(vocab).enumerate() {
+            let (t, b) = (row / batch, row % batch);
+            f(b * time + t, logits, bias);
+        }
     }
 
     /// Backward pass for the last forward window: overwrites every gradient.
