@@ -71,12 +71,9 @@ pub fn encode(dims: Dims, params: &[f32], meta: &Meta) -> Result<Vec<u8>, String
     let bytes: &[u8] = bytemuck::cast_slice(params);
     let mut views = Vec::new();
     for tensor in Tensor::ALL {
-        let (rows, cols) = tensor.shape(dims);
-        let shape =
-            if rows == 1 && matches!(tensor, Tensor::RnnB | Tensor::AffineB) { vec![cols] } else { vec![rows, cols] };
         let range = tensor.range(dims);
-        let view =
-            TensorView::new(Dtype::F32, shape, &bytes[range.start * 4..range.end * 4]).map_err(|e| e.to_string())?;
+        let view = TensorView::new(Dtype::F32, tensor.spec_shape(dims), &bytes[range.start * 4..range.end * 4])
+            .map_err(|e| e.to_string())?;
         views.push((tensor.name(), view));
     }
     let mut metadata = HashMap::new();
@@ -136,8 +133,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     let mut params = Vec::new();
     for t in Tensor::ALL {
         let view = tensor(t)?;
-        let (rows, cols) = t.shape(dims);
-        let expected: &[usize] = if matches!(t, Tensor::RnnB | Tensor::AffineB) { &[cols] } else { &[rows, cols] };
+        let expected = t.spec_shape(dims);
         if view.shape() != expected {
             return Err(format!(
                 "{} has shape {:?}, but embed.W {:?} and rnn.Wh {:?} make it {expected:?}",

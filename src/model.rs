@@ -92,6 +92,16 @@ impl Tensor {
         }
     }
 
+    /// The shape as the spec and checkpoints write it: `[rows, cols]` for matrices, `[len]` for
+    /// the two bias vectors.
+    pub fn spec_shape(self, dims: Dims) -> Vec<usize> {
+        let (rows, cols) = self.shape(dims);
+        match self {
+            Tensor::RnnB | Tensor::AffineB => vec![cols],
+            _ => vec![rows, cols],
+        }
+    }
+
     /// The element range of this tensor in the flat parameter (or gradient) buffer.
     pub fn range(self, dims: Dims) -> std::ops::Range<usize> {
         let mut start = 0;

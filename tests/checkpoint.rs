@@ -43,10 +43,8 @@ fn with_tensor(name: &str, replacement: Option<(Dtype, Vec<usize>, Vec<u8>)>) ->
     let bytes: &[u8] = bytemuck::cast_slice(model.params());
     let mut tensors = Vec::new();
     for t in Tensor::ALL {
-        let (rows, cols) = t.shape(dims);
-        let shape = if matches!(t, Tensor::RnnB | Tensor::AffineB) { vec![cols] } else { vec![rows, cols] };
         let r = t.range(dims);
-        tensors.push((t.name().to_owned(), Dtype::F32, shape, bytes[r.start * 4..r.end * 4].to_vec()));
+        tensors.push((t.name().to_owned(), Dtype::F32, t.spec_shape(dims), bytes[r.start * 4..r.end * 4].to_vec()));
     }
     tensors.retain(|t| t.0 != name);
     if let Some((dtype, shape, data)) = replacement {
@@ -138,9 +136,7 @@ save_file(out, "theirs.safetensors")
     );
     let dims = model.dims();
     for t in Tensor::ALL {
-        let (rows, cols) = t.shape(dims);
-        let shape =
-            if matches!(t, Tensor::RnnB | Tensor::AffineB) { format!("[{cols}]") } else { format!("[{rows}, {cols}]") };
+        let shape = format!("{:?}", t.spec_shape(dims));
         let last = model.param(t).last().unwrap();
         let want = format!("{} float32 {shape} {:?}", t.name(), *last as f64);
         assert!(printed.contains(&want), "{want:?} not in:\n{printed}");
