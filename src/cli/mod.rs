@@ -290,12 +290,16 @@ pub struct BenchArgs {
     /// Explicit sizes instead of --config: vocabulary V (random ids), with --embed, --hidden, --batch, --time
     #[arg(long, value_parser = positive_usize, conflicts_with = "config", requires_all = ["embed", "hidden", "batch", "time"])]
     pub vocab: Option<usize>,
+    /// Word-vector size D (with --vocab)
     #[arg(long, value_parser = positive_usize)]
     pub embed: Option<usize>,
+    /// Hidden size H (with --vocab)
     #[arg(long, value_parser = positive_usize)]
     pub hidden: Option<usize>,
+    /// Batch rows B (with --vocab)
     #[arg(long, value_parser = positive_usize)]
     pub batch: Option<usize>,
+    /// Time steps T (with --vocab)
     #[arg(long, value_parser = positive_usize)]
     pub time: Option<usize>,
     /// Worker threads [default: one per core]
