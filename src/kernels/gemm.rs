@@ -21,32 +21,45 @@ pub enum Transpose {
 }
 
 /// The register tile is `MR` rows by two vectors. With AVX-512 (32 vector registers of 16
-/// lanes) that is 12 x 32: 24 accumulators, two B vectors and one broadcast A value. Without it,
-/// 6 x 16 in 8-lane registers (12 accumulators of 16 registers).
+/// lanes) up to 14 x 32: 28 accumulators, two B vectors and one broadcast A value. Without it,
+/// up to 6 x 16 in 8-lane registers (12 accumulators of 16 registers).
+///
+/// `MR` is chosen per call from `TILE_ROWS` so that the row panels waste the fewest padded rows
+/// (50 rows take five 10-row panels rather than five 12-row ones, a sixth of them padding):
+/// every size keeps the loop bound by the multiply-adds (`MR + 2` loads feed `2 * MR` FMAs), and
+/// the tile shape never changes the arithmetic of a `C` element, so results do not depend on it.
 #[cfg(target_feature = "avx512f")]
 mod tile {
     pub type Vector = wide::f32x16;
     pub const LANES: usize = 16;
-    pub const MR: usize = 12;
+    pub const TILE_ROWS: [usize; 4] = [14, 12, 10, 8];
 }
 #[cfg(not(target_feature = "avx512f"))]
 mod tile {
     pub type Vector = wide::f32x8;
     pub const LANES: usize = 8;
-    pub const MR: usize = 6;
+    pub const TILE_ROWS: [usize; 3] = [6, 5, 4];
 }
-use tile::{Vector, LANES, MR};
+use tile::{Vector, LANES, TILE_ROWS};
 use wide::f32x8;
+
+/// The largest tile height, which sizes the packing buffer for A.
+const MAX_MR: usize = TILE_ROWS[0];
+
+/// The tile height for `m` rows: the fewest padded rows, the taller tile among equals.
+fn tile_rows(m: usize) -> usize {
+    TILE_ROWS.into_iter().min_by_key(|&mr| (m.div_ceil(mr) * mr, usize::MAX - mr)).expect("TILE_ROWS is not empty")
+}
 
 /// Columns of the register tile (two vectors).
 const NR: usize = 2 * LANES;
-/// Depth of one packed block: `MR x KC` of A and `KC x NR` of B (at most 44 KiB) stay in L1.
+/// Depth of one packed block: `MR x KC` of A and `KC x NR` of B (at most 46 KiB) stay in L1.
 const KC: usize = 256;
 /// Columns of one packed block of B: `KC x NC` (256 KiB) stays in L2.
 const NC: usize = 256;
 
 thread_local! {
-    static PACK_A: RefCell<[f32; MR * KC]> = const { RefCell::new([0.0; MR * KC]) };
+    static PACK_A: RefCell<[f32; MAX_MR * KC]> = const { RefCell::new([0.0; MAX_MR * KC]) };
     static PACK_B: RefCell<[f32; KC * NC]> = const { RefCell::new([0.0; KC * NC]) };
 }
 
@@ -56,7 +69,7 @@ thread_local! {
 fn with_pack_a<R>(f: impl FnOnce(&mut [f32]) -> R) -> R {
     PACK_A.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buffer) => f(&mut buffer[..]),
-        Err(_) => f(&mut vec![0.0; MR * KC]),
+        Err(_) => f(&mut vec![0.0; MAX_MR * KC]),
     })
 }
 
@@ -191,7 +204,7 @@ fn store(out: &mut [f32], v: Vector) {
 
 /// The `MR x NR` register tile: `sum over p of a_panel[p][i] * b_panel[p][j]`.
 #[inline(always)]
-fn micro_kernel(a_panel: &[f32], b_panel: &[f32]) -> [[Vector; 2]; MR] {
+fn micro_kernel<const MR: usize>(a_panel: &[f32], b_panel: &[f32]) -> [[Vector; 2]; MR] {
     let mut acc = [[Vector::ZERO; 2]; MR];
     for (a, b) in a_panel.chunks_exact(MR).zip(b_panel.chunks_exact(NR)) {
         let b0 = load(&b[..LANES]);
@@ -272,7 +285,7 @@ impl<'a> OutMatrix<'a> {
 /// `(i0, j0)`. `beta == 0` never reads C. Full and partial tiles use the same arithmetic, so a
 /// value does not depend on where the tile boundaries fall.
 #[inline(always)]
-fn store_tile(
+fn store_tile<const MR: usize>(
     acc: &[[Vector; 2]; MR],
     c: &mut OutMatrix<'_>,
     (i0, j0): (usize, usize),
@@ -320,9 +333,37 @@ fn pack_b_block(b: Operand<'_>, (jc, nc): (usize, usize), (pc, kc): (usize, usiz
 }
 
 /// Adds `alpha * op(A)[rows, pc..pc + kc] * packed_b` into `C[rows, jc..jc + nc]` (scaling C
-/// by `beta` first), one `MR`-row panel of A at a time.
+/// by `beta` first), one `mr`-row panel of A at a time; `mr` is one of `TILE_ROWS`.
 #[allow(clippy::too_many_arguments)]
 fn multiply_rows(
+    mr: usize,
+    a: Operand<'_>,
+    rows: std::ops::Range<usize>,
+    depth: (usize, usize),
+    packed_b: &[f32],
+    cols: (usize, usize),
+    alpha: f32,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    // One monomorphised loop per tile height; the arms cover `TILE_ROWS` of either target.
+    let run = match mr {
+        14 => multiply_rows_tiled::<14>,
+        12 => multiply_rows_tiled::<12>,
+        10 => multiply_rows_tiled::<10>,
+        8 => multiply_rows_tiled::<8>,
+        6 => multiply_rows_tiled::<6>,
+        5 => multiply_rows_tiled::<5>,
+        4 => multiply_rows_tiled::<4>,
+        _ => unreachable!("tile heights come from TILE_ROWS"),
+    };
+    run(a, rows, depth, packed_b, cols, alpha, beta, c)
+}
+
+/// [`multiply_rows`] with a tile height fixed at compile time, so the accumulators stay in
+/// registers.
+#[allow(clippy::too_many_arguments)]
+fn multiply_rows_tiled<const MR: usize>(
     a: Operand<'_>,
     rows: std::ops::Range<usize>,
     (pc, kc): (usize, usize),
@@ -340,7 +381,7 @@ fn multiply_rows(
             let a_panel = &pack_a[..kc * MR];
             for (jp, b_panel) in packed_b.chunks_exact(KC * NR).take(nc.div_ceil(NR)).enumerate() {
                 let j0 = jp * NR;
-                let acc = micro_kernel(a_panel, &b_panel[..kc * NR]);
+                let acc = micro_kernel::<MR>(a_panel, &b_panel[..kc * NR]);
                 store_tile(&acc, c, (ir, jc + j0), (mr, NR.min(nc - j0)), alpha, beta);
             }
         }
@@ -425,7 +466,7 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
                 let kc = KC.min(k - pc);
                 pack_b_block(b, (jc, nc), (pc, kc), pack_b);
                 let beta_block = if pc == 0 { beta } else { 1.0 };
-                multiply_rows(a, 0..m, (pc, kc), pack_b, (jc, nc), alpha, beta_block, c);
+                multiply_rows(tile_rows(m), a, 0..m, (pc, kc), pack_b, (jc, nc), alpha, beta_block, c);
             }
         }
     });
@@ -549,7 +590,8 @@ pub fn gemm_parallel(
     } else {
         // Tall C: every block of rows needs all of B, so B is packed once per (jc, pc) block on
         // this thread and shared; the row blocks run in parallel against it.
-        let per_block = m.div_ceil(blocks).next_multiple_of(MR);
+        let mr = tile_rows(m);
+        let per_block = m.div_ceil(blocks).next_multiple_of(mr);
         with_pack_b(|pack_b| {
             for jc in (0..n).step_by(NC) {
                 let nc = NC.min(n - jc);
@@ -565,7 +607,17 @@ pub fn gemm_parallel(
                         // so no two share an element, and `c` itself is not used while they run.
                         let mut c_block = unsafe { c.block((i0, rows), (0, n)) };
                         let a_block = a.skip_rows(i0);
-                        multiply_rows(a_block, 0..rows, (pc, kc), packed_b, (jc, nc), alpha, beta_block, &mut c_block);
+                        multiply_rows(
+                            mr,
+                            a_block,
+                            0..rows,
+                            (pc, kc),
+                            packed_b,
+                            (jc, nc),
+                            alpha,
+                            beta_block,
+                            &mut c_block,
+                        );
                     });
                 }
             }
@@ -698,6 +750,17 @@ mod tests {
                 pool.install(|| gemm_parallel(m, n, k, 1.0, &a, lda, ta, &b, ldb, tb, 0.0, &mut par, n));
                 assert!(serial.iter().zip(&par).all(|(x, y)| x.to_bits() == y.to_bits()));
             }
+        }
+    }
+
+    #[test]
+    fn tile_height_wastes_the_fewest_rows() {
+        #[cfg(target_feature = "avx512f")]
+        let cases = [(50, 10), (100, 10), (700, 14), (24, 12), (64, 8), (1, 8), (13, 14)];
+        #[cfg(not(target_feature = "avx512f"))]
+        let cases = [(50, 5), (100, 5), (700, 5), (24, 6), (64, 4), (1, 4), (12, 6)];
+        for (m, want) in cases {
+            assert_eq!(tile_rows(m), want, "m = {m}");
         }
     }
 
