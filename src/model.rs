@@ -11,8 +11,8 @@
 //! public API takes and returns windows batch-major (`[b][t]`, as the spec writes them).
 
 use crate::kernels::{
-    self, clip_factor, column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, rnn_step_backward,
-    rnn_step_forward, scale_inplace, sgd_update, softmax_cross_entropy, sum_of_squares, Transpose, IGNORE_TARGET,
+    clip_factor, column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, rnn_step_backward,
+    rnn_step_forward, scale_inplace, sgd_update, sum_of_squares, OutputLayer, OutputUpdate, Transpose, IGNORE_TARGET,
 };
 use crate::rng::Rng;
 use std::fmt;
@@ -212,8 +212,8 @@ struct Workspace {
     x: Vec<f32>,
     /// `T + 1` blocks of `B x H`: block 0 is the state carried in, block `t + 1` is `h_t`.
     states: Vec<f32>,
-    /// Logits, overwritten in place by the loss gradient `dlogits`, `B*T x V`.
-    logits: Vec<f32>,
+    /// The output layer's logits (in column panels) and scratch.
+    output: OutputLayer,
     /// Loss of each row, `B*T`.
     row_loss: Vec<f32>,
     /// Gradient with respect to every `h_t`, overwritten in place by `dt`, `B*T x H`.
@@ -225,13 +225,9 @@ struct Workspace {
     touched: Vec<u32>,
     /// `touched_mark[id]` is true while `id` is in `touched`.
     touched_mark: Vec<bool>,
-    /// Whether `logits` holds the gradient of a forward pass that `backward` can use.
+    /// Whether `output` holds a forward pass with the loss that `backward` can use.
     has_forward: bool,
 }
-
-/// Multiply-adds of the output layer's weight gradient below which the backward pass runs it
-/// and the RNN's backward pass one after the other instead of side by side.
-const SIDE_BY_SIDE_MIN_WORK: usize = 1 << 22;
 
 /// Seconds spent in each part of the model since the last
 /// [`reset_phase_times`](SimpleRnnlm::reset_phase_times): what `rnnlm bench` reports as the
@@ -326,7 +322,11 @@ impl SimpleRnnlm {
             targets: zeroed("window", n)?,
             x: zeroed("window", big(n, d)?)?,
             states: zeroed("window", big(big(window.time + 1, window.batch)?, h)?)?,
-            logits: zeroed("window", big(n, v)?)?,
+            output: OutputLayer::new(n, h, v).ok_or(ModelError::InvalidSize {
+                name: "window",
+                value: n,
+                why: "the output layer's buffers cannot be allocated",
+            })?,
             row_loss: zeroed("window", n)?,
             dhs: zeroed("window", big(n, h)?)?,
             dx: zeroed("window", big(n, d)?)?,
@@ -418,22 +418,14 @@ impl SimpleRnnlm {
     /// The hidden state is carried in from the previous window and out to the next.
     pub fn forward(&mut self, xs: &[u32], ts: &[i32]) -> Result<f32, ModelError> {
         self.load_window(xs, Some(ts))?;
-        self.forward_hidden_and_logits();
-        let Window { batch, time } = self.window;
-        let Dims { vocab, .. } = self.dims;
+        self.forward_hidden();
         let kept = self.ws.targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
         let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f32 };
         let p = views(&self.params, self.dims);
+        let ws = &mut self.ws;
         let start = Instant::now();
-        softmax_cross_entropy(
-            batch * time,
-            vocab,
-            &mut self.ws.logits,
-            p.affine_b,
-            &self.ws.targets,
-            inv_n,
-            &mut self.ws.row_loss,
-        );
+        let hs = &ws.states[self.window.batch * self.dims.hidden..];
+        ws.output.forward(hs, p.affine_w, p.affine_b, &ws.targets, inv_n, &mut ws.row_loss);
         self.times.affine += start.elapsed().as_secs_f64();
         self.ws.has_forward = true;
         let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
@@ -446,10 +438,9 @@ impl SimpleRnnlm {
     pub fn predict(&mut self, xs: &[u32], out: &mut [u32]) -> Result<(), ModelError> {
         check_len("prediction output", self.window.tokens(), out.len())?;
         self.forward_without_loss(xs)?;
-        let vocab = self.dims.vocab;
-        self.for_each_output_row(|position, logits, bias| {
-            kernels::argmax_rows(1, vocab, logits, bias, &mut out[position..position + 1]);
-        });
+        for (row, position) in self.rows_and_positions() {
+            out[position] = self.ws.output.argmax_row(row);
+        }
         Ok(())
     }
 
@@ -460,33 +451,33 @@ impl SimpleRnnlm {
         let vocab = self.dims.vocab;
         check_len("logits output", self.window.tokens() * vocab, out.len())?;
         self.forward_without_loss(xs)?;
-        self.for_each_output_row(|position, logits, bias| {
-            let dest = &mut out[position * vocab..(position + 1) * vocab];
-            for ((d, &z), &b) in dest.iter_mut().zip(logits).zip(bias) {
-                *d = z + b;
-            }
-        });
+        for (row, position) in self.rows_and_positions() {
+            self.ws.output.logits_row(row, &mut out[position * vocab..(position + 1) * vocab]);
+        }
         Ok(())
     }
 
     /// The forward pass up to the logits, for inputs only; what `backward` could use is gone.
     fn forward_without_loss(&mut self, xs: &[u32]) -> Result<(), ModelError> {
         self.load_window(xs, None)?;
-        self.forward_hidden_and_logits();
+        self.forward_hidden();
+        let p = views(&self.params, self.dims);
+        let start = Instant::now();
+        let hs = &self.ws.states[self.window.batch * self.dims.hidden..];
+        self.ws.output.forward_logits(hs, p.affine_w, p.affine_b);
+        self.times.affine += start.elapsed().as_secs_f64();
         self.ws.has_forward = false;
         Ok(())
     }
 
-    /// Calls `f(position, logits, bias)` for every row of the last forward's logits (bias not
-    /// added), where `position = b * T + t` is the row's place in a batch-major window.
-    fn for_each_output_row(&self, mut f: impl FnMut(usize, &[f32], &[f32])) {
+    /// `(row, position)` for every row of a window: `row = t * B + b` is its place in the
+    /// (time-major) workspace, `position = b * T + t` its place in a batch-major window.
+    fn rows_and_positions(&self) -> impl Iterator<Item = (usize, usize)> {
         let Window { batch, time } = self.window;
-        let vocab = self.dims.vocab;
-        let bias = &self.params[Tensor::AffineB.range(self.dims)];
-        for (row, logits) in self.ws.logits.chunks_exact(vocab).enumerate() {
+        (0..batch * time).map(move |row| {
             let (t, b) = (row / batch, row % batch);
-            f(b * time + t, logits, bias);
-        }
+            (row, b * time + t)
+        })
     }
 
     /// Backward pass for the last forward window: overwrites every gradient.
@@ -495,85 +486,60 @@ impl SimpleRnnlm {
     }
 
     /// The backward pass. With `fold_lr = Some(lr)` the output layer is updated in place
-    /// instead of storing its gradients: `affine.W -= lr * dW` happens inside the GEMM that
-    /// computes `dW` (`alpha = -lr`, `beta = 1`), which saves writing the `H x V` gradient and
-    /// sweeping it again for the update.
+    /// instead of storing its gradients ([`OutputUpdate::Sgd`]): `affine.W -= lr * dW` happens
+    /// inside the GEMMs that compute `dW`, which saves writing the `H x V` gradient and sweeping
+    /// it again for the update.
     fn backward_impl(&mut self, fold_lr: Option<f32>) -> Result<(), ModelError> {
         if !self.ws.has_forward {
             return Err(ModelError::BackwardBeforeForward);
         }
-        let Dims { vocab: v, embed: d, hidden: h } = self.dims;
+        let Dims { embed: d, hidden: h, .. } = self.dims;
         let Window { batch, time } = self.window;
         let n = batch * time;
         let block = batch * h;
         let p = views_mut(&mut self.params, self.dims);
         let g = views_mut(&mut self.grads, self.dims);
-        let Workspace { ids, x, states, logits: dlogits, dhs, dx, touched, touched_mark, .. } = &mut self.ws;
-        let (states, dlogits, ids, x) = (&*states, &*dlogits, &*ids, &*x);
+        let Workspace { ids, x, states, output, dhs, dx, touched, touched_mark, .. } = &mut self.ws;
+        let (states, ids, x) = (&*states, &*ids, &*x);
         let (rnn_wh, rnn_wx) = (&*p.rnn_wh, &*p.rnn_wx);
 
-        // dhs needs affine.W before any update touches it.
         let start = Instant::now();
-        gemm_parallel(n, h, v, 1.0, dlogits, v, Transpose::No, p.affine_w, v, Transpose::Yes, 0.0, dhs, h);
-        let dhs_seconds = start.elapsed().as_secs_f64();
+        let update = match fold_lr {
+            Some(lr) => OutputUpdate::Sgd { w: p.affine_w, b: p.affine_b, lr },
+            None => OutputUpdate::Gradients { w: p.affine_w, dw: g.affine_w, db: g.affine_b },
+        };
+        output.backward(&states[block..], update, dhs);
+        let output_done = Instant::now();
+        self.times.affine += (output_done - start).as_secs_f64();
 
-        // The output layer's weight gradient and the RNN's backward pass are independent:
-        // they run side by side.
-        let mut output_layer = || {
-            let start = Instant::now();
-            let hs = &states[block..];
-            column_sums(n, v, dlogits, g.affine_b);
-            match fold_lr {
-                Some(lr) => {
-                    gemm_parallel(h, v, n, -lr, hs, h, Transpose::Yes, dlogits, v, Transpose::No, 1.0, p.affine_w, v);
-                    sgd_update(p.affine_b, g.affine_b, lr);
-                }
-                None => {
-                    gemm_parallel(h, v, n, 1.0, hs, h, Transpose::Yes, dlogits, v, Transpose::No, 0.0, g.affine_w, v)
-                }
-            }
-            start.elapsed().as_secs_f64()
-        };
-        let mut recurrence = || {
-            let start = Instant::now();
-            for t in (0..time).rev() {
-                let (earlier, from_t) = dhs.split_at_mut(t * block);
-                let h_t = &states[(t + 1) * block..(t + 2) * block];
-                let dh_prev = if t > 0 { Some(&mut earlier[(t - 1) * block..]) } else { None };
-                rnn_step_backward(batch, h, h_t, rnn_wh, &mut from_t[..block], dh_prev);
-            }
-            let dts = &*dhs;
-            let h_prevs = &states[..n * h];
-            gemm_parallel(h, h, n, 1.0, h_prevs, h, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wh, h);
-            gemm_parallel(d, h, n, 1.0, x, d, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wx, h);
-            column_sums(n, h, dts, g.rnn_b);
-            gemm_parallel(n, d, h, 1.0, dts, h, Transpose::No, rnn_wx, h, Transpose::Yes, 0.0, dx, d);
+        for t in (0..time).rev() {
+            let (earlier, from_t) = dhs.split_at_mut(t * block);
+            let h_t = &states[(t + 1) * block..(t + 2) * block];
+            let dh_prev = if t > 0 { Some(&mut earlier[(t - 1) * block..]) } else { None };
+            rnn_step_backward(batch, h, h_t, rnn_wh, &mut from_t[..block], dh_prev);
+        }
+        let dts = &*dhs;
+        let h_prevs = &states[..n * h];
+        gemm_parallel(h, h, n, 1.0, h_prevs, h, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wh, h);
+        gemm_parallel(d, h, n, 1.0, x, d, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wx, h);
+        column_sums(n, h, dts, g.rnn_b);
+        gemm_parallel(n, d, h, 1.0, dts, h, Transpose::No, rnn_wx, h, Transpose::Yes, 0.0, dx, d);
 
-            // Only rows of the embedding gradient that a window touches are ever non-zero:
-            // clear the last window's, then scatter this one's.
-            for &id in touched.iter() {
-                g.embed_w[id as usize * d..(id as usize + 1) * d].fill(0.0);
-                touched_mark[id as usize] = false;
+        // Only rows of the embedding gradient that a window touches are ever non-zero:
+        // clear the last window's, then scatter this one's.
+        for &id in touched.iter() {
+            g.embed_w[id as usize * d..(id as usize + 1) * d].fill(0.0);
+            touched_mark[id as usize] = false;
+        }
+        touched.clear();
+        for &id in ids {
+            if !touched_mark[id as usize] {
+                touched_mark[id as usize] = true;
+                touched.push(id);
             }
-            touched.clear();
-            for &id in ids {
-                if !touched_mark[id as usize] {
-                    touched_mark[id as usize] = true;
-                    touched.push(id);
-                }
-            }
-            embedding_scatter_add(d, dx, ids, g.embed_w);
-            start.elapsed().as_secs_f64()
-        };
-        // Below a few million multiply-adds the hand-off to another thread costs more than
-        // it saves (the chapter's shapes ran at 2/3 speed with it).
-        let (output_seconds, recurrence_seconds) = if h * v * n < SIDE_BY_SIDE_MIN_WORK {
-            (output_layer(), recurrence())
-        } else {
-            rayon::join(output_layer, recurrence)
-        };
-        self.times.affine += dhs_seconds + output_seconds;
-        self.times.rnn += recurrence_seconds;
+        }
+        embedding_scatter_add(d, dx, ids, g.embed_w);
+        self.times.rnn += output_done.elapsed().as_secs_f64();
         Ok(())
     }
 
@@ -678,10 +644,9 @@ impl SimpleRnnlm {
         Ok(())
     }
 
-    /// Embedding, the RNN over the window, and the affine layer without its bias (which the
-    /// softmax adds): fills `x`, `states` and `logits`, and carries the state out.
-    fn forward_hidden_and_logits(&mut self) {
-        let Dims { vocab: v, embed: d, hidden: h } = self.dims;
+    /// Embedding and the RNN over the window: fills `x` and `states`, and carries the state out.
+    fn forward_hidden(&mut self) {
+        let Dims { embed: d, hidden: h, .. } = self.dims;
         let Window { batch, time } = self.window;
         let n = batch * time;
         let block = batch * h;
@@ -711,24 +676,7 @@ impl SimpleRnnlm {
             rnn_step_forward(batch, h, &before[t * block..], p.rnn_wh, p.rnn_b, &mut from_t[..block]);
         }
         self.state.copy_from_slice(&ws.states[time * block..]);
-        let rnn_done = Instant::now();
-        self.times.rnn += (rnn_done - start).as_secs_f64();
-        gemm_parallel(
-            n,
-            v,
-            h,
-            1.0,
-            &ws.states[block..],
-            h,
-            Transpose::No,
-            p.affine_w,
-            v,
-            Transpose::No,
-            0.0,
-            &mut ws.logits,
-            v,
-        );
-        self.times.affine += rnn_done.elapsed().as_secs_f64();
+        self.times.rnn += start.elapsed().as_secs_f64();
     }
 }
 

@@ -222,7 +222,7 @@ fn micro_kernel<const MR: usize>(a_panel: &[f32], b_panel: &[f32]) -> [[Vector; 
 /// `ptr + i * ld + j`. It is a raw view so that parallel blocks can write disjoint column
 /// ranges of the same rows without ever holding overlapping `&mut` slices: a block only ever
 /// materialises the segments of its own rows and columns, one at a time.
-struct OutMatrix<'a> {
+pub(super) struct OutMatrix<'a> {
     ptr: *mut f32,
     rows: usize,
     cols: usize,
@@ -240,7 +240,7 @@ unsafe impl Sync for OutMatrix<'_> {}
 impl<'a> OutMatrix<'a> {
     /// The `rows x cols` matrix at the start of `c` with leading dimension `ld`; panics if it
     /// does not fit.
-    fn new(c: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Self {
+    pub(super) fn new(c: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Self {
         assert!(ld >= cols.max(1), "gemm: ldc ({ld}) is below n ({cols})");
         if rows > 0 && cols > 0 {
             let needed = (rows - 1) * ld + cols;
@@ -258,7 +258,7 @@ impl<'a> OutMatrix<'a> {
     /// # Safety
     /// While the returned view is alive, no other view may touch its elements: the caller
     /// hands out only pairwise-disjoint blocks and does not use `self` meanwhile.
-    unsafe fn block(&self, (i0, rows): (usize, usize), (j0, cols): (usize, usize)) -> OutMatrix<'a> {
+    pub(super) unsafe fn block(&self, (i0, rows): (usize, usize), (j0, cols): (usize, usize)) -> OutMatrix<'a> {
         assert!(i0 + rows <= self.rows && j0 + cols <= self.cols, "gemm: block outside C");
         OutMatrix {
             // SAFETY: in bounds (asserted), so the offset stays inside the original slice.
@@ -272,7 +272,7 @@ impl<'a> OutMatrix<'a> {
 
     /// Row `i`, columns `j0..j0 + len`.
     #[inline(always)]
-    fn segment(&mut self, i: usize, j0: usize, len: usize) -> &mut [f32] {
+    pub(super) fn segment(&mut self, i: usize, j0: usize, len: usize) -> &mut [f32] {
         assert!(i < self.rows && j0 + len <= self.cols, "gemm: segment outside C");
         // SAFETY: the segment lies inside this view (asserted; the view was checked against
         // its slice when created), the view is exclusive for its elements, and `&mut self`
@@ -523,6 +523,19 @@ pub fn gemm(
 ) {
     let (a, b) = checked_operands((m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
     gemm_serial(k, alpha, a, b, beta, &mut OutMatrix::new(c, m, n, ldc));
+}
+
+/// [`gemm`] into a view of C (`m x n` is the view's shape), on the calling thread.
+pub(super) fn gemm_into(
+    k: usize,
+    alpha: f32,
+    (a, lda, trans_a): (&[f32], usize, Transpose),
+    (b, ldb, trans_b): (&[f32], usize, Transpose),
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    let (a, b) = checked_operands((c.rows, c.cols, k), (a, lda, trans_a), (b, ldb, trans_b));
+    gemm_serial(k, alpha, a, b, beta, c);
 }
 
 /// Work (multiply-adds) below which [`gemm_parallel`] stays on the calling thread: waking

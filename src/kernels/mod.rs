@@ -14,6 +14,7 @@
 //! | [`rnn_step_backward`] | `dt = dh * (1 - h^2)`, `dh_prev += dt * Wh^T` |
 //! | [`softmax_cross_entropy`] | bias + stable log-sum-exp loss + gradient `(softmax - onehot) / n`, in place |
 //! | [`argmax_rows`] | per-row argmax of `logits + bias` |
+//! | [`OutputLayer`] | the fused output layer: `hs * W + b`, softmax cross-entropy, backward, in L2-sized column panels |
 //! | [`embedding_gather`], [`embedding_scatter_add`] | row gather / scatter-add by token id |
 //! | [`column_sums`] | bias gradients |
 //! | [`sgd_update`], [`sum_of_squares`], [`scale_inplace`], [`clip_factor`] | optimizer pieces |
@@ -25,6 +26,7 @@
 mod embedding;
 mod gemm;
 mod optim;
+mod output;
 mod rnn;
 mod simd;
 mod softmax;
@@ -32,6 +34,7 @@ mod softmax;
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
 pub use gemm::{gemm, gemm_parallel, Transpose};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
+pub use output::{OutputLayer, OutputUpdate, PANEL_COLS};
 pub use rnn::{rnn_step_backward, rnn_step_forward};
 pub use simd::{tanh_inplace, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 pub use softmax::{argmax_rows, softmax_cross_entropy, IGNORE_TARGET};

@@ -1,0 +1,651 @@
+//! The fused output layer: `z = hs * W + b`, softmax cross-entropy, and its backward pass, in
+//! panels of columns that stay in L2.
+//!
+//! Done as separate passes (a GEMM writing all `rows x classes` logits, a softmax sweeping them,
+//! then two gradient GEMMs reading them), the logits of a c3 window (700 x 10,000 floats, 28 MB)
+//! leave the caches and are read back from memory four or five times. Here the classes are cut
+//! into panels of [`PANEL_COLS`] columns, and each panel is handled while it is in L2:
+//!
+//! - forward, per panel: `z = hs * W[:, panel] + b[panel]` (one GEMM), then per row the panel's
+//!   maximum `m`, `e = exp(z - m)` in place, and `s = sum(e)`;
+//! - loss, per row: the panels' `(m, s)` pairs combine into the row's log-sum-exp, and each
+//!   panel gets the factor `exp(m - max) / sum * inv_n` that turns its `e` into the softmax;
+//! - backward, per panel: the gradient `dz = e * factor - onehot * inv_n` in place, then
+//!   `dW[:, panel] = hs^T * dz` and `db[panel] = column sums of dz` (each panel owns its columns,
+//!   nothing to reduce), and this panel's share of `dhs = dz * W^T`.
+//!
+//! The logits are stored panel after panel (`rows x width` each, row-major), so a panel is one
+//! contiguous slice. Panels are grouped into at most [`MAX_TASKS`] runs, one parallel task each;
+//! each task adds its panels' shares of `dhs` into its own buffer, and the buffers are added up
+//! in task order. The grouping depends only on the number of classes, never on the number of
+//! threads, so results are bit-identical for any thread count.
+
+use super::gemm::{gemm, gemm_into, OutMatrix, Transpose};
+use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, LANES};
+use super::softmax::IGNORE_TARGET;
+use rayon::prelude::*;
+use wide::f32x8;
+
+/// Columns per panel. A c3 panel (700 rows x 256) is 700 KiB: it stays in L2 (2 MiB per core
+/// here) from its GEMM through its statistics, and from its gradient through both backward GEMMs.
+pub const PANEL_COLS: usize = 256;
+/// Most parallel tasks: each is a run of consecutive panels with its own partial `dhs`.
+const MAX_TASKS: usize = 8;
+/// Multiply-adds of one pass below which the tasks run one after another on the calling
+/// thread (the same tasks, so the same results): handing work to another thread costs tens of
+/// microseconds.
+const PARALLEL_MIN_WORK: usize = 1 << 22;
+/// Marks a panel row whose target is in another panel (or ignored).
+const NO_TARGET: u32 = u32::MAX;
+
+/// What the forward pass learns about one row within one panel.
+#[derive(Clone, Copy, Debug, Default)]
+struct PanelRow {
+    /// Largest `z` of the row within the panel.
+    max: f32,
+    /// `sum of exp(z - max)` over the panel's part of the row.
+    sum: f32,
+    /// The row's target as a column of this panel, or `NO_TARGET`.
+    target: u32,
+    /// `z` at the target, when the target is in this panel.
+    target_logit: f32,
+    /// After the loss: the factor turning this panel's `exp(z - max)` into `softmax * inv_n`.
+    scale: f32,
+}
+
+/// What the panels hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contents {
+    Nothing,
+    /// `z = hs * W + b`.
+    Logits,
+    /// `exp(z - panel max)`, with the loss computed: ready for [`OutputLayer::backward`].
+    Exponentials,
+    /// The gradient `dz` of the last backward pass.
+    Gradient,
+}
+
+/// What [`OutputLayer::backward`] does with the weight gradients.
+pub enum OutputUpdate<'a> {
+    /// Stores them: `dw = hs^T * dz` (`hidden x classes`) and `db` (`classes`), overwritten.
+    /// `w` is `W` (`hidden x classes`) as in the forward pass.
+    Gradients { w: &'a [f32], dw: &'a mut [f32], db: &'a mut [f32] },
+    /// Applies plain SGD in place without storing them: `w -= lr * dW` and `b -= lr * db`,
+    /// each panel's update inside the GEMM that computes its gradient (`alpha = -lr`,
+    /// `beta = 1`), after the panel's share of `dhs` has used the old weights.
+    Sgd { w: &'a mut [f32], b: &'a mut [f32], lr: f32 },
+}
+
+/// Buffers and sizes of the fused output layer for `rows` rows of `hidden` values and `classes`
+/// classes; allocated once by [`OutputLayer::new`], never again.
+#[derive(Clone, Debug)]
+pub struct OutputLayer {
+    rows: usize,
+    hidden: usize,
+    classes: usize,
+    /// `rows x classes` values, panel after panel: logits, exponentials or gradient.
+    panels: Vec<f32>,
+    /// `panel_count x rows`, panel-major.
+    stats: Vec<PanelRow>,
+    /// One `hidden x rows` partial `dhs^T` per task.
+    partial_dhs: Vec<f32>,
+    /// One `hidden x PANEL_COLS` copy of a panel of `W` per task (SGD updates `W` in place,
+    /// while the panel's share of `dhs` still needs the old values).
+    weight_copies: Vec<f32>,
+    /// `1 / n` of the last loss.
+    inv_n: f32,
+    contents: Contents,
+}
+
+/// A vector of `len` copies of `value`, or `None` if the memory cannot be had.
+fn filled<T: Clone>(len: Option<usize>, value: T) -> Option<Vec<T>> {
+    let len = len?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, value);
+    Some(v)
+}
+
+impl OutputLayer {
+    /// Buffers for `rows x hidden` inputs and `classes` classes: `rows * classes` logits plus
+    /// per-task scratch (at most 8 x `hidden x (rows + 256)` values); `None` if that much
+    /// memory cannot be had.
+    pub fn new(rows: usize, hidden: usize, classes: usize) -> Option<Self> {
+        let tasks = task_layout(classes).tasks;
+        Some(OutputLayer {
+            rows,
+            hidden,
+            classes,
+            panels: filled(rows.checked_mul(classes), 0.0)?,
+            stats: filled(classes.div_ceil(PANEL_COLS).checked_mul(rows), PanelRow::default())?,
+            partial_dhs: filled(hidden.checked_mul(rows).and_then(|len| len.checked_mul(tasks)), 0.0)?,
+            weight_copies: filled(hidden.checked_mul(PANEL_COLS * tasks), 0.0)?,
+            inv_n: 0.0,
+            contents: Contents::Nothing,
+        })
+    }
+
+    /// Logits only: afterwards [`logits_row`](Self::logits_row) and
+    /// [`argmax_row`](Self::argmax_row) read `z = hs * W + b`.
+    ///
+    /// Shapes (row-major): `hs` is `rows x hidden`, `w` is `hidden x classes`, `bias` is
+    /// `classes`.
+    pub fn forward_logits(&mut self, hs: &[f32], w: &[f32], bias: &[f32]) {
+        self.forward_panels(hs, w, bias, None);
+        self.contents = Contents::Logits;
+    }
+
+    /// Forward pass with the loss: `row_loss[r] = logsumexp(z_r) - z_r[targets[r]]`, computed
+    /// stably (no logarithm of a probability is taken), and 0 for rows whose target is
+    /// [`IGNORE_TARGET`]. The mean loss is `sum(row_loss) * inv_n`, where the caller passes
+    /// `inv_n = 1 / n` for `n` rows with a target. Leaves what
+    /// [`backward`](Self::backward) needs.
+    ///
+    /// Shapes as in [`forward_logits`](Self::forward_logits); `targets` and `row_loss` are
+    /// `rows`; each target is in `0..classes` or `IGNORE_TARGET`.
+    pub fn forward(&mut self, hs: &[f32], w: &[f32], bias: &[f32], targets: &[i32], inv_n: f32, row_loss: &mut [f32]) {
+        debug_assert_eq!(targets.len(), self.rows);
+        debug_assert_eq!(row_loss.len(), self.rows);
+        debug_assert!(targets.iter().all(|&t| t == IGNORE_TARGET || (0..self.classes as i64).contains(&(t as i64))));
+        self.forward_panels(hs, w, bias, Some(targets));
+        self.combine_panels(targets, inv_n, row_loss);
+        self.inv_n = inv_n;
+        self.contents = Contents::Exponentials;
+    }
+
+    /// Backward pass of the last [`forward`](Self::forward): `dhs = dz * W^T` (`rows x hidden`,
+    /// overwritten) and the weight gradients as `update` says, where `dz = (softmax - onehot) *
+    /// inv_n` (zero for ignored rows). `hs` is the forward's. May be repeated (with the same
+    /// result for the same inputs); panics if the last pass was not a [`forward`](Self::forward).
+    pub fn backward(&mut self, hs: &[f32], update: OutputUpdate<'_>, dhs: &mut [f32]) {
+        let make_gradient = match self.contents {
+            Contents::Exponentials => true,
+            Contents::Gradient => false,
+            Contents::Nothing | Contents::Logits => {
+                panic!("output layer: backward needs a forward with the loss first")
+            }
+        };
+        let (rows, hidden, classes) = (self.rows, self.hidden, self.classes);
+        debug_assert_eq!(hs.len(), rows * hidden);
+        debug_assert_eq!(dhs.len(), rows * hidden);
+        let layout = task_layout(classes);
+        let inv_n = self.inv_n;
+        // `W` (or `dW`) is written through disjoint column blocks, one per panel; `W` is read
+        // either in place (nothing writes it) or from a copy of the panel made before its update.
+        let (shared_w, out, alpha, beta, bias_out, lr) = match update {
+            OutputUpdate::Gradients { w, dw, db } => {
+                debug_assert_eq!(w.len(), hidden * classes);
+                debug_assert_eq!(db.len(), classes);
+                (Some(w), OutMatrix::new(dw, hidden, classes, classes), 1.0, 0.0, db, None)
+            }
+            OutputUpdate::Sgd { w, b, lr } => {
+                debug_assert_eq!(b.len(), classes);
+                (None, OutMatrix::new(w, hidden, classes, classes), -lr, 1.0, b, Some(lr))
+            }
+        };
+        let out = &out;
+        let task = |(task, share): (usize, BackwardShare<'_>)| {
+            let BackwardShare { panels, stats, partial, weight_copy, bias_out } = share;
+            let first_col = task * layout.cols_per_task;
+            let mut panel_start = 0;
+            for (index, stats) in stats.chunks_exact_mut(rows).enumerate() {
+                let j0 = first_col + index * PANEL_COLS;
+                let width = PANEL_COLS.min(classes - j0);
+                let panel = &mut panels[panel_start..panel_start + rows * width];
+                panel_start += rows * width;
+                if make_gradient {
+                    for (row, stat) in panel.chunks_exact_mut(width).zip(stats.iter()) {
+                        let scale = f32x8::splat(stat.scale);
+                        map_inplace(row, |e| e * scale);
+                        if stat.target != NO_TARGET {
+                            row[stat.target as usize] -= inv_n;
+                        }
+                    }
+                }
+                let mut bias_grad = [0.0f32; PANEL_COLS];
+                let bias_grad = &mut bias_grad[..width];
+                for row in panel.chunks_exact(width) {
+                    zip_map_inplace(bias_grad, row, |acc, v| acc + v);
+                }
+                let bias_out = &mut bias_out[index * PANEL_COLS..index * PANEL_COLS + width];
+                match lr {
+                    None => bias_out.copy_from_slice(bias_grad),
+                    Some(lr) => zip_map_inplace(bias_out, bias_grad, |b, g| b - f32x8::splat(lr) * g),
+                }
+                // SAFETY: every panel is one task's, so the column blocks of all live views are
+                // pairwise disjoint, and `out` itself is only used to hand them out.
+                let mut out_block = unsafe { out.block((0, hidden), (j0, width)) };
+                let (w_panel, ldw) = match shared_w {
+                    Some(w) => (&w[j0..], classes),
+                    None => {
+                        let copy = &mut weight_copy[..hidden * width];
+                        for (i, copy_row) in copy.chunks_exact_mut(width).enumerate() {
+                            copy_row.copy_from_slice(out_block.segment(i, 0, width));
+                        }
+                        (&copy[..], width)
+                    }
+                };
+                let beta_partial = if index == 0 { 0.0 } else { 1.0 };
+                let no = Transpose::No;
+                gemm(
+                    hidden,
+                    rows,
+                    width,
+                    1.0,
+                    w_panel,
+                    ldw,
+                    no,
+                    panel,
+                    width,
+                    Transpose::Yes,
+                    beta_partial,
+                    partial,
+                    rows,
+                );
+                gemm_into(rows, alpha, (hs, hidden, Transpose::Yes), (panel, width, no), beta, &mut out_block);
+            }
+        };
+        let panels_per_task = layout.cols_per_task / PANEL_COLS;
+        let min_len = self.min_tasks_per_thread(layout);
+        self.panels
+            .par_chunks_mut(rows * layout.cols_per_task)
+            .zip(self.stats.par_chunks_mut(rows * panels_per_task))
+            .zip(self.partial_dhs.par_chunks_mut(hidden * rows))
+            .zip(
+                self.weight_copies
+                    .par_chunks_mut(hidden * PANEL_COLS)
+                    .zip(bias_out.par_chunks_mut(layout.cols_per_task)),
+            )
+            .map(|(((panels, stats), partial), (weight_copy, bias_out))| BackwardShare {
+                panels,
+                stats,
+                partial,
+                weight_copy,
+                bias_out,
+            })
+            .enumerate()
+            .with_min_len(min_len)
+            .for_each(task);
+
+        // dhs^T is the sum of the tasks' partials, in task order; then transposed into dhs.
+        let (total, others) = self.partial_dhs.split_at_mut(hidden * rows);
+        for partial in others.chunks_exact(hidden * rows).take(layout.tasks - 1) {
+            zip_map_inplace(total, partial, |acc, v| acc + v);
+        }
+        for (c, column) in total.chunks_exact(rows).enumerate() {
+            for (r, &value) in column.iter().enumerate() {
+                dhs[r * hidden + c] = value;
+            }
+        }
+        self.contents = Contents::Gradient;
+    }
+
+    /// Row `row` of the logits of the last [`forward_logits`](Self::forward_logits) into `out`
+    /// (`classes` values).
+    pub fn logits_row(&self, row: usize, out: &mut [f32]) {
+        assert_eq!(self.contents, Contents::Logits, "output layer: logits_row needs forward_logits first");
+        debug_assert_eq!(out.len(), self.classes);
+        for (j0, segment) in self.row_segments(row) {
+            out[j0..j0 + segment.len()].copy_from_slice(segment);
+        }
+    }
+
+    /// The class of the largest logit of row `row` after [`forward_logits`](Self::forward_logits);
+    /// the lowest class among equal values.
+    pub fn argmax_row(&self, row: usize) -> u32 {
+        assert_eq!(self.contents, Contents::Logits, "output layer: argmax_row needs forward_logits first");
+        let mut best = (0, f32::NEG_INFINITY);
+        for (j0, segment) in self.row_segments(row) {
+            for (j, &z) in segment.iter().enumerate() {
+                if z > best.1 {
+                    best = (j0 + j, z);
+                }
+            }
+        }
+        best.0 as u32
+    }
+
+    /// `(first class, values)` of each panel's part of row `row`.
+    fn row_segments(&self, row: usize) -> impl Iterator<Item = (usize, &[f32])> {
+        let (rows, classes) = (self.rows, self.classes);
+        (0..classes).step_by(PANEL_COLS).map(move |j0| {
+            let width = PANEL_COLS.min(classes - j0);
+            (j0, &self.panels[rows * j0 + row * width..][..width])
+        })
+    }
+
+    /// Fills every panel with `z = hs * W + b` and, given targets, replaces each panel row by
+    /// `exp(z - max)` and records its statistics.
+    fn forward_panels(&mut self, hs: &[f32], w: &[f32], bias: &[f32], targets: Option<&[i32]>) {
+        let (rows, hidden, classes) = (self.rows, self.hidden, self.classes);
+        debug_assert_eq!(hs.len(), rows * hidden);
+        debug_assert_eq!(w.len(), hidden * classes);
+        debug_assert_eq!(bias.len(), classes);
+        let layout = task_layout(classes);
+        let task = |(task, (panels, stats)): (usize, (&mut [f32], &mut [PanelRow]))| {
+            let first_col = task * layout.cols_per_task;
+            let mut panel_start = 0;
+            for (index, stats) in stats.chunks_exact_mut(rows).enumerate() {
+                let j0 = first_col + index * PANEL_COLS;
+                let width = PANEL_COLS.min(classes - j0);
+                let panel = &mut panels[panel_start..panel_start + rows * width];
+                panel_start += rows * width;
+                let no = Transpose::No;
+                gemm(rows, width, hidden, 1.0, hs, hidden, no, &w[j0..], classes, no, 0.0, panel, width);
+                let bias = &bias[j0..j0 + width];
+                for (r, (row, stat)) in panel.chunks_exact_mut(width).zip(stats.iter_mut()).enumerate() {
+                    zip_map_inplace(row, bias, |z, b| z + b);
+                    if let Some(targets) = targets {
+                        let target = targets[r] as i64 - j0 as i64;
+                        let target = if (0..width as i64).contains(&target) { Some(target as usize) } else { None };
+                        *stat = exponentiate(row, target);
+                    }
+                }
+            }
+        };
+        let panels_per_task = layout.cols_per_task / PANEL_COLS;
+        let min_len = self.min_tasks_per_thread(layout);
+        self.panels
+            .par_chunks_mut(rows * layout.cols_per_task)
+            .zip(self.stats.par_chunks_mut(rows * panels_per_task))
+            .enumerate()
+            .with_min_len(min_len)
+            .for_each(task);
+    }
+
+    /// Combines the panels' statistics into each row's loss and each panel row's scale.
+    fn combine_panels(&mut self, targets: &[i32], inv_n: f32, row_loss: &mut [f32]) {
+        let rows = self.rows;
+        for (r, (&target, loss)) in targets.iter().zip(row_loss.iter_mut()).enumerate() {
+            let panel_rows = || self.stats.iter().skip(r).step_by(rows);
+            if target == IGNORE_TARGET {
+                for stat in self.stats.iter_mut().skip(r).step_by(rows) {
+                    stat.scale = 0.0;
+                }
+                *loss = 0.0;
+                continue;
+            }
+            let max = panel_rows().fold(f32::NEG_INFINITY, |m, stat| m.max(stat.max));
+            let sum: f64 = panel_rows().map(|stat| stat.sum as f64 * (stat.max - max).exp() as f64).sum();
+            let target_logit = self.stats[target as usize / PANEL_COLS * rows + r].target_logit;
+            *loss = (sum.ln() + (max - target_logit) as f64) as f32;
+            let factor = inv_n as f64 / sum;
+            for stat in self.stats.iter_mut().skip(r).step_by(rows) {
+                stat.scale = ((stat.max - max).exp() as f64 * factor) as f32;
+            }
+        }
+    }
+
+    /// How many tasks one rayon job must take at least: all of them (so they run in order on
+    /// the calling thread) when the work is too small to share.
+    fn min_tasks_per_thread(&self, layout: TaskLayout) -> usize {
+        let work = self.rows * self.hidden * self.classes;
+        if work < PARALLEL_MIN_WORK {
+            layout.tasks
+        } else {
+            1
+        }
+    }
+}
+
+/// One backward task's part of the buffers.
+struct BackwardShare<'a> {
+    /// Its panels of exponentials (or gradient).
+    panels: &'a mut [f32],
+    /// Their statistics, panel-major.
+    stats: &'a mut [PanelRow],
+    /// Its partial `dhs^T`, `hidden x rows`.
+    partial: &'a mut [f32],
+    /// Room for one panel of `W`.
+    weight_copy: &'a mut [f32],
+    /// Its columns of `db` (storing gradients) or of `b` (SGD).
+    bias_out: &'a mut [f32],
+}
+
+/// How the panels are grouped into tasks.
+#[derive(Clone, Copy, Debug)]
+struct TaskLayout {
+    /// Columns per task (whole panels; the last task may have fewer).
+    cols_per_task: usize,
+    /// Number of tasks, at most `MAX_TASKS`.
+    tasks: usize,
+}
+
+fn task_layout(classes: usize) -> TaskLayout {
+    let panels = classes.div_ceil(PANEL_COLS).max(1);
+    let panels_per_task = panels.div_ceil(MAX_TASKS);
+    TaskLayout { cols_per_task: panels_per_task * PANEL_COLS, tasks: panels.div_ceil(panels_per_task) }
+}
+
+/// Replaces a panel row `z` by `exp(z - max)`; returns its statistics.
+fn exponentiate(row: &mut [f32], target: Option<usize>) -> PanelRow {
+    let mut max_lanes = f32x8::splat(f32::NEG_INFINITY);
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        max_lanes = max_lanes.fast_max(load(chunk));
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .fold(max_lanes.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max), |m, &z| m.max(z));
+    let target_logit = target.map_or(0.0, |t| row[t]);
+    let shift = f32x8::splat(max);
+    let mut sum_lanes = f32x8::ZERO;
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        let e = exp(load(chunk) - shift);
+        store(chunk, e);
+        sum_lanes += e;
+    }
+    let tail = chunks.into_remainder();
+    let mut sum = sum_lanes.to_array().iter().sum::<f32>();
+    if !tail.is_empty() {
+        store_partial(tail, exp(load_partial(tail, max) - shift));
+        sum += tail.iter().sum::<f32>();
+    }
+    PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit, scale: 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-scale, scale).
+    fn fill(len: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// Everything the layer computes, in f64 straight from the definitions.
+    struct Expected {
+        logits: Vec<f64>,
+        row_loss: Vec<f64>,
+        dw: Vec<f64>,
+        db: Vec<f64>,
+        dhs: Vec<f64>,
+    }
+
+    fn expected(
+        (rows, hidden, classes): (usize, usize, usize),
+        hs: &[f32],
+        w: &[f32],
+        b: &[f32],
+        targets: &[i32],
+    ) -> Expected {
+        let kept = targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
+        let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f64 };
+        let mut logits = vec![0.0; rows * classes];
+        let mut dz = vec![0.0; rows * classes];
+        let mut row_loss = vec![0.0; rows];
+        for r in 0..rows {
+            for j in 0..classes {
+                logits[r * classes + j] = b[j] as f64
+                    + (0..hidden).map(|i| hs[r * hidden + i] as f64 * w[i * classes + j] as f64).sum::<f64>();
+            }
+            if targets[r] == IGNORE_TARGET {
+                continue;
+            }
+            let z = &logits[r * classes..(r + 1) * classes];
+            let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+            let t = targets[r] as usize;
+            row_loss[r] = sum.ln() + max - z[t];
+            for j in 0..classes {
+                dz[r * classes + j] = ((z[j] - max).exp() / sum - if j == t { 1.0 } else { 0.0 }) * inv_n;
+            }
+        }
+        let mut dw = vec![0.0; hidden * classes];
+        let mut db = vec![0.0; classes];
+        let mut dhs = vec![0.0; rows * hidden];
+        for r in 0..rows {
+            for j in 0..classes {
+                let g = dz[r * classes + j];
+                db[j] += g;
+                for i in 0..hidden {
+                    dw[i * classes + j] += hs[r * hidden + i] as f64 * g;
+                    dhs[r * hidden + i] += g * w[i * classes + j] as f64;
+                }
+            }
+        }
+        Expected { logits, row_loss, dw, db, dhs }
+    }
+
+    /// max |got - want| / max |want|: meaningful where single elements cancel.
+    fn normwise_error(got: &[f32], want: &[f64]) -> f64 {
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+        got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs())) / scale
+    }
+
+    /// Sizes not multiples of the panel or the vector width, one row, one class, one panel
+    /// plus one column, several tasks; ignored and repeated targets.
+    const SHAPES: [(usize, usize, usize); 8] =
+        [(1, 1, 1), (1, 3, 7), (13, 5, 256), (7, 9, 257), (20, 17, 600), (50, 100, 418), (3, 8, 2100), (33, 1, 530)];
+
+    fn targets_for(rows: usize, classes: usize, case: usize) -> Vec<i32> {
+        (0..rows)
+            .map(|r| match (r + case) % 5 {
+                0 => IGNORE_TARGET,
+                1 => (classes - 1) as i32,
+                2 => 0,
+                _ => ((r * 7919 + case) % classes) as i32,
+            })
+            .collect()
+    }
+
+    /// Loss, logits and every gradient against the f64 definitions; tolerances as in the model's
+    /// equality test (f32 sums of at most a few thousand terms, exp within 2 ulp).
+    #[test]
+    fn matches_the_definitions_on_awkward_shapes() {
+        for (case, &(rows, hidden, classes)) in SHAPES.iter().enumerate() {
+            let hs = fill(rows * hidden, 1 + case as u64, 1.0);
+            let w = fill(hidden * classes, 100 + case as u64, 2.0);
+            let b = fill(classes, 200 + case as u64, 0.5);
+            let targets = targets_for(rows, classes, case);
+            let want = expected((rows, hidden, classes), &hs, &w, &b, &targets);
+            let kept = targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
+            let inv_n = 1.0 / kept.max(1) as f32;
+            let mut layer = OutputLayer::new(rows, hidden, classes).unwrap();
+
+            layer.forward_logits(&hs, &w, &b);
+            let mut row = vec![0.0; classes];
+            for r in 0..rows {
+                layer.logits_row(r, &mut row);
+                let want_row = &want.logits[r * classes..(r + 1) * classes];
+                assert!(normwise_error(&row, want_row) < 1e-5, "{rows}x{hidden}x{classes}: logits of row {r}");
+                let best =
+                    want_row.iter().enumerate().fold(0, |best, (j, &v)| if v > want_row[best] { j } else { best });
+                assert_eq!(layer.argmax_row(r), best as u32, "{rows}x{hidden}x{classes}: argmax of row {r}");
+            }
+
+            let mut row_loss = vec![f32::NAN; rows];
+            layer.forward(&hs, &w, &b, &targets, inv_n, &mut row_loss);
+            for (r, (&got, &want)) in row_loss.iter().zip(&want.row_loss).enumerate() {
+                assert!(
+                    (got as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{rows}x{hidden}x{classes}: loss of row {r}: {got} vs {want}"
+                );
+            }
+            let (mut dw, mut db, mut dhs) =
+                (vec![f32::NAN; hidden * classes], vec![f32::NAN; classes], vec![f32::NAN; rows * hidden]);
+            layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw, db: &mut db }, &mut dhs);
+            for (name, got, want) in [("dW", &dw, &want.dw), ("db", &db, &want.db), ("dhs", &dhs, &want.dhs)] {
+                let error = normwise_error(got, want);
+                assert!(error < 1e-5, "{rows}x{hidden}x{classes}: {name} off by {error}");
+            }
+
+            // A second backward gives the same gradients.
+            let (mut dw2, mut db2, mut dhs2) =
+                (vec![0.0; hidden * classes], vec![0.0; classes], vec![0.0; rows * hidden]);
+            layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw2, db: &mut db2 }, &mut dhs2);
+            assert!(dw == dw2 && db == db2 && dhs == dhs2);
+
+            // SGD in place: the same dhs, and the parameters moved by -lr times the gradients.
+            let lr = 0.7;
+            let (mut w_sgd, mut b_sgd, mut dhs_sgd) = (w.clone(), b.clone(), vec![0.0; rows * hidden]);
+            layer.forward(&hs, &w, &b, &targets, inv_n, &mut row_loss);
+            layer.backward(&hs, OutputUpdate::Sgd { w: &mut w_sgd, b: &mut b_sgd, lr }, &mut dhs_sgd);
+            assert_eq!(dhs_sgd, dhs);
+            let moved = |before: &[f32], grads: &[f64]| -> Vec<f64> {
+                before.iter().zip(grads).map(|(&p, &g)| p as f64 - lr as f64 * g).collect()
+            };
+            assert!(normwise_error(&w_sgd, &moved(&w, &want.dw)) < 1e-6, "{rows}x{hidden}x{classes}: SGD of W");
+            assert!(normwise_error(&b_sgd, &moved(&b, &want.db)) < 1e-6, "{rows}x{hidden}x{classes}: SGD of b");
+        }
+    }
+
+    #[test]
+    fn every_target_ignored_gives_zero_loss_and_gradients() {
+        let (rows, hidden, classes) = (4, 3, 300);
+        let (hs, w, b) = (fill(rows * hidden, 1, 1.0), fill(hidden * classes, 2, 1.0), fill(classes, 3, 1.0));
+        let mut layer = OutputLayer::new(rows, hidden, classes).unwrap();
+        let mut row_loss = vec![1.0; rows];
+        layer.forward(&hs, &w, &b, &[IGNORE_TARGET; 4], 0.0, &mut row_loss);
+        assert_eq!(row_loss, vec![0.0; rows]);
+        let (mut dw, mut db, mut dhs) = (vec![1.0; hidden * classes], vec![1.0; classes], vec![1.0; rows * hidden]);
+        layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw, db: &mut db }, &mut dhs);
+        assert!(dw.iter().chain(&db).chain(&dhs).all(|&g| g == 0.0));
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        // Large enough to run its tasks in parallel (rows * hidden * classes >= 4M).
+        let (rows, hidden, classes) = (64, 100, 2000);
+        let hs = fill(rows * hidden, 5, 1.0);
+        let w = fill(hidden * classes, 6, 1.0);
+        let b = fill(classes, 7, 1.0);
+        let targets = targets_for(rows, classes, 0);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut layer = OutputLayer::new(rows, hidden, classes).unwrap();
+                let mut row_loss = vec![0.0; rows];
+                layer.forward(&hs, &w, &b, &targets, 0.02, &mut row_loss);
+                let (mut w_sgd, mut b_sgd, mut dhs) = (w.clone(), b.clone(), vec![0.0; rows * hidden]);
+                layer.backward(&hs, OutputUpdate::Sgd { w: &mut w_sgd, b: &mut b_sgd, lr: 0.5 }, &mut dhs);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                (bits(&row_loss), bits(&w_sgd), bits(&b_sgd), bits(&dhs))
+            })
+        };
+        let one = run(1);
+        assert!(one == run(2) && one == run(3));
+    }
+
+    #[test]
+    #[should_panic(expected = "backward needs a forward with the loss first")]
+    fn backward_after_logits_only_panics() {
+        let mut layer = OutputLayer::new(1, 1, 3).unwrap();
+        layer.forward_logits(&[1.0], &[1.0, 2.0, 3.0], &[0.0; 3]);
+        layer.backward(
+            &[1.0],
+            OutputUpdate::Gradients { w: &[0.0; 3], dw: &mut [0.0; 3], db: &mut [0.0; 3] },
+            &mut [0.0],
+        );
+    }
+}
