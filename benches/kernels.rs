@@ -5,7 +5,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rnnlm::kernels::{
     embedding_scatter_add, gemm_parallel, rnn_step_backward, rnn_step_forward, sgd_update, softmax_cross_entropy,
-    tanh_inplace, Transpose,
+    tanh_inplace, OutputLayer, OutputUpdate, Transpose,
 };
 
 const V: usize = 10_000;
@@ -94,6 +94,37 @@ fn gemms(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fused output layer of a c3 step (and of c2, 50 rows): what the three GEMMs above and
+/// the softmax do separately, in L2-sized panels. Throughput in floating-point operations
+/// (`2 * rows * H * V` forward, twice that backward).
+fn output_layer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("output_layer");
+    group.sample_size(20);
+    for rows in [ROWS, 50] {
+        let hs = values(rows * H, 0.5);
+        let mut w = values(H * V, 0.1);
+        let mut bias = values(V, 0.1);
+        let targets: Vec<i32> = (0..rows).map(|r| (r * 37 % V) as i32).collect();
+        let mut loss = vec![0.0; rows];
+        let mut dhs = vec![0.0; rows * H];
+        let mut layer = OutputLayer::new(rows, H, V).expect("memory for the output layer");
+        let flops = 2 * (rows * H * V) as u64;
+        group.throughput(Throughput::Elements(flops));
+        group.bench_function(BenchmarkId::new("forward", rows), |b| {
+            b.iter(|| layer.forward(&hs, &w, &bias, &targets, 1.0 / rows as f32, &mut loss))
+        });
+        group.throughput(Throughput::Elements(3 * flops));
+        // A tiny learning rate keeps the weights (and so the cost) the same over iterations.
+        group.bench_function(BenchmarkId::new("forward_backward_sgd", rows), |b| {
+            b.iter(|| {
+                layer.forward(&hs, &w, &bias, &targets, 1.0 / rows as f32, &mut loss);
+                layer.backward(&hs, OutputUpdate::Sgd { w: &mut w, b: &mut bias, lr: 1e-9 }, &mut dhs);
+            })
+        });
+    }
+    group.finish();
+}
+
 fn embedding_and_update(c: &mut Criterion) {
     let mut group = c.benchmark_group("update");
     let rows = values(ROWS * H, 0.01);
@@ -108,5 +139,5 @@ fn embedding_and_update(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tanh, softmax, rnn_steps, gemms, embedding_and_update);
+criterion_group!(benches, tanh, softmax, rnn_steps, gemms, output_layer, embedding_and_update);
 criterion_main!(benches);
