@@ -68,8 +68,11 @@ fn cases() -> Vec<Case> {
         case((201, 64, 65), (2, 3), 201, 0.0, None),
         case((160, 31, 49), (17, 2), 40, 0.15, Some(2.0)),
         case((3, 300, 2), (2, 2), 3, 0.0, None),
-        // V >= 512 and H small: dlogits * W^T takes the GEMM's dot-product path.
+        // Three output panels, the last 88 classes wide.
         case((600, 20, 30), (4, 3), 600, 0.1, None),
+        // Nine output panels in five tasks, with enough work (rows * H * V >= 4M) to run them
+        // in parallel.
+        case((2100, 24, 40), (12, 5), 2100, 0.1, None),
     ]
 }
 
