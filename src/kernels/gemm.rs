@@ -202,17 +202,24 @@ fn store(out: &mut [f32], v: Vector) {
     out.copy_from_slice(&v.to_array());
 }
 
-/// The `MR x NR` register tile: `sum over p of a_panel[p][i] * b_panel[p][j]`.
+/// The `MR x (VECS * LANES)` register tile: `sum over p of a_panel[p][i] * b_rows[p][j]`, for
+/// `p` in `0..a_panel.len() / MR`. `VECS` is 2 (a whole `NR`-column panel) or 1 (an edge panel of
+/// at most `LANES` columns, which would waste half of a two-vector tile). `b_rows` yields the
+/// panel's rows, each at least `VECS * LANES` long: generic so that packed rows (`chunks_exact`)
+/// keep a loop without length checks.
 #[inline(always)]
-fn micro_kernel<const MR: usize>(a_panel: &[f32], b_panel: &[f32]) -> [[Vector; 2]; MR] {
-    let mut acc = [[Vector::ZERO; 2]; MR];
-    for (a, b) in a_panel.chunks_exact(MR).zip(b_panel.chunks_exact(NR)) {
-        let b0 = load(&b[..LANES]);
-        let b1 = load(&b[LANES..]);
+fn micro_kernel<'b, const MR: usize, const VECS: usize>(
+    a_panel: &[f32],
+    b_rows: impl Iterator<Item = &'b [f32]>,
+) -> [[Vector; VECS]; MR] {
+    let mut acc = [[Vector::ZERO; VECS]; MR];
+    for (a, b) in a_panel.chunks_exact(MR).zip(b_rows) {
+        let b_vectors: [Vector; VECS] = std::array::from_fn(|v| load(&b[v * LANES..(v + 1) * LANES]));
         for (row, &ai) in acc.iter_mut().zip(a) {
             let ai = Vector::splat(ai);
-            row[0] = ai.mul_add(b0, row[0]);
-            row[1] = ai.mul_add(b1, row[1]);
+            for (acc_v, &b_v) in row.iter_mut().zip(&b_vectors) {
+                *acc_v = ai.mul_add(b_v, *acc_v);
+            }
         }
     }
     acc
@@ -285,8 +292,8 @@ impl<'a> OutMatrix<'a> {
 /// `(i0, j0)`. `beta == 0` never reads C. Full and partial tiles use the same arithmetic, so a
 /// value does not depend on where the tile boundaries fall.
 #[inline(always)]
-fn store_tile<const MR: usize>(
-    acc: &[[Vector; 2]; MR],
+fn store_tile<const MR: usize, const VECS: usize>(
+    acc: &[[Vector; VECS]; MR],
     c: &mut OutMatrix<'_>,
     (i0, j0): (usize, usize),
     (rows, cols): (usize, usize),
@@ -297,13 +304,13 @@ fn store_tile<const MR: usize>(
     let beta_v = Vector::splat(beta);
     for (i, row_acc) in acc.iter().enumerate().take(rows) {
         let c_row = c.segment(i0 + i, j0, cols);
-        if cols == NR {
-            for (half, &a) in c_row.chunks_exact_mut(LANES).zip(row_acc) {
-                let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + load(half) * beta_v };
-                store(half, v);
+        if cols == VECS * LANES {
+            for (part, &a) in c_row.chunks_exact_mut(LANES).zip(row_acc) {
+                let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + load(part) * beta_v };
+                store(part, v);
             }
         } else {
-            let lanes = [row_acc[0].to_array(), row_acc[1].to_array()];
+            let lanes = row_acc.map(|v| v.to_array());
             for (j, c_ij) in c_row.iter_mut().enumerate() {
                 let a = lanes[j / LANES][j % LANES];
                 *c_ij = if beta == 0.0 { a * alpha } else { a * alpha + *c_ij * beta };
@@ -332,15 +339,42 @@ fn pack_b_block(b: Operand<'_>, (jc, nc): (usize, usize), (pc, kc): (usize, usiz
     }
 }
 
-/// Adds `alpha * op(A)[rows, pc..pc + kc] * packed_b` into `C[rows, jc..jc + nc]` (scaling C
-/// by `beta` first), one `mr`-row panel of A at a time; `mr` is one of `TILE_ROWS`.
+/// Where the micro-kernel finds the `kc x NR` panels of one `kc x nc` block of `op(B)`.
+#[derive(Clone, Copy)]
+enum BPanels<'a> {
+    /// Packed by [`pack_b_block`]: panel `jp` at `jp * KC * NR`, its rows `NR` apart.
+    Packed(&'a [f32]),
+    /// In place in a row-major `op(B)` (not transposed): `data` starts at the block's first
+    /// element and its rows are `ld` apart. Only a ragged last panel is packed, into `edge`.
+    InPlace { data: &'a [f32], ld: usize, whole_panels: usize, edge: &'a [f32] },
+}
+
+impl BPanels<'_> {
+    /// Panel `jp`, and the distance between its rows.
+    fn panel(&self, jp: usize) -> (&[f32], usize) {
+        match *self {
+            BPanels::Packed(packed) => (&packed[jp * KC * NR..], NR),
+            BPanels::InPlace { data, ld, whole_panels, edge } => {
+                if jp < whole_panels {
+                    (&data[jp * NR..], ld)
+                } else {
+                    (edge, NR)
+                }
+            }
+        }
+    }
+}
+
+/// Adds `alpha * op(A)[rows, pc..pc + kc] * op(B)[pc..pc + kc, jc..jc + nc]` into
+/// `C[rows, jc..jc + nc]` (scaling C by `beta` first), one `mr`-row panel of A at a time; `mr`
+/// is one of `TILE_ROWS`.
 #[allow(clippy::too_many_arguments)]
 fn multiply_rows(
     mr: usize,
     a: Operand<'_>,
     rows: std::ops::Range<usize>,
     depth: (usize, usize),
-    packed_b: &[f32],
+    b_panels: BPanels<'_>,
     cols: (usize, usize),
     alpha: f32,
     beta: f32,
@@ -357,7 +391,7 @@ fn multiply_rows(
         4 => multiply_rows_tiled::<4>,
         _ => unreachable!("tile heights come from TILE_ROWS"),
     };
-    run(a, rows, depth, packed_b, cols, alpha, beta, c)
+    run(a, rows, depth, b_panels, cols, alpha, beta, c)
 }
 
 /// [`multiply_rows`] with a tile height fixed at compile time, so the accumulators stay in
@@ -367,7 +401,7 @@ fn multiply_rows_tiled<const MR: usize>(
     a: Operand<'_>,
     rows: std::ops::Range<usize>,
     (pc, kc): (usize, usize),
-    packed_b: &[f32],
+    b_panels: BPanels<'_>,
     (jc, nc): (usize, usize),
     alpha: f32,
     beta: f32,
@@ -379,13 +413,38 @@ fn multiply_rows_tiled<const MR: usize>(
             let mr = MR.min(rows.end - ir);
             pack_panel::<MR>(a.data, a_strides, (ir, mr), (pc, kc), pack_a);
             let a_panel = &pack_a[..kc * MR];
-            for (jp, b_panel) in packed_b.chunks_exact(KC * NR).take(nc.div_ceil(NR)).enumerate() {
+            for jp in 0..nc.div_ceil(NR) {
                 let j0 = jp * NR;
-                let acc = micro_kernel::<MR>(a_panel, &b_panel[..kc * NR]);
-                store_tile(&acc, c, (ir, jc + j0), (mr, NR.min(nc - j0)), alpha, beta);
+                let (b_panel, b_stride) = b_panels.panel(jp);
+                let cols = NR.min(nc - j0);
+                let tile = ((ir, jc + j0), (mr, cols));
+                if cols <= LANES {
+                    multiply_tile::<MR, 1>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
+                } else {
+                    multiply_tile::<MR, 2>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
+                }
             }
         }
     });
+}
+
+/// One register tile: the micro-kernel over a panel of B whose rows are `b_stride` apart, then
+/// the store into C at `position` (`size` rows x columns).
+#[inline(always)]
+fn multiply_tile<const MR: usize, const VECS: usize>(
+    a_panel: &[f32],
+    (b_panel, b_stride): (&[f32], usize),
+    c: &mut OutMatrix<'_>,
+    (position, size): ((usize, usize), (usize, usize)),
+    alpha: f32,
+    beta: f32,
+) {
+    let acc = if b_stride == NR {
+        micro_kernel::<MR, VECS>(a_panel, b_panel.chunks_exact(NR))
+    } else {
+        micro_kernel::<MR, VECS>(a_panel, b_panel.chunks(b_stride))
+    };
+    store_tile(&acc, c, position, size, alpha, beta);
 }
 
 /// Rows and columns of C that one dot-product tile computes: 24 accumulators.
@@ -445,6 +504,13 @@ fn gemm_dot(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: 
     }
 }
 
+/// Rows of C up to which a row-major `op(B)` is read in place rather than packed: B is then
+/// reused by at most a few row panels, too few to pay for copying it (the RNN's per-step GEMMs,
+/// `x * Wx` and c1's output layer), and the micro-kernel reads each of its rows as two vector
+/// loads either way. Measured single-threaded on c1's shapes, several alternating runs:
+/// `h * Wh` (10 x 100 x 100) 29-41 -> 57-68 GFLOP/s, `x * Wx` (50 x 100 x 100) 50-54 -> 81-85.
+const IN_PLACE_MAX_ROWS: usize = 64;
+
 /// The serial driver over an already validated problem; C is `m x n`.
 fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
     let (m, n) = (c.rows, c.cols);
@@ -459,14 +525,33 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
         gemm_dot(k, alpha, a, b, beta, c);
         return;
     }
+    // In place only where a block of B spans no more memory than its packed copy would: rows
+    // far apart (W with ld = V) would touch a page per row.
+    let in_place = b.trans == Transpose::No && m <= IN_PLACE_MAX_ROWS && KC.min(k) * b.ld <= KC * NC;
     with_pack_b(|pack_b| {
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                pack_b_block(b, (jc, nc), (pc, kc), pack_b);
+                let b_panels = if in_place {
+                    let whole_panels = nc / NR;
+                    let edge_cols = nc - whole_panels * NR;
+                    if edge_cols > 0 {
+                        let edge = (jc + whole_panels * NR, edge_cols);
+                        pack_panel::<NR>(b.data, (1, b.ld), edge, (pc, kc), &mut pack_b[..kc * NR]);
+                    }
+                    BPanels::InPlace {
+                        data: &b.data[pc * b.ld + jc..],
+                        ld: b.ld,
+                        whole_panels,
+                        edge: &pack_b[..kc * NR],
+                    }
+                } else {
+                    pack_b_block(b, (jc, nc), (pc, kc), pack_b);
+                    BPanels::Packed(pack_b)
+                };
                 let beta_block = if pc == 0 { beta } else { 1.0 };
-                multiply_rows(tile_rows(m), a, 0..m, (pc, kc), pack_b, (jc, nc), alpha, beta_block, c);
+                multiply_rows(tile_rows(m), a, 0..m, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c);
             }
         }
     });
@@ -625,7 +710,7 @@ pub fn gemm_parallel(
                             a_block,
                             0..rows,
                             (pc, kc),
-                            packed_b,
+                            BPanels::Packed(packed_b),
                             (jc, nc),
                             alpha,
                             beta_block,
