@@ -80,6 +80,19 @@ pub struct BenchResult {
     pub rnn_fraction: f64,
     pub affine_fraction: f64,
     pub update_fraction: f64,
+    /// With a one-thread pool to compare against: its speed, measured in rounds alternating
+    /// with the main ones.
+    pub one_thread: Option<ThreadScaling>,
+}
+
+/// The same training steps on one thread, in rounds alternating with the main rounds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThreadScaling {
+    /// Tokens per second on one thread, over the repeats.
+    pub tokens_per_sec: Spread,
+    /// Main rate / one-thread rate, each round against the one-thread round right after it:
+    /// both see nearly the same machine load, so the ratio moves less than either rate.
+    pub speedup: Spread,
 }
 
 impl BenchResult {
@@ -90,8 +103,15 @@ impl BenchResult {
 }
 
 /// Runs `repeats` timed rounds of `iters` training steps (SGD, lr 0.1, no clipping) on
-/// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling.
-pub fn run(model: &mut SimpleRnnlm, corpus: Ids<'_>, repeats: usize, iters: usize) -> Result<BenchResult, ModelError> {
+/// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling and, given
+/// `one_thread` (a pool of one thread), by a round of training steps in that pool.
+pub fn run(
+    model: &mut SimpleRnnlm,
+    corpus: Ids<'_>,
+    repeats: usize,
+    iters: usize,
+    one_thread: Option<&rayon::ThreadPool>,
+) -> Result<BenchResult, ModelError> {
     let window = model.window();
     let dims = model.dims();
     let mut batcher = Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
@@ -114,14 +134,28 @@ pub fn run(model: &mut SimpleRnnlm, corpus: Ids<'_>, repeats: usize, iters: usiz
     // Training and ceiling rounds alternate, so that both see the same machine load.
     let mut rates = Vec::with_capacity(repeats);
     let mut ceiling_rates = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
+    let mut one_thread_rates = Vec::with_capacity(repeats);
+    let mut round = |model: &mut SimpleRnnlm| -> Result<f64, ModelError> {
         let start = Instant::now();
         for _ in 0..iters {
             step(model)?;
         }
-        rates.push((iters * window.tokens()) as f64 / start.elapsed().as_secs_f64());
+        Ok((iters * window.tokens()) as f64 / start.elapsed().as_secs_f64())
+    };
+    for _ in 0..repeats {
+        rates.push(round(model)?);
         ceiling_rates.push(ceiling.measure(iters));
+        if let Some(pool) = one_thread {
+            // Its phase times would blur the main split: measured apart and restored.
+            let times = model.phase_times();
+            one_thread_rates.push(pool.install(|| round(model))?);
+            model.set_phase_times(times);
+        }
     }
+    let one_thread = (!one_thread_rates.is_empty()).then(|| {
+        let speedups: Vec<f64> = rates.iter().zip(&one_thread_rates).map(|(many, one)| many / one).collect();
+        ThreadScaling { tokens_per_sec: Spread::of(&one_thread_rates), speedup: Spread::of(&speedups) }
+    });
     let times = model.phase_times();
     let total = times.rnn + times.affine + times.update;
     let tokens_per_sec = Spread::of(&rates);
@@ -137,6 +171,7 @@ pub fn run(model: &mut SimpleRnnlm, corpus: Ids<'_>, repeats: usize, iters: usiz
         rnn_fraction: times.rnn / total,
         affine_fraction: times.affine / total,
         update_fraction: times.update / total,
+        one_thread,
     })
 }
 
@@ -233,6 +268,19 @@ mod tests {
     fn spread_of_odd_and_even_lists() {
         assert_eq!(Spread::of(&[3.0, 1.0, 2.0]), Spread { median: 2.0, min: 1.0, max: 3.0 });
         assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]).median, 2.5);
+    }
+
+    #[test]
+    fn one_thread_rounds_give_a_speed_up_per_round_pair() {
+        let dims = Dims { vocab: 20, embed: 4, hidden: 5 };
+        let mut model = SimpleRnnlm::new(dims, Window { batch: 2, time: 3 }, 1).unwrap();
+        let ids: Vec<u32> = (0..200).map(|i| (i * 7 % 20) as u32).collect();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let result = run(&mut model, Ids::U32(&ids), 3, 2, Some(&pool)).unwrap();
+        let scaling = result.one_thread.expect("a one-thread pool was given");
+        assert!(scaling.tokens_per_sec.min > 0.0);
+        assert!(scaling.speedup.min > 0.0 && scaling.speedup.min <= scaling.speedup.median);
+        assert!(run(&mut model, Ids::U32(&ids), 1, 1, None).unwrap().one_thread.is_none());
     }
 
     #[test]

@@ -355,6 +355,11 @@ impl SimpleRnnlm {
         self.times = PhaseTimes::default();
     }
 
+    /// Sets the phase clocks (to what [`phase_times`](Self::phase_times) returned earlier).
+    pub fn set_phase_times(&mut self, times: PhaseTimes) {
+        self.times = times;
+    }
+
     /// The model's sizes.
     pub fn dims(&self) -> Dims {
         self.dims

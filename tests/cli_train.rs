@@ -154,3 +154,35 @@ fn japanese_characters_train_and_predict() {
     let shown = stdout(&predict);
     assert!(shown.contains("input  小 さ な 港 町"), "{shown}");
 }
+
+#[test]
+fn bench_reports_its_json_fields_and_the_speed_up_over_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = ["--vocab", "50", "--embed", "8", "--hidden", "12", "--batch", "3", "--time", "4"];
+    let rounds = ["--iters", "3", "--repeats", "3", "--threads", "2"];
+    let args: Vec<&str> =
+        ["bench"].iter().chain(&sizes).chain(&rounds).copied().chain(["--scaling", "--json"]).collect();
+    let output = rnnlm(&args, dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(json["config"], "custom");
+    assert_eq!(json["threads"], 2);
+    assert_eq!((json["vocab"].clone(), json["hidden"].clone(), json["time"].clone()), (50.into(), 12.into(), 4.into()));
+    let number = |field: &str| json[field].as_f64().unwrap_or_else(|| panic!("{field} missing from {json}"));
+    for field in ["tokens_per_sec", "gflops", "ceiling_gflops", "one_thread_tokens_per_sec", "speedup"] {
+        assert!(number(field) > 0.0, "{field} in {json}");
+    }
+    assert!(number("tokens_per_sec_min") <= number("tokens_per_sec"));
+    assert!(number("tokens_per_sec") <= number("tokens_per_sec_max"));
+    assert!(number("speedup_min") <= number("speedup") && number("speedup") <= number("speedup_max"));
+    let fractions = number("rnn_fraction") + number("affine_fraction") + number("update_fraction");
+    assert!((fractions - 1.0).abs() < 1e-9, "{json}");
+
+    let text = rnnlm(&["bench"].iter().chain(&sizes).chain(&rounds).copied().collect::<Vec<_>>(), dir.path());
+    assert!(text.status.success(), "{}", stderr(&text));
+    let text = stdout(&text);
+    for needle in ["tokens/s (median; range", "GFLOP/s", "ceiling:", "time split: RNN"] {
+        assert!(text.contains(needle), "{needle:?} missing from {text}");
+    }
+    assert!(!text.contains("1 thread:"), "no one-thread rounds without --scaling: {text}");
+}

@@ -456,22 +456,21 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let mut model = SimpleRnnlm::new(dims, window, 1)?;
+    let one_thread = if args.scaling { Some(rayon::ThreadPoolBuilder::new().num_threads(1).build()?) } else { None };
     let result = with_threads(args.threads, || -> anyhow::Result<rnnlm::bench::BenchResult> {
         let iters = match args.iters {
             Some(iters) => iters,
             None => {
                 // Time a few steps to size the rounds.
-                let probe = rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), 1, 3)?;
+                let probe = rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), 1, 3, None)?;
                 let per_round = args.seconds / args.repeats as f64;
                 ((per_round * probe.tokens_per_sec.median / window.tokens() as f64) as usize).max(1)
             }
         };
-        Ok(rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), args.repeats, iters)?)
+        Ok(rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), args.repeats, iters, one_thread.as_ref())?)
     })??;
     if args.json {
-        out!(
-            "{}",
-            serde_json::json!({
+        let mut json = serde_json::json!({
                 "config": name, "threads": result.threads,
                 "tokens_per_sec": result.tokens_per_sec.median,
                 "tokens_per_sec_min": result.tokens_per_sec.min,
@@ -483,8 +482,14 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 "vocab": dims.vocab, "embed": dims.embed, "hidden": dims.hidden,
                 "batch": window.batch, "time": window.time,
                 "repeats": result.repeats, "iters_per_repeat": result.iters_per_repeat,
-            })
-        );
+        });
+        if let Some(scaling) = result.one_thread {
+            json["one_thread_tokens_per_sec"] = scaling.tokens_per_sec.median.into();
+            json["speedup"] = scaling.speedup.median.into();
+            json["speedup_min"] = scaling.speedup.min.into();
+            json["speedup_max"] = scaling.speedup.max.into();
+        }
+        out!("{json}");
     } else {
         let t = result.tokens_per_sec;
         out!(
@@ -517,6 +522,19 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             100.0 * result.affine_fraction,
             100.0 * result.update_fraction
         );
+        if let Some(scaling) = result.one_thread {
+            let (one, speedup) = (scaling.tokens_per_sec, scaling.speedup);
+            out!(
+                "1 thread:  {:.0} tokens/s (median; range {:.0} - {:.0}); {} threads are {:.2}x faster (median of round pairs; range {:.2} - {:.2})",
+                one.median,
+                one.min,
+                one.max,
+                result.threads,
+                speedup.median,
+                speedup.min,
+                speedup.max
+            );
+        }
     }
     Ok(())
 }
