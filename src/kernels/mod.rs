@@ -38,3 +38,17 @@ pub use output::{OutputLayer, OutputUpdate, PANEL_COLS};
 pub use rnn::{rnn_step_backward, rnn_step_forward};
 pub use simd::{tanh_inplace, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 pub use softmax::{argmax_rows, softmax_cross_entropy, IGNORE_TARGET};
+
+/// Deterministic pseudo-random test values in [-1, 1) (xorshift), the same for every run.
+#[cfg(test)]
+fn test_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}

@@ -466,19 +466,12 @@ fn exponentiate(row: &mut [f32], target: Option<usize>) -> PanelRow {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_values;
     use super::*;
 
     /// Deterministic values in [-scale, scale).
     fn fill(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-            })
-            .collect()
+        test_values(len, seed).into_iter().map(|v| v * scale).collect()
     }
 
     /// Everything the layer computes, in f64 straight from the definitions.
