@@ -186,13 +186,9 @@ impl OutputLayer {
         let out = &out;
         let task = |(task, share): (usize, BackwardShare<'_>)| {
             let BackwardShare { panels, stats, partial, weight_copy, bias_out } = share;
-            let first_col = task * layout.cols_per_task;
-            let mut panel_start = 0;
-            for (index, stats) in stats.chunks_exact_mut(rows).enumerate() {
-                let j0 = first_col + index * PANEL_COLS;
-                let width = PANEL_COLS.min(classes - j0);
-                let panel = &mut panels[panel_start..panel_start + rows * width];
-                panel_start += rows * width;
+            for TaskPanel { index, j0, width, panel, stats } in
+                task_panels(panels, stats, rows, classes, task * layout.cols_per_task)
+            {
                 if make_gradient {
                     for (row, stat) in panel.chunks_exact_mut(width).zip(stats.iter()) {
                         let scale = f32x8::splat(stat.scale);
@@ -321,13 +317,9 @@ impl OutputLayer {
         debug_assert_eq!(bias.len(), classes);
         let layout = task_layout(classes);
         let task = |(task, (panels, stats)): (usize, (&mut [f32], &mut [PanelRow]))| {
-            let first_col = task * layout.cols_per_task;
-            let mut panel_start = 0;
-            for (index, stats) in stats.chunks_exact_mut(rows).enumerate() {
-                let j0 = first_col + index * PANEL_COLS;
-                let width = PANEL_COLS.min(classes - j0);
-                let panel = &mut panels[panel_start..panel_start + rows * width];
-                panel_start += rows * width;
+            for TaskPanel { j0, width, panel, stats, .. } in
+                task_panels(panels, stats, rows, classes, task * layout.cols_per_task)
+            {
                 let no = Transpose::No;
                 gemm(rows, width, hidden, 1.0, hs, hidden, no, &w[j0..], classes, no, 0.0, panel, width);
                 let bias = &bias[j0..j0 + width];
@@ -384,6 +376,36 @@ impl OutputLayer {
             1
         }
     }
+}
+
+/// One panel of a task: the `index`-th of the task, classes `j0..j0 + width`.
+struct TaskPanel<'a> {
+    index: usize,
+    j0: usize,
+    width: usize,
+    /// `rows x width`, row-major.
+    panel: &'a mut [f32],
+    /// One per row.
+    stats: &'a mut [PanelRow],
+}
+
+/// The panels of the task whose buffers are `panels` and `stats` and whose first class is
+/// `first_col`.
+fn task_panels<'a>(
+    panels: &'a mut [f32],
+    stats: &'a mut [PanelRow],
+    rows: usize,
+    classes: usize,
+    first_col: usize,
+) -> impl Iterator<Item = TaskPanel<'a>> {
+    let mut rest = panels;
+    stats.chunks_exact_mut(rows).enumerate().map(move |(index, stats)| {
+        let j0 = first_col + index * PANEL_COLS;
+        let width = PANEL_COLS.min(classes - j0);
+        let (panel, tail) = std::mem::take(&mut rest).split_at_mut(rows * width);
+        rest = tail;
+        TaskPanel { index, j0, width, panel, stats }
+    })
 }
 
 /// One backward task's part of the buffers.
