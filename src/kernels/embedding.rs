@@ -1,7 +1,8 @@
 //! Row gather and scatter-add by token id, and column sums.
 
-use super::simd::zip_map_inplace;
+use super::simd::{load, load_partial, store_partial, zip_map_inplace, LANES};
 use rayon::prelude::*;
+use wide::f32x8;
 
 /// `out[r] = table[ids[r]]` for every row `r`.
 ///
@@ -42,17 +43,32 @@ const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 pub fn column_sums(rows: usize, cols: usize, matrix: &[f32], out: &mut [f32]) {
     debug_assert_eq!(matrix.len(), rows * cols);
     debug_assert_eq!(out.len(), cols);
-    let task = |(group, sums): (usize, &mut [f32])| {
-        let j0 = group * COLUMNS_PER_TASK;
-        sums.fill(0.0);
-        for row in matrix.chunks_exact(cols) {
-            zip_map_inplace(sums, &row[j0..j0 + sums.len()], |acc, v| acc + v);
-        }
-    };
+    let task = |(group, sums): (usize, &mut [f32])| sum_columns(matrix, cols, group * COLUMNS_PER_TASK, sums);
     if rows * cols < PARALLEL_MIN_ELEMENTS {
         out.chunks_mut(COLUMNS_PER_TASK).enumerate().for_each(task);
     } else {
         out.par_chunks_mut(COLUMNS_PER_TASK).enumerate().for_each(task);
+    }
+}
+
+/// `out[j] = sum over r of matrix[r][j0 + j]` for a matrix whose rows are `ld` apart
+/// (`matrix.len()` a multiple of `ld`), adding the rows in order: [`column_sums`] on one thread,
+/// for a range of columns. Sixty-four columns at a time stay in registers over all rows; adding
+/// each row into `out` instead made every addition wait for the store of the previous one
+/// (`perf` put a fifth of the output layer's panel loops' samples on that store).
+pub(super) fn sum_columns(matrix: &[f32], ld: usize, j0: usize, out: &mut [f32]) {
+    const STRIP: usize = 8 * LANES;
+    for s0 in (0..out.len()).step_by(STRIP) {
+        let strip = STRIP.min(out.len() - s0);
+        let mut sums = [f32x8::ZERO; 8];
+        for row in matrix.chunks_exact(ld) {
+            for (sum, chunk) in sums.iter_mut().zip(row[j0 + s0..j0 + s0 + strip].chunks(LANES)) {
+                *sum += if chunk.len() == LANES { load(chunk) } else { load_partial(chunk, 0.0) };
+            }
+        }
+        for (sum, chunk) in sums.iter().zip(out[s0..s0 + strip].chunks_mut(LANES)) {
+            store_partial(chunk, *sum);
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 //! in task order. The grouping depends only on the number of classes, never on the number of
 //! threads, so results are bit-identical for any thread count.
 
+use super::embedding::sum_columns;
 use super::gemm::{gemm, gemm_into, OutMatrix, Transpose};
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, LANES};
 use super::softmax::IGNORE_TARGET;
@@ -200,7 +201,7 @@ impl OutputLayer {
                 }
                 let mut bias_grad = [0.0f32; PANEL_COLS];
                 let bias_grad = &mut bias_grad[..width];
-                column_sums_in_registers(width, panel, bias_grad);
+                sum_columns(panel, width, 0, bias_grad);
                 let bias_out = &mut bias_out[index * PANEL_COLS..index * PANEL_COLS + width];
                 match lr {
                     None => bias_out.copy_from_slice(bias_grad),
@@ -435,26 +436,6 @@ fn task_layout(classes: usize) -> TaskLayout {
     let panels = classes.div_ceil(PANEL_COLS).max(1);
     let panels_per_task = panels.div_ceil(MAX_TASKS);
     TaskLayout { cols_per_task: panels_per_task * PANEL_COLS, tasks: panels.div_ceil(panels_per_task) }
-}
-
-/// `out[j] = sum over r of panel[r][j]` for a `rows x width` panel, adding the rows in order.
-/// Sixty-four columns at a time stay in registers over all rows; summing into `out` row by row
-/// instead made every addition wait for the store of the previous one (`perf` put a fifth of
-/// the panel loops' samples on that store).
-fn column_sums_in_registers(width: usize, panel: &[f32], out: &mut [f32]) {
-    const STRIP: usize = 8 * LANES;
-    for s0 in (0..width).step_by(STRIP) {
-        let strip = STRIP.min(width - s0);
-        let mut sums = [f32x8::ZERO; 8];
-        for row in panel.chunks_exact(width) {
-            for (sum, chunk) in sums.iter_mut().zip(row[s0..s0 + strip].chunks(LANES)) {
-                *sum += if chunk.len() == LANES { load(chunk) } else { load_partial(chunk, 0.0) };
-            }
-        }
-        for (sum, chunk) in sums.iter().zip(out[s0..s0 + strip].chunks_mut(LANES)) {
-            store_partial(chunk, *sum);
-        }
-    }
 }
 
 /// Replaces a panel row `z` by `exp(z - max)`; returns its statistics.
