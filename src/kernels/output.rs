@@ -22,6 +22,7 @@
 
 use super::embedding::sum_columns;
 use super::gemm::{gemm, gemm_into, OutMatrix, Transpose};
+use super::optim::sgd_update;
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, LANES};
 use super::softmax::IGNORE_TARGET;
 use rayon::prelude::*;
@@ -199,13 +200,14 @@ impl OutputLayer {
                         }
                     }
                 }
-                let mut bias_grad = [0.0f32; PANEL_COLS];
-                let bias_grad = &mut bias_grad[..width];
-                sum_columns(panel, width, 0, bias_grad);
                 let bias_out = &mut bias_out[index * PANEL_COLS..index * PANEL_COLS + width];
                 match lr {
-                    None => bias_out.copy_from_slice(bias_grad),
-                    Some(lr) => zip_map_inplace(bias_out, bias_grad, |b, g| b - f32x8::splat(lr) * g),
+                    None => sum_columns(panel, width, 0, bias_out),
+                    Some(lr) => {
+                        let mut bias_grad = [0.0f32; PANEL_COLS];
+                        sum_columns(panel, width, 0, &mut bias_grad[..width]);
+                        sgd_update(bias_out, &bias_grad[..width], lr);
+                    }
                 }
                 // SAFETY: every panel is one task's, so the column blocks of all live views are
                 // pairwise disjoint, and `out` itself is only used to hand them out.
