@@ -225,8 +225,6 @@ struct Workspace {
     touched: Vec<u32>,
     /// `touched_mark[id]` is true while `id` is in `touched`.
     touched_mark: Vec<bool>,
-    /// Whether `output` holds a forward pass with the loss that `backward` can use.
-    has_forward: bool,
 }
 
 /// Seconds spent in each part of the model since the last
@@ -332,7 +330,6 @@ impl SimpleRnnlm {
             dx: zeroed("window", big(n, d)?)?,
             touched: Vec::with_capacity(n.min(v)),
             touched_mark: zeroed("vocabulary", v)?,
-            has_forward: false,
         };
         Ok(SimpleRnnlm {
             dims,
@@ -432,7 +429,6 @@ impl SimpleRnnlm {
         let hs = &ws.states[self.window.batch * self.dims.hidden..];
         ws.output.forward(hs, p.affine_w, p.affine_b, &ws.targets, inv_n, &mut ws.row_loss);
         self.times.affine += start.elapsed().as_secs_f64();
-        self.ws.has_forward = true;
         let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
         Ok((total * inv_n as f64) as f32)
     }
@@ -471,7 +467,6 @@ impl SimpleRnnlm {
         let hs = &self.ws.states[self.window.batch * self.dims.hidden..];
         self.ws.output.forward_logits(hs, p.affine_w, p.affine_b);
         self.times.affine += start.elapsed().as_secs_f64();
-        self.ws.has_forward = false;
         Ok(())
     }
 
@@ -495,7 +490,7 @@ impl SimpleRnnlm {
     /// inside the GEMMs that compute `dW`, which saves writing the `H x V` gradient and sweeping
     /// it again for the update.
     fn backward_impl(&mut self, fold_lr: Option<f32>) -> Result<(), ModelError> {
-        if !self.ws.has_forward {
+        if !self.ws.output.ready_for_backward() {
             return Err(ModelError::BackwardBeforeForward);
         }
         let Dims { embed: d, hidden: h, .. } = self.dims;
@@ -690,5 +685,22 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Mode
         Ok(())
     } else {
         Err(ModelError::WrongLength { what, expected, got })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backward_needs_a_forward_with_the_loss() {
+        let dims = Dims { vocab: 7, embed: 3, hidden: 4 };
+        let mut model = SimpleRnnlm::new(dims, Window { batch: 2, time: 2 }, 1).unwrap();
+        assert_eq!(model.backward(), Err(ModelError::BackwardBeforeForward));
+        model.forward(&[1, 2, 3, 4], &[2, 3, 4, 5]).unwrap();
+        assert_eq!(model.backward(), Ok(()));
+        assert_eq!(model.backward(), Ok(()), "a second backward of the same forward");
+        model.predict(&[1, 2, 3, 4], &mut [0; 4]).unwrap();
+        assert_eq!(model.backward(), Err(ModelError::BackwardBeforeForward));
     }
 }

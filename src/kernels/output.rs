@@ -155,6 +155,12 @@ impl OutputLayer {
         self.contents = Contents::Exponentials;
     }
 
+    /// Whether the last pass was a [`forward`](Self::forward) with the loss, which
+    /// [`backward`](Self::backward) needs.
+    pub fn ready_for_backward(&self) -> bool {
+        matches!(self.contents, Contents::Exponentials | Contents::Gradient)
+    }
+
     /// Backward pass of the last [`forward`](Self::forward): `dhs = dz * W^T` (`rows x hidden`,
     /// overwritten) and the weight gradients as `update` says, where `dz = (softmax - onehot) *
     /// inv_n` (zero for ignored rows). `hs` is the forward's. May be repeated (with the same
