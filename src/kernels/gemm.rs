@@ -537,8 +537,7 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
                     let whole_panels = nc / NR;
                     let edge_cols = nc - whole_panels * NR;
                     if edge_cols > 0 {
-                        let edge = (jc + whole_panels * NR, edge_cols);
-                        pack_panel::<NR>(b.data, (1, b.ld), edge, (pc, kc), &mut pack_b[..kc * NR]);
+                        pack_b_block(b, (jc + whole_panels * NR, edge_cols), (pc, kc), pack_b);
                     }
                     BPanels::InPlace {
                         data: &b.data[pc * b.ld + jc..],
