@@ -225,6 +225,13 @@ fn micro_kernel<'b, const MR: usize, const VECS: usize>(
     acc
 }
 
+/// Which side of C [`OutMatrix::par_blocks`] cuts.
+#[derive(Clone, Copy)]
+enum Axis {
+    Rows,
+    Cols,
+}
+
 /// The destination matrix C of one (serial) GEMM: `rows x cols`, element `(i, j)` at
 /// `ptr + i * ld + j`. It is a raw view so that parallel blocks can write disjoint column
 /// ranges of the same rows without ever holding overlapping `&mut` slices: a block only ever
@@ -275,6 +282,30 @@ impl<'a> OutMatrix<'a> {
             ld: self.ld,
             _borrow: PhantomData,
         }
+    }
+
+    /// Runs `f(first, block)` over the pool for consecutive blocks of `per_block` rows (or
+    /// columns) of this view, the last block shorter; `first` is the block's first row (or
+    /// column).
+    fn par_blocks(&mut self, axis: Axis, per_block: usize, f: impl Fn(usize, &mut OutMatrix<'_>) + Sync) {
+        let extent = match axis {
+            Axis::Rows => self.rows,
+            Axis::Cols => self.cols,
+        };
+        let this = &*self;
+        (0..extent.div_ceil(per_block)).into_par_iter().for_each(|block| {
+            let first = block * per_block;
+            let len = per_block.min(extent - first);
+            let range = match axis {
+                Axis::Rows => ((first, len), (0, this.cols)),
+                Axis::Cols => ((0, this.rows), (first, len)),
+            };
+            // SAFETY: the blocks are consecutive, non-overlapping ranges of rows (or columns),
+            // so no two share an element, and `&mut self` keeps the view itself unused while
+            // they run.
+            let mut block = unsafe { this.block(range.0, range.1) };
+            f(first, &mut block);
+        });
     }
 
     /// Row `i`, columns `j0..j0 + len`.
@@ -665,25 +696,11 @@ pub fn gemm_parallel(
     } else if use_dot_products(&a, &b, n, k) {
         // Dot products read the operands in place: blocks of rows share nothing.
         let per_block = m.div_ceil(blocks).next_multiple_of(DOT_ROWS);
-        (0..m.div_ceil(per_block)).into_par_iter().for_each(|block| {
-            let i0 = block * per_block;
-            let rows = per_block.min(m - i0);
-            // SAFETY: the blocks are consecutive, non-overlapping row ranges of C, so no two
-            // share an element, and `c` itself is not used while they run.
-            let mut c_block = unsafe { c.block((i0, rows), (0, n)) };
-            gemm_dot(k, alpha, a.skip_rows(i0), b, beta, &mut c_block);
-        });
+        c.par_blocks(Axis::Rows, per_block, |i0, c_block| gemm_dot(k, alpha, a.skip_rows(i0), b, beta, c_block));
     } else if n >= m {
         // Wide C: blocks of whole columns, each packing its own part of B.
         let per_block = n.div_ceil(blocks).next_multiple_of(NR);
-        (0..n.div_ceil(per_block)).into_par_iter().for_each(|block| {
-            let j0 = block * per_block;
-            let cols = per_block.min(n - j0);
-            // SAFETY: the blocks are consecutive, non-overlapping column ranges of C, so no two
-            // share an element, and `c` itself is not used while they run.
-            let mut c_block = unsafe { c.block((0, m), (j0, cols)) };
-            gemm_serial(k, alpha, a, b.skip_cols(j0), beta, &mut c_block);
-        });
+        c.par_blocks(Axis::Cols, per_block, |j0, c_block| gemm_serial(k, alpha, a, b.skip_cols(j0), beta, c_block));
     } else {
         // Tall C: every block of rows needs all of B, so B is packed once per (jc, pc) block on
         // this thread and shared; the row blocks run in parallel against it.
@@ -697,23 +714,19 @@ pub fn gemm_parallel(
                     pack_b_block(b, (jc, nc), (pc, kc), pack_b);
                     let packed_b = &*pack_b;
                     let beta_block = if pc == 0 { beta } else { 1.0 };
-                    (0..m.div_ceil(per_block)).into_par_iter().for_each(|block| {
-                        let i0 = block * per_block;
-                        let rows = per_block.min(m - i0);
-                        // SAFETY: the blocks are consecutive, non-overlapping row ranges of C,
-                        // so no two share an element, and `c` itself is not used while they run.
-                        let mut c_block = unsafe { c.block((i0, rows), (0, n)) };
-                        let a_block = a.skip_rows(i0);
+                    c.par_blocks(Axis::Rows, per_block, |i0, c_block| {
+                        let rows = 0..c_block.rows;
+                        let b_panels = BPanels::Packed(packed_b);
                         multiply_rows(
                             mr,
-                            a_block,
-                            0..rows,
+                            a.skip_rows(i0),
+                            rows,
                             (pc, kc),
-                            BPanels::Packed(packed_b),
+                            b_panels,
                             (jc, nc),
                             alpha,
                             beta_block,
-                            &mut c_block,
+                            c_block,
                         );
                     });
                 }
