@@ -4,8 +4,8 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rnnlm::kernels::{
-    embedding_scatter_add, gemm_parallel, rnn_step_backward, rnn_step_forward, sgd_update, softmax_cross_entropy,
-    tanh_inplace, OutputLayer, OutputUpdate, Transpose,
+    embedding_scatter_add, gemm_parallel, rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward,
+    sgd_update, softmax_cross_entropy, tanh_inplace, OutputLayer, OutputUpdate, PackedMatrix, Transpose,
 };
 
 const V: usize = 10_000;
@@ -68,6 +68,38 @@ fn rnn_steps(c: &mut Criterion) {
             b.iter(|| {
                 dh.copy_from_slice(&dh_in);
                 rnn_step_backward(B, hidden, &h_prev, &wh, &mut dh, Some(&mut dh_prev));
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The whole recurrence of a window (T = 35) as the model runs it: packing `Wh` (or `Wh^T`)
+/// included. Throughput in state elements, as for the single steps.
+fn rnn_windows(c: &mut Criterion) {
+    const T: usize = 35;
+    let mut group = c.benchmark_group("rnn_window");
+    for hidden in [H, 650] {
+        let wh = values(hidden * hidden, 0.05);
+        let bias = values(hidden, 0.1);
+        let inputs = values((T + 1) * B * hidden, 0.5);
+        let mut states = inputs.clone();
+        let mut packed = PackedMatrix::new(hidden, hidden).unwrap();
+        group.throughput(Throughput::Elements((T * B * hidden) as u64));
+        group.bench_function(BenchmarkId::new("forward", hidden), |b| {
+            b.iter(|| {
+                states.copy_from_slice(&inputs);
+                packed.pack(&wh, hidden, Transpose::No);
+                rnn_forward_window(B, hidden, T, &packed, &bias, &mut states);
+            })
+        });
+        let dh_in = values(T * B * hidden, 0.01);
+        let mut dhs = dh_in.clone();
+        group.bench_function(BenchmarkId::new("backward", hidden), |b| {
+            b.iter(|| {
+                dhs.copy_from_slice(&dh_in);
+                packed.pack(&wh, hidden, Transpose::Yes);
+                rnn_backward_window(B, hidden, T, &packed, &states, &mut dhs);
             })
         });
     }
@@ -139,5 +171,5 @@ fn embedding_and_update(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tanh, softmax, rnn_steps, gemms, output_layer, embedding_and_update);
+criterion_group!(benches, tanh, softmax, rnn_steps, rnn_windows, gemms, output_layer, embedding_and_update);
 criterion_main!(benches);

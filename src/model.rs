@@ -11,8 +11,9 @@
 //! public API takes and returns windows batch-major (`[b][t]`, as the spec writes them).
 
 use crate::kernels::{
-    clip_factor, column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, rnn_step_backward,
-    rnn_step_forward, scale_inplace, sgd_update, sum_of_squares, OutputLayer, OutputUpdate, Transpose, IGNORE_TARGET,
+    clip_factor, column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, rnn_backward_window,
+    rnn_forward_window, scale_inplace, sgd_update, sum_of_squares, OutputLayer, OutputUpdate, PackedMatrix, Transpose,
+    IGNORE_TARGET,
 };
 use crate::rng::Rng;
 use std::fmt;
@@ -212,6 +213,8 @@ struct Workspace {
     x: Vec<f32>,
     /// `T + 1` blocks of `B x H`: block 0 is the state carried in, block `t + 1` is `h_t`.
     states: Vec<f32>,
+    /// `rnn.Wh`, packed for the forward recurrence, then transposed for the backward one.
+    recurrent: PackedMatrix,
     /// The output layer's logits (in column panels) and scratch.
     output: OutputLayer,
     /// Loss of each row, `B*T`.
@@ -320,6 +323,7 @@ impl SimpleRnnlm {
             targets: zeroed("window", n)?,
             x: zeroed("window", big(n, d)?)?,
             states: zeroed("window", big(big(window.time + 1, window.batch)?, h)?)?,
+            recurrent: PackedMatrix::new(h, h).ok_or(too_big("model"))?,
             output: OutputLayer::new(n, h, v).ok_or(ModelError::InvalidSize {
                 name: "window",
                 value: n,
@@ -499,7 +503,7 @@ impl SimpleRnnlm {
         let block = batch * h;
         let p = views_mut(&mut self.params, self.dims);
         let g = views_mut(&mut self.grads, self.dims);
-        let Workspace { ids, x, states, output, dhs, dx, touched, touched_mark, .. } = &mut self.ws;
+        let Workspace { ids, x, states, recurrent, output, dhs, dx, touched, touched_mark, .. } = &mut self.ws;
         let (states, ids, x) = (&*states, &*ids, &*x);
         let (rnn_wh, rnn_wx) = (&*p.rnn_wh, &*p.rnn_wx);
 
@@ -512,12 +516,8 @@ impl SimpleRnnlm {
         let output_done = Instant::now();
         self.times.affine += (output_done - start).as_secs_f64();
 
-        for t in (0..time).rev() {
-            let (earlier, from_t) = dhs.split_at_mut(t * block);
-            let h_t = &states[(t + 1) * block..(t + 2) * block];
-            let dh_prev = if t > 0 { Some(&mut earlier[(t - 1) * block..]) } else { None };
-            rnn_step_backward(batch, h, h_t, rnn_wh, &mut from_t[..block], dh_prev);
-        }
+        recurrent.pack(rnn_wh, h, Transpose::Yes);
+        rnn_backward_window(batch, h, time, recurrent, states, dhs);
         let dts = &*dhs;
         let h_prevs = &states[..n * h];
         gemm_parallel(h, h, n, 1.0, h_prevs, h, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wh, h);
@@ -671,10 +671,8 @@ impl SimpleRnnlm {
             &mut ws.states[block..],
             h,
         );
-        for t in 0..time {
-            let (before, from_t) = ws.states.split_at_mut((t + 1) * block);
-            rnn_step_forward(batch, h, &before[t * block..], p.rnn_wh, p.rnn_b, &mut from_t[..block]);
-        }
+        ws.recurrent.pack(p.rnn_wh, h, Transpose::No);
+        rnn_forward_window(batch, h, time, &ws.recurrent, p.rnn_b, &mut ws.states);
         self.state.copy_from_slice(&ws.states[time * block..]);
         self.times.rnn += start.elapsed().as_secs_f64();
     }

@@ -227,7 +227,7 @@ fn micro_kernel<'b, const MR: usize, const VECS: usize>(
 
 /// Which side of C [`OutMatrix::par_blocks`] cuts.
 #[derive(Clone, Copy)]
-enum Axis {
+pub(super) enum Axis {
     Rows,
     Cols,
 }
@@ -287,7 +287,7 @@ impl<'a> OutMatrix<'a> {
     /// Runs `f(first, block)` over the pool for consecutive blocks of `per_block` rows (or
     /// columns) of this view, the last block shorter; `first` is the block's first row (or
     /// column).
-    fn par_blocks(&mut self, axis: Axis, per_block: usize, f: impl Fn(usize, &mut OutMatrix<'_>) + Sync) {
+    pub(super) fn par_blocks(&mut self, axis: Axis, per_block: usize, f: impl Fn(usize, &mut OutMatrix<'_>) + Sync) {
         let extent = match axis {
             Axis::Rows => self.rows,
             Axis::Cols => self.cols,
@@ -316,6 +316,27 @@ impl<'a> OutMatrix<'a> {
         // its slice when created), the view is exclusive for its elements, and `&mut self`
         // keeps this the only segment alive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.ld + j0), len) }
+    }
+
+    /// Number of columns.
+    pub(super) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Rows `i` and `i + 1`, columns `0..cols`, at once (the recurrence reads one time step
+    /// and writes the next).
+    pub(super) fn row_pair(&mut self, i: usize) -> (&mut [f32], &mut [f32]) {
+        assert!(i + 1 < self.rows, "gemm: row pair outside C");
+        // SAFETY: both rows lie inside this view (asserted), which is exclusive for its
+        // elements; they do not overlap because row `i` ends at `i * ld + cols <= (i + 1) * ld`,
+        // and `&mut self` keeps them the only slices of the view alive.
+        unsafe {
+            let row = self.ptr.add(i * self.ld);
+            (
+                std::slice::from_raw_parts_mut(row, self.cols),
+                std::slice::from_raw_parts_mut(row.add(self.ld), self.cols),
+            )
+        }
     }
 }
 
@@ -361,10 +382,10 @@ fn scale_c(beta: f32, c: &mut OutMatrix<'_>) {
 }
 
 /// Packs columns `jc..jc + nc` and depths `pc..pc + kc` of `op(B)` into `out` as `NR`-wide
-/// panels of `KC * NR` values each.
+/// panels of `kc * NR` values each, one after the other.
 fn pack_b_block(b: Operand<'_>, (jc, nc): (usize, usize), (pc, kc): (usize, usize), out: &mut [f32]) {
     let (row_stride, col_stride) = b.strides();
-    for (jp, panel) in out.chunks_exact_mut(KC * NR).take(nc.div_ceil(NR)).enumerate() {
+    for (jp, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
         let j0 = jp * NR;
         pack_panel::<NR>(b.data, (col_stride, row_stride), (jc + j0, NR.min(nc - j0)), (pc, kc), panel);
     }
@@ -373,8 +394,9 @@ fn pack_b_block(b: Operand<'_>, (jc, nc): (usize, usize), (pc, kc): (usize, usiz
 /// Where the micro-kernel finds the `kc x NR` panels of one `kc x nc` block of `op(B)`.
 #[derive(Clone, Copy)]
 enum BPanels<'a> {
-    /// Packed by [`pack_b_block`]: panel `jp` at `jp * KC * NR`, its rows `NR` apart.
-    Packed(&'a [f32]),
+    /// Packed by [`pack_b_block`] for a depth of `kc`: panel `jp` at `jp * kc * NR`, its rows
+    /// `NR` apart.
+    Packed { data: &'a [f32], kc: usize },
     /// In place in a row-major `op(B)` (not transposed): `data` starts at the block's first
     /// element and its rows are `ld` apart. Only a ragged last panel is packed, into `edge`.
     InPlace { data: &'a [f32], ld: usize, whole_panels: usize, edge: &'a [f32] },
@@ -384,7 +406,7 @@ impl BPanels<'_> {
     /// Panel `jp`, and the distance between its rows.
     fn panel(&self, jp: usize) -> (&[f32], usize) {
         match *self {
-            BPanels::Packed(packed) => (&packed[jp * KC * NR..], NR),
+            BPanels::Packed { data, kc } => (&data[jp * kc * NR..], NR),
             BPanels::InPlace { data, ld, whole_panels, edge } => {
                 if jp < whole_panels {
                     (&data[jp * NR..], ld)
@@ -562,31 +584,115 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
     // far apart (W with ld = V) would touch a page per row.
     let in_place = b.trans == Transpose::No && m <= IN_PLACE_MAX_ROWS && KC.min(k) * b.ld <= KC * NC;
     with_pack_b(|pack_b| {
-        for jc in (0..n).step_by(NC) {
-            let nc = NC.min(n - jc);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
-                let b_panels = if in_place {
-                    let whole_panels = nc / NR;
-                    let edge_cols = nc - whole_panels * NR;
-                    if edge_cols > 0 {
-                        pack_b_block(b, (jc + whole_panels * NR, edge_cols), (pc, kc), pack_b);
-                    }
-                    BPanels::InPlace {
-                        data: &b.data[pc * b.ld + jc..],
-                        ld: b.ld,
-                        whole_panels,
-                        edge: &pack_b[..kc * NR],
-                    }
-                } else {
-                    pack_b_block(b, (jc, nc), (pc, kc), pack_b);
-                    BPanels::Packed(pack_b)
-                };
-                let beta_block = if pc == 0 { beta } else { 1.0 };
-                multiply_rows(tile_rows(m), a, 0..m, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c);
-            }
+        for ((jc, nc), (pc, kc)) in blocks_of_b(k, n) {
+            let b_panels = if in_place {
+                let whole_panels = nc / NR;
+                let edge_cols = nc - whole_panels * NR;
+                if edge_cols > 0 {
+                    pack_b_block(b, (jc + whole_panels * NR, edge_cols), (pc, kc), pack_b);
+                }
+                BPanels::InPlace { data: &b.data[pc * b.ld + jc..], ld: b.ld, whole_panels, edge: &pack_b[..kc * NR] }
+            } else {
+                pack_b_block(b, (jc, nc), (pc, kc), pack_b);
+                BPanels::Packed { data: pack_b, kc }
+            };
+            let beta_block = if pc == 0 { beta } else { 1.0 };
+            multiply_rows(tile_rows(m), a, 0..m, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c);
         }
     });
+}
+
+/// The `(jc, nc), (pc, kc)` blocks of a `k x n` matrix B in the order the drivers multiply
+/// them: `KC x NC` blocks, depth fastest, so that each block of C columns is finished before the
+/// next is started.
+fn blocks_of_b(k: usize, n: usize) -> impl Iterator<Item = ((usize, usize), (usize, usize))> {
+    (0..n)
+        .step_by(NC)
+        .flat_map(move |jc| (0..k).step_by(KC).map(move |pc| ((jc, NC.min(n - jc)), (pc, KC.min(k - pc)))))
+}
+
+/// `op(B)` packed once for many products with it: the recurrent weights, which every time step
+/// of a window multiplies, would otherwise be packed again at every step (at `H = 650` that
+/// copy of 1.7 MB cost as much as the step's multiply-adds).
+///
+/// The blocks [`gemm_packed`] needs are stored in the order it uses them, each as
+/// [`gemm`] packs it for itself, so a product with a packed B is bit-identical to the same
+/// product by [`gemm`]. [`new`](Self::new) allocates; [`pack`](Self::pack) does not.
+#[derive(Clone, Debug)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedMatrix {
+    /// Room for a packed `k x n` matrix, all zero until [`pack`](Self::pack)ed; `None` if that
+    /// much memory cannot be had.
+    pub fn new(k: usize, n: usize) -> Option<Self> {
+        let data = super::filled(n.checked_next_multiple_of(NR).and_then(|n| n.checked_mul(k)), 0.0)?;
+        Some(PackedMatrix { k, n, data })
+    }
+
+    /// Rows of the packed matrix (the depth of a product with it).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of the packed matrix.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Replaces the contents with `op(B)`, `k x n`, stored as for [`gemm`]'s B: `k x n` with
+    /// `ldb >= n` when `trans_b` is `No`, `n x k` with `ldb >= k` when it is `Yes`. Never
+    /// allocates. Panics if `b` is too short for its stated shape.
+    pub fn pack(&mut self, b: &[f32], ldb: usize, trans_b: Transpose) {
+        let b = Operand { data: b, ld: ldb, trans: trans_b };
+        b.check("B", self.k, self.n);
+        for (cols, depth) in blocks_of_b(self.k, self.n) {
+            let start = self.block_start(cols, depth);
+            pack_b_block(b, cols, depth, &mut self.data[start..]);
+        }
+    }
+
+    /// Where block `(jc, nc), (pc, kc)` starts: every block column before it holds `NC * k`
+    /// values, and every depth block before it in its own block column `kc * NR` per panel.
+    fn block_start(&self, (jc, nc): (usize, usize), (pc, _): (usize, usize)) -> usize {
+        jc * self.k + pc * nc.div_ceil(NR) * NR
+    }
+}
+
+/// `C = alpha * op(A) * B + beta * C` on the calling thread, with B packed in advance: the
+/// same contract and the same result, bit for bit, as [`gemm`] with the `k x n` matrix that
+/// was packed (`op(A)` is `m x k`, C is `m x n`). Never allocates.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed(
+    m: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    trans_a: Transpose,
+    b: &PackedMatrix,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (k, n) = (b.k, b.n);
+    let a = Operand { data: a, ld: lda, trans: trans_a };
+    a.check("A", m, k);
+    let c = &mut OutMatrix::new(c, m, n, ldc);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        scale_c(beta, c);
+        return;
+    }
+    for (cols, depth) in blocks_of_b(k, n) {
+        let b_panels = BPanels::Packed { data: &b.data[b.block_start(cols, depth)..], kc: depth.1 };
+        let beta_block = if depth.0 == 0 { beta } else { 1.0 };
+        multiply_rows(tile_rows(m), a, 0..m, depth, b_panels, cols, alpha, beta_block, c);
+    }
 }
 
 /// The operands of a GEMM call, checked; panics with a message naming the operand otherwise.
@@ -709,29 +815,14 @@ pub fn gemm_parallel(
         let mr = tile_rows(m);
         let per_block = m.div_ceil(blocks).next_multiple_of(mr);
         with_pack_b(|pack_b| {
-            for jc in (0..n).step_by(NC) {
-                let nc = NC.min(n - jc);
-                for pc in (0..k).step_by(KC) {
-                    let kc = KC.min(k - pc);
-                    pack_b_block(b, (jc, nc), (pc, kc), pack_b);
-                    let packed_b = &*pack_b;
-                    let beta_block = if pc == 0 { beta } else { 1.0 };
-                    c.par_blocks(Axis::Rows, per_block, |i0, c_block| {
-                        let rows = 0..c_block.rows;
-                        let b_panels = BPanels::Packed(packed_b);
-                        multiply_rows(
-                            mr,
-                            a.skip_rows(i0),
-                            rows,
-                            (pc, kc),
-                            b_panels,
-                            (jc, nc),
-                            alpha,
-                            beta_block,
-                            c_block,
-                        );
-                    });
-                }
+            for ((jc, nc), (pc, kc)) in blocks_of_b(k, n) {
+                pack_b_block(b, (jc, nc), (pc, kc), pack_b);
+                let b_panels = BPanels::Packed { data: pack_b, kc };
+                let beta_block = if pc == 0 { beta } else { 1.0 };
+                c.par_blocks(Axis::Rows, per_block, |i0, c_block| {
+                    let rows = 0..c_block.rows;
+                    multiply_rows(mr, a.skip_rows(i0), rows, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c_block);
+                });
             }
         });
     }
@@ -852,6 +943,35 @@ mod tests {
                 assert!(serial.iter().zip(&par).all(|(x, y)| x.to_bits() == y.to_bits()));
             }
         }
+    }
+
+    #[test]
+    fn packed_b_gives_the_same_bits_as_gemm() {
+        let shapes = [(1, 1, 1), (7, 17, 5), (20, 650, 650), (13, 300, 600), (3, 40, 0), (0, 5, 5)];
+        for (case, &(m, n, k)) in shapes.iter().enumerate() {
+            for tb in [Transpose::No, Transpose::Yes] {
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0)] {
+                    let pad = case % 2;
+                    let ldb = if tb == Transpose::No { n } else { k }.max(1) + pad;
+                    let b_rows = if tb == Transpose::No { k } else { n };
+                    let (a, b) = (fill(m * (k + 1), case as u64), fill(b_rows * ldb, 50 + case as u64));
+                    let mut packed = PackedMatrix::new(k, n).unwrap();
+                    packed.pack(&b, ldb, tb);
+                    let mut want = fill(m * n, 99);
+                    let mut got = want.clone();
+                    gemm(m, n, k, alpha, &a, k + 1, Transpose::No, &b, ldb, tb, beta, &mut want, n);
+                    gemm_packed(m, alpha, &a, k + 1, Transpose::No, &packed, beta, &mut got, n);
+                    let same = got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{m}x{n}x{k} {tb:?} alpha {alpha} beta {beta}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: B has")]
+    fn packing_a_short_matrix_panics() {
+        PackedMatrix::new(3, 4).unwrap().pack(&[1.0; 11], 4, Transpose::No);
     }
 
     #[test]

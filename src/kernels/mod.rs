@@ -9,9 +9,11 @@
 //! | kernel | what it computes |
 //! |--------|------------------|
 //! | [`gemm`], [`gemm_parallel`] | `C = alpha * op(A) * op(B) + beta * C` |
+//! | [`PackedMatrix`], [`gemm_packed`] | the same with `op(B)` packed once for many products |
 //! | [`tanh_inplace`] | SIMD `tanh` over a slice |
 //! | [`rnn_step_forward`] | `h = tanh(h + h_prev * Wh + b)`, where `h` holds `x_t * Wx` on entry |
 //! | [`rnn_step_backward`] | `dt = dh * (1 - h^2)`, `dh_prev += dt * Wh^T` |
+//! | [`rnn_forward_window`], [`rnn_backward_window`] | those steps over a whole window, parallel over batch rows |
 //! | [`softmax_cross_entropy`] | bias + stable log-sum-exp loss + gradient `(softmax - onehot) / n`, in place |
 //! | [`argmax_rows`] | per-row argmax of `logits + bias` |
 //! | [`OutputLayer`] | the fused output layer: `hs * W + b`, softmax cross-entropy, backward, in L2-sized column panels |
@@ -32,12 +34,22 @@ mod simd;
 mod softmax;
 
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
-pub use gemm::{gemm, gemm_parallel, Transpose};
+pub use gemm::{gemm, gemm_packed, gemm_parallel, PackedMatrix, Transpose};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
 pub use output::{OutputLayer, OutputUpdate, PANEL_COLS};
-pub use rnn::{rnn_step_backward, rnn_step_forward};
+pub use rnn::{rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward};
 pub use simd::{tanh_inplace, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 pub use softmax::{argmax_rows, softmax_cross_entropy, IGNORE_TARGET};
+
+/// A vector of `len` copies of `value`, or `None` if the length overflowed or the memory cannot
+/// be had: the kernels' buffers are sized by their callers, who turn `None` into an error.
+fn filled<T: Clone>(len: Option<usize>, value: T) -> Option<Vec<T>> {
+    let len = len?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, value);
+    Some(v)
+}
 
 /// Deterministic pseudo-random test values in [-1, 1) (xorshift), the same for every run.
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! threads, so results are bit-identical for any thread count.
 
 use super::embedding::sum_columns;
+use super::filled;
 use super::gemm::{gemm, gemm_into, OutMatrix, Transpose};
 use super::optim::sgd_update;
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, LANES};
@@ -97,15 +98,6 @@ pub struct OutputLayer {
     /// `1 / n` of the last loss.
     inv_n: f32,
     contents: Contents,
-}
-
-/// A vector of `len` copies of `value`, or `None` if the memory cannot be had.
-fn filled<T: Clone>(len: Option<usize>, value: T) -> Option<Vec<T>> {
-    let len = len?;
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).ok()?;
-    v.resize(len, value);
-    Some(v)
 }
 
 impl OutputLayer {
