@@ -22,7 +22,7 @@
 
 use super::embedding::sum_columns;
 use super::filled;
-use super::gemm::{gemm, gemm_into, OutMatrix, Transpose};
+use super::gemm::{gemm, gemm_into, Axis, OutMatrix, Transpose};
 use super::optim::sgd_update;
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, LANES};
 use super::softmax::IGNORE_TARGET;
@@ -38,6 +38,8 @@ const MAX_TASKS: usize = 8;
 /// thread (the same tasks, so the same results): handing work to another thread costs tens of
 /// microseconds.
 const PARALLEL_MIN_WORK: usize = 1 << 22;
+/// Rows per parallel job when combining the panels' statistics.
+const COMBINE_ROWS: usize = 64;
 /// Marks a panel row whose target is in another panel (or ignored).
 const NO_TARGET: u32 = u32::MAX;
 
@@ -52,8 +54,23 @@ struct PanelRow {
     target: u32,
     /// `z` at the target, when the target is in this panel.
     target_logit: f32,
-    /// After the loss: the factor turning this panel's `exp(z - max)` into `softmax * inv_n`.
-    scale: f32,
+}
+
+/// What the loss learns about one whole row: with them, the factor turning a panel's
+/// `exp(z - panel max)` into `softmax * inv_n` is `exp(panel max - max) * factor`.
+#[derive(Clone, Copy, Debug, Default)]
+struct RowScale {
+    /// Largest `z` of the row.
+    max: f32,
+    /// `inv_n / sum of exp(z - max)` over the row; 0 for an ignored row.
+    factor: f64,
+}
+
+impl RowScale {
+    /// The factor for the part of the row in a panel whose statistics are `stat`.
+    fn panel_factor(&self, stat: &PanelRow) -> f32 {
+        ((stat.max - self.max).exp() as f64 * self.factor) as f32
+    }
 }
 
 /// What the panels hold.
@@ -90,6 +107,8 @@ pub struct OutputLayer {
     panels: Vec<f32>,
     /// `panel_count x rows`, panel-major.
     stats: Vec<PanelRow>,
+    /// One per row, from the last loss.
+    row_scales: Vec<RowScale>,
     /// One `hidden x rows` partial `dhs^T` per task.
     partial_dhs: Vec<f32>,
     /// One `hidden x PANEL_COLS` copy of a panel of `W` per task (SGD updates `W` in place,
@@ -112,6 +131,7 @@ impl OutputLayer {
             classes,
             panels: filled(rows.checked_mul(classes), 0.0)?,
             stats: filled(classes.div_ceil(PANEL_COLS).checked_mul(rows), PanelRow::default())?,
+            row_scales: filled(Some(rows), RowScale::default())?,
             partial_dhs: filled(hidden.checked_mul(rows).and_then(|len| len.checked_mul(tasks)), 0.0)?,
             weight_copies: filled(hidden.checked_mul(PANEL_COLS * tasks), 0.0)?,
             inv_n: 0.0,
@@ -183,15 +203,15 @@ impl OutputLayer {
                 (None, OutMatrix::new(w, hidden, classes, classes), -lr, 1.0, b, Some(lr))
             }
         };
-        let out = &out;
+        let (out, row_scales) = (&out, &self.row_scales);
         let task = |(task, share): (usize, BackwardShare<'_>)| {
             let BackwardShare { panels, stats, partial, weight_copy, bias_out } = share;
             for TaskPanel { index, j0, width, panel, stats } in
                 task_panels(panels, stats, rows, classes, task * layout.cols_per_task)
             {
                 if make_gradient {
-                    for (row, stat) in panel.chunks_exact_mut(width).zip(stats.iter()) {
-                        let scale = f32x8::splat(stat.scale);
+                    for ((row, stat), row_scale) in panel.chunks_exact_mut(width).zip(stats.iter()).zip(row_scales) {
+                        let scale = f32x8::splat(row_scale.panel_factor(stat));
                         map_inplace(row, |e| e * scale);
                         if stat.target != NO_TARGET {
                             row[stat.target as usize] -= inv_n;
@@ -262,16 +282,12 @@ impl OutputLayer {
             .with_min_len(min_len)
             .for_each(task);
 
-        // dhs^T is the sum of the tasks' partials, in task order; then transposed into dhs.
-        let (total, others) = self.partial_dhs.split_at_mut(hidden * rows);
-        for partial in others.chunks_exact(hidden * rows).take(layout.tasks - 1) {
-            zip_map_inplace(total, partial, |acc, v| acc + v);
-        }
-        for (c, column) in total.chunks_exact(rows).enumerate() {
-            for (r, &value) in column.iter().enumerate() {
-                dhs[r * hidden + c] = value;
-            }
-        }
+        // dhs is the sum of the tasks' partial dhs^T, transposed, in blocks of hidden units.
+        let partials = &self.partial_dhs[..layout.tasks * hidden * rows];
+        let units_per_block = if self.is_parallel() { TRANSPOSE_UNITS } else { hidden };
+        OutMatrix::new(dhs, rows, hidden, hidden).par_blocks(Axis::Cols, units_per_block, |first_unit, block| {
+            sum_and_transpose(partials, (layout.tasks, hidden, rows), first_unit, block)
+        });
         self.contents = Contents::Gradient;
     }
 
@@ -344,37 +360,81 @@ impl OutputLayer {
             .for_each(task);
     }
 
-    /// Combines the panels' statistics into each row's loss and each panel row's scale.
+    /// Combines the panels' statistics into each row's loss and scale, in parallel over rows.
     fn combine_panels(&mut self, targets: &[i32], inv_n: f32, row_loss: &mut [f32]) {
-        let rows = self.rows;
-        for (r, (&target, loss)) in targets.iter().zip(row_loss.iter_mut()).enumerate() {
-            let panel_rows = || self.stats.iter().skip(r).step_by(rows);
-            if target == IGNORE_TARGET {
-                for stat in self.stats.iter_mut().skip(r).step_by(rows) {
-                    stat.scale = 0.0;
+        let (rows, stats) = (self.rows, &self.stats);
+        let rows_per_job = if self.is_parallel() { COMBINE_ROWS } else { rows };
+        row_loss
+            .par_iter_mut()
+            .zip(self.row_scales.par_iter_mut())
+            .zip(targets.par_iter())
+            .enumerate()
+            .with_min_len(rows_per_job)
+            .for_each(|(r, ((loss, row_scale), &target))| {
+                let panel_rows = || stats.iter().skip(r).step_by(rows);
+                let max = panel_rows().fold(f32::NEG_INFINITY, |m, stat| m.max(stat.max));
+                if target == IGNORE_TARGET {
+                    *row_scale = RowScale { max, factor: 0.0 };
+                    *loss = 0.0;
+                    return;
                 }
-                *loss = 0.0;
-                continue;
-            }
-            let max = panel_rows().fold(f32::NEG_INFINITY, |m, stat| m.max(stat.max));
-            let sum: f64 = panel_rows().map(|stat| stat.sum as f64 * (stat.max - max).exp() as f64).sum();
-            let target_logit = self.stats[target as usize / PANEL_COLS * rows + r].target_logit;
-            *loss = (sum.ln() + (max - target_logit) as f64) as f32;
-            let factor = inv_n as f64 / sum;
-            for stat in self.stats.iter_mut().skip(r).step_by(rows) {
-                stat.scale = ((stat.max - max).exp() as f64 * factor) as f32;
-            }
-        }
+                let sum: f64 = panel_rows().map(|stat| stat.sum as f64 * (stat.max - max).exp() as f64).sum();
+                let target_logit = stats[target as usize / PANEL_COLS * rows + r].target_logit;
+                *loss = (sum.ln() + (max - target_logit) as f64) as f32;
+                *row_scale = RowScale { max, factor: inv_n as f64 / sum };
+            });
     }
 
-    /// How many tasks one rayon job must take at least: all of them (so they run in order on
-    /// the calling thread) when the work is too small to share.
+    /// Whether the work is worth sharing between threads; if not, each parallel loop runs all
+    /// of its tasks, in order, as one job on the calling thread.
+    fn is_parallel(&self) -> bool {
+        self.rows * self.hidden * self.classes >= PARALLEL_MIN_WORK
+    }
+
+    /// How many tasks one rayon job must take at least.
     fn min_tasks_per_thread(&self, layout: TaskLayout) -> usize {
-        let work = self.rows * self.hidden * self.classes;
-        if work < PARALLEL_MIN_WORK {
-            layout.tasks
-        } else {
+        if self.is_parallel() {
             1
+        } else {
+            layout.tasks
+        }
+    }
+}
+
+/// Hidden units per block of the final sum of the partial `dhs^T`.
+const TRANSPOSE_UNITS: usize = 16;
+/// Rows of `dhs` per step of that sum: `TRANSPOSE_UNITS x TRANSPOSE_ROWS` sums (4 KiB) on the stack.
+const TRANSPOSE_ROWS: usize = 64;
+
+/// Writes the columns `first_unit..` of `dhs` that `block` views as the sum of the tasks'
+/// partial `dhs^T` (`tasks` of them, each `hidden x rows`, back to back in `partials`), added in
+/// task order, so the result does not depend on how the columns are cut into blocks.
+fn sum_and_transpose(
+    partials: &[f32],
+    (tasks, hidden, rows): (usize, usize, usize),
+    first_unit: usize,
+    block: &mut OutMatrix<'_>,
+) {
+    let mut sums = [[0.0f32; TRANSPOSE_ROWS]; TRANSPOSE_UNITS];
+    let units = block.cols();
+    for u0 in (0..units).step_by(TRANSPOSE_UNITS) {
+        let width = TRANSPOSE_UNITS.min(units - u0);
+        for r0 in (0..rows).step_by(TRANSPOSE_ROWS) {
+            let len = TRANSPOSE_ROWS.min(rows - r0);
+            for (i, sum) in sums.iter_mut().enumerate().take(width) {
+                let unit = first_unit + u0 + i;
+                let partial = |task: usize| &partials[(task * hidden + unit) * rows + r0..][..len];
+                let sum = &mut sum[..len];
+                sum.copy_from_slice(partial(0));
+                for task in 1..tasks {
+                    zip_map_inplace(sum, partial(task), |acc, v| acc + v);
+                }
+            }
+            for (r, row) in (r0..r0 + len).enumerate() {
+                for (value, sum) in block.segment(row, u0, width).iter_mut().zip(&sums) {
+                    *value = sum[r];
+                }
+            }
         }
     }
 }
@@ -464,7 +524,7 @@ fn exponentiate(row: &mut [f32], target: Option<usize>) -> PanelRow {
         store_partial(tail, exp(load_partial(tail, max) - shift));
         sum += tail.iter().sum::<f32>();
     }
-    PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit, scale: 0.0 }
+    PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit }
 }
 
 #[cfg(test)]
@@ -538,9 +598,19 @@ mod tests {
     }
 
     /// Sizes not multiples of the panel or the vector width, one row, one class, one panel
-    /// plus one column, several tasks; ignored and repeated targets.
-    const SHAPES: [(usize, usize, usize); 8] =
-        [(1, 1, 1), (1, 3, 7), (13, 5, 256), (7, 9, 257), (20, 17, 600), (50, 100, 418), (3, 8, 2100), (33, 1, 530)];
+    /// plus one column, several tasks, work enough to run in parallel (the last); ignored and
+    /// repeated targets.
+    const SHAPES: [(usize, usize, usize); 9] = [
+        (1, 1, 1),
+        (1, 3, 7),
+        (13, 5, 256),
+        (7, 9, 257),
+        (20, 17, 600),
+        (50, 100, 418),
+        (3, 8, 2100),
+        (33, 1, 530),
+        (70, 100, 700),
+    ];
 
     fn targets_for(rows: usize, classes: usize, case: usize) -> Vec<i32> {
         (0..rows)
