@@ -765,20 +765,24 @@ pub(super) fn gemm_into(
 /// another thread and handing it a block costs tens of microseconds, about what 4M
 /// multiply-adds take here (measured: the chapter's 2M-multiply-add GEMMs ran 20% slower
 /// overall when split).
-const PARALLEL_MIN_WORK: usize = 1 << 22;
-/// Multiply-adds per parallel block, roughly: enough to amortise the hand-off.
-const WORK_PER_BLOCK: usize = 1 << 20;
-/// Upper bound on the number of parallel blocks. Each block of columns packs the whole of A
-/// again, so more blocks cost more packing; 8 balances that against load balance (measured on
-/// the c2/c3 shapes: 32 blocks were about 5% slower).
-const MAX_BLOCKS: usize = 8;
+pub(super) const PARALLEL_MIN_WORK: usize = 1 << 22;
+/// Parallel blocks per thread: more than one, so that a thread slowed by other work on its
+/// core hands the rest of its share to the others.
+const BLOCKS_PER_THREAD: usize = 4;
+/// Values of a block of B below which one thread packs it: a hand-off costs more than the copy.
+const PARALLEL_PACK_MIN: usize = 1 << 14;
 
 /// [`gemm`] split over the current rayon pool.
 ///
-/// Same contract as [`gemm`]. C is cut into blocks of whole rows (when `m > n`) or whole
-/// columns; the cut depends only on `(m, n, k)`, never on the number of threads, and each block
-/// runs [`gemm`]'s arithmetic unchanged, so the result is bit-identical to [`gemm`] for any
-/// thread count. Small problems run on the calling thread.
+/// Same contract as [`gemm`], and the same result bit for bit, whatever the number of threads:
+/// the work is cut into blocks of whole rows or columns of C, by the shape and the number of
+/// threads, but each element of C is computed by one block with [`gemm`]'s arithmetic. Small
+/// problems run on the calling thread.
+///
+/// With enough rows, each `KC x NC` block of B is packed once, by all threads, into the calling
+/// thread's buffer, and the threads then share it, each multiplying its own blocks of rows:
+/// nothing is packed twice. With few rows, each thread takes whole columns, packing its own
+/// columns of B and all of A (which is small then).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_parallel(
     m: usize,
@@ -797,35 +801,57 @@ pub fn gemm_parallel(
 ) {
     let (a, b) = checked_operands((m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
     let mut c = OutMatrix::new(c, m, n, ldc);
-    let work = m * n * k;
-    let blocks = if work < PARALLEL_MIN_WORK { 1 } else { work.div_ceil(WORK_PER_BLOCK).min(MAX_BLOCKS) };
-    if m == 0 || n == 0 || k == 0 || blocks <= 1 {
+    let threads = rayon::current_num_threads();
+    let blocks = threads * BLOCKS_PER_THREAD;
+    let mr = tile_rows(m);
+    if threads == 1 || m * n * k < PARALLEL_MIN_WORK {
         gemm_serial(k, alpha, a, b, beta, &mut c);
     } else if use_dot_products(&a, &b, n, k) {
         // Dot products read the operands in place: blocks of rows share nothing.
         let per_block = m.div_ceil(blocks).next_multiple_of(DOT_ROWS);
         c.par_blocks(Axis::Rows, per_block, |i0, c_block| gemm_dot(k, alpha, a.skip_rows(i0), b, beta, c_block));
-    } else if n >= m {
-        // Wide C: blocks of whole columns, each packing its own part of B.
+    } else if m.div_ceil(mr) >= 2 * threads {
+        let per_block = m.div_ceil(mr).div_ceil(blocks) * mr;
+        gemm_shared_b(k, alpha, a, b, beta, &mut c, per_block);
+    } else {
         let per_block = n.div_ceil(blocks).next_multiple_of(NR);
         c.par_blocks(Axis::Cols, per_block, |j0, c_block| gemm_serial(k, alpha, a, b.skip_cols(j0), beta, c_block));
-    } else {
-        // Tall C: every block of rows needs all of B, so B is packed once per (jc, pc) block on
-        // this thread and shared; the row blocks run in parallel against it.
-        let mr = tile_rows(m);
-        let per_block = m.div_ceil(blocks).next_multiple_of(mr);
-        with_pack_b(|pack_b| {
-            for ((jc, nc), (pc, kc)) in blocks_of_b(k, n) {
-                pack_b_block(b, (jc, nc), (pc, kc), pack_b);
-                let b_panels = BPanels::Packed { data: pack_b, kc };
-                let beta_block = if pc == 0 { beta } else { 1.0 };
-                c.par_blocks(Axis::Rows, per_block, |i0, c_block| {
-                    let rows = 0..c_block.rows;
-                    multiply_rows(mr, a.skip_rows(i0), rows, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c_block);
+    }
+}
+
+/// The row-parallel driver of [`gemm_parallel`]: for each block of B, packs it in parallel
+/// into the calling thread's buffer, then multiplies blocks of `rows_per_block` rows of A by it
+/// in parallel.
+fn gemm_shared_b(
+    k: usize,
+    alpha: f32,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+    rows_per_block: usize,
+) {
+    let (m, n) = (c.rows, c.cols);
+    let mr = tile_rows(m);
+    with_pack_b(|pack_b| {
+        for ((jc, nc), (pc, kc)) in blocks_of_b(k, n) {
+            let packed = &mut pack_b[..nc.div_ceil(NR) * kc * NR];
+            if kc * nc < PARALLEL_PACK_MIN {
+                pack_b_block(b, (jc, nc), (pc, kc), packed);
+            } else {
+                packed.par_chunks_mut(kc * NR).enumerate().for_each(|(jp, panel)| {
+                    let j0 = jp * NR;
+                    pack_b_block(b, (jc + j0, NR.min(nc - j0)), (pc, kc), panel);
                 });
             }
-        });
-    }
+            let b_panels = BPanels::Packed { data: packed, kc };
+            let beta_block = if pc == 0 { beta } else { 1.0 };
+            c.par_blocks(Axis::Rows, rows_per_block, |i0, c_block| {
+                let rows = 0..c_block.rows;
+                multiply_rows(mr, a.skip_rows(i0), rows, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c_block);
+            });
+        }
+    });
 }
 
 #[cfg(test)]
@@ -930,6 +956,8 @@ mod tests {
             (700, 1000, 100, Transpose::No, Transpose::No),
             (100, 1000, 700, Transpose::Yes, Transpose::No),
             (700, 100, 1000, Transpose::No, Transpose::Yes),
+            // Too few rows to share: blocks of columns.
+            (20, 3000, 100, Transpose::No, Transpose::No),
         ] {
             let (lda, ldb) = (if ta == Transpose::No { k } else { m }, if tb == Transpose::No { n } else { k });
             let a = fill(m * k, 7);

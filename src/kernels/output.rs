@@ -22,7 +22,7 @@
 
 use super::embedding::sum_columns;
 use super::filled;
-use super::gemm::{gemm, gemm_into, Axis, OutMatrix, Transpose};
+use super::gemm::{gemm, gemm_into, Axis, OutMatrix, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, LANES};
 use super::softmax::IGNORE_TARGET;
@@ -34,10 +34,6 @@ use wide::f32x8;
 pub const PANEL_COLS: usize = 256;
 /// Most parallel tasks: each is a run of consecutive panels with its own partial `dhs`.
 const MAX_TASKS: usize = 8;
-/// Multiply-adds of one pass below which the tasks run one after another on the calling
-/// thread (the same tasks, so the same results): handing work to another thread costs tens of
-/// microseconds.
-const PARALLEL_MIN_WORK: usize = 1 << 22;
 /// Rows per parallel job when combining the panels' statistics.
 const COMBINE_ROWS: usize = 64;
 /// Marks a panel row whose target is in another panel (or ignored).

@@ -6,12 +6,10 @@
 //! after the backward time loop. What remains inside the loop is only what is truly
 //! sequential: these two kernels.
 
-use super::gemm::{gemm_packed, gemm_parallel, Axis, OutMatrix, PackedMatrix, Transpose};
+use super::gemm::{gemm_packed, gemm_parallel, Axis, OutMatrix, PackedMatrix, Transpose, PARALLEL_MIN_WORK};
 use super::simd::{tanh, zip_map_inplace};
 use wide::f32x8;
 
-/// Multiply-adds of a whole window's recurrence below which it runs on the calling thread.
-const PARALLEL_MIN_WORK: usize = 1 << 22;
 /// Fewest batch rows worth a group of their own.
 const MIN_GROUP_ROWS: usize = 4;
 
