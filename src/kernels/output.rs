@@ -15,10 +15,12 @@
 //!   nothing to reduce), and this panel's share of `dhs = dz * W^T`.
 //!
 //! The logits are stored panel after panel (`rows x width` each, row-major), so a panel is one
-//! contiguous slice. Panels are grouped into at most [`MAX_TASKS`] runs, one parallel task each;
-//! each task adds its panels' shares of `dhs` into its own buffer, and the buffers are added up
-//! in task order. The grouping depends only on the number of classes, never on the number of
-//! threads, so results are bit-identical for any thread count.
+//! contiguous slice. The forward pass shares the panels out one by one. The backward pass
+//! groups them into at most [`MAX_TASKS`] runs ("tasks"); each task adds its panels' shares of
+//! `dhs` into its own buffer, in panel order, and the buffers are added up in task order. The
+//! grouping depends only on the number of classes, never on the number of threads, so results
+//! are bit-identical for any thread count; but a task is not tied to a thread: its panels are
+//! taken one at a time by whichever thread is free, so that the threads finish together.
 
 use super::embedding::sum_columns;
 use super::filled;
@@ -27,6 +29,8 @@ use super::optim::sgd_update;
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, LANES};
 use super::softmax::IGNORE_TARGET;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use wide::f32x8;
 
 /// Columns per panel. A c3 panel (700 rows x 256) is 700 KiB: it stays in L2 (2 MiB per core
@@ -200,83 +204,89 @@ impl OutputLayer {
             }
         };
         let (out, row_scales) = (&out, &self.row_scales);
-        let task = |(task, share): (usize, BackwardShare<'_>)| {
-            let BackwardShare { panels, stats, partial, weight_copy, bias_out } = share;
-            for TaskPanel { index, j0, width, panel, stats } in
-                task_panels(panels, stats, rows, classes, task * layout.cols_per_task)
-            {
-                if make_gradient {
-                    for ((row, stat), row_scale) in panel.chunks_exact_mut(width).zip(stats.iter()).zip(row_scales) {
-                        let scale = f32x8::splat(row_scale.panel_factor(stat));
-                        map_inplace(row, |e| e * scale);
-                        if stat.target != NO_TARGET {
-                            row[stat.target as usize] -= inv_n;
-                        }
+        // Panel `index` of task `task`: the gradient in place, the bias, this panel's share of
+        // dhs^T into the task's partial (with the panel's old W), then dW or the SGD update.
+        let backward_panel = |task: usize, index: usize, share: &mut BackwardShare<'_>| {
+            let j0 = task * layout.cols_per_task + index * PANEL_COLS;
+            let width = PANEL_COLS.min(classes - j0);
+            let panel = &mut share.panels[index * rows * PANEL_COLS..][..rows * width];
+            let stats = &share.stats[index * rows..][..rows];
+            if make_gradient {
+                for ((row, stat), row_scale) in panel.chunks_exact_mut(width).zip(stats).zip(row_scales) {
+                    let scale = f32x8::splat(row_scale.panel_factor(stat));
+                    map_inplace(row, |e| e * scale);
+                    if stat.target != NO_TARGET {
+                        row[stat.target as usize] -= inv_n;
                     }
                 }
-                let bias_out = &mut bias_out[index * PANEL_COLS..index * PANEL_COLS + width];
-                match lr {
-                    None => sum_columns(panel, width, 0, bias_out),
-                    Some(lr) => {
-                        let mut bias_grad = [0.0f32; PANEL_COLS];
-                        sum_columns(panel, width, 0, &mut bias_grad[..width]);
-                        sgd_update(bias_out, &bias_grad[..width], lr);
-                    }
-                }
-                // SAFETY: every panel is one task's, so the column blocks of all live views are
-                // pairwise disjoint, and `out` itself is only used to hand them out.
-                let mut out_block = unsafe { out.block((0, hidden), (j0, width)) };
-                let (w_panel, ldw) = match shared_w {
-                    Some(w) => (&w[j0..], classes),
-                    None => {
-                        let copy = &mut weight_copy[..hidden * width];
-                        for (i, copy_row) in copy.chunks_exact_mut(width).enumerate() {
-                            copy_row.copy_from_slice(out_block.segment(i, 0, width));
-                        }
-                        (&copy[..], width)
-                    }
-                };
-                let beta_partial = if index == 0 { 0.0 } else { 1.0 };
-                let no = Transpose::No;
-                gemm(
-                    hidden,
-                    rows,
-                    width,
-                    1.0,
-                    w_panel,
-                    ldw,
-                    no,
-                    panel,
-                    width,
-                    Transpose::Yes,
-                    beta_partial,
-                    partial,
-                    rows,
-                );
-                gemm_into(rows, alpha, (hs, hidden, Transpose::Yes), (panel, width, no), beta, &mut out_block);
             }
+            let bias_out = &mut share.bias_out[index * PANEL_COLS..][..width];
+            match lr {
+                None => sum_columns(panel, width, 0, bias_out),
+                Some(lr) => {
+                    let mut bias_grad = [0.0f32; PANEL_COLS];
+                    sum_columns(panel, width, 0, &mut bias_grad[..width]);
+                    sgd_update(bias_out, &bias_grad[..width], lr);
+                }
+            }
+            // SAFETY: every panel belongs to one task and is processed once, so the column
+            // blocks of all live views are pairwise disjoint, and `out` itself is only used to
+            // hand them out.
+            let mut out_block = unsafe { out.block((0, hidden), (j0, width)) };
+            let (w_panel, ldw) = match shared_w {
+                Some(w) => (&w[j0..], classes),
+                None => {
+                    let copy = &mut share.weight_copy[..hidden * width];
+                    for (i, copy_row) in copy.chunks_exact_mut(width).enumerate() {
+                        copy_row.copy_from_slice(out_block.segment(i, 0, width));
+                    }
+                    (&copy[..], width)
+                }
+            };
+            let beta_partial = if index == 0 { 0.0 } else { 1.0 };
+            let (no, yes) = (Transpose::No, Transpose::Yes);
+            gemm(hidden, rows, width, 1.0, w_panel, ldw, no, panel, width, yes, beta_partial, share.partial, rows);
+            gemm_into(rows, alpha, (hs, hidden, yes), (panel, width, no), beta, &mut out_block);
         };
         let panels_per_task = layout.cols_per_task / PANEL_COLS;
-        let min_len = self.min_tasks_per_thread(layout);
-        self.panels
-            .par_chunks_mut(rows * layout.cols_per_task)
-            .zip(self.stats.par_chunks_mut(rows * panels_per_task))
-            .zip(self.partial_dhs.par_chunks_mut(hidden * rows))
-            .zip(
-                self.weight_copies
-                    .par_chunks_mut(hidden * PANEL_COLS)
-                    .zip(bias_out.par_chunks_mut(layout.cols_per_task)),
-            )
+        let parallel = self.is_parallel();
+        let mut shares = self
+            .panels
+            .chunks_mut(rows * layout.cols_per_task)
+            .zip(self.stats.chunks_mut(rows * panels_per_task))
+            .zip(self.partial_dhs.chunks_mut(hidden * rows))
+            .zip(self.weight_copies.chunks_mut(hidden * PANEL_COLS).zip(bias_out.chunks_mut(layout.cols_per_task)))
             .map(|(((panels, stats), partial), (weight_copy, bias_out))| BackwardShare {
                 panels,
                 stats,
                 partial,
                 weight_copy,
                 bias_out,
-            })
-            .enumerate()
-            .with_min_len(min_len)
-            .for_each(task);
+            });
+        if parallel {
+            let lanes: [Mutex<Option<Lane<'_>>>; MAX_TASKS] = std::array::from_fn(|task| {
+                Mutex::new(shares.next().map(|share| {
+                    let panels = share.stats.len() / rows;
+                    Lane { share, task, next: 0, panels, worker: usize::MAX }
+                }))
+            });
+            let unclaimed = AtomicUsize::new(classes.div_ceil(PANEL_COLS));
+            let workers = rayon::current_num_threads().min(layout.tasks);
+            (0..workers).into_par_iter().for_each(|worker| {
+                while let Some(mut guard) = take_panel(&lanes, &unclaimed, worker) {
+                    if let Some(Lane { share, task, next, .. }) = guard.as_mut() {
+                        backward_panel(*task, *next, share);
+                        *next += 1;
+                    }
+                }
+            });
+        } else {
+            for (task, mut share) in shares.enumerate() {
+                for index in 0..share.stats.len() / rows {
+                    backward_panel(task, index, &mut share);
+                }
+            }
+        }
 
         // dhs is the sum of the tasks' partial dhs^T, transposed, in blocks of hidden units.
         let partials = &self.partial_dhs[..layout.tasks * hidden * rows];
@@ -328,11 +338,17 @@ impl OutputLayer {
         debug_assert_eq!(hs.len(), rows * hidden);
         debug_assert_eq!(w.len(), hidden * classes);
         debug_assert_eq!(bias.len(), classes);
-        let layout = task_layout(classes);
-        let task = |(task, (panels, stats)): (usize, (&mut [f32], &mut [PanelRow]))| {
-            for TaskPanel { j0, width, panel, stats, .. } in
-                task_panels(panels, stats, rows, classes, task * layout.cols_per_task)
-            {
+        // Panels are independent here: one job each, so that a thread slowed by other work
+        // leaves more of them to the others.
+        let panels_per_job = if self.is_parallel() { 1 } else { classes.div_ceil(PANEL_COLS) };
+        self.panels
+            .par_chunks_mut(rows * PANEL_COLS)
+            .zip(self.stats.par_chunks_mut(rows))
+            .enumerate()
+            .with_min_len(panels_per_job)
+            .for_each(|(index, (panel, stats))| {
+                let j0 = index * PANEL_COLS;
+                let width = PANEL_COLS.min(classes - j0);
                 let no = Transpose::No;
                 gemm(rows, width, hidden, 1.0, hs, hidden, no, &w[j0..], classes, no, 0.0, panel, width);
                 let bias = &bias[j0..j0 + width];
@@ -344,16 +360,7 @@ impl OutputLayer {
                         *stat = exponentiate(row, target);
                     }
                 }
-            }
-        };
-        let panels_per_task = layout.cols_per_task / PANEL_COLS;
-        let min_len = self.min_tasks_per_thread(layout);
-        self.panels
-            .par_chunks_mut(rows * layout.cols_per_task)
-            .zip(self.stats.par_chunks_mut(rows * panels_per_task))
-            .enumerate()
-            .with_min_len(min_len)
-            .for_each(task);
+            });
     }
 
     /// Combines the panels' statistics into each row's loss and scale, in parallel over rows.
@@ -385,15 +392,6 @@ impl OutputLayer {
     /// of its tasks, in order, as one job on the calling thread.
     fn is_parallel(&self) -> bool {
         self.rows * self.hidden * self.classes >= PARALLEL_MIN_WORK
-    }
-
-    /// How many tasks one rayon job must take at least.
-    fn min_tasks_per_thread(&self, layout: TaskLayout) -> usize {
-        if self.is_parallel() {
-            1
-        } else {
-            layout.tasks
-        }
     }
 }
 
@@ -435,34 +433,57 @@ fn sum_and_transpose(
     }
 }
 
-/// One panel of a task: the `index`-th of the task, classes `j0..j0 + width`.
-struct TaskPanel<'a> {
-    index: usize,
-    j0: usize,
-    width: usize,
-    /// `rows x width`, row-major.
-    panel: &'a mut [f32],
-    /// One per row.
-    stats: &'a mut [PanelRow],
+/// A task's share of the backward pass, taken one panel at a time, in order, by whichever
+/// thread holds it: the task's partial `dhs^T` is added to in panel order whatever the thread
+/// count, yet a thread that runs out of work can take over another task's next panel.
+struct Lane<'a> {
+    share: BackwardShare<'a>,
+    task: usize,
+    /// The next panel to process, and the number of panels.
+    next: usize,
+    panels: usize,
+    /// The worker that took its last panel (`usize::MAX` at first).
+    worker: usize,
 }
 
-/// The panels of the task whose buffers are `panels` and `stats` and whose first class is
-/// `first_col`.
-fn task_panels<'a>(
-    panels: &'a mut [f32],
-    stats: &'a mut [PanelRow],
-    rows: usize,
-    classes: usize,
-    first_col: usize,
-) -> impl Iterator<Item = TaskPanel<'a>> {
-    let mut rest = panels;
-    stats.chunks_exact_mut(rows).enumerate().map(move |(index, stats)| {
-        let j0 = first_col + index * PANEL_COLS;
-        let width = PANEL_COLS.min(classes - j0);
-        let (panel, tail) = std::mem::take(&mut rest).split_at_mut(rows * width);
-        rest = tail;
-        TaskPanel { index, j0, width, panel, stats }
-    })
+/// A lane as a worker holds it.
+type HeldLane<'l, 'a> = MutexGuard<'l, Option<Lane<'a>>>;
+
+/// Takes the lane whose next panel `worker` processes: among the lanes with panels left that
+/// no other worker holds, the one with the most left (so that all lanes finish at about the
+/// same time and the last panels can be shared out), preferring lanes this worker had last
+/// (whose partial is in its cache). `None` once every panel is taken; while the only panels
+/// left are in lanes other workers hold, waits for one to be let go.
+fn take_panel<'l, 'a>(
+    lanes: &'l [Mutex<Option<Lane<'a>>>],
+    unclaimed: &AtomicUsize,
+    worker: usize,
+) -> Option<HeldLane<'l, 'a>> {
+    while unclaimed.load(Ordering::Acquire) > 0 {
+        let mut best: Option<((usize, bool), HeldLane<'l, 'a>)> = None;
+        for lane in lanes {
+            let guard = match lane.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            let Some(lane) = guard.as_ref() else { continue };
+            let key = (lane.panels - lane.next, lane.worker == worker);
+            if key.0 > 0 && best.as_ref().is_none_or(|(best_key, _)| key > *best_key) {
+                // The guard it replaces is dropped, letting that lane go.
+                best = Some((key, guard));
+            }
+        }
+        if let Some((_, mut guard)) = best {
+            if let Some(lane) = guard.as_mut() {
+                lane.worker = worker;
+            }
+            unclaimed.fetch_sub(1, Ordering::AcqRel);
+            return Some(guard);
+        }
+        std::hint::spin_loop();
+    }
+    None
 }
 
 /// One backward task's part of the buffers.
