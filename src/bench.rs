@@ -80,18 +80,19 @@ pub struct BenchResult {
     pub rnn_fraction: f64,
     pub affine_fraction: f64,
     pub update_fraction: f64,
-    /// With a one-thread pool to compare against: its speed, measured in rounds alternating
-    /// with the main ones.
+    /// With a one-thread pool to compare against: the speed-up over it, measured in rounds of
+    /// steps alternating between the two.
     pub one_thread: Option<ThreadScaling>,
 }
 
-/// The same training steps on one thread, in rounds alternating with the main rounds.
+/// The same training steps on one thread against the main pool, in rounds where the two take
+/// turns step by step: load from other tenants, which on a shared machine comes and goes
+/// within seconds, then falls on both alike, and the ratio moves far less than either rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ThreadScaling {
     /// Tokens per second on one thread, over the repeats.
     pub tokens_per_sec: Spread,
-    /// Main rate / one-thread rate, each round against the one-thread round right after it:
-    /// both see nearly the same machine load, so the ratio moves less than either rate.
+    /// Main pool's time / one thread's time for the same round's steps, over the repeats.
     pub speedup: Spread,
 }
 
@@ -104,7 +105,8 @@ impl BenchResult {
 
 /// Runs `repeats` timed rounds of `iters` training steps (SGD, lr 0.1, no clipping) on
 /// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling and, given
-/// `one_thread` (a pool of one thread), by a round of training steps in that pool.
+/// `one_thread` (a pool of one thread), by a round of `iters` pairs of steps: one in the
+/// calling pool, one in `one_thread`.
 pub fn run(
     model: &mut SimpleRnnlm,
     corpus: Ids<'_>,
@@ -135,27 +137,30 @@ pub fn run(
     let mut rates = Vec::with_capacity(repeats);
     let mut ceiling_rates = Vec::with_capacity(repeats);
     let mut one_thread_rates = Vec::with_capacity(repeats);
-    let mut round = |model: &mut SimpleRnnlm| -> Result<f64, ModelError> {
+    let round_tokens = (iters * window.tokens()) as f64;
+    let mut speedups = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
         let start = Instant::now();
         for _ in 0..iters {
             step(model)?;
         }
-        Ok((iters * window.tokens()) as f64 / start.elapsed().as_secs_f64())
-    };
-    for _ in 0..repeats {
-        rates.push(round(model)?);
+        rates.push(round_tokens / start.elapsed().as_secs_f64());
         ceiling_rates.push(ceiling.measure(iters));
         if let Some(pool) = one_thread {
             // Its phase times would blur the main split: measured apart and restored.
             let times = model.phase_times();
-            one_thread_rates.push(pool.install(|| round(model))?);
+            let (mut many, mut one) = (0.0, 0.0);
+            for _ in 0..iters {
+                many += timed(|| step(model))?;
+                one += pool.install(|| timed(|| step(model)))?;
+            }
+            one_thread_rates.push(round_tokens / one);
+            speedups.push(one / many);
             model.set_phase_times(times);
         }
     }
-    let one_thread = (!one_thread_rates.is_empty()).then(|| {
-        let speedups: Vec<f64> = rates.iter().zip(&one_thread_rates).map(|(many, one)| many / one).collect();
-        ThreadScaling { tokens_per_sec: Spread::of(&one_thread_rates), speedup: Spread::of(&speedups) }
-    });
+    let one_thread = (!one_thread_rates.is_empty())
+        .then(|| ThreadScaling { tokens_per_sec: Spread::of(&one_thread_rates), speedup: Spread::of(&speedups) });
     let times = model.phase_times();
     let total = times.rnn + times.affine + times.update;
     let tokens_per_sec = Spread::of(&rates);
@@ -173,6 +178,13 @@ pub fn run(
         update_fraction: times.update / total,
         one_thread,
     })
+}
+
+/// Seconds that `f` takes.
+fn timed(f: impl FnOnce() -> Result<(), ModelError>) -> Result<f64, ModelError> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// Buffers for the nine GEMMs of one training step, filled with small values.

@@ -314,8 +314,9 @@ pub struct BenchArgs {
     /// Seconds of training steps in all rounds together (the ceiling takes about as long again)
     #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
     pub seconds: f64,
-    /// Also run every round again on one thread right after it, and report the speed-up of
-    /// --threads over one thread round by round (both then see about the same machine load)
+    /// Also follow every round with a round of the same steps taking turns between --threads
+    /// and one thread, step by step, and report the speed-up round by round (both then see
+    /// about the same machine load)
     #[arg(long)]
     pub scaling: bool,
     /// Print one JSON object instead of text
