@@ -86,7 +86,7 @@ pub struct BenchResult {
 }
 
 /// The same training steps on one thread against the main pool, in rounds where the two take
-/// turns step by step: load from other tenants, which on a shared machine comes and goes
+/// turns of a few steps: load from other tenants, which on a shared machine comes and goes
 /// within seconds, then falls on both alike, and the ratio moves far less than either rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ThreadScaling {
@@ -103,10 +103,13 @@ impl BenchResult {
     }
 }
 
+/// Turns each pool takes in a scaling round.
+const SCALING_TURNS: usize = 10;
+
 /// Runs `repeats` timed rounds of `iters` training steps (SGD, lr 0.1, no clipping) on
 /// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling and, given
-/// `one_thread` (a pool of one thread), by a round of `iters` pairs of steps: one in the
-/// calling pool, one in `one_thread`.
+/// `one_thread` (a pool of one thread), by a round of `iters` steps in each pool, the two pools
+/// taking turns of a tenth of that.
 pub fn run(
     model: &mut SimpleRnnlm,
     corpus: Ids<'_>,
@@ -150,9 +153,13 @@ pub fn run(
             // Its phase times would blur the main split: measured apart and restored.
             let times = model.phase_times();
             let (mut many, mut one) = (0.0, 0.0);
-            for _ in 0..iters {
-                many += timed(|| step(model))?;
-                one += pool.install(|| timed(|| step(model)))?;
+            // Turns of a tenth of the round: short next to the load's swings, long next to the
+            // time an idle pool's threads take to wake up again.
+            let turn = iters.div_ceil(SCALING_TURNS);
+            for first in (0..iters).step_by(turn) {
+                let steps = turn.min(iters - first);
+                many += timed(|| (0..steps).try_for_each(|_| step(model)))?;
+                one += pool.install(|| timed(|| (0..steps).try_for_each(|_| step(model))))?;
             }
             one_thread_rates.push(round_tokens / one);
             speedups.push(one / many);

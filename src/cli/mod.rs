@@ -315,8 +315,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
     pub seconds: f64,
     /// Also follow every round with a round of the same steps taking turns between --threads
-    /// and one thread, step by step, and report the speed-up round by round (both then see
-    /// about the same machine load)
+    /// and one thread, a tenth of the round at a time, and report the speed-up round by round
+    /// (both then see about the same machine load)
     #[arg(long)]
     pub scaling: bool,
     /// Print one JSON object instead of text

@@ -525,7 +525,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
         if let Some(scaling) = result.one_thread {
             let (one, speedup) = (scaling.tokens_per_sec, scaling.speedup);
             out!(
-                "1 thread:  {:.0} tokens/s (median; range {:.0} - {:.0}); {} threads are {:.2}x faster (median over rounds of alternating steps; range {:.2} - {:.2})",
+                "1 thread:  {:.0} tokens/s (median; range {:.0} - {:.0}); {} threads are {:.2}x faster (median over rounds of alternating turns; range {:.2} - {:.2})",
                 one.median,
                 one.min,
                 one.max,
