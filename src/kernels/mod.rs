@@ -21,9 +21,10 @@
 //! | [`column_sums`] | bias gradients |
 //! | [`sgd_update`], [`sum_of_squares`], [`scale_inplace`], [`clip_factor`] | optimizer pieces |
 //!
-//! Results never depend on the number of rayon threads: parallel kernels split their work into
-//! blocks chosen from the problem's shape alone, and every output element is computed by exactly
-//! one block in a fixed order of operations.
+//! Results never depend on the number of rayon threads: every output element is computed by
+//! one block of work in an order of operations that does not depend on how the work is cut,
+//! and where partial sums must be combined (the output layer's `dhs`), they are grouped by the
+//! problem's shape alone and added in a fixed order.
 
 mod embedding;
 mod gemm;
