@@ -774,11 +774,12 @@ pub(super) const PARALLEL_MIN_WORK: usize = 1 << 22;
 /// threads, but each element of C is computed by one block with [`gemm`]'s arithmetic. Small
 /// problems run on the calling thread.
 ///
-/// With enough rows, each thread takes one block of whole rows and runs [`gemm`] on it, packing
-/// B for itself: on c4's shapes (700 x 650 x 650 and 650 x 650 x 700) that measured 12 - 15 %
-/// faster than sharing each packed block of B, which needs all threads to meet after every
-/// block, and faster than four blocks per thread, which pack B twice as often. With few rows,
-/// each thread takes whole columns, packing its own columns of B and all of A (small then).
+/// Each thread takes one block of whole rows of C (when C is at least as tall as it is wide)
+/// or of whole columns, and runs [`gemm`] on it, packing for itself all of B (rows) or all of A
+/// (columns): whichever is the smaller copy to repeat. On c4's shapes (700 x 650 x 650 and
+/// 650 x 650 x 700) that measured 12 - 15 % faster than sharing each packed block of B, which
+/// needs all threads to meet after every block, and than four blocks per thread, which pack
+/// twice as often.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_parallel(
     m: usize,
@@ -805,7 +806,7 @@ pub fn gemm_parallel(
         // Dot products read the operands in place: blocks of rows share nothing.
         let per_block = m.div_ceil(threads).next_multiple_of(DOT_ROWS);
         c.par_blocks(Axis::Rows, per_block, |i0, c_block| gemm_dot(k, alpha, a.skip_rows(i0), b, beta, c_block));
-    } else if m.div_ceil(mr) >= 2 * threads {
+    } else if n <= m && m.div_ceil(mr) >= threads {
         let per_block = m.div_ceil(mr).div_ceil(threads) * mr;
         c.par_blocks(Axis::Rows, per_block, |i0, c_block| gemm_serial(k, alpha, a.skip_rows(i0), b, beta, c_block));
     } else {
@@ -913,11 +914,15 @@ mod tests {
     #[test]
     fn parallel_is_bit_identical_to_serial_for_any_thread_count() {
         for &(m, n, k, ta, tb) in &[
+            // Wider than tall: blocks of columns.
             (700, 1000, 100, Transpose::No, Transpose::No),
             (100, 1000, 700, Transpose::Yes, Transpose::No),
-            (700, 100, 1000, Transpose::No, Transpose::Yes),
-            // Too few rows to share: blocks of columns.
             (20, 3000, 100, Transpose::No, Transpose::No),
+            // Dot products.
+            (700, 100, 1000, Transpose::No, Transpose::Yes),
+            // Taller than wide: blocks of rows.
+            (1000, 300, 200, Transpose::No, Transpose::No),
+            (650, 600, 700, Transpose::Yes, Transpose::No),
         ] {
             let (lda, ldb) = (if ta == Transpose::No { k } else { m }, if tb == Transpose::No { n } else { k });
             let a = fill(m * k, 7);
