@@ -1,8 +1,7 @@
 //! Row gather and scatter-add by token id, and column sums.
 
-use super::simd::{load, load_partial, store_partial, zip_map_inplace, LANES};
+use super::simd::{load, load_partial, store_partial, zip_map_inplace, Floats, LANES};
 use rayon::prelude::*;
-use wide::f32x8;
 
 /// `out[r] = table[ids[r]]` for every row `r`.
 ///
@@ -60,7 +59,7 @@ pub(super) fn sum_columns(matrix: &[f32], ld: usize, j0: usize, out: &mut [f32])
     const STRIP: usize = 8 * LANES;
     for s0 in (0..out.len()).step_by(STRIP) {
         let strip = STRIP.min(out.len() - s0);
-        let mut sums = [f32x8::ZERO; 8];
+        let mut sums = [Floats::ZERO; 8];
         for row in matrix.chunks_exact(ld) {
             for (sum, chunk) in sums.iter_mut().zip(row[j0 + s0..j0 + s0 + strip].chunks(LANES)) {
                 *sum += if chunk.len() == LANES { load(chunk) } else { load_partial(chunk, 0.0) };

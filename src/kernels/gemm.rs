@@ -155,9 +155,9 @@ fn pack_panel<const W: usize>(
         for f in (0..whole_free).step_by(8) {
             let runs: [&[f32]; 8] = std::array::from_fn(|r| rows(f + r));
             for p in (0..whole_depth).step_by(8) {
-                let block = f32x8::transpose(std::array::from_fn(|r| super::simd::load(&runs[r][p..p + 8])));
+                let block = f32x8::transpose(std::array::from_fn(|r| load8(&runs[r][p..p + 8])));
                 for (i, column) in block.into_iter().enumerate() {
-                    super::simd::store(&mut groups[p + i][f..f + 8], column);
+                    groups[p + i][f..f + 8].copy_from_slice(&column.to_array());
                 }
             }
         }
@@ -176,7 +176,7 @@ fn pack_panel<const W: usize>(
             let source = &data[start..start + nfree];
             let whole = nfree / 8 * 8;
             for (dst, src) in group[..whole].chunks_exact_mut(8).zip(source.chunks_exact(8)) {
-                super::simd::store(dst, super::simd::load(src));
+                dst.copy_from_slice(&load8(src).to_array());
             }
             for (dst, &src) in group[whole..nfree].iter_mut().zip(&source[whole..]) {
                 *dst = src;
@@ -188,6 +188,12 @@ fn pack_panel<const W: usize>(
             group[nfree..].fill(0.0);
         }
     }
+}
+
+/// Loads eight values (the packing's unit, whatever the tile's vector width).
+#[inline(always)]
+fn load8(values: &[f32]) -> f32x8 {
+    f32x8::new(values.try_into().expect("eight values"))
 }
 
 /// Loads one vector from exactly `LANES` values.

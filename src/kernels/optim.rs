@@ -1,13 +1,12 @@
 //! Optimizer pieces: the SGD update and global-norm gradient clipping.
 
-use super::simd::{load, load_partial, map_inplace, zip_map_inplace, LANES};
-use wide::f32x8;
+use super::simd::{load, load_partial, map_inplace, zip_map_inplace, Floats, LANES};
 
 /// `params[i] -= lr * grads[i]` for every element (one fused multiply-add each).
 /// `params` and `grads` have the same length.
 pub fn sgd_update(params: &mut [f32], grads: &[f32], lr: f32) {
     debug_assert_eq!(params.len(), grads.len());
-    let lr = f32x8::splat(lr);
+    let lr = Floats::splat(lr);
     zip_map_inplace(params, grads, |p, g| g.mul_neg_add(lr, p));
 }
 
@@ -20,7 +19,7 @@ const BLOCK: usize = 512;
 pub fn sum_of_squares(values: &[f32]) -> f64 {
     let mut total = 0.0f64;
     for block in values.chunks(BLOCK) {
-        let mut lanes = f32x8::ZERO;
+        let mut lanes = Floats::ZERO;
         let mut chunks = block.chunks_exact(LANES);
         for chunk in &mut chunks {
             let v = load(chunk);
@@ -35,7 +34,7 @@ pub fn sum_of_squares(values: &[f32]) -> f64 {
 
 /// `values[i] *= factor` for every element.
 pub fn scale_inplace(values: &mut [f32], factor: f32) {
-    let factor = f32x8::splat(factor);
+    let factor = Floats::splat(factor);
     map_inplace(values, |v| v * factor);
 }
 

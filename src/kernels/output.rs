@@ -26,12 +26,11 @@ use super::embedding::sum_columns;
 use super::filled;
 use super::gemm::{gemm, gemm_into, Axis, OutMatrix, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
-use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, LANES};
+use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, Floats, LANES};
 use super::softmax::IGNORE_TARGET;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
-use wide::f32x8;
 
 /// Columns per panel. A c3 panel (700 rows x 256) is 700 KiB: it stays in L2 (2 MiB per core
 /// here) from its GEMM through its statistics, and from its gradient through both backward GEMMs.
@@ -213,7 +212,7 @@ impl OutputLayer {
             let stats = &share.stats[index * rows..][..rows];
             if make_gradient {
                 for ((row, stat), row_scale) in panel.chunks_exact_mut(width).zip(stats).zip(row_scales) {
-                    let scale = f32x8::splat(row_scale.panel_factor(stat));
+                    let scale = Floats::splat(row_scale.panel_factor(stat));
                     map_inplace(row, |e| e * scale);
                     if stat.target != NO_TARGET {
                         row[stat.target as usize] -= inv_n;
@@ -517,7 +516,7 @@ fn task_layout(classes: usize) -> TaskLayout {
 
 /// Replaces a panel row `z` by `exp(z - max)`; returns its statistics.
 fn exponentiate(row: &mut [f32], target: Option<usize>) -> PanelRow {
-    let mut max_lanes = f32x8::splat(f32::NEG_INFINITY);
+    let mut max_lanes = Floats::splat(f32::NEG_INFINITY);
     let mut chunks = row.chunks_exact(LANES);
     for chunk in &mut chunks {
         max_lanes = max_lanes.fast_max(load(chunk));
@@ -527,8 +526,8 @@ fn exponentiate(row: &mut [f32], target: Option<usize>) -> PanelRow {
         .iter()
         .fold(max_lanes.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max), |m, &z| m.max(z));
     let target_logit = target.map_or(0.0, |t| row[t]);
-    let shift = f32x8::splat(max);
-    let mut sum_lanes = f32x8::ZERO;
+    let shift = Floats::splat(max);
+    let mut sum_lanes = Floats::ZERO;
     let mut chunks = row.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
         let e = exp(load(chunk) - shift);

@@ -7,8 +7,7 @@
 //! sequential: these two kernels.
 
 use super::gemm::{gemm_packed, gemm_parallel, Axis, OutMatrix, PackedMatrix, Transpose, PARALLEL_MIN_WORK};
-use super::simd::{tanh, zip_map_inplace};
-use wide::f32x8;
+use super::simd::{tanh, zip_map_inplace, Floats};
 
 /// Fewest batch rows worth a group of their own.
 const MIN_GROUP_ROWS: usize = 4;
@@ -37,7 +36,7 @@ fn activate(hidden: usize, bias: &[f32], h: &mut [f32]) {
 
 /// `dh = dh * (1 - h^2)`: the gradient through `tanh`, given its output `h`.
 fn tanh_backward(h: &[f32], dh: &mut [f32]) {
-    zip_map_inplace(dh, h, |d, h| d * (f32x8::ONE - h * h));
+    zip_map_inplace(dh, h, |d, h| d * (Floats::ONE - h * h));
 }
 
 /// The forward recurrence over a window: [`rnn_step_forward`] for `t = 1..=time`, with `Wh`

@@ -1,48 +1,60 @@
-//! Eight-lane f32 helpers: loads and stores on slices, `exp`, `tanh`.
+//! Vector f32 helpers: loads and stores on slices, `exp`, `tanh`.
 //!
 //! The element-wise kernels run every element through the same vector code: a slice's tail
-//! (fewer than eight elements) is copied into a zero-padded vector, processed, and copied back,
+//! (fewer than `LANES` elements) is copied into a zero-padded vector, processed, and copied back,
 //! so an element's result never depends on its position in the slice.
+//!
+//! The vectors are as wide as the target's registers: sixteen lanes with AVX-512, eight
+//! otherwise (the element-wise arithmetic is the same either way; sums over lanes are not).
 
 // The polynomial coefficients are Cephes' as published, digits beyond f32 precision included.
 #![allow(clippy::excessive_precision)]
 
-use wide::{f32x8, i32x8};
-
-/// Lanes per vector.
+/// The vector type of the element-wise kernels, and its lane count.
+#[cfg(target_feature = "avx512f")]
+pub(crate) type Floats = wide::f32x16;
+#[cfg(target_feature = "avx512f")]
+type Ints = wide::i32x16;
+#[cfg(target_feature = "avx512f")]
+pub(crate) const LANES: usize = 16;
+#[cfg(not(target_feature = "avx512f"))]
+pub(crate) type Floats = wide::f32x8;
+#[cfg(not(target_feature = "avx512f"))]
+type Ints = wide::i32x8;
+#[cfg(not(target_feature = "avx512f"))]
 pub(crate) const LANES: usize = 8;
 
-/// Loads eight consecutive values. `values.len()` must be 8.
+/// Loads `LANES` consecutive values. `values.len()` must be `LANES`.
 #[inline(always)]
-pub(crate) fn load(values: &[f32]) -> f32x8 {
-    f32x8::new(values.try_into().expect("load takes exactly 8 values"))
+pub(crate) fn load(values: &[f32]) -> Floats {
+    Floats::new(values.try_into().expect("load takes exactly LANES values"))
 }
 
-/// Stores eight values. `out.len()` must be 8.
+/// Stores `LANES` values. `out.len()` must be `LANES`.
 #[inline(always)]
-pub(crate) fn store(out: &mut [f32], v: f32x8) {
+pub(crate) fn store(out: &mut [f32], v: Floats) {
     out.copy_from_slice(&v.to_array());
 }
 
-/// Loads up to eight values, padding the missing lanes with `pad`.
+/// Loads up to `LANES` values, padding the missing lanes with `pad`.
 #[inline(always)]
-pub(crate) fn load_partial(values: &[f32], pad: f32) -> f32x8 {
+pub(crate) fn load_partial(values: &[f32], pad: f32) -> Floats {
     let mut lanes = [pad; LANES];
     lanes[..values.len()].copy_from_slice(values);
-    f32x8::new(lanes)
+    Floats::new(lanes)
 }
 
-/// Stores the first `out.len()` (at most eight) lanes of `v`.
+/// Stores the first `out.len()` (at most `LANES`) lanes of `v`.
 #[inline(always)]
-pub(crate) fn store_partial(out: &mut [f32], v: f32x8) {
+pub(crate) fn store_partial(out: &mut [f32], v: Floats) {
     let n = out.len();
     out.copy_from_slice(&v.to_array()[..n]);
 }
 
-/// Replaces every element `x` of `values` with `f(x)`, eight at a time; the tail goes through
+/// Replaces every element `x` of `values` with `f(x)`, `LANES` at a time; the tail goes through
 /// the same `f` in a zero-padded vector.
 #[inline(always)]
-pub(crate) fn map_inplace(values: &mut [f32], f: impl Fn(f32x8) -> f32x8) {
+pub(crate) fn map_inplace(values: &mut [f32], f: impl Fn(Floats) -> Floats) {
     let mut chunks = values.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
         store(chunk, f(load(chunk)));
@@ -56,7 +68,7 @@ pub(crate) fn map_inplace(values: &mut [f32], f: impl Fn(f32x8) -> f32x8) {
 /// Replaces every `x` of `values` with `f(x, y)`, where `y` is the element of `other` at the
 /// same position; `values` and `other` have the same length. Tails as in [`map_inplace`].
 #[inline(always)]
-pub(crate) fn zip_map_inplace(values: &mut [f32], other: &[f32], f: impl Fn(f32x8, f32x8) -> f32x8) {
+pub(crate) fn zip_map_inplace(values: &mut [f32], other: &[f32], f: impl Fn(Floats, Floats) -> Floats) {
     debug_assert_eq!(values.len(), other.len());
     let mut chunks = values.chunks_exact_mut(LANES);
     let mut other_chunks = other.chunks_exact(LANES);
@@ -76,37 +88,37 @@ pub(crate) fn zip_map_inplace(values: &mut [f32], other: &[f32], f: impl Fn(f32x
 /// constants, degree-5 polynomial, scaling by `2^n` built in the exponent bits. Maximum
 /// relative error about 2 ulp (tested in this module).
 #[inline(always)]
-pub(crate) fn exp(x: f32x8) -> f32x8 {
-    let x = x.fast_max(f32x8::splat(-87.336_55)).fast_min(f32x8::splat(88.0));
-    let n = (x * f32x8::splat(std::f32::consts::LOG2_E)).round();
-    let r = n.mul_neg_add(f32x8::splat(0.693_359_4), x);
-    let r = n.mul_neg_add(f32x8::splat(-2.121_944_4e-4), r);
-    let mut p = f32x8::splat(1.987_569_1e-4);
-    p = p.mul_add(r, f32x8::splat(1.398_199_9e-3));
-    p = p.mul_add(r, f32x8::splat(8.333_452e-3));
-    p = p.mul_add(r, f32x8::splat(4.166_579_6e-2));
-    p = p.mul_add(r, f32x8::splat(1.666_666_5e-1));
-    p = p.mul_add(r, f32x8::splat(5.000_000_1e-1));
-    let y = p.mul_add(r * r, r) + f32x8::ONE;
-    let exponent_bits: i32x8 = (n.round_int() + i32x8::splat(127)) << 23;
-    y * wide::bytemuck::cast::<i32x8, f32x8>(exponent_bits)
+pub(crate) fn exp(x: Floats) -> Floats {
+    let x = x.fast_max(Floats::splat(-87.336_55)).fast_min(Floats::splat(88.0));
+    let n = (x * Floats::splat(std::f32::consts::LOG2_E)).round();
+    let r = n.mul_neg_add(Floats::splat(0.693_359_4), x);
+    let r = n.mul_neg_add(Floats::splat(-2.121_944_4e-4), r);
+    let mut p = Floats::splat(1.987_569_1e-4);
+    p = p.mul_add(r, Floats::splat(1.398_199_9e-3));
+    p = p.mul_add(r, Floats::splat(8.333_452e-3));
+    p = p.mul_add(r, Floats::splat(4.166_579_6e-2));
+    p = p.mul_add(r, Floats::splat(1.666_666_5e-1));
+    p = p.mul_add(r, Floats::splat(5.000_000_1e-1));
+    let y = p.mul_add(r * r, r) + Floats::ONE;
+    let exponent_bits: Ints = (n.round_int() + Ints::splat(127)) << 23;
+    y * wide::bytemuck::cast::<Ints, Floats>(exponent_bits)
 }
 
 /// `tanh` per lane. Below `|x| = 0.625` Cephes' odd polynomial (no cancellation near 0),
 /// above it `1 - 2 / (e^{2|x|} + 1)`; `|x|` is clamped at 10, past which `tanh` rounds to 1 in f32.
 #[inline(always)]
-pub(crate) fn tanh(x: f32x8) -> f32x8 {
-    let a = x.abs().fast_min(f32x8::splat(10.0));
+pub(crate) fn tanh(x: Floats) -> Floats {
+    let a = x.abs().fast_min(Floats::splat(10.0));
     let z = a * a;
-    let mut p = f32x8::splat(-5.704_988_7e-3);
-    p = p.mul_add(z, f32x8::splat(2.063_908_9e-2));
-    p = p.mul_add(z, f32x8::splat(-5.373_971_6e-2));
-    p = p.mul_add(z, f32x8::splat(1.333_144_2e-1));
-    p = p.mul_add(z, f32x8::splat(-3.333_328_2e-1));
+    let mut p = Floats::splat(-5.704_988_7e-3);
+    p = p.mul_add(z, Floats::splat(2.063_908_9e-2));
+    p = p.mul_add(z, Floats::splat(-5.373_971_6e-2));
+    p = p.mul_add(z, Floats::splat(1.333_144_2e-1));
+    p = p.mul_add(z, Floats::splat(-3.333_328_2e-1));
     let near_zero = (p * z).mul_add(a, a);
     let e = exp(a + a);
-    let far = f32x8::ONE - f32x8::splat(2.0) / (e + f32x8::ONE);
-    let magnitude = a.simd_lt(f32x8::splat(0.625)).select(near_zero, far);
+    let far = Floats::ONE - Floats::splat(2.0) / (e + Floats::ONE);
+    let magnitude = a.simd_lt(Floats::splat(0.625)).select(near_zero, far);
     magnitude.flip_signs(x)
 }
 
@@ -119,7 +131,7 @@ pub const TANH_MAX_ABS_ERROR: f64 = 8.0e-8;
 /// (measured: 1.42e-7, about 1.2 units of `f32::EPSILON`).
 pub const TANH_MAX_REL_ERROR: f64 = 1.5e-7;
 
-/// `values[i] = tanh(values[i])` for every element, eight lanes at a time.
+/// `values[i] = tanh(values[i])` for every element, `LANES` at a time.
 ///
 /// Accuracy: absolute error at most [`TANH_MAX_ABS_ERROR`] and relative error at most
 /// [`TANH_MAX_REL_ERROR`] against `f64::tanh`, over the whole finite f32 range (measured
@@ -228,7 +240,7 @@ mod tests {
         let mut worst = 0.0f64;
         let mut x = -87.0f32;
         while x < 87.0 {
-            let got = exp(f32x8::splat(x)).to_array()[0] as f64;
+            let got = exp(Floats::splat(x)).to_array()[0] as f64;
             let want = (x as f64).exp();
             worst = worst.max((got - want).abs() / want);
             x += 0.0137;

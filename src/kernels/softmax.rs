@@ -1,8 +1,7 @@
 //! The fused softmax cross-entropy: bias, loss and gradient over a block of logit rows.
 
-use super::simd::{exp, load, load_partial, store, store_partial, LANES};
+use super::simd::{exp, load, load_partial, store, store_partial, Floats, LANES};
 use rayon::prelude::*;
-use wide::f32x8;
 
 /// A target id that is ignored: its row contributes no loss and a zero gradient.
 pub const IGNORE_TARGET: i32 = -1;
@@ -77,7 +76,7 @@ fn softmax_cross_entropy_row(row: &mut [f32], bias: &[f32], target: i32, inv_n: 
     let target = target as usize;
 
     // Sweep 1: add the bias, find the maximum.
-    let mut max_lanes = f32x8::splat(f32::NEG_INFINITY);
+    let mut max_lanes = Floats::splat(f32::NEG_INFINITY);
     let mut chunks = row.chunks_exact_mut(LANES);
     let mut bias_chunks = bias.chunks_exact(LANES);
     for (chunk, b) in (&mut chunks).zip(&mut bias_chunks) {
@@ -94,10 +93,10 @@ fn softmax_cross_entropy_row(row: &mut [f32], bias: &[f32], target: i32, inv_n: 
     let target_logit = row[target];
 
     // Sweep 2: exponentiate relative to the maximum and sum.
-    let shift = f32x8::splat(max);
+    let shift = Floats::splat(max);
     let mut sum = 0.0f64;
     for block in row.chunks_mut(SUM_BLOCK) {
-        let mut lanes = f32x8::ZERO;
+        let mut lanes = Floats::ZERO;
         let mut chunks = block.chunks_exact_mut(LANES);
         for chunk in &mut chunks {
             let e = exp(load(chunk) - shift);
@@ -114,7 +113,7 @@ fn softmax_cross_entropy_row(row: &mut [f32], bias: &[f32], target: i32, inv_n: 
     let loss = (sum.ln() + (max - target_logit) as f64) as f32;
 
     // Sweep 3: normalise and scale; subtract the one-hot at the target.
-    let factor = f32x8::splat((inv_n as f64 / sum) as f32);
+    let factor = Floats::splat((inv_n as f64 / sum) as f32);
     let mut chunks = row.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
         store(chunk, load(chunk) * factor);
