@@ -80,8 +80,8 @@ pub struct BenchResult {
     pub rnn_fraction: f64,
     pub affine_fraction: f64,
     pub update_fraction: f64,
-    /// With a one-thread pool to compare against: the speed-up over it, measured in rounds of
-    /// steps alternating between the two.
+    /// With a one-thread pool to compare against: the speed-up over it, measured in rounds
+    /// where the two pools take turns.
     pub one_thread: Option<ThreadScaling>,
 }
 
@@ -92,7 +92,7 @@ pub struct BenchResult {
 pub struct ThreadScaling {
     /// Tokens per second on one thread, over the repeats.
     pub tokens_per_sec: Spread,
-    /// Main pool's time / one thread's time for the same round's steps, over the repeats.
+    /// One thread's time / the main pool's time for the same round's steps, over the repeats.
     pub speedup: Spread,
 }
 
