@@ -1,10 +1,10 @@
-//! The fused tanh-RNN time step, forward and backward.
+//! The fused tanh-RNN time step, forward and backward, one step at a time or over a window.
 //!
 //! The input projection `x_t * Wx` does not depend on the hidden state, so the model computes
 //! it for the whole window with one GEMM before the time loop; likewise the weight gradients
 //! `dWx`, `dWh` and `db` are sums over the window that one GEMM (or one column sum) computes
 //! after the backward time loop. What remains inside the loop is only what is truly
-//! sequential: these two kernels.
+//! sequential: the step kernels, which the window kernels run for every step of a window.
 
 use super::gemm::{gemm_packed, gemm_parallel, Axis, OutMatrix, PackedMatrix, Transpose, PARALLEL_MIN_WORK};
 use super::simd::{tanh, zip_map_inplace, Floats};
