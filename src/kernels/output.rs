@@ -289,7 +289,7 @@ impl OutputLayer {
 
         // dhs is the sum of the tasks' partial dhs^T, transposed, in blocks of hidden units.
         let partials = &self.partial_dhs[..layout.tasks * hidden * rows];
-        let units_per_block = if self.is_parallel() { TRANSPOSE_UNITS } else { hidden };
+        let units_per_block = if parallel { TRANSPOSE_UNITS } else { hidden };
         OutMatrix::new(dhs, rows, hidden, hidden).par_blocks(Axis::Cols, units_per_block, |first_unit, block| {
             sum_and_transpose(partials, (layout.tasks, hidden, rows), first_unit, block)
         });
