@@ -424,13 +424,22 @@ impl BPanels<'_> {
     }
 }
 
+/// Where the micro-kernel finds the `MR x kc` row panels of `op(A)`.
+#[derive(Clone, Copy)]
+enum APanels<'a> {
+    /// Packed here, one row panel at a time, into the thread's buffer.
+    Unpacked(Operand<'a>),
+    /// Packed in advance, for the whole of `op(A)`.
+    Packed(&'a PackedA),
+}
+
 /// Adds `alpha * op(A)[rows, pc..pc + kc] * op(B)[pc..pc + kc, jc..jc + nc]` into
 /// `C[rows, jc..jc + nc]` (scaling C by `beta` first), one `mr`-row panel of A at a time; `mr`
-/// is one of `TILE_ROWS`.
+/// is one of `TILE_ROWS` (for a packed A, the one it was packed with, and `rows` starts at 0).
 #[allow(clippy::too_many_arguments)]
 fn multiply_rows(
     mr: usize,
-    a: Operand<'_>,
+    a: APanels<'_>,
     rows: std::ops::Range<usize>,
     depth: (usize, usize),
     b_panels: BPanels<'_>,
@@ -457,7 +466,7 @@ fn multiply_rows(
 /// registers.
 #[allow(clippy::too_many_arguments)]
 fn multiply_rows_tiled<const MR: usize>(
-    a: Operand<'_>,
+    a: APanels<'_>,
     rows: std::ops::Range<usize>,
     (pc, kc): (usize, usize),
     b_panels: BPanels<'_>,
@@ -466,25 +475,35 @@ fn multiply_rows_tiled<const MR: usize>(
     beta: f32,
     c: &mut OutMatrix<'_>,
 ) {
-    let a_strides = a.strides();
-    with_pack_a(|pack_a| {
-        for ir in rows.clone().step_by(MR) {
-            let mr = MR.min(rows.end - ir);
-            pack_panel::<MR>(a.data, a_strides, (ir, mr), (pc, kc), pack_a);
-            let a_panel = &pack_a[..kc * MR];
-            for jp in 0..nc.div_ceil(NR) {
-                let j0 = jp * NR;
-                let (b_panel, b_stride) = b_panels.panel(jp);
-                let cols = NR.min(nc - j0);
-                let tile = ((ir, jc + j0), (mr, cols));
-                if cols <= LANES {
-                    multiply_tile::<MR, 1>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
-                } else {
-                    multiply_tile::<MR, 2>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
-                }
+    // Row panel `ir` of A against every panel of this block of B.
+    let multiply_panel = |ir: usize, a_panel: &[f32], c: &mut OutMatrix<'_>| {
+        let mr = MR.min(rows.end - ir);
+        for jp in 0..nc.div_ceil(NR) {
+            let j0 = jp * NR;
+            let (b_panel, b_stride) = b_panels.panel(jp);
+            let cols = NR.min(nc - j0);
+            let tile = ((ir, jc + j0), (mr, cols));
+            if cols <= LANES {
+                multiply_tile::<MR, 1>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
+            } else {
+                multiply_tile::<MR, 2>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
             }
         }
-    });
+    };
+    match a {
+        APanels::Unpacked(a) => with_pack_a(|pack_a| {
+            for ir in rows.clone().step_by(MR) {
+                pack_panel::<MR>(a.data, a.strides(), (ir, MR.min(rows.end - ir)), (pc, kc), pack_a);
+                multiply_panel(ir, &pack_a[..kc * MR], c);
+            }
+        }),
+        APanels::Packed(packed) => {
+            debug_assert_eq!((packed.mr, rows.start), (MR, 0));
+            for ir in rows.clone().step_by(MR) {
+                multiply_panel(ir, packed.panel(ir, (pc, kc)), c);
+            }
+        }
+    }
 }
 
 /// One register tile: the micro-kernel over a panel of B whose rows are `b_stride` apart, then
@@ -572,20 +591,43 @@ fn gemm_dot(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: 
 /// `h * Wh` (10 x 100 x 100) 29-41 -> 57-68 GFLOP/s, `x * Wx` (50 x 100 x 100) 50-54 -> 81-85.
 const IN_PLACE_MAX_ROWS: usize = 64;
 
-/// The serial driver over an already validated problem; C is `m x n`.
-fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
-    let (m, n) = (c.rows, c.cols);
-    if m == 0 || n == 0 {
-        return;
+/// The product of an empty matrix, if it is one: nothing to do when C is empty, `C = beta * C`
+/// when the depth is 0. Returns whether it handled the product.
+fn empty_product(k: usize, beta: f32, c: &mut OutMatrix<'_>) -> bool {
+    if c.rows == 0 || c.cols == 0 {
+        return true;
     }
     if k == 0 {
         scale_c(beta, c);
+        return true;
+    }
+    false
+}
+
+/// The serial driver over an already validated problem; C is `m x n`.
+fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
+    if empty_product(k, beta, c) {
         return;
     }
-    if use_dot_products(&a, &b, n, k) {
+    if use_dot_products(&a, &b, c.cols, k) {
         gemm_dot(k, alpha, a, b, beta, c);
         return;
     }
+    let mr = tile_rows(c.rows);
+    multiply_by_blocks_of_b(k, alpha, (mr, APanels::Unpacked(a)), b, beta, c);
+}
+
+/// The packed product: B packed (or read in place) one `KC x NC` block at a time, each block
+/// multiplied by all of A's row panels (`mr` rows each).
+fn multiply_by_blocks_of_b(
+    k: usize,
+    alpha: f32,
+    (mr, a): (usize, APanels<'_>),
+    b: Operand<'_>,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    let (m, n) = (c.rows, c.cols);
     // In place only where a block of B spans no more memory than its packed copy would: rows
     // far apart (W with ld = V) would touch a page per row.
     let in_place = b.trans == Transpose::No && m <= IN_PLACE_MAX_ROWS && KC.min(k) * b.ld <= KC * NC;
@@ -603,7 +645,7 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
                 BPanels::Packed { data: pack_b, kc }
             };
             let beta_block = if pc == 0 { beta } else { 1.0 };
-            multiply_rows(tile_rows(m), a, 0..m, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c);
+            multiply_rows(mr, a, 0..m, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c);
         }
     });
 }
@@ -687,18 +729,128 @@ pub fn gemm_packed(
     let a = Operand { data: a, ld: lda, trans: trans_a };
     a.check("A", m, k);
     let c = &mut OutMatrix::new(c, m, n, ldc);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        scale_c(beta, c);
+    if empty_product(k, beta, c) {
         return;
     }
     for (cols, depth) in blocks_of_b(k, n) {
         let b_panels = BPanels::Packed { data: &b.data[b.block_start(cols, depth)..], kc: depth.1 };
         let beta_block = if depth.0 == 0 { beta } else { 1.0 };
-        multiply_rows(tile_rows(m), a, 0..m, depth, b_panels, cols, alpha, beta_block, c);
+        multiply_rows(tile_rows(m), APanels::Unpacked(a), 0..m, depth, b_panels, cols, alpha, beta_block, c);
     }
+}
+
+/// `op(A)` packed once for many products with it: the output layer multiplies the same hidden
+/// states by each of its panels of `W` (forward), and their transpose by each panel of the
+/// gradient (backward); packed per product, the same copy was made forty times per pass.
+///
+/// The row panels are stored as [`gemm`] packs them for itself, so a product with a packed A
+/// ([`gemm_packed_a`]) is bit-identical to the same product by [`gemm`]. [`new`](Self::new)
+/// allocates; [`pack`](Self::pack) does not.
+#[derive(Clone, Debug)]
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    /// Rows per panel, `tile_rows(m)`.
+    mr: usize,
+    /// Depth block after depth block (`KC` deep, the last one shorter), each holding the row
+    /// panels one after the other, `kc x mr` values each (rows past `m` are zero).
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Room for a packed `m x k` matrix, all zero until [`pack`](Self::pack)ed; `None` if that
+    /// much memory cannot be had.
+    pub fn new(m: usize, k: usize) -> Option<Self> {
+        let mr = tile_rows(m);
+        let data = super::filled(m.checked_next_multiple_of(mr).and_then(|m| m.checked_mul(k)), 0.0)?;
+        Some(PackedA { m, k, mr, data })
+    }
+
+    /// Rows of the packed matrix.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Columns of the packed matrix (the depth of a product with it).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Replaces the contents with `op(A)`, `m x k`, stored as for [`gemm`]'s A: `m x k` with
+    /// `lda >= k` when `trans_a` is `No`, `k x m` with `lda >= m` when it is `Yes`. Never
+    /// allocates. Panics if `a` is too short for its stated shape.
+    pub fn pack(&mut self, a: &[f32], lda: usize, trans_a: Transpose) {
+        let a = Operand { data: a, ld: lda, trans: trans_a };
+        a.check("A", self.m, self.k);
+        let pack = match self.mr {
+            14 => pack_panel::<14>,
+            12 => pack_panel::<12>,
+            10 => pack_panel::<10>,
+            8 => pack_panel::<8>,
+            6 => pack_panel::<6>,
+            5 => pack_panel::<5>,
+            4 => pack_panel::<4>,
+            _ => unreachable!("tile heights come from TILE_ROWS"),
+        };
+        let (m, k, mr) = (self.m, self.k, self.mr);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            for ir in (0..m).step_by(mr) {
+                let start = self.panel_start(ir, pc, kc);
+                pack(a.data, a.strides(), (ir, mr.min(m - ir)), (pc, kc), &mut self.data[start..start + kc * mr]);
+            }
+        }
+    }
+
+    /// Where the row panel starting at row `ir` of the depth block `(pc, kc)` starts: every
+    /// depth block before it is `KC` deep and holds all the (padded) rows.
+    fn panel_start(&self, ir: usize, pc: usize, kc: usize) -> usize {
+        pc * self.m.next_multiple_of(self.mr) + ir / self.mr * kc * self.mr
+    }
+
+    /// The row panel starting at row `ir` of the depth block `(pc, kc)`.
+    fn panel(&self, ir: usize, (pc, kc): (usize, usize)) -> &[f32] {
+        &self.data[self.panel_start(ir, pc, kc)..][..kc * self.mr]
+    }
+}
+
+/// `C = alpha * A * op(B) + beta * C` on the calling thread, with A packed in advance: the
+/// same contract as [`gemm`] with the `m x k` matrix that was packed (`op(B)` is `k x n`, C is
+/// `m x n`), and the same result bit for bit, except where [`gemm`] would compute `A * B^T` by
+/// dot products (a deep, narrow product: `k >= 512`, `k >= 4 n`, `n <= 256`), which group the
+/// sums differently. Never allocates.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_a(
+    n: usize,
+    alpha: f32,
+    a: &PackedA,
+    b: &[f32],
+    ldb: usize,
+    trans_b: Transpose,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    gemm_packed_a_into(alpha, a, (b, ldb, trans_b), beta, &mut OutMatrix::new(c, a.m, n, ldc));
+}
+
+/// [`gemm_packed_a`] into a view of C (`m x n` is the view's shape).
+pub(super) fn gemm_packed_a_into(
+    alpha: f32,
+    a: &PackedA,
+    (b, ldb, trans_b): (&[f32], usize, Transpose),
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    assert_eq!(c.rows, a.m, "gemm: C has {} rows, the packed A {}", c.rows, a.m);
+    let b = Operand { data: b, ld: ldb, trans: trans_b };
+    b.check("B", a.k, c.cols);
+    if empty_product(a.k, beta, c) {
+        return;
+    }
+    // Never by dot products (`use_dot_products`): they read A in place, and a packed A exists
+    // to be reused by many products, which dot products could not exploit either.
+    multiply_by_blocks_of_b(a.k, alpha, (a.mr, APanels::Packed(a)), b, beta, c);
 }
 
 /// The operands of a GEMM call, checked; panics with a message naming the operand otherwise.
@@ -752,19 +904,6 @@ pub fn gemm(
 ) {
     let (a, b) = checked_operands((m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
     gemm_serial(k, alpha, a, b, beta, &mut OutMatrix::new(c, m, n, ldc));
-}
-
-/// [`gemm`] into a view of C (`m x n` is the view's shape), on the calling thread.
-pub(super) fn gemm_into(
-    k: usize,
-    alpha: f32,
-    (a, lda, trans_a): (&[f32], usize, Transpose),
-    (b, ldb, trans_b): (&[f32], usize, Transpose),
-    beta: f32,
-    c: &mut OutMatrix<'_>,
-) {
-    let (a, b) = checked_operands((c.rows, c.cols, k), (a, lda, trans_a), (b, ldb, trans_b));
-    gemm_serial(k, alpha, a, b, beta, c);
 }
 
 /// Work (multiply-adds) below which [`gemm_parallel`] stays on the calling thread: waking
@@ -965,6 +1104,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn packed_a_gives_the_same_bits_as_gemm() {
+        // Several depth blocks, B read in place (m <= 64) and packed, ragged panels, empty
+        // shapes; not the products `gemm` does by dot products (13 x 40 x 600 with B^T).
+        let shapes = [(1, 1, 1), (7, 17, 5), (100, 256, 700), (50, 300, 100), (13, 40, 600), (3, 40, 0), (0, 5, 5)];
+        for (case, &(m, n, k)) in shapes.iter().enumerate() {
+            for (ta, tb) in
+                [(Transpose::No, Transpose::No), (Transpose::Yes, Transpose::No), (Transpose::No, Transpose::Yes)]
+            {
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0)] {
+                    let pad = case % 2;
+                    let stored = |trans, rows: usize, cols: usize| match trans {
+                        Transpose::No => (rows, cols.max(1) + pad),
+                        Transpose::Yes => (cols, rows.max(1) + pad),
+                    };
+                    let ((a_rows, lda), (b_rows, ldb)) = (stored(ta, m, k), stored(tb, k, n));
+                    let (a, b) = (fill(a_rows * lda, case as u64), fill(b_rows * ldb, 50 + case as u64));
+                    let (a_op, b_op) =
+                        (Operand { data: &a, ld: lda, trans: ta }, Operand { data: &b, ld: ldb, trans: tb });
+                    if use_dot_products(&a_op, &b_op, n, k) {
+                        continue;
+                    }
+                    let mut packed = PackedA::new(m, k).unwrap();
+                    packed.pack(&a, lda, ta);
+                    let mut want = fill(m * n, 99);
+                    let mut got = want.clone();
+                    gemm(m, n, k, alpha, &a, lda, ta, &b, ldb, tb, beta, &mut want, n);
+                    gemm_packed_a(n, alpha, &packed, &b, ldb, tb, beta, &mut got, n);
+                    let same = got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{m}x{n}x{k} {ta:?} {tb:?} alpha {alpha} beta {beta}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: A has")]
+    fn packing_a_short_left_operand_panics() {
+        PackedA::new(3, 4).unwrap().pack(&[1.0; 11], 4, Transpose::No);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! |--------|------------------|
 //! | [`gemm`], [`gemm_parallel`] | `C = alpha * op(A) * op(B) + beta * C` |
 //! | [`PackedMatrix`], [`gemm_packed`] | the same with `op(B)` packed once for many products |
+//! | [`PackedA`], [`gemm_packed_a`] | the same with `op(A)` packed once for many products |
 //! | [`tanh_inplace`] | SIMD `tanh` over a slice |
 //! | [`rnn_step_forward`] | `h = tanh(h + h_prev * Wh + b)`, where `h` holds `x_t * Wx` on entry |
 //! | [`rnn_step_backward`] | `dt = dh * (1 - h^2)`, `dh_prev += dt * Wh^T` |
@@ -35,7 +36,7 @@ mod simd;
 mod softmax;
 
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
-pub use gemm::{gemm, gemm_packed, gemm_parallel, PackedMatrix, Transpose};
+pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedMatrix, Transpose};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
 pub use output::{OutputLayer, OutputUpdate, PANEL_COLS};
 pub use rnn::{rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward};

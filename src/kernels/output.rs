@@ -24,7 +24,7 @@
 
 use super::embedding::sum_columns;
 use super::filled;
-use super::gemm::{gemm, gemm_into, Axis, OutMatrix, Transpose, PARALLEL_MIN_WORK};
+use super::gemm::{gemm, gemm_packed_a, gemm_packed_a_into, Axis, OutMatrix, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, Floats, LANES};
 use super::softmax::IGNORE_TARGET;
@@ -113,6 +113,10 @@ pub struct OutputLayer {
     /// One `hidden x PANEL_COLS` copy of a panel of `W` per task (SGD updates `W` in place,
     /// while the panel's share of `dhs` still needs the old values).
     weight_copies: Vec<f32>,
+    /// `hs`, packed once per forward pass for every panel's `hs * W[:, panel]`.
+    packed_hs: PackedA,
+    /// `hs^T`, packed once per backward pass for every panel's `dW[:, panel] = hs^T * dz`.
+    packed_hs_t: PackedA,
     /// `1 / n` of the last loss.
     inv_n: f32,
     contents: Contents,
@@ -120,8 +124,8 @@ pub struct OutputLayer {
 
 impl OutputLayer {
     /// Buffers for `rows x hidden` inputs and `classes` classes: `rows * classes` logits plus
-    /// per-task scratch (at most 8 x `hidden x (rows + 256)` values); `None` if that much
-    /// memory cannot be had.
+    /// per-task scratch (at most 8 x `hidden x (rows + 256)` values) and two packed copies of
+    /// `hs`; `None` if that much memory cannot be had.
     pub fn new(rows: usize, hidden: usize, classes: usize) -> Option<Self> {
         let tasks = task_layout(classes).tasks;
         Some(OutputLayer {
@@ -133,6 +137,8 @@ impl OutputLayer {
             row_scales: filled(Some(rows), RowScale::default())?,
             partial_dhs: filled(hidden.checked_mul(rows).and_then(|len| len.checked_mul(tasks)), 0.0)?,
             weight_copies: filled(hidden.checked_mul(PANEL_COLS * tasks), 0.0)?,
+            packed_hs: PackedA::new(rows, hidden)?,
+            packed_hs_t: PackedA::new(hidden, rows)?,
             inv_n: 0.0,
             contents: Contents::Nothing,
         })
@@ -202,7 +208,8 @@ impl OutputLayer {
                 (None, OutMatrix::new(w, hidden, classes, classes), -lr, 1.0, b, Some(lr))
             }
         };
-        let (out, row_scales) = (&out, &self.row_scales);
+        self.packed_hs_t.pack(hs, hidden, Transpose::Yes);
+        let (out, row_scales, packed_hs_t) = (&out, &self.row_scales, &self.packed_hs_t);
         // Panel `index` of task `task`: the gradient in place, the bias, this panel's share of
         // dhs^T into the task's partial (with the panel's old W), then dW or the SGD update.
         let backward_panel = |task: usize, index: usize, share: &mut BackwardShare<'_>| {
@@ -245,7 +252,7 @@ impl OutputLayer {
             let beta_partial = if index == 0 { 0.0 } else { 1.0 };
             let (no, yes) = (Transpose::No, Transpose::Yes);
             gemm(hidden, rows, width, 1.0, w_panel, ldw, no, panel, width, yes, beta_partial, share.partial, rows);
-            gemm_into(rows, alpha, (hs, hidden, yes), (panel, width, no), beta, &mut out_block);
+            gemm_packed_a_into(alpha, packed_hs_t, (panel, width, no), beta, &mut out_block);
         };
         let panels_per_task = layout.cols_per_task / PANEL_COLS;
         let parallel = self.is_parallel();
@@ -340,6 +347,8 @@ impl OutputLayer {
         // Panels are independent here: one job each, so that a thread slowed by other work
         // leaves more of them to the others.
         let panels_per_job = if self.is_parallel() { 1 } else { classes.div_ceil(PANEL_COLS) };
+        self.packed_hs.pack(hs, hidden, Transpose::No);
+        let packed_hs = &self.packed_hs;
         self.panels
             .par_chunks_mut(rows * PANEL_COLS)
             .zip(self.stats.par_chunks_mut(rows))
@@ -348,8 +357,7 @@ impl OutputLayer {
             .for_each(|(index, (panel, stats))| {
                 let j0 = index * PANEL_COLS;
                 let width = PANEL_COLS.min(classes - j0);
-                let no = Transpose::No;
-                gemm(rows, width, hidden, 1.0, hs, hidden, no, &w[j0..], classes, no, 0.0, panel, width);
+                gemm_packed_a(width, 1.0, packed_hs, &w[j0..], classes, Transpose::No, 0.0, panel, width);
                 let bias = &bias[j0..j0 + width];
                 for (r, (row, stat)) in panel.chunks_exact_mut(width).zip(stats.iter_mut()).enumerate() {
                     zip_map_inplace(row, bias, |z, b| z + b);
