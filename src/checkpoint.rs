@@ -89,7 +89,28 @@ pub fn encode(dims: Dims, params: &[f32], meta: &Meta) -> Result<Vec<u8>, String
     if let Some(vocab) = &meta.vocab {
         metadata.insert("vocab".to_owned(), vocab.to_file_text());
     }
-    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+    let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
+    sort_header_keys(bytes)
+}
+
+/// The same file with its JSON header rewritten with every object's keys in sorted order (the
+/// order of `serde_json`'s maps): `safetensors` writes the metadata in a `HashMap`'s order,
+/// which changes from run to run, so the same weights would give files with different bytes
+/// and a checksum could not tell that two runs agree. The tensors' offsets count from the end
+/// of the header, so they stay valid.
+fn sort_header_keys(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let header_len = bytes.get(..8).map(|len| u64::from_le_bytes(len.try_into().expect("eight bytes")));
+    let header_end = header_len.and_then(|len| usize::try_from(len).ok()).and_then(|len| len.checked_add(8));
+    let header_end = header_end.filter(|&end| end <= bytes.len()).ok_or("safetensors wrote no header")?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..header_end]).map_err(|e| e.to_string())?;
+    let mut sorted = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // safetensors pads the header with spaces to a multiple of 8 bytes, to align the tensors.
+    sorted.resize(sorted.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + sorted.len() + bytes.len() - header_end);
+    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sorted);
+    out.extend_from_slice(&bytes[header_end..]);
+    Ok(out)
 }
 
 /// Writes a checkpoint atomically (temporary file, then rename): an existing file at `path`
@@ -242,6 +263,20 @@ mod tests {
         assert_eq!(back.dims, dims);
         assert_eq!(back.params, params);
         assert_eq!(back.meta, meta);
+    }
+
+    #[test]
+    fn the_same_checkpoint_gives_the_same_bytes() {
+        // Each encoding builds its metadata map with its own random hash order.
+        let (dims, params, meta) = sample();
+        let first = encode(dims, &params, &meta).unwrap();
+        for _ in 0..8 {
+            assert_eq!(encode(dims, &params, &meta).unwrap(), first);
+        }
+        let header_len = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        assert_eq!(header_len % 8, 0);
+        let header = std::str::from_utf8(&first[8..8 + header_len]).unwrap();
+        assert!(header.starts_with(r#"{"__metadata__":{"embed":"3","epoch":"7","format":"#), "{header}");
     }
 
     #[test]
