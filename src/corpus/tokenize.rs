@@ -56,7 +56,9 @@ impl FromStr for Level {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tokenizer {
     pub level: Level,
-    /// Lower-case the text first (`char::to_lowercase`, which may turn one character into several).
+    /// Lower-case the text first, line by line, as `str::to_lowercase` does: one character may
+    /// become several, and a capital sigma at the end of a word becomes `ς`, elsewhere `σ`. (A
+    /// line break ends a word for that rule, so lines give the same result as the whole text.)
     pub lowercase: bool,
 }
 
@@ -116,18 +118,21 @@ impl Tokenizer {
                 }
             }
             Level::Char => {
-                let mut line = 1;
                 let mut buffer = [0u8; 4];
-                for c in text.chars() {
-                    if self.lowercase {
-                        for lower in c.to_lowercase() {
-                            f(lower.encode_utf8(&mut buffer), line)?;
-                        }
+                let mut lines = text.split('\n').enumerate().peekable();
+                while let Some((index, line)) = lines.next() {
+                    let lowered;
+                    let line = if self.lowercase {
+                        lowered = line.to_lowercase();
+                        &lowered
                     } else {
-                        f(c.encode_utf8(&mut buffer), line)?;
+                        line
+                    };
+                    for c in line.chars() {
+                        f(c.encode_utf8(&mut buffer), index + 1)?;
                     }
-                    if c == '\n' {
-                        line += 1;
+                    if lines.peek().is_some() {
+                        f("\n", index + 1)?;
                     }
                 }
             }
@@ -272,6 +277,30 @@ mod tests {
         let mut vocab = Vocab::new();
         let ids = lower.tokenize_growing("AbÇİ", &mut vocab, None);
         assert_eq!(lower.detokenize(ids, &vocab), "AbÇİ".to_lowercase());
+    }
+
+    #[test]
+    fn both_levels_lower_case_as_str_to_lowercase() {
+        // A final capital sigma becomes ς, which lower-casing one character at a time missed
+        // (found by the char_tokenizer fuzzer: "\0eΣ\u{311}").
+        let text = "ΟΔΟΣ ΣΑΣ Σ\n\0eΣ\u{311}\nΟΔΟΣ";
+        let expected = "οδος σας σ\n\0eς\u{311}\nοδος";
+        assert_eq!(text.to_lowercase(), expected);
+        for level in [Level::Word, Level::Char] {
+            let tokenizer = Tokenizer { level, lowercase: true };
+            let mut vocab = Vocab::new();
+            let ids = tokenizer.tokenize_growing(text, &mut vocab, None);
+            let words: Vec<&str> = expected.split_whitespace().collect();
+            match level {
+                Level::Char => assert_eq!(tokenizer.detokenize(ids, &vocab), expected),
+                Level::Word => assert!(words.iter().all(|word| vocab.id(word).is_some()), "{:?}", vocab.tokens()),
+            }
+        }
+        // Char-level line numbers still count the line breaks.
+        let mut vocab = Vocab::new();
+        CHAR.tokenize_growing("ab\nc", &mut vocab, None);
+        let error = CHAR.tokenize_fixed("a\nb\nd", &vocab, Unknown::Reject, None).unwrap_err();
+        assert_eq!(error, TokenizeError::UnknownToken { token: "d".into(), line: 3 });
     }
 
     #[test]
