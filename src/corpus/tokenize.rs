@@ -98,43 +98,35 @@ impl Tokenizer {
     /// Calls `f(token, line)` for every token of `text` in order (lines start at 1) until `f`
     /// breaks.
     pub fn for_each_token<B>(&self, text: &str, mut f: impl FnMut(&str, usize) -> ControlFlow<B>) -> ControlFlow<B> {
-        match self.level {
-            Level::Word => {
-                let mut lines = text.split('\n').enumerate().peekable();
-                while let Some((index, line)) = lines.next() {
-                    let lowered;
-                    let line = if self.lowercase {
-                        lowered = line.to_lowercase();
-                        &lowered
-                    } else {
-                        line
-                    };
+        // A line break becomes `<eos>` between words, itself between characters.
+        let line_break = match self.level {
+            Level::Word => EOS,
+            Level::Char => "\n",
+        };
+        let mut buffer = [0u8; 4];
+        let mut lines = text.split('\n').enumerate().peekable();
+        while let Some((index, line)) = lines.next() {
+            let lowered;
+            let line = if self.lowercase {
+                lowered = line.to_lowercase();
+                &lowered
+            } else {
+                line
+            };
+            match self.level {
+                Level::Word => {
                     for word in line.split_whitespace() {
                         f(word, index + 1)?;
                     }
-                    if lines.peek().is_some() {
-                        f(EOS, index + 1)?;
-                    }
                 }
-            }
-            Level::Char => {
-                let mut buffer = [0u8; 4];
-                let mut lines = text.split('\n').enumerate().peekable();
-                while let Some((index, line)) = lines.next() {
-                    let lowered;
-                    let line = if self.lowercase {
-                        lowered = line.to_lowercase();
-                        &lowered
-                    } else {
-                        line
-                    };
+                Level::Char => {
                     for c in line.chars() {
                         f(c.encode_utf8(&mut buffer), index + 1)?;
                     }
-                    if lines.peek().is_some() {
-                        f("\n", index + 1)?;
-                    }
                 }
+            }
+            if lines.peek().is_some() {
+                f(line_break, index + 1)?;
             }
         }
         ControlFlow::Continue(())
