@@ -7,9 +7,11 @@
 //! training step must not allocate: here the packing buffers are fixed-size thread-locals that
 //! live in each thread's static TLS block, so they are never taken from the heap.
 
+use super::simd::{load, store, Floats, LANES};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use wide::f32x8;
 
 /// Whether an operand is used as stored (`No`) or transposed (`Yes`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,20 +30,13 @@ pub enum Transpose {
 /// (50 rows take five 10-row panels rather than five 12-row ones, a sixth of them padding):
 /// every size keeps the loop bound by the multiply-adds (`MR + 2` loads feed `2 * MR` FMAs), and
 /// the tile shape never changes the arithmetic of a `C` element, so results do not depend on it.
+///
+/// The vectors are the element-wise kernels' ([`super::simd`]), as wide as the target's.
 #[cfg(target_feature = "avx512f")]
-mod tile {
-    pub type Vector = wide::f32x16;
-    pub const LANES: usize = 16;
-    pub const TILE_ROWS: [usize; 4] = [14, 12, 10, 8];
-}
+const TILE_ROWS: [usize; 4] = [14, 12, 10, 8];
+/// See the AVX-512 heights above.
 #[cfg(not(target_feature = "avx512f"))]
-mod tile {
-    pub type Vector = wide::f32x8;
-    pub const LANES: usize = 8;
-    pub const TILE_ROWS: [usize; 3] = [6, 5, 4];
-}
-use tile::{Vector, LANES, TILE_ROWS};
-use wide::f32x8;
+const TILE_ROWS: [usize; 3] = [6, 5, 4];
 
 /// The largest tile height, which sizes the packing buffer for A.
 const MAX_MR: usize = TILE_ROWS[0];
@@ -196,18 +191,6 @@ fn load8(values: &[f32]) -> f32x8 {
     f32x8::new(values.try_into().expect("eight values"))
 }
 
-/// Loads one vector from exactly `LANES` values.
-#[inline(always)]
-fn load(values: &[f32]) -> Vector {
-    Vector::new(values.try_into().expect("a whole vector"))
-}
-
-/// Stores one vector into exactly `LANES` values.
-#[inline(always)]
-fn store(out: &mut [f32], v: Vector) {
-    out.copy_from_slice(&v.to_array());
-}
-
 /// The `MR x (VECS * LANES)` register tile: `sum over p of a_panel[p][i] * b_rows[p][j]`, for
 /// `p` in `0..a_panel.len() / MR`. `VECS` is 2 (a whole `NR`-column panel) or 1 (an edge panel of
 /// at most `LANES` columns, which would waste half of a two-vector tile). `b_rows` yields the
@@ -217,12 +200,12 @@ fn store(out: &mut [f32], v: Vector) {
 fn micro_kernel<'b, const MR: usize, const VECS: usize>(
     a_panel: &[f32],
     b_rows: impl Iterator<Item = &'b [f32]>,
-) -> [[Vector; VECS]; MR] {
-    let mut acc = [[Vector::ZERO; VECS]; MR];
+) -> [[Floats; VECS]; MR] {
+    let mut acc = [[Floats::ZERO; VECS]; MR];
     for (a, b) in a_panel.chunks_exact(MR).zip(b_rows) {
-        let b_vectors: [Vector; VECS] = std::array::from_fn(|v| load(&b[v * LANES..(v + 1) * LANES]));
+        let b_vectors: [Floats; VECS] = std::array::from_fn(|v| load(&b[v * LANES..(v + 1) * LANES]));
         for (row, &ai) in acc.iter_mut().zip(a) {
-            let ai = Vector::splat(ai);
+            let ai = Floats::splat(ai);
             for (acc_v, &b_v) in row.iter_mut().zip(&b_vectors) {
                 *acc_v = ai.mul_add(b_v, *acc_v);
             }
@@ -351,15 +334,15 @@ impl<'a> OutMatrix<'a> {
 /// value does not depend on where the tile boundaries fall.
 #[inline(always)]
 fn store_tile<const MR: usize, const VECS: usize>(
-    acc: &[[Vector; VECS]; MR],
+    acc: &[[Floats; VECS]; MR],
     c: &mut OutMatrix<'_>,
     (i0, j0): (usize, usize),
     (rows, cols): (usize, usize),
     alpha: f32,
     beta: f32,
 ) {
-    let alpha_v = Vector::splat(alpha);
-    let beta_v = Vector::splat(beta);
+    let alpha_v = Floats::splat(alpha);
+    let beta_v = Floats::splat(beta);
     for (i, row_acc) in acc.iter().enumerate().take(rows) {
         let c_row = c.segment(i0 + i, j0, cols);
         if cols == VECS * LANES {
@@ -561,9 +544,9 @@ fn gemm_dot(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: 
                 let rows = DOT_ROWS.min(m - i0);
                 let a_rows: [&[f32]; DOT_ROWS] =
                     std::array::from_fn(|r| &a.data[(i0 + r.min(rows - 1)) * a.ld + pc..][..kc]);
-                let mut acc = [[Vector::ZERO; DOT_COLS]; DOT_ROWS];
+                let mut acc = [[Floats::ZERO; DOT_COLS]; DOT_ROWS];
                 for p in (0..whole).step_by(LANES) {
-                    let a_vectors: [Vector; DOT_ROWS] = std::array::from_fn(|r| load(&a_rows[r][p..p + LANES]));
+                    let a_vectors: [Floats; DOT_ROWS] = std::array::from_fn(|r| load(&a_rows[r][p..p + LANES]));
                     for (j, b_row) in b_rows.iter().enumerate() {
                         let b_vector = load(&b_row[p..p + LANES]);
                         for (row_acc, a_vector) in acc.iter_mut().zip(&a_vectors) {
