@@ -416,51 +416,60 @@ enum APanels<'a> {
     Packed(&'a PackedA),
 }
 
-/// Adds `alpha * op(A)[rows, pc..pc + kc] * op(B)[pc..pc + kc, jc..jc + nc]` into
-/// `C[rows, jc..jc + nc]` (scaling C by `beta` first), one `mr`-row panel of A at a time; `mr`
-/// is one of `TILE_ROWS` (for a packed A, the one it was packed with, and `rows` starts at 0).
-#[allow(clippy::too_many_arguments)]
+impl APanels<'_> {
+    /// Rows per panel for a product with `m` rows: a packed A's own.
+    fn tile_rows(&self, m: usize) -> usize {
+        match self {
+            APanels::Unpacked(_) => tile_rows(m),
+            APanels::Packed(packed) => packed.mr,
+        }
+    }
+}
+
+/// `$f::<MR>` for the tile height `$mr`, one monomorphised copy per height (so that the
+/// accumulators stay in registers); the arms cover `TILE_ROWS` of either target.
+macro_rules! at_tile_height {
+    ($mr:expr, $f:ident) => {
+        match $mr {
+            14 => $f::<14>,
+            12 => $f::<12>,
+            10 => $f::<10>,
+            8 => $f::<8>,
+            6 => $f::<6>,
+            5 => $f::<5>,
+            4 => $f::<4>,
+            _ => unreachable!("tile heights come from TILE_ROWS"),
+        }
+    };
+}
+
+/// Adds `alpha * op(A)[.., pc..pc + kc] * op(B)[pc..pc + kc, jc..jc + nc]` into
+/// `C[.., jc..jc + nc]` (scaling C by `beta` first), one row panel of A at a time.
 fn multiply_rows(
-    mr: usize,
     a: APanels<'_>,
-    rows: std::ops::Range<usize>,
     depth: (usize, usize),
     b_panels: BPanels<'_>,
     cols: (usize, usize),
-    alpha: f32,
-    beta: f32,
+    (alpha, beta): (f32, f32),
     c: &mut OutMatrix<'_>,
 ) {
-    // One monomorphised loop per tile height; the arms cover `TILE_ROWS` of either target.
-    let run = match mr {
-        14 => multiply_rows_tiled::<14>,
-        12 => multiply_rows_tiled::<12>,
-        10 => multiply_rows_tiled::<10>,
-        8 => multiply_rows_tiled::<8>,
-        6 => multiply_rows_tiled::<6>,
-        5 => multiply_rows_tiled::<5>,
-        4 => multiply_rows_tiled::<4>,
-        _ => unreachable!("tile heights come from TILE_ROWS"),
-    };
-    run(a, rows, depth, b_panels, cols, alpha, beta, c)
+    let run = at_tile_height!(a.tile_rows(c.rows), multiply_rows_tiled);
+    run(a, depth, b_panels, cols, (alpha, beta), c)
 }
 
-/// [`multiply_rows`] with a tile height fixed at compile time, so the accumulators stay in
-/// registers.
-#[allow(clippy::too_many_arguments)]
+/// [`multiply_rows`] with a tile height fixed at compile time.
 fn multiply_rows_tiled<const MR: usize>(
     a: APanels<'_>,
-    rows: std::ops::Range<usize>,
     (pc, kc): (usize, usize),
     b_panels: BPanels<'_>,
     (jc, nc): (usize, usize),
-    alpha: f32,
-    beta: f32,
+    (alpha, beta): (f32, f32),
     c: &mut OutMatrix<'_>,
 ) {
+    let m = c.rows;
     // Row panel `ir` of A against every panel of this block of B.
     let multiply_panel = |ir: usize, a_panel: &[f32], c: &mut OutMatrix<'_>| {
-        let mr = MR.min(rows.end - ir);
+        let mr = MR.min(m - ir);
         for jp in 0..nc.div_ceil(NR) {
             let j0 = jp * NR;
             let (b_panel, b_stride) = b_panels.panel(jp);
@@ -475,14 +484,13 @@ fn multiply_rows_tiled<const MR: usize>(
     };
     match a {
         APanels::Unpacked(a) => with_pack_a(|pack_a| {
-            for ir in rows.clone().step_by(MR) {
-                pack_panel::<MR>(a.data, a.strides(), (ir, MR.min(rows.end - ir)), (pc, kc), pack_a);
+            for ir in (0..m).step_by(MR) {
+                pack_panel::<MR>(a.data, a.strides(), (ir, MR.min(m - ir)), (pc, kc), pack_a);
                 multiply_panel(ir, &pack_a[..kc * MR], c);
             }
         }),
         APanels::Packed(packed) => {
-            debug_assert_eq!((packed.mr, rows.start), (MR, 0));
-            for ir in rows.clone().step_by(MR) {
+            for ir in (0..m).step_by(MR) {
                 multiply_panel(ir, packed.panel(ir, (pc, kc)), c);
             }
         }
@@ -596,20 +604,12 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
         gemm_dot(k, alpha, a, b, beta, c);
         return;
     }
-    let mr = tile_rows(c.rows);
-    multiply_by_blocks_of_b(k, alpha, (mr, APanels::Unpacked(a)), b, beta, c);
+    multiply_by_blocks_of_b(k, alpha, APanels::Unpacked(a), b, beta, c);
 }
 
 /// The packed product: B packed (or read in place) one `KC x NC` block at a time, each block
-/// multiplied by all of A's row panels (`mr` rows each).
-fn multiply_by_blocks_of_b(
-    k: usize,
-    alpha: f32,
-    (mr, a): (usize, APanels<'_>),
-    b: Operand<'_>,
-    beta: f32,
-    c: &mut OutMatrix<'_>,
-) {
+/// multiplied by all of A's row panels.
+fn multiply_by_blocks_of_b(k: usize, alpha: f32, a: APanels<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
     let (m, n) = (c.rows, c.cols);
     // In place only where a block of B spans no more memory than its packed copy would: rows
     // far apart (W with ld = V) would touch a page per row.
@@ -628,7 +628,7 @@ fn multiply_by_blocks_of_b(
                 BPanels::Packed { data: pack_b, kc }
             };
             let beta_block = if pc == 0 { beta } else { 1.0 };
-            multiply_rows(mr, a, 0..m, (pc, kc), b_panels, (jc, nc), alpha, beta_block, c);
+            multiply_rows(a, (pc, kc), b_panels, (jc, nc), (alpha, beta_block), c);
         }
     });
 }
@@ -718,7 +718,7 @@ pub fn gemm_packed(
     for (cols, depth) in blocks_of_b(k, n) {
         let b_panels = BPanels::Packed { data: &b.data[b.block_start(cols, depth)..], kc: depth.1 };
         let beta_block = if depth.0 == 0 { beta } else { 1.0 };
-        multiply_rows(tile_rows(m), APanels::Unpacked(a), 0..m, depth, b_panels, cols, alpha, beta_block, c);
+        multiply_rows(APanels::Unpacked(a), depth, b_panels, cols, (alpha, beta_block), c);
     }
 }
 
@@ -765,16 +765,7 @@ impl PackedA {
     pub fn pack(&mut self, a: &[f32], lda: usize, trans_a: Transpose) {
         let a = Operand { data: a, ld: lda, trans: trans_a };
         a.check("A", self.m, self.k);
-        let pack = match self.mr {
-            14 => pack_panel::<14>,
-            12 => pack_panel::<12>,
-            10 => pack_panel::<10>,
-            8 => pack_panel::<8>,
-            6 => pack_panel::<6>,
-            5 => pack_panel::<5>,
-            4 => pack_panel::<4>,
-            _ => unreachable!("tile heights come from TILE_ROWS"),
-        };
+        let pack = at_tile_height!(self.mr, pack_panel);
         let (m, k, mr) = (self.m, self.k, self.mr);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
@@ -833,7 +824,7 @@ pub(super) fn gemm_packed_a_into(
     }
     // Never by dot products (`use_dot_products`): they read A in place, and a packed A exists
     // to be reused by many products, which dot products could not exploit either.
-    multiply_by_blocks_of_b(a.k, alpha, (a.mr, APanels::Packed(a)), b, beta, c);
+    multiply_by_blocks_of_b(a.k, alpha, APanels::Packed(a), b, beta, c);
 }
 
 /// The operands of a GEMM call, checked; panics with a message naming the operand otherwise.
