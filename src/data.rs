@@ -153,7 +153,14 @@ fn verified(path: &Path, expected: &str) -> Result<bool, DataError> {
 /// Downloads the PTB files that `dir` lacks from `base_url`, checking each against its
 /// SHA-256 before writing it atomically; files already present are verified, not fetched
 /// again. `log` receives one line per file. A file that fails its check is not written.
-pub fn download_ptb(dir: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<(), DataError> {
+///
+/// Directories this call creates are removed again if it fails, unless something else was
+/// written into them meanwhile.
+pub fn download_ptb(dir: &Path, base_url: &str, log: impl FnMut(&str)) -> Result<(), DataError> {
+    removing_new_dirs_on_error(&[dir], || download_missing(dir, base_url, log))
+}
+
+fn download_missing(dir: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<(), DataError> {
     std::fs::create_dir_all(dir).map_err(|source| CorpusError::Io { path: dir.to_owned(), source })?;
     for (_, name, expected) in PTB_FILES {
         let path = dir.join(name);
@@ -176,6 +183,27 @@ pub fn download_ptb(dir: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Re
         log(&format!("wrote {} ({} bytes, SHA-256 verified)", path.display(), bytes.len()));
     }
     Ok(())
+}
+
+/// Runs `f`, which may create any of `dirs` and their missing parents. If it fails, the
+/// directories that did not exist before are removed again, deepest first: a failed download
+/// leaves no empty `data/ptb/` behind. A directory that is not empty stays (`remove_dir`
+/// refuses it), so nothing written there by anyone is lost.
+fn removing_new_dirs_on_error<T>(dirs: &[&Path], f: impl FnOnce() -> Result<T, DataError>) -> Result<T, DataError> {
+    let mut missing: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|dir| dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()))
+        .map(Path::to_path_buf)
+        .collect();
+    missing.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+    let result = f();
+    if result.is_err() {
+        for dir in &missing {
+            // Best effort: failing to tidy up must not hide the error being returned.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    result
 }
 
 /// Whether files can and may be created in `dir` (creating it if needed). A directory without
@@ -202,7 +230,7 @@ fn holds_ptb(dir: &Path) -> Result<bool, DataError> {
 /// The directory holding the three verified PTB text files: `<data>/ptb/` when they are there;
 /// otherwise they are downloaded from `base_url` (announced through `log`) into `<data>/ptb/`,
 /// or into the cache directory when the data directory cannot be written.
-pub fn ensure_ptb(data: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<PathBuf, DataError> {
+pub fn ensure_ptb(data: &Path, base_url: &str, log: impl FnMut(&str)) -> Result<PathBuf, DataError> {
     let dir = data.join("ptb");
     if holds_ptb(&dir)? {
         return Ok(dir);
@@ -213,17 +241,30 @@ pub fn ensure_ptb(data: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Res
             return Ok(cached.clone());
         }
     }
-    let target = if writable(&dir) {
-        dir.clone()
+    let may_create: Vec<&Path> = std::iter::once(dir.as_path()).chain(cached.as_deref()).collect();
+    removing_new_dirs_on_error(&may_create, || download_somewhere(&dir, cached.clone(), base_url, log))
+}
+
+/// Downloads PTB into `dir` if it can be written, else into `cached`; returns which.
+fn download_somewhere(
+    dir: &Path,
+    cached: Option<PathBuf>,
+    base_url: &str,
+    mut log: impl FnMut(&str),
+) -> Result<PathBuf, DataError> {
+    let target = if writable(dir) {
+        dir.to_path_buf()
     } else {
         cached.filter(|c| writable(c)).ok_or_else(|| DataError::PtbMissing {
-            dir: dir.clone(),
+            dir: dir.to_path_buf(),
             why: "neither it nor the cache directory can be written".into(),
         })?
     };
     log(&format!("the Penn Treebank is not in {}; downloading it into {}", dir.display(), target.display()));
-    download_ptb(&target, base_url, log).map_err(|e| match e {
-        DataError::Download { url, why } => DataError::PtbMissing { dir: dir.clone(), why: format!("{url}: {why}") },
+    download_missing(&target, base_url, log).map_err(|e| match e {
+        DataError::Download { url, why } => {
+            DataError::PtbMissing { dir: dir.to_path_buf(), why: format!("{url}: {why}") }
+        }
         other => other,
     })?;
     Ok(target)

@@ -161,4 +161,6 @@ fn missing_ptb_with_no_way_to_download_says_where_to_put_it() {
     let last = message.trim_end().lines().last().unwrap();
     assert!(last.starts_with("error:") && last.contains(&data.join("ptb").display().to_string()), "{message}");
     assert!(last.contains("ptb.train.txt"), "{message}");
+    // The directories made for the download are gone again.
+    assert!(!data.exists() && !cache.exists(), "left behind: {:?}", entries(dir.path()));
 }
