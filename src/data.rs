@@ -160,6 +160,7 @@ pub fn download_ptb(dir: &Path, base_url: &str, log: impl FnMut(&str)) -> Result
     removing_new_dirs_on_error(&[dir], || download_missing(dir, base_url, log))
 }
 
+/// [`download_ptb`] without the tidying up after a failure.
 fn download_missing(dir: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<(), DataError> {
     std::fs::create_dir_all(dir).map_err(|source| CorpusError::Io { path: dir.to_owned(), source })?;
     for (_, name, expected) in PTB_FILES {
