@@ -243,20 +243,20 @@ pub fn ensure_ptb(data: &Path, base_url: &str, log: impl FnMut(&str)) -> Result<
         }
     }
     let may_create: Vec<&Path> = std::iter::once(dir.as_path()).chain(cached.as_deref()).collect();
-    removing_new_dirs_on_error(&may_create, || download_somewhere(&dir, cached.clone(), base_url, log))
+    removing_new_dirs_on_error(&may_create, || download_somewhere(&dir, cached.as_deref(), base_url, log))
 }
 
 /// Downloads PTB into `dir` if it can be written, else into `cached`; returns which.
 fn download_somewhere(
     dir: &Path,
-    cached: Option<PathBuf>,
+    cached: Option<&Path>,
     base_url: &str,
     mut log: impl FnMut(&str),
 ) -> Result<PathBuf, DataError> {
     let target = if writable(dir) {
         dir.to_path_buf()
     } else {
-        cached.filter(|c| writable(c)).ok_or_else(|| DataError::PtbMissing {
+        cached.filter(|c| writable(c)).map(Path::to_path_buf).ok_or_else(|| DataError::PtbMissing {
             dir: dir.to_path_buf(),
             why: "neither it nor the cache directory can be written".into(),
         })?
