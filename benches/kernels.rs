@@ -163,7 +163,7 @@ fn embedding_and_update(c: &mut Criterion) {
     let ids: Vec<u32> = (0..ROWS).map(|r| (r * 131 % V) as u32).collect();
     let mut table = vec![0.0; V * H];
     group.throughput(Throughput::Elements((ROWS * H) as u64));
-    group.bench_function("embedding_scatter_add", |b| b.iter(|| embedding_scatter_add(H, &rows, &ids, &mut table)));
+    group.bench_function("embedding_scatter_add", |b| b.iter(|| embedding_scatter_add(V, H, &rows, &ids, &mut table)));
     let grads = values(H * V, 0.01);
     let mut params = values(H * V, 0.1);
     group.throughput(Throughput::Elements((H * V) as u64));

@@ -497,7 +497,7 @@ impl SimpleRnnlm {
         if !self.ws.output.ready_for_backward() {
             return Err(ModelError::BackwardBeforeForward);
         }
-        let Dims { embed: d, hidden: h, .. } = self.dims;
+        let Dims { vocab, embed: d, hidden: h } = self.dims;
         let Window { batch, time } = self.window;
         let n = batch * time;
         let block = batch * h;
@@ -538,7 +538,7 @@ impl SimpleRnnlm {
                 touched.push(id);
             }
         }
-        embedding_scatter_add(d, dx, ids, g.embed_w);
+        embedding_scatter_add(vocab, d, dx, ids, g.embed_w);
         self.times.rnn += output_done.elapsed().as_secs_f64();
         Ok(())
     }
@@ -654,7 +654,7 @@ impl SimpleRnnlm {
         let ws = &mut self.ws;
 
         let start = Instant::now();
-        embedding_gather(d, p.embed_w, &ws.ids, &mut ws.x);
+        embedding_gather(self.dims.vocab, d, p.embed_w, &ws.ids, &mut ws.x);
         ws.states[..block].copy_from_slice(&self.state);
         gemm_parallel(
             n,

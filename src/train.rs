@@ -38,9 +38,17 @@ impl Batcher {
     }
 
     /// Fills the next window: `xs[b][t] = corpus[(offsets[b] + time_idx) % data_size]` and
-    /// `ts[b][t]` the token after it, batch-major, advancing `time_idx` by `T`.
+    /// `ts[b][t]` the token after it, batch-major, advancing `time_idx` by `T`. `xs` and `ts`
+    /// are `B x T`; panics, before writing anything, if not.
     pub fn next_window(&mut self, corpus: Ids<'_>, xs: &mut [u32], ts: &mut [i32]) {
         let Window { batch, time } = self.window;
+        let tokens = self.window.tokens();
+        assert!(
+            xs.len() == tokens && ts.len() == tokens,
+            "Batcher::next_window: xs has {} elements and ts {}, but batch x time is {batch} x {time} = {tokens}",
+            xs.len(),
+            ts.len()
+        );
         for t in 0..time {
             for b in 0..batch {
                 let position = (self.offsets[b] + self.time_idx) % self.data_size;

@@ -1,15 +1,21 @@
 //! Row gather and scatter-add by token id, and column sums.
 
 use super::simd::{load, load_partial, store_partial, zip_map_inplace, Floats, LANES};
+use super::{check_ids, check_len};
 use rayon::prelude::*;
 
 /// `out[r] = table[ids[r]]` for every row `r`.
 ///
 /// Shapes (row-major): `table` is `vocab x dim`, `ids` is `rows`, `out` is `rows x dim`.
-/// Panics if an id is not below `vocab` (callers validate ids from user data first).
-pub fn embedding_gather(dim: usize, table: &[f32], ids: &[u32], out: &mut [f32]) {
-    debug_assert_eq!(out.len(), ids.len() * dim);
-    debug_assert_eq!(table.len() % dim.max(1), 0);
+/// Panics, before writing anything, if a length does not match or an id is not below `vocab`.
+pub fn embedding_gather(vocab: usize, dim: usize, table: &[f32], ids: &[u32], out: &mut [f32]) {
+    const KERNEL: &str = "embedding_gather";
+    check_len(KERNEL, "table", table.len(), "vocab x dim", &[vocab, dim]);
+    check_len(KERNEL, "out", out.len(), "ids.len() x dim", &[ids.len(), dim]);
+    check_ids(KERNEL, "ids", ids, ("vocab", vocab));
+    if dim == 0 {
+        return;
+    }
     for (row, &id) in out.chunks_exact_mut(dim).zip(ids) {
         let start = id as usize * dim;
         row.copy_from_slice(&table[start..start + dim]);
@@ -20,10 +26,15 @@ pub fn embedding_gather(dim: usize, table: &[f32], ids: &[u32], out: &mut [f32])
 /// always in the same order).
 ///
 /// Shapes (row-major): `rows_grad` is `ids.len() x dim`, `table_grad` is `vocab x dim`.
-/// Panics if an id is not below `vocab`.
-pub fn embedding_scatter_add(dim: usize, rows_grad: &[f32], ids: &[u32], table_grad: &mut [f32]) {
-    debug_assert_eq!(rows_grad.len(), ids.len() * dim);
-    debug_assert_eq!(table_grad.len() % dim.max(1), 0);
+/// Panics, before writing anything, if a length does not match or an id is not below `vocab`.
+pub fn embedding_scatter_add(vocab: usize, dim: usize, rows_grad: &[f32], ids: &[u32], table_grad: &mut [f32]) {
+    const KERNEL: &str = "embedding_scatter_add";
+    check_len(KERNEL, "rows_grad", rows_grad.len(), "ids.len() x dim", &[ids.len(), dim]);
+    check_len(KERNEL, "table_grad", table_grad.len(), "vocab x dim", &[vocab, dim]);
+    check_ids(KERNEL, "ids", ids, ("vocab", vocab));
+    if dim == 0 {
+        return;
+    }
     for (row, &id) in rows_grad.chunks_exact(dim).zip(ids) {
         let start = id as usize * dim;
         zip_map_inplace(&mut table_grad[start..start + dim], row, |acc, g| acc + g);
@@ -37,11 +48,13 @@ const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// `out[j] = sum over i of matrix[i][j]` (overwriting `out`), adding rows in order.
 ///
-/// Shapes: `matrix` is `rows x cols` row-major, `out` is `cols`. Parallel over fixed groups
-/// of columns, so the result does not depend on the thread count.
+/// Shapes: `matrix` is `rows x cols` row-major, `out` is `cols`; panics, before writing
+/// anything, if a length does not match. Parallel over fixed groups of columns, so the result
+/// does not depend on the thread count.
 pub fn column_sums(rows: usize, cols: usize, matrix: &[f32], out: &mut [f32]) {
-    debug_assert_eq!(matrix.len(), rows * cols);
-    debug_assert_eq!(out.len(), cols);
+    const KERNEL: &str = "column_sums";
+    check_len(KERNEL, "matrix", matrix.len(), "rows x cols", &[rows, cols]);
+    check_len(KERNEL, "out", out.len(), "cols", &[cols]);
     let task = |(group, sums): (usize, &mut [f32])| sum_columns(matrix, cols, group * COLUMNS_PER_TASK, sums);
     if rows * cols < PARALLEL_MIN_ELEMENTS {
         out.chunks_mut(COLUMNS_PER_TASK).enumerate().for_each(task);
@@ -81,10 +94,10 @@ mod tests {
         let table: Vec<f32> = (0..12).map(|v| v as f32).collect();
         let ids = [2, 0, 2];
         let mut rows = vec![0.0; 9];
-        embedding_gather(dim, &table, &ids, &mut rows);
+        embedding_gather(4, dim, &table, &ids, &mut rows);
         assert_eq!(rows, vec![6.0, 7.0, 8.0, 0.0, 1.0, 2.0, 6.0, 7.0, 8.0]);
         let mut grad = vec![0.0; 12];
-        embedding_scatter_add(dim, &rows, &ids, &mut grad);
+        embedding_scatter_add(4, dim, &rows, &ids, &mut grad);
         assert_eq!(grad, vec![0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 12.0, 14.0, 16.0, 0.0, 0.0, 0.0]);
     }
 

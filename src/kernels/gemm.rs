@@ -104,22 +104,24 @@ impl Operand<'_> {
         Operand { data: &self.data[cols * col_stride..], ..self }
     }
 
-    /// Asserts that `op(X)` of `rows x cols` fits in `data` with a valid leading dimension.
-    fn check(&self, name: &str, rows: usize, cols: usize) {
+    /// Asserts that `op(X)` of `rows x cols` fits in `data` with a valid leading dimension;
+    /// the message names `kernel` and the operand, `name`.
+    #[track_caller]
+    fn check(&self, kernel: &str, name: &str, rows: usize, cols: usize) {
         let (stored_rows, stored_cols) = match self.trans {
             Transpose::No => (rows, cols),
             Transpose::Yes => (cols, rows),
         };
         assert!(
             self.ld >= stored_cols.max(1),
-            "gemm: leading dimension of {name} ({}) is below its {stored_cols} stored columns",
+            "{kernel}: leading dimension of {name} ({}) is below its {stored_cols} stored columns",
             self.ld
         );
         if stored_rows > 0 && stored_cols > 0 {
             let needed = (stored_rows - 1) * self.ld + stored_cols;
             assert!(
                 self.data.len() >= needed,
-                "gemm: {name} has {} elements, a {stored_rows} x {stored_cols} matrix with ld {} needs {needed}",
+                "{kernel}: {name} has {} elements, but a {stored_rows} x {stored_cols} matrix with ld {} needs {needed}",
                 self.data.len(),
                 self.ld
             );
@@ -241,15 +243,16 @@ unsafe impl Send for OutMatrix<'_> {}
 unsafe impl Sync for OutMatrix<'_> {}
 
 impl<'a> OutMatrix<'a> {
-    /// The `rows x cols` matrix at the start of `c` with leading dimension `ld`; panics if it
-    /// does not fit.
-    pub(super) fn new(c: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Self {
-        assert!(ld >= cols.max(1), "gemm: ldc ({ld}) is below n ({cols})");
+    /// The `rows x cols` matrix at the start of `c` with leading dimension `ld`; panics with a
+    /// message naming `kernel` if it does not fit.
+    #[track_caller]
+    pub(super) fn new(kernel: &str, c: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Self {
+        assert!(ld >= cols.max(1), "{kernel}: ldc ({ld}) is below n ({cols})");
         if rows > 0 && cols > 0 {
             let needed = (rows - 1) * ld + cols;
             assert!(
                 c.len() >= needed,
-                "gemm: C has {} elements, {rows} x {cols} with ldc {ld} needs {needed}",
+                "{kernel}: C has {} elements, but {rows} x {cols} with ldc {ld} needs {needed}",
                 c.len()
             );
         }
@@ -679,7 +682,7 @@ impl PackedMatrix {
     /// allocates. Panics if `b` is too short for its stated shape.
     pub fn pack(&mut self, b: &[f32], ldb: usize, trans_b: Transpose) {
         let b = Operand { data: b, ld: ldb, trans: trans_b };
-        b.check("B", self.k, self.n);
+        b.check("PackedMatrix::pack", "B", self.k, self.n);
         for (cols, depth) in blocks_of_b(self.k, self.n) {
             let start = self.block_start(cols, depth);
             pack_b_block(b, cols, depth, &mut self.data[start..]);
@@ -710,8 +713,8 @@ pub fn gemm_packed(
 ) {
     let (k, n) = (b.k, b.n);
     let a = Operand { data: a, ld: lda, trans: trans_a };
-    a.check("A", m, k);
-    let c = &mut OutMatrix::new(c, m, n, ldc);
+    a.check("gemm_packed", "A", m, k);
+    let c = &mut OutMatrix::new("gemm_packed", c, m, n, ldc);
     if empty_product(k, beta, c) {
         return;
     }
@@ -764,7 +767,7 @@ impl PackedA {
     /// allocates. Panics if `a` is too short for its stated shape.
     pub fn pack(&mut self, a: &[f32], lda: usize, trans_a: Transpose) {
         let a = Operand { data: a, ld: lda, trans: trans_a };
-        a.check("A", self.m, self.k);
+        a.check("PackedA::pack", "A", self.m, self.k);
         let pack = at_tile_height!(self.mr, pack_panel);
         let (m, k, mr) = (self.m, self.k, self.mr);
         for pc in (0..k).step_by(KC) {
@@ -805,7 +808,7 @@ pub fn gemm_packed_a(
     c: &mut [f32],
     ldc: usize,
 ) {
-    gemm_packed_a_into(alpha, a, (b, ldb, trans_b), beta, &mut OutMatrix::new(c, a.m, n, ldc));
+    gemm_packed_a_into(alpha, a, (b, ldb, trans_b), beta, &mut OutMatrix::new("gemm_packed_a", c, a.m, n, ldc));
 }
 
 /// [`gemm_packed_a`] into a view of C (`m x n` is the view's shape).
@@ -816,9 +819,9 @@ pub(super) fn gemm_packed_a_into(
     beta: f32,
     c: &mut OutMatrix<'_>,
 ) {
-    assert_eq!(c.rows, a.m, "gemm: C has {} rows, the packed A {}", c.rows, a.m);
+    assert_eq!(c.rows, a.m, "gemm_packed_a: C has {} rows, but the packed A {}", c.rows, a.m);
     let b = Operand { data: b, ld: ldb, trans: trans_b };
-    b.check("B", a.k, c.cols);
+    b.check("gemm_packed_a", "B", a.k, c.cols);
     if empty_product(a.k, beta, c) {
         return;
     }
@@ -828,15 +831,17 @@ pub(super) fn gemm_packed_a_into(
 }
 
 /// The operands of a GEMM call, checked; panics with a message naming the operand otherwise.
+#[track_caller]
 fn checked_operands<'a>(
+    kernel: &str,
     (m, n, k): (usize, usize, usize),
     (a, lda, trans_a): (&'a [f32], usize, Transpose),
     (b, ldb, trans_b): (&'a [f32], usize, Transpose),
 ) -> (Operand<'a>, Operand<'a>) {
     let a = Operand { data: a, ld: lda, trans: trans_a };
     let b = Operand { data: b, ld: ldb, trans: trans_b };
-    a.check("A", m, k);
-    b.check("B", k, n);
+    a.check(kernel, "A", m, k);
+    b.check(kernel, "B", k, n);
     (a, b)
 }
 
@@ -876,8 +881,8 @@ pub fn gemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let (a, b) = checked_operands((m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
-    gemm_serial(k, alpha, a, b, beta, &mut OutMatrix::new(c, m, n, ldc));
+    let (a, b) = checked_operands("gemm", (m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
+    gemm_serial(k, alpha, a, b, beta, &mut OutMatrix::new("gemm", c, m, n, ldc));
 }
 
 /// Work (multiply-adds) below which [`gemm_parallel`] stays on the calling thread: waking
@@ -915,8 +920,8 @@ pub fn gemm_parallel(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let (a, b) = checked_operands((m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
-    let mut c = OutMatrix::new(c, m, n, ldc);
+    let (a, b) = checked_operands("gemm_parallel", (m, n, k), (a, lda, trans_a), (b, ldb, trans_b));
+    let mut c = OutMatrix::new("gemm_parallel", c, m, n, ldc);
     let threads = rayon::current_num_threads();
     let mr = tile_rows(m);
     if threads == 1 || m * n * k < PARALLEL_MIN_WORK {
@@ -1116,13 +1121,13 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "gemm: A has")]
+    #[should_panic(expected = "PackedA::pack: A has")]
     fn packing_a_short_left_operand_panics() {
         PackedA::new(3, 4).unwrap().pack(&[1.0; 11], 4, Transpose::No);
     }
 
     #[test]
-    #[should_panic(expected = "gemm: B has")]
+    #[should_panic(expected = "PackedMatrix::pack: B has")]
     fn packing_a_short_matrix_panics() {
         PackedMatrix::new(3, 4).unwrap().pack(&[1.0; 11], 4, Transpose::No);
     }

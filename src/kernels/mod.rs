@@ -2,9 +2,17 @@
 //!
 //! Every kernel takes its operands as `&[f32]` / `&mut [f32]` plus explicit dimensions, stores
 //! matrices row-major (element `(i, j)` of an `rows x cols` matrix with leading dimension `ld`
-//! lives at `i * ld + j`), checks its shape contract with `debug_assert!` (and with `assert!`
-//! where memory safety depends on it), and never touches the heap. They know nothing of files,
-//! models or the command line, so they can be embedded in other tools as they are.
+//! lives at `i * ld + j`) and never touches the heap. They know nothing of files, models or the
+//! command line, so they can be embedded in other tools as they are.
+//!
+//! **Shape contracts are checked in every build.** Before it writes anything, each kernel
+//! checks every operand's length against the dimensions it was given (and its leading
+//! dimension, and every token id or target against the number of rows or classes it indexes),
+//! and panics on a mismatch with a message that names the kernel, the operand and both sizes,
+//! such as `sgd_update: grads has 50 elements, but params has 100`. A caller's mistake is
+//! never answered with a silently wrong result or a half-written output. The checks are O(1)
+//! per call, except the id checks, which read each id once beside kernels that read a row of
+//! weights per id.
 //!
 //! | kernel | what it computes |
 //! |--------|------------------|
@@ -42,6 +50,70 @@ pub use output::{OutputLayer, OutputUpdate, PANEL_COLS};
 pub use rnn::{rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward};
 pub use simd::{tanh_inplace, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 pub use softmax::{argmax_rows, softmax_cross_entropy, IGNORE_TARGET};
+
+/// Panics unless `operand` of `kernel` has `len` elements equal to the product of `dims`,
+/// whose names are `shape` (such as `"batch x hidden"`). An overflowing product never matches.
+#[inline(always)]
+#[track_caller]
+fn check_len(kernel: &str, operand: &str, len: usize, shape: &str, dims: &[usize]) {
+    let expected = dims.iter().try_fold(1usize, |product, &dim| product.checked_mul(dim));
+    if expected != Some(len) {
+        wrong_len(kernel, operand, len, shape, dims);
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn wrong_len(kernel: &str, operand: &str, len: usize, shape: &str, dims: &[usize]) -> ! {
+    let values: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    let needed = match dims.iter().try_fold(1usize, |product, &dim| product.checked_mul(dim)) {
+        Some(product) if dims.len() > 1 => format!("{} = {product}", values.join(" x ")),
+        Some(product) => product.to_string(),
+        None => format!("{} (which overflows)", values.join(" x ")),
+    };
+    panic!("{kernel}: {operand} has {len} elements, but {shape} is {needed}");
+}
+
+/// Panics unless `first` and `second` of `kernel` have the same length.
+#[inline(always)]
+#[track_caller]
+fn check_same_len(kernel: &str, (first, first_len): (&str, usize), (second, second_len): (&str, usize)) {
+    if first_len != second_len {
+        panic!("{kernel}: {second} has {second_len} elements, but {first} has {first_len}");
+    }
+}
+
+/// Panics unless every id is below `count` (`what` says what they index, such as "vocab").
+#[inline]
+#[track_caller]
+fn check_ids(kernel: &str, operand: &str, ids: &[u32], (what, count): (&str, usize)) {
+    if let Some(at) = ids.iter().position(|&id| id as usize >= count) {
+        panic!("{kernel}: {operand}[{at}] is {}, not below {what} = {count}", ids[at]);
+    }
+}
+
+/// Panics unless the packed operand `operand` of `kernel` is `rows x cols` as `expected`.
+#[inline(always)]
+#[track_caller]
+fn check_packed(kernel: &str, operand: &str, (rows, cols): (usize, usize), shape: &str, expected: (usize, usize)) {
+    if (rows, cols) != expected {
+        panic!("{kernel}: {operand} is packed {rows} x {cols}, but {shape} is {} x {}", expected.0, expected.1);
+    }
+}
+
+/// Panics unless every target is a class below `classes` or [`IGNORE_TARGET`].
+#[inline]
+#[track_caller]
+fn check_targets(kernel: &str, targets: &[i32], classes: usize) {
+    let valid = |t: i32| t == IGNORE_TARGET || (0..classes as i64).contains(&(t as i64));
+    if let Some(at) = targets.iter().position(|&t| !valid(t)) {
+        panic!(
+            "{kernel}: targets[{at}] is {}, neither a class below classes = {classes} nor IGNORE_TARGET ({IGNORE_TARGET})",
+            targets[at]
+        );
+    }
+}
 
 /// A vector of `len` copies of `value`, or `None` if the length overflowed or the memory cannot
 /// be had: the kernels' buffers are sized by their callers, who turn `None` into an error.

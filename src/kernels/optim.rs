@@ -1,11 +1,12 @@
 //! Optimizer pieces: the SGD update and global-norm gradient clipping.
 
+use super::check_same_len;
 use super::simd::{load, load_partial, map_inplace, zip_map_inplace, Floats, LANES};
 
 /// `params[i] -= lr * grads[i]` for every element (one fused multiply-add each).
-/// `params` and `grads` have the same length.
+/// `params` and `grads` have the same length; panics, before writing anything, if not.
 pub fn sgd_update(params: &mut [f32], grads: &[f32], lr: f32) {
-    debug_assert_eq!(params.len(), grads.len());
+    check_same_len("sgd_update", ("params", params.len()), ("grads", grads.len()));
     let lr = Floats::splat(lr);
     zip_map_inplace(params, grads, |p, g| g.mul_neg_add(lr, p));
 }

@@ -23,11 +23,11 @@
 //! taken one at a time by whichever thread is free, so that the threads finish together.
 
 use super::embedding::sum_columns;
-use super::filled;
 use super::gemm::{gemm, gemm_packed_a, gemm_packed_a_into, Axis, OutMatrix, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, Floats, LANES};
 use super::softmax::IGNORE_TARGET;
+use super::{check_len, check_targets, filled};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -125,8 +125,12 @@ pub struct OutputLayer {
 impl OutputLayer {
     /// Buffers for `rows x hidden` inputs and `classes` classes: `rows * classes` logits plus
     /// per-task scratch (at most 8 x `hidden x (rows + 256)` values) and two packed copies of
-    /// `hs`; `None` if that much memory cannot be had.
+    /// `hs`; `None` if that much memory cannot be had. Panics if a size is 0.
     pub fn new(rows: usize, hidden: usize, classes: usize) -> Option<Self> {
+        assert!(
+            rows > 0 && hidden > 0 && classes > 0,
+            "OutputLayer::new: rows ({rows}), hidden ({hidden}) and classes ({classes}) must all be positive"
+        );
         let tasks = task_layout(classes).tasks;
         Some(OutputLayer {
             rows,
@@ -148,8 +152,9 @@ impl OutputLayer {
     /// [`argmax_row`](Self::argmax_row) read `z = hs * W + b`.
     ///
     /// Shapes (row-major): `hs` is `rows x hidden`, `w` is `hidden x classes`, `bias` is
-    /// `classes`.
+    /// `classes`. Panics, before writing anything, if a length does not match.
     pub fn forward_logits(&mut self, hs: &[f32], w: &[f32], bias: &[f32]) {
+        self.check_forward("OutputLayer::forward_logits", hs, w, bias);
         self.forward_panels(hs, w, bias, None);
         self.contents = Contents::Logits;
     }
@@ -161,11 +166,14 @@ impl OutputLayer {
     /// [`backward`](Self::backward) needs.
     ///
     /// Shapes as in [`forward_logits`](Self::forward_logits); `targets` and `row_loss` are
-    /// `rows`; each target is in `0..classes` or `IGNORE_TARGET`.
+    /// `rows`; each target is in `0..classes` or `IGNORE_TARGET`. Panics, before writing
+    /// anything, if a length does not match or a target is out of range.
     pub fn forward(&mut self, hs: &[f32], w: &[f32], bias: &[f32], targets: &[i32], inv_n: f32, row_loss: &mut [f32]) {
-        debug_assert_eq!(targets.len(), self.rows);
-        debug_assert_eq!(row_loss.len(), self.rows);
-        debug_assert!(targets.iter().all(|&t| t == IGNORE_TARGET || (0..self.classes as i64).contains(&(t as i64))));
+        const KERNEL: &str = "OutputLayer::forward";
+        self.check_forward(KERNEL, hs, w, bias);
+        check_len(KERNEL, "targets", targets.len(), "rows", &[self.rows]);
+        check_len(KERNEL, "row_loss", row_loss.len(), "rows", &[self.rows]);
+        check_targets(KERNEL, targets, self.classes);
         self.forward_panels(hs, w, bias, Some(targets));
         self.combine_panels(targets, inv_n, row_loss);
         self.inv_n = inv_n;
@@ -181,31 +189,42 @@ impl OutputLayer {
     /// Backward pass of the last [`forward`](Self::forward): `dhs = dz * W^T` (`rows x hidden`,
     /// overwritten) and the weight gradients as `update` says, where `dz = (softmax - onehot) *
     /// inv_n` (zero for ignored rows). `hs` is the forward's. May be repeated (with the same
-    /// result for the same inputs); panics if the last pass was not a [`forward`](Self::forward).
+    /// result for the same inputs). Shapes: `hs` and `dhs` are `rows x hidden`; `w` and `dw`
+    /// are `hidden x classes`, `db` and `b` are `classes`. Panics, before writing anything, if
+    /// the last pass was not a [`forward`](Self::forward) or a length does not match.
     pub fn backward(&mut self, hs: &[f32], update: OutputUpdate<'_>, dhs: &mut [f32]) {
+        const KERNEL: &str = "OutputLayer::backward";
         let make_gradient = match self.contents {
             Contents::Exponentials => true,
             Contents::Gradient => false,
             Contents::Nothing | Contents::Logits => {
-                panic!("output layer: backward needs a forward with the loss first")
+                panic!("{KERNEL}: needs a forward with the loss first")
             }
         };
         let (rows, hidden, classes) = (self.rows, self.hidden, self.classes);
-        debug_assert_eq!(hs.len(), rows * hidden);
-        debug_assert_eq!(dhs.len(), rows * hidden);
+        check_len(KERNEL, "hs", hs.len(), "rows x hidden", &[rows, hidden]);
+        check_len(KERNEL, "dhs", dhs.len(), "rows x hidden", &[rows, hidden]);
+        match &update {
+            OutputUpdate::Gradients { w, dw, db } => {
+                check_len(KERNEL, "w", w.len(), "hidden x classes", &[hidden, classes]);
+                check_len(KERNEL, "dw", dw.len(), "hidden x classes", &[hidden, classes]);
+                check_len(KERNEL, "db", db.len(), "classes", &[classes]);
+            }
+            OutputUpdate::Sgd { w, b, .. } => {
+                check_len(KERNEL, "w", w.len(), "hidden x classes", &[hidden, classes]);
+                check_len(KERNEL, "b", b.len(), "classes", &[classes]);
+            }
+        }
         let layout = task_layout(classes);
         let inv_n = self.inv_n;
         // `W` (or `dW`) is written through disjoint column blocks, one per panel; `W` is read
         // either in place (nothing writes it) or from a copy of the panel made before its update.
         let (shared_w, out, alpha, beta, bias_out, lr) = match update {
             OutputUpdate::Gradients { w, dw, db } => {
-                debug_assert_eq!(w.len(), hidden * classes);
-                debug_assert_eq!(db.len(), classes);
-                (Some(w), OutMatrix::new(dw, hidden, classes, classes), 1.0, 0.0, db, None)
+                (Some(w), OutMatrix::new(KERNEL, dw, hidden, classes, classes), 1.0, 0.0, db, None)
             }
             OutputUpdate::Sgd { w, b, lr } => {
-                debug_assert_eq!(b.len(), classes);
-                (None, OutMatrix::new(w, hidden, classes, classes), -lr, 1.0, b, Some(lr))
+                (None, OutMatrix::new(KERNEL, w, hidden, classes, classes), -lr, 1.0, b, Some(lr))
             }
         };
         self.packed_hs_t.pack(hs, hidden, Transpose::Yes);
@@ -297,26 +316,31 @@ impl OutputLayer {
         // dhs is the sum of the tasks' partial dhs^T, transposed, in blocks of hidden units.
         let partials = &self.partial_dhs[..layout.tasks * hidden * rows];
         let units_per_block = if parallel { TRANSPOSE_UNITS } else { hidden };
-        OutMatrix::new(dhs, rows, hidden, hidden).par_blocks(Axis::Cols, units_per_block, |first_unit, block| {
-            sum_and_transpose(partials, (layout.tasks, hidden, rows), first_unit, block)
-        });
+        OutMatrix::new(KERNEL, dhs, rows, hidden, hidden).par_blocks(
+            Axis::Cols,
+            units_per_block,
+            |first_unit, block| sum_and_transpose(partials, (layout.tasks, hidden, rows), first_unit, block),
+        );
         self.contents = Contents::Gradient;
     }
 
     /// Row `row` of the logits of the last [`forward_logits`](Self::forward_logits) into `out`
-    /// (`classes` values).
+    /// (`classes` values). Panics, before writing anything, if `row` is not below `rows`, `out`
+    /// is not `classes` long, or the last pass was not a `forward_logits`.
     pub fn logits_row(&self, row: usize, out: &mut [f32]) {
-        assert_eq!(self.contents, Contents::Logits, "output layer: logits_row needs forward_logits first");
-        debug_assert_eq!(out.len(), self.classes);
+        const KERNEL: &str = "OutputLayer::logits_row";
+        self.check_logits_row(KERNEL, row);
+        check_len(KERNEL, "out", out.len(), "classes", &[self.classes]);
         for (j0, segment) in self.row_segments(row) {
             out[j0..j0 + segment.len()].copy_from_slice(segment);
         }
     }
 
     /// The class of the largest logit of row `row` after [`forward_logits`](Self::forward_logits);
-    /// the lowest class among equal values.
+    /// the lowest class among equal values. Panics if `row` is not below `rows` or the last pass
+    /// was not a `forward_logits`.
     pub fn argmax_row(&self, row: usize) -> u32 {
-        assert_eq!(self.contents, Contents::Logits, "output layer: argmax_row needs forward_logits first");
+        self.check_logits_row("OutputLayer::argmax_row", row);
         let mut best = (0, f32::NEG_INFINITY);
         for (j0, segment) in self.row_segments(row) {
             for (j, &z) in segment.iter().enumerate() {
@@ -326,6 +350,21 @@ impl OutputLayer {
             }
         }
         best.0 as u32
+    }
+
+    /// The operands of a forward pass, checked against the layer's sizes.
+    #[track_caller]
+    fn check_forward(&self, kernel: &str, hs: &[f32], w: &[f32], bias: &[f32]) {
+        check_len(kernel, "hs", hs.len(), "rows x hidden", &[self.rows, self.hidden]);
+        check_len(kernel, "w", w.len(), "hidden x classes", &[self.hidden, self.classes]);
+        check_len(kernel, "bias", bias.len(), "classes", &[self.classes]);
+    }
+
+    /// Panics unless logits are there to read and `row` is one of them.
+    #[track_caller]
+    fn check_logits_row(&self, kernel: &str, row: usize) {
+        assert!(self.contents == Contents::Logits, "{kernel}: needs forward_logits first");
+        assert!(row < self.rows, "{kernel}: row {row} is not below rows = {}", self.rows);
     }
 
     /// `(first class, values)` of each panel's part of row `row`.
@@ -341,9 +380,6 @@ impl OutputLayer {
     /// `exp(z - max)` and records its statistics.
     fn forward_panels(&mut self, hs: &[f32], w: &[f32], bias: &[f32], targets: Option<&[i32]>) {
         let (rows, hidden, classes) = (self.rows, self.hidden, self.classes);
-        debug_assert_eq!(hs.len(), rows * hidden);
-        debug_assert_eq!(w.len(), hidden * classes);
-        debug_assert_eq!(bias.len(), classes);
         // Panels are independent here: one job each, so that a thread slowed by other work
         // leaves more of them to the others.
         let panels_per_job = if self.is_parallel() { 1 } else { classes.div_ceil(PANEL_COLS) };
@@ -746,7 +782,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "backward needs a forward with the loss first")]
+    #[should_panic(expected = "OutputLayer::backward: needs a forward with the loss first")]
     fn backward_after_logits_only_panics() {
         let mut layer = OutputLayer::new(1, 1, 3).unwrap();
         layer.forward_logits(&[1.0], &[1.0, 2.0, 3.0], &[0.0; 3]);

@@ -8,6 +8,7 @@
 
 use super::gemm::{gemm_packed, gemm_parallel, Axis, OutMatrix, PackedMatrix, Transpose, PARALLEL_MIN_WORK};
 use super::simd::{tanh, zip_map_inplace, Floats};
+use super::{check_len, check_packed};
 
 /// Fewest batch rows worth a group of their own.
 const MIN_GROUP_ROWS: usize = 4;
@@ -18,11 +19,13 @@ const MIN_GROUP_ROWS: usize = 4;
 /// is `hidden`. On entry `h` holds the input projection `x_t * Wx` of this step; on return it
 /// holds the new hidden state. The recurrent product is accumulated into `h` by GEMM, then one
 /// pass over `h` adds the bias and applies `tanh` (see [`super::tanh_inplace`] for its accuracy).
+/// Panics, before writing anything, if a length does not match.
 pub fn rnn_step_forward(batch: usize, hidden: usize, h_prev: &[f32], wh: &[f32], bias: &[f32], h: &mut [f32]) {
-    debug_assert_eq!(h_prev.len(), batch * hidden);
-    debug_assert_eq!(wh.len(), hidden * hidden);
-    debug_assert_eq!(bias.len(), hidden);
-    debug_assert_eq!(h.len(), batch * hidden);
+    const KERNEL: &str = "rnn_step_forward";
+    check_len(KERNEL, "h_prev", h_prev.len(), "batch x hidden", &[batch, hidden]);
+    check_len(KERNEL, "wh", wh.len(), "hidden x hidden", &[hidden, hidden]);
+    check_len(KERNEL, "bias", bias.len(), "hidden", &[hidden]);
+    check_len(KERNEL, "h", h.len(), "batch x hidden", &[batch, hidden]);
     gemm_parallel(batch, hidden, hidden, 1.0, h_prev, hidden, Transpose::No, wh, hidden, Transpose::No, 1.0, h, hidden);
     activate(hidden, bias, h);
 }
@@ -45,7 +48,8 @@ fn tanh_backward(h: &[f32], dh: &mut [f32]) {
 /// Shapes (row-major): `states` is `time + 1` blocks of `batch x hidden`. Block 0 is the state
 /// carried in, `h_0`; on entry block `t >= 1` holds the input projection `x_t * Wx`, on return
 /// the hidden state `h_t`. `wh` is `Wh` (`hidden x hidden`) packed by
-/// [`PackedMatrix::pack`]`(wh, hidden, Transpose::No)`; `bias` is `hidden`.
+/// [`PackedMatrix::pack`]`(wh, hidden, Transpose::No)`; `bias` is `hidden`. Panics, before
+/// writing anything, if a length or the packed shape does not match.
 ///
 /// Batch rows do not interact in the recurrence, so they are cut into groups that run in
 /// parallel, each through the whole window: one hand-off per window rather than one per step.
@@ -58,9 +62,10 @@ pub fn rnn_forward_window(
     bias: &[f32],
     states: &mut [f32],
 ) {
-    debug_assert_eq!((wh.k(), wh.n()), (hidden, hidden));
-    debug_assert_eq!(bias.len(), hidden);
-    debug_assert_eq!(states.len(), (time + 1) * batch * hidden);
+    const KERNEL: &str = "rnn_forward_window";
+    check_packed(KERNEL, "wh", (wh.k(), wh.n()), "hidden x hidden", (hidden, hidden));
+    check_len(KERNEL, "bias", bias.len(), "hidden", &[hidden]);
+    check_len(KERNEL, "states", states.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
     let work = time * batch * hidden * hidden;
     for_each_row_group(batch, hidden, work, states, |_, rows, steps| {
         for t in 0..time {
@@ -80,7 +85,8 @@ pub fn rnn_forward_window(
 /// gradient at each pre-activation, `dt`, with the recurrence through later steps included.
 /// The incoming state `h_0` receives no gradient (truncated BPTT). `wh_t` is `Wh` packed
 /// transposed, by [`PackedMatrix::pack`]`(wh, hidden, Transpose::Yes)`. Parallel over groups of
-/// batch rows as [`rnn_forward_window`].
+/// batch rows as [`rnn_forward_window`]. Panics, before writing anything, if a length or the
+/// packed shape does not match.
 pub fn rnn_backward_window(
     batch: usize,
     hidden: usize,
@@ -89,9 +95,10 @@ pub fn rnn_backward_window(
     states: &[f32],
     dhs: &mut [f32],
 ) {
-    debug_assert_eq!((wh_t.k(), wh_t.n()), (hidden, hidden));
-    debug_assert_eq!(states.len(), (time + 1) * batch * hidden);
-    debug_assert_eq!(dhs.len(), time * batch * hidden);
+    const KERNEL: &str = "rnn_backward_window";
+    check_packed(KERNEL, "wh_t", (wh_t.k(), wh_t.n()), "hidden x hidden", (hidden, hidden));
+    check_len(KERNEL, "states", states.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
+    check_len(KERNEL, "dhs", dhs.len(), "time x batch x hidden", &[time, batch, hidden]);
     let block = batch * hidden;
     let work = time.saturating_sub(1) * batch * hidden * hidden;
     for_each_row_group(batch, hidden, work, dhs, |first_row, rows, steps| {
@@ -129,7 +136,7 @@ fn for_each_row_group(
     let groups =
         if work < PARALLEL_MIN_WORK { 1 } else { rayon::current_num_threads().min(batch / MIN_GROUP_ROWS).max(1) };
     let group_rows = batch.div_ceil(groups);
-    let mut steps = OutMatrix::new(data, data.len() / block, block, block);
+    let mut steps = OutMatrix::new("rnn window", data, data.len() / block, block, block);
     steps.par_blocks(Axis::Cols, group_rows * hidden, |first_col, group| {
         f(first_col / hidden, group.cols() / hidden, group)
     });
@@ -142,7 +149,8 @@ fn for_each_row_group(
 /// `h_t` (from the affine layer plus the recurrence from step `t + 1`); on return it holds
 /// `dt`, the gradient at the pre-activation. `dh_prev`, when given, is the gradient with respect
 /// to `h_{t-1}` being accumulated; pass `None` at the first step of a truncated window, whose
-/// incoming state receives no gradient.
+/// incoming state receives no gradient. Panics, before writing anything, if a length does not
+/// match.
 pub fn rnn_step_backward(
     batch: usize,
     hidden: usize,
@@ -151,12 +159,15 @@ pub fn rnn_step_backward(
     dh: &mut [f32],
     dh_prev: Option<&mut [f32]>,
 ) {
-    debug_assert_eq!(h.len(), batch * hidden);
-    debug_assert_eq!(wh.len(), hidden * hidden);
-    debug_assert_eq!(dh.len(), batch * hidden);
+    const KERNEL: &str = "rnn_step_backward";
+    check_len(KERNEL, "h", h.len(), "batch x hidden", &[batch, hidden]);
+    check_len(KERNEL, "wh", wh.len(), "hidden x hidden", &[hidden, hidden]);
+    check_len(KERNEL, "dh", dh.len(), "batch x hidden", &[batch, hidden]);
+    if let Some(dh_prev) = &dh_prev {
+        check_len(KERNEL, "dh_prev", dh_prev.len(), "batch x hidden", &[batch, hidden]);
+    }
     tanh_backward(h, dh);
     if let Some(dh_prev) = dh_prev {
-        debug_assert_eq!(dh_prev.len(), batch * hidden);
         gemm_parallel(
             batch,
             hidden,

@@ -1,6 +1,7 @@
 //! The fused softmax cross-entropy: bias, loss and gradient over a block of logit rows.
 
 use super::simd::{exp, load, load_partial, store, store_partial, Floats, LANES};
+use super::{check_len, check_targets};
 use rayon::prelude::*;
 
 /// A target id that is ignored: its row contributes no loss and a zero gradient.
@@ -18,6 +19,7 @@ const SUM_BLOCK: usize = 512;
 ///
 /// Shapes (row-major): `logits` is `rows x classes`, `bias` is `classes`, `targets` and
 /// `row_loss` are `rows`. Each target is a class id in `0..classes` or [`IGNORE_TARGET`].
+/// Panics, before writing anything, if a length does not match or a target is out of range.
 ///
 /// On entry `logits` holds `z = x * W` without the bias. For every row with a target `t`:
 /// `row_loss = logsumexp(z + b) - (z + b)[t]`, computed stably (the maximum is subtracted
@@ -38,12 +40,15 @@ pub fn softmax_cross_entropy(
     inv_n: f32,
     row_loss: &mut [f32],
 ) {
-    debug_assert_eq!(logits.len(), rows * classes);
-    debug_assert_eq!(bias.len(), classes);
-    debug_assert_eq!(targets.len(), rows);
-    debug_assert_eq!(row_loss.len(), rows);
-    debug_assert!(targets.iter().all(|&t| t == IGNORE_TARGET || (0..classes as i64).contains(&(t as i64))));
+    const KERNEL: &str = "softmax_cross_entropy";
+    check_len(KERNEL, "logits", logits.len(), "rows x classes", &[rows, classes]);
+    check_len(KERNEL, "bias", bias.len(), "classes", &[classes]);
+    check_len(KERNEL, "targets", targets.len(), "rows", &[rows]);
+    check_len(KERNEL, "row_loss", row_loss.len(), "rows", &[rows]);
+    check_targets(KERNEL, targets, classes);
     if classes == 0 {
+        // Every target is ignored (none can be below 0 classes): no loss, no gradient.
+        row_loss.fill(0.0);
         return;
     }
     let task = |((logit_rows, task_targets), losses): ((&mut [f32], &[i32]), &mut [f32])| {
@@ -128,12 +133,14 @@ fn softmax_cross_entropy_row(row: &mut [f32], bias: &[f32], target: i32, inv_n: 
 
 /// Per-row argmax of `logits + bias`: `out[r]` is the class of the largest value of row `r`,
 /// the lowest class among equal values. Shapes: `logits` is `rows x classes` (row-major),
-/// `bias` is `classes`, `out` is `rows`; `classes > 0`.
+/// `bias` is `classes`, `out` is `rows`; `classes > 0` unless `rows == 0`. Panics, before
+/// writing anything, if not.
 pub fn argmax_rows(rows: usize, classes: usize, logits: &[f32], bias: &[f32], out: &mut [u32]) {
-    debug_assert_eq!(logits.len(), rows * classes);
-    debug_assert_eq!(bias.len(), classes);
-    debug_assert_eq!(out.len(), rows);
-    debug_assert!(classes > 0);
+    const KERNEL: &str = "argmax_rows";
+    check_len(KERNEL, "logits", logits.len(), "rows x classes", &[rows, classes]);
+    check_len(KERNEL, "bias", bias.len(), "classes", &[classes]);
+    check_len(KERNEL, "out", out.len(), "rows", &[rows]);
+    assert!(classes > 0 || rows == 0, "{KERNEL}: classes is 0, so {rows} rows have no argmax");
     for (row, best) in logits.chunks_exact(classes).zip(out.iter_mut()) {
         let mut best_class = 0;
         let mut best_value = f32::NEG_INFINITY;
