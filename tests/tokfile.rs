@@ -112,6 +112,21 @@ fn id_out_of_range() {
 }
 
 #[test]
+fn writing_an_id_out_of_range_is_an_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.tok");
+    std::fs::write(&path, "the user's file").unwrap();
+    let error = tokfile::write(&path, &[1, 2, 9, 0], 5, Level::Char, 0, 0).unwrap_err();
+    assert!(matches!(
+        error.kind,
+        FileErrorKind::Format(TokFileError::IdOutOfRange { position: 2, id: 9, vocab_size: 5 })
+    ));
+    assert!(error.to_string().contains("train.tok"), "{error}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "the user's file");
+    assert_eq!(entries(dir.path()), ["train.tok"], "no temporary file is left");
+}
+
+#[test]
 fn no_tokens() {
     let bytes = edited(|b| {
         b.truncate(HEADER_LEN);

@@ -407,7 +407,8 @@ pub fn encode(ids: &[u32], vocab_size: u64, level: Level, vocab_crc: u32, source
     bytes
 }
 
-/// Encodes `ids` and writes them to `path` atomically.
+/// Encodes `ids` and writes them to `path` atomically; an id not below `vocab_size` is an error
+/// and nothing is written.
 pub fn write(
     path: &Path,
     ids: &[u32],
@@ -416,7 +417,10 @@ pub fn write(
     vocab_crc: u32,
     source_crc: u32,
 ) -> Result<(), FileError> {
-    debug_assert!(ids.iter().all(|&id| (id as u64) < vocab_size));
+    if let Some(position) = ids.iter().position(|&id| id as u64 >= vocab_size) {
+        let kind = TokFileError::IdOutOfRange { position: position as u64, id: ids[position], vocab_size };
+        return Err(FileError { path: path.to_owned(), kind: FileErrorKind::Format(kind) });
+    }
     crate::atomic_file::write(path, &encode(ids, vocab_size, level, vocab_crc, source_crc))
         .map_err(|e| FileError { path: path.to_owned(), kind: FileErrorKind::Io(e) })
 }
