@@ -7,12 +7,13 @@ use rnnlm::data::{self, DataError};
 
 #[test]
 fn downloads_verifies_and_writes_all_three_files() {
-    let server = LoopbackServer::start(ptb_files(), 3);
+    let Some(ptb) = common::ptb_data() else { return };
+    let server = LoopbackServer::start(ptb_files(&ptb), 3);
     let dir = tempfile::tempdir().unwrap();
     let mut log = Vec::new();
     data::download_ptb(dir.path(), &server.base_url, |line| log.push(line.to_owned())).unwrap();
     assert_eq!(entries(dir.path()), ["ptb.test.txt", "ptb.train.txt", "ptb.valid.txt"]);
-    for (name, bytes) in ptb_files() {
+    for (name, bytes) in ptb_files(&ptb) {
         assert_eq!(std::fs::read(dir.path().join(&name)).unwrap(), bytes, "{name}");
     }
     assert!(log.iter().any(|l| l.contains("downloading") && l.contains("ptb.train.txt")), "{log:?}");
@@ -22,7 +23,8 @@ fn downloads_verifies_and_writes_all_three_files() {
 
 #[test]
 fn a_corrupted_file_is_rejected_and_nothing_is_left_behind() {
-    let mut files = ptb_files();
+    let Some(ptb) = common::ptb_data() else { return };
+    let mut files = ptb_files(&ptb);
     let train = &mut files.iter_mut().find(|(name, _)| name == "ptb.train.txt").unwrap().1;
     train[1000] ^= 0x20;
     let server = LoopbackServer::start(files, 3);

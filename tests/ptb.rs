@@ -1,4 +1,4 @@
-//! The real Penn Treebank (found through RNNLM_DATA): counts, ids, and a zero-copy open.
+//! The real Penn Treebank (found as `common::ptb_data` says; skipped without it): counts, ids, and a zero-copy open.
 
 mod common;
 
@@ -23,7 +23,8 @@ fn spec_ids(text: &str, vocab: &mut HashMap<String, u32>, grow: bool) -> Vec<u32
 
 #[test]
 fn prepared_ptb_has_the_spec_counts_vocabulary_and_ids() {
-    let source = common::data_dir().join("ptb");
+    let Some(data) = common::ptb_data() else { return };
+    let source = data.join("ptb");
     let out = tempfile::tempdir().unwrap();
     let report = data::prepare_ptb(&source, out.path()).unwrap();
     assert_eq!(report.vocab_size, 10_000);
@@ -48,8 +49,9 @@ fn prepared_ptb_has_the_spec_counts_vocabulary_and_ids() {
 
 #[test]
 fn opening_a_token_file_does_not_copy_the_ids() {
+    let Some(data) = common::ptb_data() else { return };
     let out = tempfile::tempdir().unwrap();
-    data::prepare_ptb(&common::data_dir().join("ptb"), out.path()).unwrap();
+    data::prepare_ptb(&data.join("ptb"), out.path()).unwrap();
     let prepared = Prepared::open(out.path()).unwrap();
     let Ids::U16(ids) = prepared.train.ids() else { panic!("a 10,000-word vocabulary is stored in 2 bytes") };
     let mapped = prepared.train.mapped_range();
@@ -60,7 +62,7 @@ fn opening_a_token_file_does_not_copy_the_ids() {
 
 #[test]
 fn ptb_in_the_data_directory_is_verified_and_used_in_place() {
-    let data_dir = common::data_dir();
+    let Some(data_dir) = common::ptb_data() else { return };
     let dir = data::ensure_ptb(&data_dir, "http://127.0.0.1:9/unused/", |line| panic!("no download expected: {line}"))
         .unwrap();
     assert_eq!(dir, data_dir.join("ptb"));
