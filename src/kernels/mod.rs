@@ -40,6 +40,7 @@ mod gemm;
 mod optim;
 mod output;
 mod rnn;
+mod row_groups;
 mod simd;
 mod softmax;
 

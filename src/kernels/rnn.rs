@@ -6,12 +6,10 @@
 //! after the backward time loop. What remains inside the loop is only what is truly
 //! sequential: the step kernels, which the window kernels run for every step of a window.
 
-use super::gemm::{gemm_packed, gemm_parallel, Axis, OutMatrix, PackedMatrix, Transpose, PARALLEL_MIN_WORK};
+use super::gemm::{gemm_packed, gemm_parallel, PackedMatrix, Transpose};
+use super::row_groups::for_each_row_group;
 use super::simd::{tanh, zip_map_inplace, Floats};
 use super::{check_len, check_packed};
-
-/// Fewest batch rows worth a group of their own.
-const MIN_GROUP_ROWS: usize = 4;
 
 /// One forward time step: `h = tanh(h + h_prev * Wh + b)`.
 ///
@@ -67,7 +65,7 @@ pub fn rnn_forward_window(
     check_len(KERNEL, "bias", bias.len(), "hidden", &[hidden]);
     check_len(KERNEL, "states", states.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
     let work = time * batch * hidden * hidden;
-    for_each_row_group(batch, hidden, work, states, |_, rows, steps| {
+    for_each_row_group(batch, work, [(states, hidden)], |_, rows, [steps]| {
         for t in 0..time {
             let (h_prev, h) = steps.row_pair(t);
             gemm_packed(rows, 1.0, h_prev, hidden, Transpose::No, wh, 1.0, h, hidden);
@@ -101,7 +99,7 @@ pub fn rnn_backward_window(
     check_len(KERNEL, "dhs", dhs.len(), "time x batch x hidden", &[time, batch, hidden]);
     let block = batch * hidden;
     let work = time.saturating_sub(1) * batch * hidden * hidden;
-    for_each_row_group(batch, hidden, work, dhs, |first_row, rows, steps| {
+    for_each_row_group(batch, work, [(dhs, hidden)], |first_row, rows, [steps]| {
         // Block `t` of `dhs` belongs to `h_{t+1}`, block `t + 1` of `states`.
         let h_of = |t: usize| &states[(t + 1) * block + first_row * hidden..][..rows * hidden];
         for t in (1..time).rev() {
@@ -112,33 +110,6 @@ pub fn rnn_backward_window(
         if time > 0 {
             tanh_backward(h_of(0), steps.segment(0, 0, rows * hidden));
         }
-    });
-}
-
-/// Runs `f(first_row, rows, steps)` for groups of consecutive batch rows, in parallel when
-/// `work` (multiply-adds) is worth it. `data` is blocks of `batch x hidden`, one per time step;
-/// `steps` is the group's view of it, a matrix whose row `t` is the group's `rows x hidden`
-/// part of block `t`.
-///
-/// The groups are as many as the pool has threads (each group's GEMMs get less efficient as it
-/// gets smaller, and rows do not interact, so nothing is gained by cutting finer).
-fn for_each_row_group(
-    batch: usize,
-    hidden: usize,
-    work: usize,
-    data: &mut [f32],
-    f: impl Fn(usize, usize, &mut OutMatrix<'_>) + Sync,
-) {
-    let block = batch * hidden;
-    if block == 0 {
-        return;
-    }
-    let groups =
-        if work < PARALLEL_MIN_WORK { 1 } else { rayon::current_num_threads().min(batch / MIN_GROUP_ROWS).max(1) };
-    let group_rows = batch.div_ceil(groups);
-    let mut steps = OutMatrix::new("rnn window", data, data.len() / block, block, block);
-    steps.par_blocks(Axis::Cols, group_rows * hidden, |first_col, group| {
-        f(first_col / hidden, group.cols() / hidden, group)
     });
 }
 
