@@ -23,6 +23,7 @@
 //! | [`rnn_step_forward`] | `h = tanh(h + h_prev * Wh + b)`, where `h` holds `x_t * Wx` on entry |
 //! | [`rnn_step_backward`] | `dt = dh * (1 - h^2)`, `dh_prev += dt * Wh^T` |
 //! | [`rnn_forward_window`], [`rnn_backward_window`] | those steps over a whole window, parallel over batch rows |
+//! | [`lstm_forward_window`], [`lstm_backward_window`] | the LSTM cell over a whole window: recurrent GEMM plus one fused pass over the gates per step, parallel over batch rows |
 //! | [`softmax_cross_entropy`] | bias + stable log-sum-exp loss + gradient `(softmax - onehot) / n`, in place |
 //! | [`argmax_rows`] | per-row argmax of `logits + bias` |
 //! | [`OutputLayer`] | the fused output layer: `hs * W + b`, softmax cross-entropy, backward, in L2-sized column panels |
@@ -37,6 +38,7 @@
 
 mod embedding;
 mod gemm;
+mod lstm;
 mod optim;
 mod output;
 mod rnn;
@@ -46,6 +48,7 @@ mod softmax;
 
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
 pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedMatrix, Transpose};
+pub use lstm::{lstm_backward_window, lstm_forward_window, LSTM_GATES};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
 pub use output::{OutputLayer, OutputUpdate, PANEL_COLS};
 pub use rnn::{rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward};
