@@ -7,8 +7,8 @@
 
 use rnnlm::kernels::{
     argmax_rows, column_sums, embedding_gather, embedding_scatter_add, gemm, gemm_packed, gemm_packed_a, gemm_parallel,
-    rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward, sgd_update, softmax_cross_entropy,
-    OutputLayer, OutputUpdate, PackedA, PackedMatrix, Transpose,
+    lstm_backward_window, lstm_forward_window, rnn_backward_window, rnn_forward_window, rnn_step_backward,
+    rnn_step_forward, sgd_update, softmax_cross_entropy, OutputLayer, OutputUpdate, PackedA, PackedMatrix, Transpose,
 };
 use rnnlm::train::Batcher;
 use rnnlm::Window;
@@ -217,6 +217,62 @@ fn rnn_backward_window_checks_packed_weights_states_and_gradients() {
         rnn_backward_window(batch, hidden, time, &packed(3, 3), &states, &mut dhs[..23])
     });
     untouched("dhs", &dhs);
+}
+
+#[test]
+fn lstm_forward_window_checks_packed_weights_bias_gates_and_states() {
+    let (batch, hidden, time) = (2, 3, 4);
+    let (wh, bias) = (packed(3, 12), vec![0.0; 12]);
+    let mut gates = sentinel(time * batch * 12);
+    let mut hs = sentinel((time + 1) * batch * hidden);
+    let mut cs = sentinel((time + 1) * batch * hidden);
+    let kernel = "lstm_forward_window";
+    refused(&format!("{kernel}: wh is packed 3 x 3, but hidden x 4 hidden is 3 x 12"), || {
+        lstm_forward_window(batch, hidden, time, &packed(3, 3), &bias, &mut gates, &mut hs, &mut cs)
+    });
+    refused(&format!("{kernel}: bias has 11 elements, but 4 hidden is 4 x 3 = 12"), || {
+        lstm_forward_window(batch, hidden, time, &wh, &bias[..11], &mut gates, &mut hs, &mut cs)
+    });
+    refused(&format!("{kernel}: gates has 95 elements, but time x batch x 4 hidden is 4 x 2 x 12 = 96"), || {
+        lstm_forward_window(batch, hidden, time, &wh, &bias, &mut gates[..95], &mut hs, &mut cs)
+    });
+    refused(&format!("{kernel}: hs has 29 elements, but (time + 1) x batch x hidden is 5 x 2 x 3 = 30"), || {
+        lstm_forward_window(batch, hidden, time, &wh, &bias, &mut gates, &mut hs[..29], &mut cs)
+    });
+    refused(&format!("{kernel}: cs has 24 elements, but (time + 1) x batch x hidden is 5 x 2 x 3 = 30"), || {
+        lstm_forward_window(batch, hidden, time, &wh, &bias, &mut gates, &mut hs, &mut cs[..24])
+    });
+    for (name, values) in [("gates", &gates), ("hs", &hs), ("cs", &cs)] {
+        untouched(name, values);
+    }
+}
+
+#[test]
+fn lstm_backward_window_checks_packed_weights_states_gates_and_gradients() {
+    let (batch, hidden, time) = (2, 3, 4);
+    let (wh_t, cs) = (packed(12, 3), vec![0.5; (time + 1) * batch * hidden]);
+    let mut gates = sentinel(time * batch * 12);
+    let mut dhs = sentinel(time * batch * hidden);
+    let mut dc = sentinel(batch * hidden);
+    let kernel = "lstm_backward_window";
+    refused(&format!("{kernel}: wh_t is packed 3 x 12, but 4 hidden x hidden is 12 x 3"), || {
+        lstm_backward_window(batch, hidden, time, &packed(3, 12), &cs, &mut gates, &mut dhs, &mut dc)
+    });
+    refused(&format!("{kernel}: cs has 31 elements, but (time + 1) x batch x hidden is 5 x 2 x 3 = 30"), || {
+        lstm_backward_window(batch, hidden, time, &wh_t, &[0.5; 31], &mut gates, &mut dhs, &mut dc)
+    });
+    refused(&format!("{kernel}: gates has 90 elements, but time x batch x 4 hidden is 4 x 2 x 12 = 96"), || {
+        lstm_backward_window(batch, hidden, time, &wh_t, &cs, &mut gates[..90], &mut dhs, &mut dc)
+    });
+    refused(&format!("{kernel}: dhs has 23 elements, but time x batch x hidden is 4 x 2 x 3 = 24"), || {
+        lstm_backward_window(batch, hidden, time, &wh_t, &cs, &mut gates, &mut dhs[..23], &mut dc)
+    });
+    refused(&format!("{kernel}: dc has 5 elements, but batch x hidden is 2 x 3 = 6"), || {
+        lstm_backward_window(batch, hidden, time, &wh_t, &cs, &mut gates, &mut dhs, &mut dc[..5])
+    });
+    for (name, values) in [("gates", &gates), ("dhs", &dhs), ("dc", &dc)] {
+        untouched(name, values);
+    }
 }
 
 type Gemm = fn(usize, usize, usize, f32, &[f32], usize, Transpose, &[f32], usize, Transpose, f32, &mut [f32], usize);
