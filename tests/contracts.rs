@@ -7,8 +7,9 @@
 
 use rnnlm::kernels::{
     argmax_rows, column_sums, embedding_gather, embedding_scatter_add, gemm, gemm_packed, gemm_packed_a, gemm_parallel,
-    lstm_backward_window, lstm_forward_window, rnn_backward_window, rnn_forward_window, rnn_step_backward,
-    rnn_step_forward, sgd_update, softmax_cross_entropy, OutputLayer, OutputUpdate, PackedA, PackedMatrix, Transpose,
+    gru_backward_window, gru_forward_window, lstm_backward_window, lstm_forward_window, rnn_backward_window,
+    rnn_forward_window, rnn_step_backward, rnn_step_forward, sgd_update, softmax_cross_entropy, OutputLayer,
+    OutputUpdate, PackedA, PackedMatrix, Transpose,
 };
 use rnnlm::train::Batcher;
 use rnnlm::Window;
@@ -271,6 +272,68 @@ fn lstm_backward_window_checks_packed_weights_states_gates_and_gradients() {
         lstm_backward_window(batch, hidden, time, &wh_t, &cs, &mut gates, &mut dhs, &mut dc[..5])
     });
     for (name, values) in [("gates", &gates), ("dhs", &dhs), ("dc", &dc)] {
+        untouched(name, values);
+    }
+}
+
+#[test]
+fn gru_forward_window_checks_packed_weights_bias_gates_states_and_rh() {
+    let (batch, hidden, time) = (2, 3, 4);
+    let (zr, candidate, bias) = (packed(3, 6), packed(3, 3), vec![0.0; 9]);
+    let mut gates = sentinel(time * batch * 9);
+    let mut hs = sentinel((time + 1) * batch * hidden);
+    let mut rh = sentinel(time * batch * hidden);
+    let kernel = "gru_forward_window";
+    refused(&format!("{kernel}: wh_zr is packed 3 x 9, but hidden x 2 hidden is 3 x 6"), || {
+        gru_forward_window(batch, hidden, time, (&packed(3, 9), &candidate), &bias, &mut gates, &mut hs, &mut rh)
+    });
+    refused(&format!("{kernel}: wh_candidate is packed 3 x 6, but hidden x hidden is 3 x 3"), || {
+        gru_forward_window(batch, hidden, time, (&zr, &zr), &bias, &mut gates, &mut hs, &mut rh)
+    });
+    refused(&format!("{kernel}: bias has 12 elements, but 3 hidden is 3 x 3 = 9"), || {
+        gru_forward_window(batch, hidden, time, (&zr, &candidate), &[0.0; 12], &mut gates, &mut hs, &mut rh)
+    });
+    refused(&format!("{kernel}: gates has 71 elements, but time x batch x 3 hidden is 4 x 2 x 9 = 72"), || {
+        gru_forward_window(batch, hidden, time, (&zr, &candidate), &bias, &mut gates[..71], &mut hs, &mut rh)
+    });
+    refused(&format!("{kernel}: hs has 24 elements, but (time + 1) x batch x hidden is 5 x 2 x 3 = 30"), || {
+        gru_forward_window(batch, hidden, time, (&zr, &candidate), &bias, &mut gates, &mut hs[..24], &mut rh)
+    });
+    refused(&format!("{kernel}: rh has 18 elements, but time x batch x hidden is 4 x 2 x 3 = 24"), || {
+        gru_forward_window(batch, hidden, time, (&zr, &candidate), &bias, &mut gates, &mut hs, &mut rh[..18])
+    });
+    for (name, values) in [("gates", &gates), ("hs", &hs), ("rh", &rh)] {
+        untouched(name, values);
+    }
+}
+
+#[test]
+fn gru_backward_window_checks_packed_weights_states_gates_and_gradients() {
+    let (batch, hidden, time) = (2, 3, 4);
+    let (zr_t, candidate_t, hs) = (packed(6, 3), packed(3, 3), vec![0.5; (time + 1) * batch * hidden]);
+    let mut gates = sentinel(time * batch * 9);
+    let mut dhs = sentinel(time * batch * hidden);
+    let mut drh = sentinel(batch * hidden);
+    let kernel = "gru_backward_window";
+    refused(&format!("{kernel}: wh_zr_t is packed 3 x 6, but 2 hidden x hidden is 6 x 3"), || {
+        gru_backward_window(batch, hidden, time, (&packed(3, 6), &candidate_t), &hs, &mut gates, &mut dhs, &mut drh)
+    });
+    refused(&format!("{kernel}: wh_candidate_t is packed 6 x 3, but hidden x hidden is 3 x 3"), || {
+        gru_backward_window(batch, hidden, time, (&zr_t, &zr_t), &hs, &mut gates, &mut dhs, &mut drh)
+    });
+    refused(&format!("{kernel}: hs has 29 elements, but (time + 1) x batch x hidden is 5 x 2 x 3 = 30"), || {
+        gru_backward_window(batch, hidden, time, (&zr_t, &candidate_t), &hs[..29], &mut gates, &mut dhs, &mut drh)
+    });
+    refused(&format!("{kernel}: gates has 70 elements, but time x batch x 3 hidden is 4 x 2 x 9 = 72"), || {
+        gru_backward_window(batch, hidden, time, (&zr_t, &candidate_t), &hs, &mut gates[..70], &mut dhs, &mut drh)
+    });
+    refused(&format!("{kernel}: dhs has 23 elements, but time x batch x hidden is 4 x 2 x 3 = 24"), || {
+        gru_backward_window(batch, hidden, time, (&zr_t, &candidate_t), &hs, &mut gates, &mut dhs[..23], &mut drh)
+    });
+    refused(&format!("{kernel}: drh has 7 elements, but batch x hidden is 2 x 3 = 6"), || {
+        gru_backward_window(batch, hidden, time, (&zr_t, &candidate_t), &hs, &mut gates, &mut dhs, &mut [SENTINEL; 7])
+    });
+    for (name, values) in [("gates", &gates), ("dhs", &dhs), ("drh", &drh)] {
         untouched(name, values);
     }
 }

@@ -24,6 +24,7 @@
 //! | [`rnn_step_backward`] | `dt = dh * (1 - h^2)`, `dh_prev += dt * Wh^T` |
 //! | [`rnn_forward_window`], [`rnn_backward_window`] | those steps over a whole window, parallel over batch rows |
 //! | [`lstm_forward_window`], [`lstm_backward_window`] | the LSTM cell over a whole window: recurrent GEMM plus one fused pass over the gates per step, parallel over batch rows |
+//! | [`gru_forward_window`], [`gru_backward_window`] | the GRU cell (reset gate before `Wh`) over a whole window: two recurrent GEMMs and two fused passes per step, parallel over batch rows |
 //! | [`softmax_cross_entropy`] | bias + stable log-sum-exp loss + gradient `(softmax - onehot) / n`, in place |
 //! | [`argmax_rows`] | per-row argmax of `logits + bias` |
 //! | [`OutputLayer`] | the fused output layer: `hs * W + b`, softmax cross-entropy, backward, in L2-sized column panels |
@@ -38,6 +39,7 @@
 
 mod embedding;
 mod gemm;
+mod gru;
 mod lstm;
 mod optim;
 mod output;
@@ -48,6 +50,7 @@ mod softmax;
 
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
 pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedMatrix, Transpose};
+pub use gru::{gru_backward_window, gru_forward_window, GRU_GATES};
 pub use lstm::{lstm_backward_window, lstm_forward_window, LSTM_GATES};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
 pub use output::{OutputLayer, OutputUpdate, PANEL_COLS};
