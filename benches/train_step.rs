@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rnnlm::reference::ReferenceRnnlm;
 use rnnlm::rng::Rng;
-use rnnlm::{Dims, SimpleRnnlm, Window};
+use rnnlm::{Dims, Rnnlm, Window};
 
 fn window_of(window: Window, vocab: usize, seed: u64) -> (Vec<u32>, Vec<i32>) {
     let mut rng = Rng::new(seed);
@@ -27,7 +27,7 @@ fn steps(c: &mut Criterion) {
     group.sample_size(10);
     for (name, vocab, size, window) in configs {
         let dims = Dims { vocab, embed: size, hidden: size };
-        let mut model = SimpleRnnlm::new(dims, window, 1).unwrap();
+        let mut model = Rnnlm::new(dims, window, 1).unwrap();
         let (xs, ts) = window_of(window, vocab, 2);
         group.throughput(Throughput::Elements(window.tokens() as u64));
         group.bench_function(BenchmarkId::new("optimized", name), |b| {

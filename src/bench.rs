@@ -9,7 +9,7 @@
 
 use crate::corpus::Ids;
 use crate::kernels::{gemm_parallel, Transpose};
-use crate::model::{Dims, ModelError, SimpleRnnlm, Window};
+use crate::model::{Dims, ModelError, Rnnlm, Window};
 use crate::train::Batcher;
 use std::time::Instant;
 
@@ -111,7 +111,7 @@ const SCALING_TURNS: usize = 10;
 /// `one_thread` (a pool of one thread), by a round of `iters` steps in each pool, the two pools
 /// taking turns of a tenth of that.
 pub fn run(
-    model: &mut SimpleRnnlm,
+    model: &mut Rnnlm,
     corpus: Ids<'_>,
     repeats: usize,
     iters: usize,
@@ -126,7 +126,7 @@ pub fn run(
     })?;
     let mut xs = vec![0u32; window.tokens()];
     let mut ts = vec![0i32; window.tokens()];
-    let mut step = |model: &mut SimpleRnnlm| -> Result<(), ModelError> {
+    let mut step = |model: &mut Rnnlm| -> Result<(), ModelError> {
         batcher.next_window(corpus, &mut xs, &mut ts);
         model.train_step(&xs, &ts, 0.1, None).map(|_| ())
     };
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn one_thread_rounds_give_a_speed_up_per_round_pair() {
         let dims = Dims { vocab: 20, embed: 4, hidden: 5 };
-        let mut model = SimpleRnnlm::new(dims, Window { batch: 2, time: 3 }, 1).unwrap();
+        let mut model = Rnnlm::new(dims, Window { batch: 2, time: 3 }, 1).unwrap();
         let ids: Vec<u32> = (0..200).map(|i| (i * 7 % 20) as u32).collect();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         let result = run(&mut model, Ids::U32(&ids), 3, 2, Some(&pool)).unwrap();

@@ -1,15 +1,18 @@
 //! Checkpoints in the safetensors format.
 //!
 //! One f32 tensor per parameter, named and shaped as in `../shared/SPEC.md` (`embed.W` V x D,
-//! `rnn.Wx` D x H, `rnn.Wh` H x H, `rnn.b` H, `affine.W` H x V, `affine.b` V, row-major), so a
-//! checkpoint loads in numpy or PyTorch through the `safetensors` package, and a file written
-//! there with those names, shapes and dtype loads here. The header's `__metadata__` (string
-//! values) carries what `predict`, `eval` and `generate` need besides the weights:
+//! `rnn.Wx` D x H, `rnn.Wh` H x H, `rnn.b` H, `affine.W` H x V, `affine.b` V, row-major; for
+//! other cells and layers, the names of [`Arch::name`]: `lstm.Wx` D x 4H, `gru.1.Wh` H x 3H,
+//! and so on), so a checkpoint loads in numpy or PyTorch through the `safetensors` package, and
+//! a file written there with those names, shapes and dtype loads here: the cell and the number
+//! of layers follow from the names, the sizes from the shapes. The header's `__metadata__`
+//! (string values) carries what `predict`, `eval` and `generate` need besides the weights:
 //!
 //! | key | value |
 //! |-----|-------|
 //! | `format` | `rnnlm.SimpleRnnlm.v1` |
 //! | `vocab_size`, `embed`, `hidden` | the sizes, decimal |
+//! | `cell`, `layers` | `tanh`, `lstm` or `gru`, and the number of recurrent layers |
 //! | `level` | `word` or `char` |
 //! | `lowercase` | `true` or `false` (char level: the text was lower-cased) |
 //! | `epoch` | epochs trained so far, decimal |
@@ -20,7 +23,7 @@
 
 use crate::atomic_file;
 use crate::corpus::{Level, Vocab};
-use crate::model::{Dims, Tensor};
+use crate::model::{Arch, Cell, Dims, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::fmt;
@@ -41,8 +44,8 @@ pub struct Meta {
 /// Weights and metadata read from a checkpoint.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
-    pub dims: Dims,
-    /// Flat parameters in the layout of [`Tensor::range`].
+    pub arch: Arch,
+    /// Flat parameters in the layout of [`Arch::range`].
     pub params: Vec<f32>,
     pub meta: Meta,
 }
@@ -66,21 +69,29 @@ fn error(path: &Path, why: impl Into<String>) -> CheckpointError {
     CheckpointError { path: path.to_owned(), why: why.into() }
 }
 
-/// The bytes of a checkpoint holding `params` (layout of [`Tensor::range`]) and `meta`.
-pub fn encode(dims: Dims, params: &[f32], meta: &Meta) -> Result<Vec<u8>, String> {
+/// The bytes of a checkpoint holding `params` (layout of [`Arch::range`]) and `meta`.
+pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<u8>, String> {
+    let arch = arch.into();
+    let expected = arch.param_count().ok_or("the model's sizes overflow")?;
+    if params.len() != expected {
+        return Err(format!("{} parameters given, the model has {expected}", params.len()));
+    }
     let bytes: &[u8] = bytemuck::cast_slice(params);
     let mut views = Vec::new();
-    for tensor in Tensor::ALL {
-        let range = tensor.range(dims);
-        let view = TensorView::new(Dtype::F32, tensor.spec_shape(dims), &bytes[range.start * 4..range.end * 4])
+    for tensor in arch.tensors() {
+        let range = arch.range(tensor);
+        let view = TensorView::new(Dtype::F32, arch.spec_shape(tensor), &bytes[range.start * 4..range.end * 4])
             .map_err(|e| e.to_string())?;
-        views.push((tensor.name(), view));
+        views.push((arch.name(tensor), view));
     }
+    let dims = arch.dims;
     let mut metadata = HashMap::new();
     metadata.insert("format".to_owned(), FORMAT.to_owned());
     metadata.insert("vocab_size".to_owned(), dims.vocab.to_string());
     metadata.insert("embed".to_owned(), dims.embed.to_string());
     metadata.insert("hidden".to_owned(), dims.hidden.to_string());
+    metadata.insert("cell".to_owned(), arch.cell.name().to_owned());
+    metadata.insert("layers".to_owned(), arch.layers.to_string());
     metadata.insert("epoch".to_owned(), meta.epoch.to_string());
     metadata.insert("lowercase".to_owned(), meta.lowercase.to_string());
     if let Some(level) = meta.level {
@@ -115,13 +126,14 @@ fn sort_header_keys(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 
 /// Writes a checkpoint atomically (temporary file, then rename): an existing file at `path`
 /// is replaced only by a complete new one.
-pub fn save(path: &Path, dims: Dims, params: &[f32], meta: &Meta) -> Result<(), CheckpointError> {
-    let bytes = encode(dims, params, meta).map_err(|why| error(path, why))?;
+pub fn save(path: &Path, arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<(), CheckpointError> {
+    let bytes = encode(arch, params, meta).map_err(|why| error(path, why))?;
     atomic_file::write(path, &bytes).map_err(|e| error(path, e.to_string()))
 }
 
-/// Reads and validates a checkpoint: all six tensors present, f32, with mutually consistent
-/// shapes (and consistent with the metadata, when there is any).
+/// Reads and validates a checkpoint: every tensor of its architecture present, f32, with
+/// mutually consistent shapes (and consistent with the metadata, when there is any), and no
+/// other tensor.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| error(path, e.to_string()))?;
     decode(&bytes).map_err(|why| error(path, why))
@@ -130,44 +142,75 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
 /// [`load`] on bytes in memory.
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| describe_format_error(bytes, e))?;
-    let tensor = |t: Tensor| -> Result<TensorView<'_>, String> {
-        let view = tensors.tensor(t.name()).map_err(|_| format!("the tensor {} is missing", t.name()))?;
+    let tensor = |name: &str| -> Result<TensorView<'_>, String> {
+        let view = tensors.tensor(name).map_err(|_| format!("the tensor {name} is missing"))?;
         if view.dtype() != Dtype::F32 {
-            return Err(format!("the tensor {} is {:?}, rnnlm needs F32", t.name(), view.dtype()));
+            return Err(format!("the tensor {name} is {:?}, rnnlm needs F32", view.dtype()));
         }
         Ok(view)
     };
-    let embed = tensor(Tensor::EmbedW)?;
-    let wh = tensor(Tensor::RnnWh)?;
+    let arch = infer_arch(&tensors, &tensor("embed.W")?)?;
+    let mut params = Vec::new();
+    for t in arch.tensors() {
+        let name = arch.name(t);
+        let view = tensor(&name)?;
+        let expected = arch.spec_shape(t);
+        if view.shape() != expected {
+            return Err(format!(
+                "{name} has shape {:?}, but embed.W {:?} and {} {:?} make it {expected:?}",
+                view.shape(),
+                tensor("embed.W")?.shape(),
+                arch.name(Tensor::Wh(0)),
+                tensor(&arch.name(Tensor::Wh(0)))?.shape(),
+            ));
+        }
+        params.extend(view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))));
+    }
+    let known: Vec<String> = arch.tensors().map(|t| arch.name(t)).collect();
+    let mut names = tensors.names();
+    names.sort();
+    if let Some(extra) = names.into_iter().find(|name| !known.iter().any(|k| k == *name)) {
+        return Err(format!("the tensor {extra} is not part of a {}-layer {} model", arch.layers, arch.cell.name()));
+    }
+    let meta = read_meta(bytes, arch)?;
+    Ok(Checkpoint { arch, params, meta })
+}
+
+/// The architecture the tensor names and shapes describe: the cell from the prefix of the
+/// first layer's `Wh` (`rnn`, `lstm` or `gru`), the layers from the consecutive `{cell}.{l}.Wh`
+/// present, `V` and `D` from `embed.W`, `H` from the first layer's `Wh` (`H x G H`).
+fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>) -> Result<Arch, String> {
+    let has = |name: &str| tensors.tensor(name).is_ok();
+    let cells: Vec<Cell> = Cell::ALL.into_iter().filter(|c| has(&format!("{}.Wh", c.tensor_prefix()))).collect();
+    let cell = match cells[..] {
+        [cell] => cell,
+        [] => return Err("the tensor rnn.Wh (or lstm.Wh, gru.Wh) is missing".to_owned()),
+        _ => {
+            let names: Vec<String> = cells.iter().map(|c| format!("{}.Wh", c.tensor_prefix())).collect();
+            return Err(format!("the tensors {} belong to different cells", names.join(" and ")));
+        }
+    };
+    let prefix = cell.tensor_prefix();
+    let layers = 1 + (1..).take_while(|l| has(&format!("{prefix}.{l}.Wh"))).count();
     let (vocab, embed_dim) = match embed.shape() {
         &[v, d] => (v, d),
         other => return Err(format!("embed.W has shape {other:?}, expected [vocab, embed]")),
     };
+    let wh = tensors.tensor(&format!("{prefix}.Wh")).map_err(|e| e.to_string())?;
+    let gates = cell.gates();
     let hidden = match wh.shape() {
-        &[h, h2] if h == h2 => h,
-        other => return Err(format!("rnn.Wh has shape {other:?}, expected a square [hidden, hidden]")),
+        &[h, width] if width == gates * h => h,
+        other => {
+            let want =
+                if gates == 1 { "a square [hidden, hidden]".to_owned() } else { format!("[hidden, {gates} hidden]") };
+            return Err(format!("{prefix}.Wh has shape {other:?}, expected {want}"));
+        }
     };
     let dims = Dims { vocab, embed: embed_dim, hidden };
     if vocab == 0 || embed_dim == 0 || hidden == 0 {
         return Err(format!("a size is zero: {dims:?}"));
     }
-    let mut params = Vec::new();
-    for t in Tensor::ALL {
-        let view = tensor(t)?;
-        let expected = t.spec_shape(dims);
-        if view.shape() != expected {
-            return Err(format!(
-                "{} has shape {:?}, but embed.W {:?} and rnn.Wh {:?} make it {expected:?}",
-                t.name(),
-                view.shape(),
-                embed.shape(),
-                wh.shape()
-            ));
-        }
-        params.extend(view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))));
-    }
-    let meta = read_meta(bytes, dims)?;
-    Ok(Checkpoint { dims, params, meta })
+    Ok(Arch { dims, cell, layers })
 }
 
 /// A clearer message than the parser's for the usual ways a file is not a checkpoint.
@@ -185,7 +228,8 @@ fn describe_format_error(bytes: &[u8], e: safetensors::SafeTensorError) -> Strin
     format!("not a valid safetensors file ({e})")
 }
 
-fn read_meta(bytes: &[u8], dims: Dims) -> Result<Meta, String> {
+fn read_meta(bytes: &[u8], arch: Arch) -> Result<Meta, String> {
+    let dims = arch.dims;
     let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
     let Some(values) = metadata.metadata() else { return Ok(Meta::default()) };
     let number = |key: &str| -> Result<Option<usize>, String> {
@@ -194,11 +238,20 @@ fn read_meta(bytes: &[u8], dims: Dims) -> Result<Meta, String> {
             .map(|v| v.parse::<usize>().map_err(|_| format!("metadata {key} = {v:?} is not a number")))
             .transpose()
     };
-    for (key, actual) in [("vocab_size", dims.vocab), ("embed", dims.embed), ("hidden", dims.hidden)] {
+    let sizes = [("vocab_size", dims.vocab), ("embed", dims.embed), ("hidden", dims.hidden), ("layers", arch.layers)];
+    for (key, actual) in sizes {
         if let Some(stated) = number(key)? {
             if stated != actual {
                 return Err(format!("metadata {key} = {stated} contradicts the tensors' {actual}"));
             }
+        }
+    }
+    if let Some(stated) = values.get("cell") {
+        if stated != arch.cell.name() {
+            return Err(format!(
+                "metadata cell = {stated:?} contradicts the tensors, which are {}'s",
+                arch.cell.name()
+            ));
         }
     }
     let level =
@@ -245,9 +298,9 @@ pub fn check_vocab_compatible(model_vocab: &Vocab, corpus_vocab: &Vocab, corpus:
 mod tests {
     use super::*;
 
-    fn sample() -> (Dims, Vec<f32>, Meta) {
-        let dims = Dims { vocab: 5, embed: 3, hidden: 2 };
-        let count = Tensor::AffineB.range(dims).end;
+    fn sample() -> (Arch, Vec<f32>, Meta) {
+        let dims = Arch::from(Dims { vocab: 5, embed: 3, hidden: 2 });
+        let count = dims.param_count().unwrap();
         let params = (0..count).map(|i| i as f32 * 0.5 - 3.0).collect();
         let mut vocab = Vocab::new();
         for t in ["a", "b", "\n", "d", "e"] {
@@ -260,7 +313,7 @@ mod tests {
     fn round_trip() {
         let (dims, params, meta) = sample();
         let back = decode(&encode(dims, &params, &meta).unwrap()).unwrap();
-        assert_eq!(back.dims, dims);
+        assert_eq!(back.arch, dims);
         assert_eq!(back.params, params);
         assert_eq!(back.meta, meta);
     }
@@ -276,7 +329,7 @@ mod tests {
         let header_len = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
         assert_eq!(header_len % 8, 0);
         let header = std::str::from_utf8(&first[8..8 + header_len]).unwrap();
-        assert!(header.starts_with(r#"{"__metadata__":{"embed":"3","epoch":"7","format":"#), "{header}");
+        assert!(header.starts_with(r#"{"__metadata__":{"cell":"tanh","embed":"3","epoch":"7","format":"#), "{header}");
     }
 
     #[test]

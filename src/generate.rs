@@ -1,13 +1,13 @@
 //! Sampling text from a trained model.
 
-use crate::model::{ModelError, SimpleRnnlm, Window};
+use crate::model::{ModelError, Rnnlm, Window};
 use crate::rng::Rng;
 
 /// Feeds `start` through `model` (which must have a 1 x 1 window), then samples `len` tokens,
 /// each from `softmax(logits / temperature)` (the most likely token when `temperature` is 0).
 /// Returns the sampled ids. Reproducible for a given `seed`.
 pub fn generate(
-    model: &mut SimpleRnnlm,
+    model: &mut Rnnlm,
     start: &[u32],
     len: usize,
     temperature: f32,

@@ -1,7 +1,7 @@
-//! rnnlm: fast CPU training of the SimpleRnnlm language model of `../shared/SPEC.md`.
+//! rnnlm: fast CPU training of the Rnnlm language model of `../shared/SPEC.md`.
 //!
 //! - [`kernels`]: the allocation-free f32 kernels, public for embedding in other tools;
-//! - [`model`]: `SimpleRnnlm` on one flat parameter buffer and a preallocated workspace;
+//! - [`model`]: `Rnnlm` (embedding, stacked tanh, LSTM or GRU layers, affine) on one flat parameter buffer and a preallocated workspace;
 //! - [`reference`](mod@reference): the naive implementation every optimized path is tested against;
 //! - [`rng`]: the seeded generator behind initialisation;
 //! - [`atomic_file`]: writes that never leave a half-written file under the final name;
@@ -25,4 +25,4 @@ pub mod reference;
 pub mod rng;
 pub mod train;
 
-pub use model::{Dims, ModelError, PhaseTimes, SimpleRnnlm, Tensor, Window};
+pub use model::{Arch, Cell, Dims, ModelError, PhaseTimes, Rnnlm, Tensor, Window};

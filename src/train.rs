@@ -5,7 +5,7 @@
 //! print; nothing here touches files or the terminal.
 
 use crate::corpus::Ids;
-use crate::model::{ModelError, SimpleRnnlm, Window};
+use crate::model::{ModelError, Rnnlm, Window};
 use std::fmt;
 use std::time::Instant;
 
@@ -70,7 +70,7 @@ impl Batcher {
 /// `corpus[(k * T + i * jump + t) % len]` and predicts the next position. The parameters are
 /// not changed; the hidden state is left as evaluation leaves it. `None` when the corpus does
 /// not fill one window.
-pub fn evaluate(model: &mut SimpleRnnlm, corpus: Ids<'_>) -> Result<Option<f64>, ModelError> {
+pub fn evaluate(model: &mut Rnnlm, corpus: Ids<'_>) -> Result<Option<f64>, ModelError> {
     let window = model.window();
     let Window { batch, time } = window;
     let len = corpus.len();
@@ -196,7 +196,7 @@ pub struct TrainSummary {
 /// Trains `model` on `train` for `options.epochs` epochs (or `options.max_iters` iterations),
 /// evaluating on `valid` after each epoch when given. The model's window sets `B` and `T`.
 pub fn train(
-    model: &mut SimpleRnnlm,
+    model: &mut Rnnlm,
     train: Ids<'_>,
     valid: Option<Ids<'_>>,
     options: &TrainOptions,

@@ -4,7 +4,7 @@ mod common;
 
 use common::random_window;
 use rayon::prelude::*;
-use rnnlm::{Dims, SimpleRnnlm, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -39,10 +39,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is global: tests that count take turns.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Allocations made by 100 training steps that follow a first one, in a pool of `threads`.
-fn allocations_in_100_steps(dims: Dims, window: Window, threads: usize, clip: Option<f32>) -> usize {
-    let windows: Vec<_> = (0..101).map(|i| random_window(window, dims.vocab, 50, 0.05, i)).collect();
-    let mut model = SimpleRnnlm::new(dims, window, 1).unwrap();
+fn allocations_in_100_steps(arch: Arch, window: Window, threads: usize, clip: Option<f32>) -> usize {
+    let _turn = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let windows: Vec<_> = (0..101).map(|i| random_window(window, arch.dims.vocab, 50, 0.05, i)).collect();
+    let mut model = Rnnlm::new(arch, window, 1).unwrap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         // rayon's threads register with their work-stealing queues' memory reclamation the
@@ -67,9 +71,21 @@ fn training_steps_after_the_first_allocate_nothing() {
     for (dims, window) in [chapter, large] {
         for threads in [1, 2] {
             for clip in [None, Some(0.25)] {
-                let count = allocations_in_100_steps(dims, window, threads, clip);
+                let count = allocations_in_100_steps(dims.into(), window, threads, clip);
                 assert_eq!(count, 0, "{dims:?} {window:?}, {threads} threads, clip {clip:?}: {count} allocations");
             }
+        }
+    }
+}
+
+#[test]
+fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
+    let dims = Dims { vocab: 1200, embed: 100, hidden: 100 };
+    for (cell, layers) in [(Cell::Lstm, 1), (Cell::Gru, 1), (Cell::Lstm, 2), (Cell::Gru, 2), (Cell::Tanh, 2)] {
+        let arch = Arch { dims, cell, layers };
+        for (window, threads) in [(Window { batch: 10, time: 5 }, 1), (Window { batch: 20, time: 35 }, 2)] {
+            let count = allocations_in_100_steps(arch, window, threads, Some(0.25));
+            assert_eq!(count, 0, "{arch:?} {window:?}, {threads} threads: {count} allocations");
         }
     }
 }

@@ -11,7 +11,7 @@ mod common;
 use rnnlm::corpus::Prepared;
 use rnnlm::reference::ReferenceRnnlm;
 use rnnlm::train::Batcher;
-use rnnlm::{data, Dims, SimpleRnnlm, Window};
+use rnnlm::{data, Dims, Rnnlm, Window};
 use std::process::Command;
 
 #[test]
@@ -43,7 +43,7 @@ fn chapter_preset_losses_equal_the_reference_for_three_epochs() {
     let dims = Dims { vocab: 418, embed: 100, hidden: 100 };
     assert_eq!(corpus.max(), Some(417));
     let window = Window { batch: 10, time: 5 };
-    let init = SimpleRnnlm::new(dims, window, 1).unwrap();
+    let init = Rnnlm::new(dims, window, 1).unwrap();
     let mut reference = ReferenceRnnlm::<f64>::from_params(dims, window, init.params());
     let mut batcher = Batcher::new(corpus.len(), window).unwrap();
     let (mut xs, mut ts) = (vec![0u32; 50], vec![0i32; 50]);

@@ -5,14 +5,14 @@ mod common;
 
 use rnnlm::checkpoint::{self, Meta};
 use rnnlm::corpus::{Level, Vocab};
-use rnnlm::{Dims, SimpleRnnlm, Tensor, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
 use safetensors::tensor::{Dtype, TensorView};
 use std::path::Path;
 use std::process::Command;
 
-fn small_model() -> (SimpleRnnlm, Meta) {
+fn small_model() -> (Rnnlm, Meta) {
     let dims = Dims { vocab: 12, embed: 5, hidden: 7 };
-    let model = SimpleRnnlm::new(dims, Window { batch: 3, time: 4 }, 42).unwrap();
+    let model = Rnnlm::new(dims, Window { batch: 3, time: 4 }, 42).unwrap();
     let mut vocab = Vocab::new();
     for i in 0..12 {
         vocab.intern(&format!("w{i}"));
@@ -25,11 +25,11 @@ fn save_load_gives_identical_predictions() {
     let (mut model, meta) = small_model();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    checkpoint::save(&path, model.dims(), model.params(), &meta).unwrap();
+    checkpoint::save(&path, model.arch(), model.params(), &meta).unwrap();
     let loaded = checkpoint::load(&path).unwrap();
-    assert_eq!(loaded.dims, model.dims());
+    assert_eq!(loaded.arch, model.arch());
     assert_eq!(loaded.meta, meta);
-    let mut again = SimpleRnnlm::from_params(loaded.dims, model.window(), &loaded.params).unwrap();
+    let mut again = Rnnlm::from_params(loaded.arch, model.window(), &loaded.params).unwrap();
     let xs: Vec<u32> = (0..12).map(|i| (i * 5 % 12) as u32).collect();
     let (mut a, mut b) = (vec![0; 12], vec![0; 12]);
     model.predict(&xs, &mut a).unwrap();
@@ -40,13 +40,18 @@ fn save_load_gives_identical_predictions() {
 
 /// A checkpoint of the small model with one tensor replaced (or dropped, with `None`).
 fn with_tensor(name: &str, replacement: Option<(Dtype, Vec<usize>, Vec<u8>)>) -> Vec<u8> {
-    let (model, _) = small_model();
-    let dims = model.dims();
+    with_tensor_of(small_model().0.arch(), name, replacement)
+}
+
+/// A checkpoint without metadata of a model of `arch` with one tensor replaced, added or
+/// dropped (with `None`).
+fn with_tensor_of(arch: Arch, name: &str, replacement: Option<(Dtype, Vec<usize>, Vec<u8>)>) -> Vec<u8> {
+    let model = Rnnlm::new(arch, Window { batch: 3, time: 4 }, 42).unwrap();
     let bytes: &[u8] = bytemuck::cast_slice(model.params());
     let mut tensors = Vec::new();
-    for t in Tensor::ALL {
-        let r = t.range(dims);
-        tensors.push((t.name().to_owned(), Dtype::F32, t.spec_shape(dims), bytes[r.start * 4..r.end * 4].to_vec()));
+    for t in arch.tensors() {
+        let r = arch.range(t);
+        tensors.push((arch.name(t), Dtype::F32, arch.spec_shape(t), bytes[r.start * 4..r.end * 4].to_vec()));
     }
     tensors.retain(|t| t.0 != name);
     if let Some((dtype, shape, data)) = replacement {
@@ -87,7 +92,7 @@ fn a_non_f32_tensor_is_named() {
 #[test]
 fn a_truncated_file_is_named() {
     let (model, meta) = small_model();
-    let bytes = checkpoint::encode(model.dims(), model.params(), &meta).unwrap();
+    let bytes = checkpoint::encode(model.arch(), model.params(), &meta).unwrap();
     for cut in [3, 100, bytes.len() - 10] {
         let message = load_error(&bytes[..cut]);
         assert!(message.contains("truncated") || message.contains("not a valid"), "cut {cut}: {message}");
@@ -98,7 +103,7 @@ fn a_truncated_file_is_named() {
 fn metadata_that_contradicts_the_tensors_is_rejected() {
     let (model, mut meta) = small_model();
     meta.vocab = Some(Vocab::new());
-    let message = checkpoint::decode(&checkpoint::encode(model.dims(), model.params(), &meta).unwrap());
+    let message = checkpoint::decode(&checkpoint::encode(model.arch(), model.params(), &meta).unwrap());
     assert!(message.is_err());
 }
 
@@ -122,7 +127,7 @@ fn checkpoints_load_in_python_and_python_files_load_here() {
     }
     let (model, meta) = small_model();
     let dir = tempfile::tempdir().unwrap();
-    checkpoint::save(&dir.path().join("ours.safetensors"), model.dims(), model.params(), &meta).unwrap();
+    checkpoint::save(&dir.path().join("ours.safetensors"), model.arch(), model.params(), &meta).unwrap();
     let printed = python(
         r#"
 from safetensors.numpy import load_file, save_file
@@ -139,19 +144,78 @@ save_file(out, "theirs.safetensors")
 "#,
         dir.path(),
     );
-    let dims = model.dims();
-    for t in Tensor::ALL {
-        let shape = format!("{:?}", t.spec_shape(dims));
+    let arch = model.arch();
+    for t in arch.tensors() {
+        let shape = format!("{:?}", arch.spec_shape(t));
         let last = model.param(t).last().unwrap();
-        let want = format!("{} float32 {shape} {:?}", t.name(), *last as f64);
+        let want = format!("{} float32 {shape} {:?}", arch.name(t), *last as f64);
         assert!(printed.contains(&want), "{want:?} not in:\n{printed}");
     }
     assert!(printed.contains("meta 12 word 3 ['w0', 'w1']"), "{printed}");
 
     let theirs = checkpoint::load(&dir.path().join("theirs.safetensors")).unwrap();
-    assert_eq!(theirs.dims, dims);
+    assert_eq!(theirs.arch, arch);
     assert_eq!(theirs.meta, Meta::default(), "a file without metadata loads with none");
     for (a, b) in theirs.params.iter().zip(model.params()) {
         assert_eq!(*a, b * 2.0);
     }
+}
+
+fn gated(cell: Cell, layers: usize) -> Arch {
+    Arch { dims: Dims { vocab: 12, embed: 5, hidden: 7 }, cell, layers }
+}
+
+#[test]
+fn gated_and_stacked_models_round_trip_with_their_names() {
+    for (cell, layers) in [(Cell::Lstm, 1), (Cell::Lstm, 2), (Cell::Gru, 3), (Cell::Tanh, 2)] {
+        let arch = gated(cell, layers);
+        let (_, meta) = small_model();
+        let model = Rnnlm::new(arch, Window { batch: 3, time: 4 }, 5).unwrap();
+        let bytes = checkpoint::encode(arch, model.params(), &meta).unwrap();
+        let loaded = checkpoint::decode(&bytes).unwrap();
+        assert_eq!(loaded.arch, arch);
+        assert_eq!(loaded.params, model.params());
+        // Files written elsewhere carry no metadata: the names and shapes say it all.
+        let bare = checkpoint::decode(&with_tensor_of(arch, "none", None)).unwrap();
+        assert_eq!(bare.arch, arch);
+    }
+    let names = String::from_utf8_lossy(&with_tensor_of(gated(Cell::Gru, 3), "none", None)).into_owned();
+    for name in ["gru.Wx", "gru.1.Wh", "gru.2.b", "affine.W"] {
+        assert!(names.contains(&format!("\"{name}\"")), "{name} missing from {names}");
+    }
+}
+
+#[test]
+fn a_gated_checkpoint_with_a_missing_gate_block_or_layer_is_named() {
+    let lstm = gated(Cell::Lstm, 2);
+    // Wh of three gate blocks instead of four.
+    let message = load_error(&with_tensor_of(lstm, "lstm.Wh", Some((Dtype::F32, vec![7, 21], vec![0; 7 * 21 * 4]))));
+    assert!(message.contains("lstm.Wh has shape [7, 21], expected [hidden, 4 hidden]"), "{message}");
+    let message = load_error(&with_tensor_of(lstm, "lstm.1.b", Some((Dtype::F32, vec![21], vec![0; 21 * 4]))));
+    assert!(message.contains("lstm.1.b has shape [21]") && message.contains("[28]"), "{message}");
+    let message = load_error(&with_tensor_of(lstm, "lstm.1.Wx", None));
+    assert!(message.contains("lstm.1.Wx is missing"), "{message}");
+    // A layer whose Wh is gone ends the stack there: its other tensors are then extra.
+    let message = load_error(&with_tensor_of(lstm, "lstm.1.Wh", None));
+    assert!(message.contains("lstm.1.Wx is not part of a 1-layer lstm model"), "{message}");
+    let message = load_error(&with_tensor_of(lstm, "gru.Wh", Some((Dtype::F32, vec![7, 21], vec![0; 7 * 21 * 4]))));
+    assert!(message.contains("lstm.Wh and gru.Wh belong to different cells"), "{message}");
+}
+
+#[test]
+fn metadata_that_contradicts_the_cell_or_layers_is_rejected() {
+    let (_, meta) = small_model();
+    let lstm = gated(Cell::Lstm, 2);
+    let model = Rnnlm::new(lstm, Window { batch: 3, time: 4 }, 5).unwrap();
+    let bytes = checkpoint::encode(lstm, model.params(), &meta).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let edit = |from: &str, to: &str| {
+        let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap().replace(from, to);
+        assert_eq!(header.len(), header_len, "same-length edits keep the offsets");
+        [&bytes[..8], header.as_bytes(), &bytes[8 + header_len..]].concat()
+    };
+    let message = checkpoint::decode(&edit(r#""cell":"lstm""#, r#""cell":"gru ""#)).unwrap_err();
+    assert!(message.contains("metadata cell = \"gru \" contradicts the tensors, which are lstm's"), "{message}");
+    let message = checkpoint::decode(&edit(r#""layers":"2""#, r#""layers":"3""#)).unwrap_err();
+    assert!(message.contains("metadata layers = 3 contradicts the tensors' 2"), "{message}");
 }

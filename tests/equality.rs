@@ -14,13 +14,13 @@ mod common;
 
 use common::{normwise_error, random_window};
 use rnnlm::reference::ReferenceRnnlm;
-use rnnlm::{Dims, SimpleRnnlm, Tensor, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
 
 const LOSS_TOL: f64 = 1e-5;
 const TENSOR_TOL: f64 = 1e-4;
 
 struct Case {
-    dims: Dims,
+    arch: Arch,
     window: Window,
     /// Distinct ids a window draws from (small pools repeat ids).
     distinct: usize,
@@ -36,7 +36,7 @@ fn case(
     clip: Option<f32>,
 ) -> Case {
     Case {
-        dims: Dims { vocab: v, embed: d, hidden: h },
+        arch: Arch::from(Dims { vocab: v, embed: d, hidden: h }),
         window: Window { batch: b, time: t },
         distinct,
         ignore_share,
@@ -89,25 +89,55 @@ fn random_cases(count: usize) -> Vec<Case> {
         .collect()
 }
 
+/// The same case with other recurrent layers.
+fn with_layers(case: &Case, cell: Cell, layers: usize) -> Case {
+    Case { arch: Arch { cell, layers, ..case.arch }, ..*case }
+}
+
+/// Every cell with 1, 2 and 3 layers (but the chapter's one tanh layer, which `cases` covers)
+/// on every third awkward shape and four random ones of their own.
+fn gated_and_stacked_cases() -> Vec<Case> {
+    let awkward: Vec<Case> = cases().into_iter().step_by(3).chain(random_cases(4)).collect();
+    let mut all = Vec::new();
+    for cell in Cell::ALL {
+        for layers in [1, 2, 3] {
+            if (cell, layers) != (Cell::Tanh, 1) {
+                all.extend(awkward.iter().map(|case| with_layers(case, cell, layers)));
+            }
+        }
+    }
+    all
+}
+
 #[test]
 fn optimized_model_matches_the_reference_on_awkward_and_random_shapes() {
+    check_against_the_reference(cases().into_iter().chain(random_cases(16)).collect());
+}
+
+#[test]
+fn gated_and_stacked_models_match_the_reference() {
+    check_against_the_reference(gated_and_stacked_cases());
+}
+
+fn check_against_the_reference(cases: Vec<Case>) {
     let mut worst = (0.0f64, 0.0f64, 0.0f64);
-    for (index, case) in cases().iter().chain(&random_cases(16)).enumerate() {
-        let label = format!("case {index} {:?} {:?} clip {:?}", case.dims, case.window, case.clip);
-        let mut model = SimpleRnnlm::new(case.dims, case.window, 1000 + index as u64).unwrap();
-        let mut reference = ReferenceRnnlm::<f64>::from_params(case.dims, case.window, model.params());
+    for (index, case) in cases.iter().enumerate() {
+        let arch = case.arch;
+        let label = format!("case {index} {arch:?} {:?} clip {:?}", case.window, case.clip);
+        let mut model = Rnnlm::new(arch, case.window, 1000 + index as u64).unwrap();
+        let mut reference = ReferenceRnnlm::<f64>::from_params(arch, case.window, model.params());
         let lr = 0.5;
         for step in 0..4 {
             let (xs, ts) =
-                random_window(case.window, case.dims.vocab, case.distinct, case.ignore_share, 77 * index as u64 + step);
+                random_window(case.window, arch.dims.vocab, case.distinct, case.ignore_share, 77 * index as u64 + step);
             // Gradients from forward + backward on a copy (without clipping, train_step folds
             // the output layer's update into its gradient GEMM and does not store that gradient).
             let mut probe = model.clone();
             probe.forward(&xs, &ts).unwrap();
             probe.backward().unwrap();
             let loss = model.train_step(&xs, &ts, lr, case.clip).unwrap();
-            let mut unclipped = ReferenceRnnlm::<f64>::from_params(case.dims, case.window, probe.params());
-            unclipped.rnn.state.clone_from(&reference.rnn.state);
+            let mut unclipped = ReferenceRnnlm::<f64>::from_params(arch, case.window, probe.params());
+            unclipped.set_state(&reference.state());
             unclipped.forward(&xs, &ts);
             unclipped.backward();
             let want_loss = reference.train_step(&xs, &ts, lr as f64, case.clip.map(f64::from));
@@ -116,24 +146,24 @@ fn optimized_model_matches_the_reference_on_awkward_and_random_shapes() {
             worst.0 = worst.0.max(loss_error);
 
             let (want_grads, want_params) = (unclipped.grads(), reference.params());
-            for tensor in Tensor::ALL {
-                let range = tensor.range(case.dims);
+            for tensor in arch.tensors() {
+                let range = arch.range(tensor);
                 let grad_error = normwise_error(probe.grad(tensor), &want_grads[range.clone()]);
                 assert!(
                     grad_error <= TENSOR_TOL,
                     "{label} step {step}: gradient of {} off by {grad_error:e}",
-                    tensor.name()
+                    arch.name(tensor)
                 );
                 let param_error = normwise_error(model.param(tensor), &want_params[range]);
                 assert!(
                     param_error <= TENSOR_TOL,
                     "{label} step {step}: {} after SGD off by {param_error:e}",
-                    tensor.name()
+                    arch.name(tensor)
                 );
                 worst.1 = worst.1.max(grad_error);
                 worst.2 = worst.2.max(param_error);
             }
-            let state_error = normwise_error(model.state(), &reference.rnn.state);
+            let state_error = normwise_error(model.state(), &reference.state());
             assert!(state_error <= TENSOR_TOL, "{label} step {step}: carried state off by {state_error:e}");
         }
     }
@@ -144,7 +174,7 @@ fn optimized_model_matches_the_reference_on_awkward_and_random_shapes() {
 fn a_window_of_ignored_targets_has_zero_loss_and_zero_gradients() {
     let dims = Dims { vocab: 11, embed: 4, hidden: 6 };
     let window = Window { batch: 3, time: 4 };
-    let mut model = SimpleRnnlm::new(dims, window, 5).unwrap();
+    let mut model = Rnnlm::new(dims, window, 5).unwrap();
     let xs = vec![3u32; 12];
     let ts = vec![-1i32; 12];
     assert_eq!(model.forward(&xs, &ts).unwrap(), 0.0);
@@ -156,7 +186,7 @@ fn a_window_of_ignored_targets_has_zero_loss_and_zero_gradients() {
 fn predictions_match_the_reference() {
     let dims = Dims { vocab: 53, embed: 11, hidden: 19 };
     let window = Window { batch: 4, time: 6 };
-    let mut model = SimpleRnnlm::new(dims, window, 9).unwrap();
+    let mut model = Rnnlm::new(dims, window, 9).unwrap();
     // Spread the weights so that the logits of a row are well separated.
     for p in model.params_mut() {
         *p *= 30.0;
@@ -174,7 +204,7 @@ fn predictions_match_the_reference() {
 fn reset_state_starts_windows_afresh() {
     let dims = Dims { vocab: 20, embed: 5, hidden: 7 };
     let window = Window { batch: 2, time: 3 };
-    let mut model = SimpleRnnlm::new(dims, window, 3).unwrap();
+    let mut model = Rnnlm::new(dims, window, 3).unwrap();
     let (xs, ts) = random_window(window, 20, 20, 0.0, 1);
     let first = model.forward(&xs, &ts).unwrap();
     let carried = model.forward(&xs, &ts).unwrap();

@@ -1,26 +1,40 @@
-//! The reference implementation's gradients against central finite differences, in f64.
+//! The reference implementation's gradients against central finite differences, in f64, for
+//! every cell, one and two layers.
 
 mod common;
 
 use common::random_window;
 use rnnlm::reference::ReferenceRnnlm;
-use rnnlm::{Dims, SimpleRnnlm, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Tensor, Window};
 
 #[test]
 fn reference_gradients_match_central_differences() {
     let dims = Dims { vocab: 6, embed: 3, hidden: 4 };
     let window = Window { batch: 2, time: 3 };
-    let mut init = SimpleRnnlm::new(dims, window, 11).unwrap();
-    // The spec's embedding scale (1/100) makes its gradients tiny; larger weights exercise
-    // every path, including tanh's saturation, with gradients of ordinary size.
-    for p in init.params_mut() {
-        *p *= 20.0;
+    for cell in Cell::ALL {
+        for layers in [1, 2] {
+            let arch = Arch { dims, cell, layers };
+            let worst = check(arch, window);
+            println!("{} x {layers}: worst relative error {worst:e}", cell.name());
+        }
     }
-    let mut model = ReferenceRnnlm::<f64>::from_params(dims, window, init.params());
+}
+
+/// Checks every parameter's gradient; returns the worst relative error.
+fn check(arch: Arch, window: Window) -> f64 {
+    let mut init = Rnnlm::new(arch, window, 11).unwrap();
+    // The spec's embedding scale (1/100) makes its gradients tiny; larger weights exercise
+    // every path, including the saturation of tanh and the gates, with gradients of ordinary
+    // size.
+    let embed = arch.range(Tensor::EmbedW);
+    for (index, p) in init.params_mut().iter_mut().enumerate() {
+        *p *= if embed.contains(&index) { 100.0 } else { 3.0 };
+    }
+    let mut model = ReferenceRnnlm::<f64>::from_params(arch, window, init.params());
     // A first window leaves a non-zero carried state: the checked window starts from it.
-    let (xs0, ts0) = random_window(window, dims.vocab, dims.vocab, 0.0, 1);
+    let (xs0, ts0) = random_window(window, arch.dims.vocab, arch.dims.vocab, 0.0, 1);
     model.forward(&xs0, &ts0);
-    let carried = model.rnn.state.clone();
+    let carried = model.state();
 
     // Repeated ids and an ignored target in the checked window.
     let xs = vec![1, 4, 1, 0, 1, 5];
@@ -35,7 +49,7 @@ fn reference_gradients_match_central_differences() {
         let original = *model.param_mut(index);
         let loss_at = |value: f64, model: &mut ReferenceRnnlm<f64>| {
             *model.param_mut(index) = value;
-            model.rnn.state.clone_from(&carried);
+            model.set_state(&carried);
             model.forward(&xs, &ts)
         };
         let numeric = (loss_at(original + eps, &mut model) - loss_at(original - eps, &mut model)) / (2.0 * eps);
@@ -43,9 +57,10 @@ fn reference_gradients_match_central_differences() {
         let error = (numeric - want).abs() / want.abs().max(1e-3);
         worst = worst.max(error);
         // Central differences err by eps^2 / 6 times the third derivative (truncation; the
-        // largest here, near tanh's saturation, comes to about 2e-7) plus ~1e-16 / eps ~ 1e-11
-        // (rounding); 1e-6 is above both and far below any real mistake (O(1)).
-        assert!(error < 1e-6, "parameter {index}: analytic {want} numeric {numeric}");
+        // largest here, near the saturation of tanh and the gates, comes to about 2e-7) plus
+        // ~1e-16 / eps ~ 1e-11 (rounding); 1e-6 is above both and far below any real mistake
+        // (O(1)).
+        assert!(error < 1e-6, "{arch:?}: parameter {index}: analytic {want} numeric {numeric}");
     }
-    println!("worst relative error {worst:e} over {} parameters", analytic.len());
+    worst
 }

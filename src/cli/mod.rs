@@ -166,6 +166,13 @@ pub struct TrainArgs {
     /// Time steps per window T [chapter: 5, ptb: 35]
     #[arg(long, value_parser = positive_usize)]
     pub time: Option<usize>,
+    /// Recurrent cell of every layer: tanh (the chapter's), lstm or gru [tanh; with --init:
+    /// the checkpoint's]
+    #[arg(long, value_parser = parse_cell)]
+    pub cell: Option<rnnlm::Cell>,
+    /// Stacked recurrent layers [1; with --init: the checkpoint's]
+    #[arg(long, value_parser = positive_usize)]
+    pub layers: Option<usize>,
     /// Word-vector size D [100]
     #[arg(long, value_parser = positive_usize)]
     pub embed: Option<usize>,
@@ -328,6 +335,10 @@ pub struct BenchArgs {
 
 fn parse_level(s: &str) -> Result<rnnlm::corpus::Level, String> {
     s.parse()
+}
+
+fn parse_cell(s: &str) -> Result<rnnlm::Cell, String> {
+    rnnlm::Cell::from_name(s).ok_or_else(|| format!("{s:?} is not a cell: tanh, lstm or gru"))
 }
 
 /// Parses a number of type `T` that `accept` allows; `rule` says what that is.

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnnlm::checkpoint::{self, Checkpoint, Meta};
 use rnnlm::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown, Vocab};
 use rnnlm::train::{EpochReport, IterReport, Observer, TrainOptions};
-use rnnlm::{data, generate, plot, train, Dims, SimpleRnnlm, Window};
+use rnnlm::{data, generate, plot, train, Arch, Cell, Dims, Rnnlm, Window};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -177,6 +177,7 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
     };
     let vocab = corpus.vocab.truncated(vocab_size);
     let dims = Dims { vocab: vocab_size, embed: s.embed, hidden: s.hidden };
+    let flag_arch = Arch { dims, cell: args.cell.unwrap_or(Cell::Tanh), layers: args.layers.unwrap_or(1) };
     if train::Batcher::new(train_ids.len(), s.window).is_none() {
         return Err(train::TrainError::CorpusTooShort { tokens: train_ids.len(), needed: s.window.tokens() + 1 }.into());
     }
@@ -184,11 +185,12 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
     let (mut model, start_epoch) = match &args.init {
         Some(path) => {
             let ckpt = checkpoint::load(path)?;
-            check_init(&ckpt, dims, &vocab, corpus.level, path)?;
-            (SimpleRnnlm::from_params(dims, s.window, &ckpt.params)?, ckpt.meta.epoch)
+            check_init(&ckpt, dims, (args.cell, args.layers), &vocab, corpus.level, path)?;
+            (Rnnlm::from_params(ckpt.arch, s.window, &ckpt.params)?, ckpt.meta.epoch)
         }
-        None => (SimpleRnnlm::new(dims, s.window, args.seed)?, 0),
+        None => (Rnnlm::new(flag_arch, s.window, args.seed)?, 0),
     };
+    let arch = model.arch();
     let chart = args.plot.clone().or_else(|| (!args.no_save).then(|| args.save.with_extension("png")));
     if !args.no_save {
         check_output(&args.save, "checkpoint")?;
@@ -213,9 +215,11 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
         fits
     });
     eprintln!(
-        "training on {corpus_name}: {} tokens, vocabulary {}, D = {}, H = {}, B = {}, T = {}, lr {}{}{}",
+        "training on {corpus_name}: {} tokens, vocabulary {}, {} x {}, D = {}, H = {}, B = {}, T = {}, lr {}{}{}",
         train_ids.len(),
         vocab_size,
+        arch.layers,
+        arch.cell.name(),
         s.embed,
         s.hidden,
         s.window.batch,
@@ -260,7 +264,7 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
             epoch: start_epoch + summary.epochs.len(),
             vocab: Some(vocab),
         };
-        checkpoint::save(&args.save, dims, &params, &meta)?;
+        checkpoint::save(&args.save, arch, &params, &meta)?;
         out!("checkpoint: {}", args.save.display());
     }
     if let Some(chart) = chart {
@@ -273,19 +277,34 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks that a checkpoint given to `--init` fits the corpus and the flags.
-fn check_init(ckpt: &Checkpoint, dims: Dims, vocab: &Vocab, level: Level, path: &Path) -> anyhow::Result<()> {
-    if ckpt.dims != dims {
+/// Checks that a checkpoint given to `--init` fits the corpus and the flags; `--cell` and
+/// `--layers`, when given, must be the checkpoint's.
+fn check_init(
+    ckpt: &Checkpoint,
+    dims: Dims,
+    (cell, layers): (Option<Cell>, Option<usize>),
+    vocab: &Vocab,
+    level: Level,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let have = ckpt.arch.dims;
+    if have != dims {
         bail!(
             "checkpoint {} has vocabulary {}, embed {}, hidden {}, but the corpus and flags give vocabulary {}, embed {}, hidden {}",
             path.display(),
-            ckpt.dims.vocab,
-            ckpt.dims.embed,
-            ckpt.dims.hidden,
+            have.vocab,
+            have.embed,
+            have.hidden,
             dims.vocab,
             dims.embed,
             dims.hidden
         );
+    }
+    if let Some(cell) = cell.filter(|&c| c != ckpt.arch.cell) {
+        bail!("checkpoint {} has {} layers, but --cell says {}", path.display(), ckpt.arch.cell.name(), cell.name());
+    }
+    if let Some(layers) = layers.filter(|&l| l != ckpt.arch.layers) {
+        bail!("checkpoint {} has {} layers, but --layers says {layers}", path.display(), ckpt.arch.layers);
     }
     if let Some(ckpt_level) = ckpt.meta.level {
         if ckpt_level != level {
@@ -346,9 +365,9 @@ fn check_ids_fit(ids: &[u32], start: usize, vocab_size: usize) -> anyhow::Result
 pub fn eval(data_dir: &Path, args: EvalArgs) -> anyhow::Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let ids = checkpoint_corpus(data_dir, &ckpt, &args.corpus, args.split.split(), None)?;
-    check_ids_fit(&ids, 0, ckpt.dims.vocab)?;
+    check_ids_fit(&ids, 0, ckpt.arch.dims.vocab)?;
     let window = Window { batch: args.batch, time: args.time };
-    let mut model = SimpleRnnlm::from_params(ckpt.dims, window, &ckpt.params)?;
+    let mut model = Rnnlm::from_params(ckpt.arch, window, &ckpt.params)?;
     let ppl = with_threads(args.threads, || train::evaluate(&mut model, Ids::U32(&ids)))??.ok_or_else(|| {
         anyhow!("the corpus has {} tokens, fewer than one {} x {} window plus one", ids.len(), args.batch, args.time)
     })?;
@@ -387,10 +406,10 @@ pub fn predict(data_dir: &Path, args: PredictArgs) -> anyhow::Result<()> {
             ids.len()
         )
     })?;
-    check_ids_fit(block, args.offset, ckpt.dims.vocab)?;
+    check_ids_fit(block, args.offset, ckpt.arch.dims.vocab)?;
     let xs = &block[..window.tokens()];
     let ts: Vec<i32> = block[1..].iter().map(|&id| id as i32).collect();
-    let mut model = SimpleRnnlm::from_params(ckpt.dims, window, &ckpt.params)?;
+    let mut model = Rnnlm::from_params(ckpt.arch, window, &ckpt.params)?;
     let mut guesses = vec![0u32; window.tokens()];
     model.predict(xs, &mut guesses)?;
 
@@ -421,7 +440,7 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     if start.is_empty() {
         bail!("--start holds no tokens");
     }
-    let mut model = SimpleRnnlm::from_params(ckpt.dims, Window { batch: 1, time: 1 }, &ckpt.params)?;
+    let mut model = Rnnlm::from_params(ckpt.arch, Window { batch: 1, time: 1 }, &ckpt.params)?;
     let sampled = generate::generate(&mut model, &start, args.len, args.temperature, args.seed)?;
     out!("{}", tokenizer.detokenize(start.iter().chain(&sampled).copied(), vocab));
     Ok(())
@@ -455,7 +474,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             ("custom".to_owned(), dims, window, ids)
         }
     };
-    let mut model = SimpleRnnlm::new(dims, window, 1)?;
+    let mut model = Rnnlm::new(dims, window, 1)?;
     let one_thread = if args.scaling { Some(rayon::ThreadPoolBuilder::new().num_threads(1).build()?) } else { None };
     let result = with_threads(args.threads, || -> anyhow::Result<rnnlm::bench::BenchResult> {
         let iters = match args.iters {

@@ -1,161 +1,30 @@
-//! `SimpleRnnlm` on flat buffers: Embedding -> tanh RNN -> Affine -> softmax cross-entropy.
+//! The recurrent language model on flat buffers: Embedding -> a stack of recurrent layers
+//! (tanh, LSTM or GRU) -> Affine -> softmax cross-entropy.
 //!
-//! In the manner of llm.c: all parameters live in one `Vec<f32>` (the six tensors of the spec,
-//! back to back, in the order of [`Tensor::ALL`]), the gradients in a second buffer of the same
-//! layout, and every activation of a `batch x time` window in a workspace allocated once by
-//! [`SimpleRnnlm::new`]. After the first call, [`SimpleRnnlm::train_step`] allocates nothing.
+//! In the manner of llm.c: all parameters live in one `Vec<f32>` (the tensors of
+//! [`Arch::tensors`], back to back), the gradients in a second buffer of the same layout, and
+//! every activation of a `batch x time` window in a workspace allocated once by
+//! [`Rnnlm::new`]. After the first call, [`Rnnlm::train_step`] allocates nothing.
 //!
 //! Inside the workspace, the rows of a window are stored time-major (row `t * batch + b`), so
 //! the hidden states of one time step are one contiguous `batch x hidden` block and the states
-//! of the whole window one contiguous `(batch * time) x hidden` matrix for the affine GEMM. The
-//! public API takes and returns windows batch-major (`[b][t]`, as the spec writes them).
+//! of the whole window one contiguous `(batch * time) x hidden` matrix: the input of the next
+//! layer and of the affine GEMM as it is, never copied per step. The public API takes and
+//! returns windows batch-major (`[b][t]`, as the spec writes them).
+
+mod arch;
+mod layers;
+
+pub use arch::{Arch, Cell, Dims, Tensor, Window};
 
 use crate::kernels::{
-    clip_factor, column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, rnn_backward_window,
-    rnn_forward_window, scale_inplace, sgd_update, sum_of_squares, OutputLayer, OutputUpdate, PackedMatrix, Transpose,
-    IGNORE_TARGET,
+    clip_factor, column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, scale_inplace, sgd_update,
+    sum_of_squares, OutputLayer, OutputUpdate, Transpose, IGNORE_TARGET,
 };
 use crate::rng::Rng;
+use layers::{new_layer, Recurrence};
 use std::fmt;
 use std::time::Instant;
-
-/// The model's sizes: `V`, `D` and `H` of the spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dims {
-    /// Vocabulary size `V`.
-    pub vocab: usize,
-    /// Word-vector size `D`.
-    pub embed: usize,
-    /// Hidden size `H`.
-    pub hidden: usize,
-}
-
-/// The shape of one truncated-BPTT window: `B` rows of `T` time steps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    /// Batch rows `B`.
-    pub batch: usize,
-    /// Time steps `T`.
-    pub time: usize,
-}
-
-impl Window {
-    /// Tokens in one window, `B * T`.
-    pub fn tokens(&self) -> usize {
-        self.batch * self.time
-    }
-}
-
-/// The six parameter tensors, in their order in the flat buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tensor {
-    /// `embed.W`, `V x D`.
-    EmbedW,
-    /// `rnn.Wx`, `D x H`.
-    RnnWx,
-    /// `rnn.Wh`, `H x H`.
-    RnnWh,
-    /// `rnn.b`, `H`.
-    RnnB,
-    /// `affine.W`, `H x V`.
-    AffineW,
-    /// `affine.b`, `V`.
-    AffineB,
-}
-
-impl Tensor {
-    /// All tensors in buffer order.
-    pub const ALL: [Tensor; 6] =
-        [Tensor::EmbedW, Tensor::RnnWx, Tensor::RnnWh, Tensor::RnnB, Tensor::AffineW, Tensor::AffineB];
-
-    /// The name used by the spec and by checkpoints.
-    pub fn name(self) -> &'static str {
-        match self {
-            Tensor::EmbedW => "embed.W",
-            Tensor::RnnWx => "rnn.Wx",
-            Tensor::RnnWh => "rnn.Wh",
-            Tensor::RnnB => "rnn.b",
-            Tensor::AffineW => "affine.W",
-            Tensor::AffineB => "affine.b",
-        }
-    }
-
-    /// The shape (rows, columns); vectors have one row.
-    pub fn shape(self, dims: Dims) -> (usize, usize) {
-        let Dims { vocab, embed, hidden } = dims;
-        match self {
-            Tensor::EmbedW => (vocab, embed),
-            Tensor::RnnWx => (embed, hidden),
-            Tensor::RnnWh => (hidden, hidden),
-            Tensor::RnnB => (1, hidden),
-            Tensor::AffineW => (hidden, vocab),
-            Tensor::AffineB => (1, vocab),
-        }
-    }
-
-    /// The shape as the spec and checkpoints write it: `[rows, cols]` for matrices, `[len]` for
-    /// the two bias vectors.
-    pub fn spec_shape(self, dims: Dims) -> Vec<usize> {
-        let (rows, cols) = self.shape(dims);
-        match self {
-            Tensor::RnnB | Tensor::AffineB => vec![cols],
-            _ => vec![rows, cols],
-        }
-    }
-
-    /// The element range of this tensor in the flat parameter (or gradient) buffer.
-    pub fn range(self, dims: Dims) -> std::ops::Range<usize> {
-        let mut start = 0;
-        for tensor in Tensor::ALL {
-            let (rows, cols) = tensor.shape(dims);
-            if tensor == self {
-                return start..start + rows * cols;
-            }
-            start += rows * cols;
-        }
-        unreachable!("every tensor is in Tensor::ALL")
-    }
-}
-
-/// Named views of a flat parameter or gradient buffer.
-struct Views<S> {
-    embed_w: S,
-    rnn_wx: S,
-    rnn_wh: S,
-    rnn_b: S,
-    affine_w: S,
-    affine_b: S,
-}
-
-/// Splits `buffer` into consecutive slices of the given lengths.
-fn split_mut<const N: usize>(mut buffer: &mut [f32], lengths: [usize; N]) -> [&mut [f32]; N] {
-    lengths.map(|len| {
-        let (head, tail) = std::mem::take(&mut buffer).split_at_mut(len);
-        buffer = tail;
-        head
-    })
-}
-
-fn tensor_lengths(dims: Dims) -> [usize; 6] {
-    Tensor::ALL.map(|t| {
-        let (rows, cols) = t.shape(dims);
-        rows * cols
-    })
-}
-
-fn views(mut buffer: &[f32], dims: Dims) -> Views<&[f32]> {
-    let [embed_w, rnn_wx, rnn_wh, rnn_b, affine_w, affine_b] = tensor_lengths(dims).map(|len| {
-        let (head, tail) = buffer.split_at(len);
-        buffer = tail;
-        head
-    });
-    Views { embed_w, rnn_wx, rnn_wh, rnn_b, affine_w, affine_b }
-}
-
-fn views_mut(buffer: &mut [f32], dims: Dims) -> Views<&mut [f32]> {
-    let [embed_w, rnn_wx, rnn_wh, rnn_b, affine_w, affine_b] = split_mut(buffer, tensor_lengths(dims));
-    Views { embed_w, rnn_wx, rnn_wh, rnn_b, affine_w, affine_b }
-}
 
 /// What can go wrong when building or driving a model.
 #[derive(Clone, Debug, PartialEq)]
@@ -203,7 +72,6 @@ fn zeroed<T: Clone + Default>(name: &'static str, len: usize) -> Result<Vec<T>, 
 }
 
 /// Every activation of one window, allocated once. Rows are time-major (`t * batch + b`).
-#[derive(Clone)]
 struct Workspace {
     /// Input ids, `B*T`.
     ids: Vec<u32>,
@@ -211,16 +79,12 @@ struct Workspace {
     targets: Vec<i32>,
     /// Gathered word vectors `x_t`, `B*T x D`.
     x: Vec<f32>,
-    /// `T + 1` blocks of `B x H`: block 0 is the state carried in, block `t + 1` is `h_t`.
-    states: Vec<f32>,
-    /// `rnn.Wh`, packed for the forward recurrence, then transposed for the backward one.
-    recurrent: PackedMatrix,
+    /// The recurrent layers' buffers, bottom first.
+    layers: Vec<Box<dyn Recurrence>>,
     /// The output layer's logits (in column panels) and scratch.
     output: OutputLayer,
     /// Loss of each row, `B*T`.
     row_loss: Vec<f32>,
-    /// Gradient with respect to every `h_t`, overwritten in place by `dt`, `B*T x H`.
-    dhs: Vec<f32>,
     /// Gradient with respect to the gathered word vectors, `B*T x D`.
     dx: Vec<f32>,
     /// Distinct ids of the last backward window, in order of first appearance: the only rows
@@ -230,12 +94,29 @@ struct Workspace {
     touched_mark: Vec<bool>,
 }
 
+impl Clone for Workspace {
+    fn clone(&self) -> Self {
+        Workspace {
+            ids: self.ids.clone(),
+            targets: self.targets.clone(),
+            x: self.x.clone(),
+            layers: self.layers.iter().map(|layer| layer.boxed_clone()).collect(),
+            output: self.output.clone(),
+            row_loss: self.row_loss.clone(),
+            dx: self.dx.clone(),
+            touched: self.touched.clone(),
+            touched_mark: self.touched_mark.clone(),
+        }
+    }
+}
+
 /// Seconds spent in each part of the model since the last
-/// [`reset_phase_times`](SimpleRnnlm::reset_phase_times): what `rnnlm bench` reports as the
+/// [`reset_phase_times`](Rnnlm::reset_phase_times): what `rnnlm bench` reports as the
 /// split between the recurrent part and the output layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PhaseTimes {
-    /// Embedding, the RNN over time (forward and backward) and their weight gradients.
+    /// Embedding, the recurrent layers over time (forward and backward) and their weight
+    /// gradients.
     pub rnn: f64,
     /// The affine layer, softmax and loss, forward and backward.
     pub affine: f64,
@@ -243,61 +124,62 @@ pub struct PhaseTimes {
     pub update: f64,
 }
 
-/// The SimpleRnnlm of `../shared/SPEC.md`, on flat buffers.
+/// The language model of `../shared/SPEC.md` (the Rnnlm, and the gated cells stacked),
+/// on flat buffers.
 #[derive(Clone)]
-pub struct SimpleRnnlm {
-    dims: Dims,
+pub struct Rnnlm {
+    arch: Arch,
     window: Window,
     params: Vec<f32>,
     grads: Vec<f32>,
-    /// Hidden state carried between windows, `B x H` (batch-row order).
+    /// The state carried between windows: per layer, bottom first, `h` (`B x H`) and for the
+    /// LSTM then `c` (`B x H`), batch-row order.
     state: Vec<f32>,
     ws: Workspace,
     times: PhaseTimes,
 }
 
-impl SimpleRnnlm {
-    /// A model initialised as the spec says from `seed`, with a workspace for `window`.
+impl Rnnlm {
+    /// A model initialised as the spec says from `seed`, with a workspace for `window`. A bare
+    /// [`Dims`] is the chapter's Rnnlm (one tanh layer).
     ///
-    /// Initialisation draws standard normals from [`Rng::new(seed)`](Rng) for `embed.W`,
-    /// `rnn.Wx`, `rnn.Wh` and `affine.W`, in that order, each row-major, and scales them by
-    /// `1/100`, `1/sqrt(D)`, `1/sqrt(H)` and `1/sqrt(H)`; the biases start at zero.
-    pub fn new(dims: Dims, window: Window, seed: u64) -> Result<Self, ModelError> {
-        let mut model = Self::zeroed(dims, window)?;
+    /// Initialisation draws standard normals from [`Rng::new(seed)`](Rng) for `embed.W`, then
+    /// each layer's `Wx` and `Wh`, then `affine.W`, each row-major, and scales them by `1/100`,
+    /// `1/sqrt(input size)`, `1/sqrt(H)` and `1/sqrt(H)`; the biases start at zero. For one
+    /// tanh layer this is the order of the spec's table.
+    pub fn new(arch: impl Into<Arch>, window: Window, seed: u64) -> Result<Self, ModelError> {
+        let mut model = Self::zeroed(arch.into(), window)?;
+        let arch = model.arch;
         let mut rng = Rng::new(seed);
-        let scales = [
-            (Tensor::EmbedW, 0.01),
-            (Tensor::RnnWx, 1.0 / (dims.embed as f64).sqrt()),
-            (Tensor::RnnWh, 1.0 / (dims.hidden as f64).sqrt()),
-            (Tensor::AffineW, 1.0 / (dims.hidden as f64).sqrt()),
-        ];
-        for (tensor, scale) in scales {
-            for p in &mut model.params[tensor.range(dims)] {
+        let hidden_scale = 1.0 / (arch.dims.hidden as f64).sqrt();
+        for tensor in arch.tensors() {
+            let scale = match tensor {
+                Tensor::EmbedW => 0.01,
+                Tensor::Wx(layer) => 1.0 / (arch.input_size(layer) as f64).sqrt(),
+                Tensor::Wh(_) | Tensor::AffineW => hidden_scale,
+                Tensor::B(_) | Tensor::AffineB => continue,
+            };
+            for p in &mut model.params[arch.range(tensor)] {
                 *p = (rng.normal() * scale) as f32;
             }
         }
         Ok(model)
     }
 
-    /// A model with the given flat parameters (layout of [`Tensor::range`]).
-    pub fn from_params(dims: Dims, window: Window, params: &[f32]) -> Result<Self, ModelError> {
-        let mut model = Self::zeroed(dims, window)?;
-        if params.len() != model.params.len() {
-            return Err(ModelError::WrongLength {
-                what: "parameter buffer",
-                expected: model.params.len(),
-                got: params.len(),
-            });
-        }
+    /// A model with the given flat parameters (layout of [`Arch::range`]).
+    pub fn from_params(arch: impl Into<Arch>, window: Window, params: &[f32]) -> Result<Self, ModelError> {
+        let mut model = Self::zeroed(arch.into(), window)?;
+        check_len("parameter buffer", model.params.len(), params.len())?;
         model.params.copy_from_slice(params);
         Ok(model)
     }
 
-    fn zeroed(dims: Dims, window: Window) -> Result<Self, ModelError> {
+    fn zeroed(arch: Arch, window: Window) -> Result<Self, ModelError> {
         let sizes = [
-            ("vocabulary size", dims.vocab),
-            ("embedding size", dims.embed),
-            ("hidden size", dims.hidden),
+            ("vocabulary size", arch.dims.vocab),
+            ("embedding size", arch.dims.embed),
+            ("hidden size", arch.dims.hidden),
+            ("layer count", arch.layers),
             ("batch size", window.batch),
             ("time steps", window.time),
         ];
@@ -311,36 +193,32 @@ impl SimpleRnnlm {
         }
         let too_big =
             |name| ModelError::InvalidSize { name, value: 0, why: "the buffers it needs overflow the address space" };
-        let Dims { vocab: v, embed: d, hidden: h } = dims;
+        let Dims { vocab: v, embed: d, hidden: h } = arch.dims;
         let n = window.batch.checked_mul(window.time).ok_or(too_big("window"))?;
-        let param_count = [v.checked_mul(d), d.checked_mul(h), h.checked_mul(h), Some(h), h.checked_mul(v), Some(v)]
-            .into_iter()
-            .try_fold(0usize, |acc, len| len.and_then(|len| acc.checked_add(len)))
-            .ok_or(too_big("model"))?;
+        let param_count = arch.param_count().ok_or(too_big("model"))?;
         let big = |a: usize, b: usize| a.checked_mul(b).ok_or(too_big("window"));
+        let state_len = big(big(arch.layers, arch.cell.state_blocks())?, big(window.batch, h)?)?;
         let ws = Workspace {
             ids: zeroed("window", n)?,
             targets: zeroed("window", n)?,
             x: zeroed("window", big(n, d)?)?,
-            states: zeroed("window", big(big(window.time + 1, window.batch)?, h)?)?,
-            recurrent: PackedMatrix::new(h, h).ok_or(too_big("model"))?,
+            layers: (0..arch.layers).map(|_| new_layer(arch.cell, h, window)).collect::<Result<_, _>>()?,
             output: OutputLayer::new(n, h, v).ok_or(ModelError::InvalidSize {
                 name: "window",
                 value: n,
                 why: "the output layer's buffers cannot be allocated",
             })?,
             row_loss: zeroed("window", n)?,
-            dhs: zeroed("window", big(n, h)?)?,
             dx: zeroed("window", big(n, d)?)?,
             touched: Vec::with_capacity(n.min(v)),
             touched_mark: zeroed("vocabulary", v)?,
         };
-        Ok(SimpleRnnlm {
-            dims,
+        Ok(Rnnlm {
+            arch,
             window,
             params: zeroed("model", param_count)?,
             grads: zeroed("model", param_count)?,
-            state: zeroed("window", big(window.batch, h)?)?,
+            state: zeroed("window", state_len)?,
             ws,
             times: PhaseTimes::default(),
         })
@@ -363,7 +241,12 @@ impl SimpleRnnlm {
 
     /// The model's sizes.
     pub fn dims(&self) -> Dims {
-        self.dims
+        self.arch.dims
+    }
+
+    /// The model's architecture: sizes, cell, layers.
+    pub fn arch(&self) -> Arch {
+        self.arch
     }
 
     /// The window shape the workspace was built for.
@@ -371,7 +254,7 @@ impl SimpleRnnlm {
         self.window
     }
 
-    /// The flat parameter buffer (layout of [`Tensor::range`]).
+    /// The flat parameter buffer (layout of [`Arch::range`]).
     pub fn params(&self) -> &[f32] {
         &self.params
     }
@@ -393,27 +276,28 @@ impl SimpleRnnlm {
 
     /// One parameter tensor.
     pub fn param(&self, tensor: Tensor) -> &[f32] {
-        &self.params[tensor.range(self.dims)]
+        &self.params[self.arch.range(tensor)]
     }
 
     /// The gradient of one parameter tensor.
     pub fn grad(&self, tensor: Tensor) -> &[f32] {
-        &self.grads[tensor.range(self.dims)]
+        &self.grads[self.arch.range(tensor)]
     }
 
-    /// The hidden state carried into the next window, `B x H`, batch-row order.
+    /// The state carried into the next window: per layer, bottom first, `h` (`B x H`) and, for
+    /// the LSTM, `c` (`B x H`), batch-row order.
     pub fn state(&self) -> &[f32] {
         &self.state
     }
 
-    /// Replaces the carried hidden state (`B x H`).
+    /// Replaces the carried state (layout of [`state`](Self::state)).
     pub fn set_state(&mut self, state: &[f32]) -> Result<(), ModelError> {
         check_len("hidden state", self.state.len(), state.len())?;
         self.state.copy_from_slice(state);
         Ok(())
     }
 
-    /// Zeroes the carried hidden state, as at the start of training or evaluation.
+    /// Zeroes the carried state, as at the start of training or evaluation.
     pub fn reset_state(&mut self) {
         self.state.fill(0.0);
     }
@@ -421,25 +305,25 @@ impl SimpleRnnlm {
     /// Forward pass over one window; returns the mean loss over the targets that are not `-1`
     /// (0 when every target is ignored) and leaves the loss gradient ready for
     /// [`backward`](Self::backward). `xs` and `ts` are `B x T`, batch-major (`[b][t]`).
-    /// The hidden state is carried in from the previous window and out to the next.
+    /// The state is carried in from the previous window and out to the next.
     pub fn forward(&mut self, xs: &[u32], ts: &[i32]) -> Result<f32, ModelError> {
         self.load_window(xs, Some(ts))?;
         self.forward_hidden();
         let kept = self.ws.targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
         let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f32 };
-        let p = views(&self.params, self.dims);
+        let (w, b) = (&self.params[self.arch.range(Tensor::AffineW)], &self.params[self.arch.range(Tensor::AffineB)]);
         let ws = &mut self.ws;
         let start = Instant::now();
-        let hs = &ws.states[self.window.batch * self.dims.hidden..];
-        ws.output.forward(hs, p.affine_w, p.affine_b, &ws.targets, inv_n, &mut ws.row_loss);
+        let hs = ws.layers.last().expect("at least one layer").outputs();
+        ws.output.forward(hs, w, b, &ws.targets, inv_n, &mut ws.row_loss);
         self.times.affine += start.elapsed().as_secs_f64();
         let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
         Ok((total * inv_n as f64) as f32)
     }
 
     /// Next-token guesses for one window: `out[b][t]` is the argmax of the logits after input
-    /// `xs[b][t]`. Advances the hidden state like [`forward`](Self::forward); clears the
-    /// gradient of any earlier forward.
+    /// `xs[b][t]`. Advances the state like [`forward`](Self::forward); clears the gradient of
+    /// any earlier forward.
     pub fn predict(&mut self, xs: &[u32], out: &mut [u32]) -> Result<(), ModelError> {
         check_len("prediction output", self.window.tokens(), out.len())?;
         self.forward_without_loss(xs)?;
@@ -450,10 +334,10 @@ impl SimpleRnnlm {
     }
 
     /// The logits (bias included) after every input of one window: `out[(b * T + t) * V + v]`
-    /// for batch-major `xs[b][t]`. Advances the hidden state like [`forward`](Self::forward);
-    /// clears the gradient of any earlier forward.
+    /// for batch-major `xs[b][t]`. Advances the state like [`forward`](Self::forward); clears
+    /// the gradient of any earlier forward.
     pub fn logits(&mut self, xs: &[u32], out: &mut [f32]) -> Result<(), ModelError> {
-        let vocab = self.dims.vocab;
+        let vocab = self.arch.dims.vocab;
         check_len("logits output", self.window.tokens() * vocab, out.len())?;
         self.forward_without_loss(xs)?;
         for (row, position) in self.rows_and_positions() {
@@ -466,10 +350,10 @@ impl SimpleRnnlm {
     fn forward_without_loss(&mut self, xs: &[u32]) -> Result<(), ModelError> {
         self.load_window(xs, None)?;
         self.forward_hidden();
-        let p = views(&self.params, self.dims);
+        let (w, b) = (&self.params[self.arch.range(Tensor::AffineW)], &self.params[self.arch.range(Tensor::AffineB)]);
         let start = Instant::now();
-        let hs = &self.ws.states[self.window.batch * self.dims.hidden..];
-        self.ws.output.forward_logits(hs, p.affine_w, p.affine_b);
+        let hs = self.ws.layers.last().expect("at least one layer").outputs();
+        self.ws.output.forward_logits(hs, w, b);
         self.times.affine += start.elapsed().as_secs_f64();
         Ok(())
     }
@@ -497,50 +381,82 @@ impl SimpleRnnlm {
         if !self.ws.output.ready_for_backward() {
             return Err(ModelError::BackwardBeforeForward);
         }
-        let Dims { vocab, embed: d, hidden: h } = self.dims;
-        let Window { batch, time } = self.window;
-        let n = batch * time;
-        let block = batch * h;
-        let p = views_mut(&mut self.params, self.dims);
-        let g = views_mut(&mut self.grads, self.dims);
-        let Workspace { ids, x, states, recurrent, output, dhs, dx, touched, touched_mark, .. } = &mut self.ws;
-        let (states, ids, x) = (&*states, &*ids, &*x);
-        let (rnn_wh, rnn_wx) = (&*p.rnn_wh, &*p.rnn_wx);
-
+        let arch = self.arch;
         let start = Instant::now();
-        let update = match fold_lr {
-            Some(lr) => OutputUpdate::Sgd { w: p.affine_w, b: p.affine_b, lr },
-            None => OutputUpdate::Gradients { w: p.affine_w, dw: g.affine_w, db: g.affine_b },
-        };
-        output.backward(&states[block..], update, dhs);
+        {
+            let (params, grads) = (&mut self.params, &mut self.grads);
+            let (w_range, b_range) = (arch.range(Tensor::AffineW), arch.range(Tensor::AffineB));
+            let (top, output) = (self.ws.layers.last_mut().expect("at least one layer"), &mut self.ws.output);
+            let (hs, dhs) = top.outputs_and_grads();
+            let update = match fold_lr {
+                Some(lr) => {
+                    let (w, b) = params[w_range.start..].split_at_mut(w_range.len());
+                    OutputUpdate::Sgd { w, b: &mut b[..b_range.len()], lr }
+                }
+                None => {
+                    let (dw, db) = grads[w_range.start..].split_at_mut(w_range.len());
+                    OutputUpdate::Gradients { w: &params[w_range], dw, db: &mut db[..b_range.len()] }
+                }
+            };
+            output.backward(hs, update, dhs);
+        }
         let output_done = Instant::now();
         self.times.affine += (output_done - start).as_secs_f64();
+        for layer in (0..arch.layers).rev() {
+            self.layer_backward(layer);
+        }
+        self.embedding_backward();
+        self.times.rnn += output_done.elapsed().as_secs_f64();
+        Ok(())
+    }
 
-        recurrent.pack(rnn_wh, h, Transpose::Yes);
-        rnn_backward_window(batch, h, time, recurrent, states, dhs);
-        let dts = &*dhs;
-        let h_prevs = &states[..n * h];
-        gemm_parallel(h, h, n, 1.0, h_prevs, h, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wh, h);
-        gemm_parallel(d, h, n, 1.0, x, d, Transpose::Yes, dts, h, Transpose::No, 0.0, g.rnn_wx, h);
-        column_sums(n, h, dts, g.rnn_b);
-        gemm_parallel(n, d, h, 1.0, dts, h, Transpose::No, rnn_wx, h, Transpose::Yes, 0.0, dx, d);
+    /// Backward through recurrent layer `layer`, whose output gradients are in place: its
+    /// weight gradients, and the gradient at its input, into the layer below's output
+    /// gradients (or, for the first layer, the word vectors' `dx`).
+    fn layer_backward(&mut self, layer: usize) {
+        let arch = self.arch;
+        let (n, h, input) = (self.window.tokens(), arch.dims.hidden, arch.input_size(layer));
+        let width = arch.cell.gates() * h;
+        let (wx, wh) = (&self.params[arch.range(Tensor::Wx(layer))], &self.params[arch.range(Tensor::Wh(layer))]);
+        let grads = &mut self.grads[arch.range(Tensor::Wx(layer)).start..arch.range(Tensor::B(layer)).end];
+        let (dwx, rest) = grads.split_at_mut(input * width);
+        let (dwh, db) = rest.split_at_mut(h * width);
+        let (below, from_here) = self.ws.layers.split_at_mut(layer);
+        let this = &mut from_here[0];
+        this.backward(wh);
+        let da = this.pre_activation_grads();
+        let inputs = match below.last() {
+            Some(lower) => lower.outputs(),
+            None => &self.ws.x,
+        };
+        gemm_parallel(input, width, n, 1.0, inputs, input, Transpose::Yes, da, width, Transpose::No, 0.0, dwx, width);
+        this.wh_gradient(dwh);
+        column_sums(n, width, da, db);
+        let d_inputs = match below.last_mut() {
+            Some(lower) => lower.output_grads(),
+            None => &mut self.ws.dx,
+        };
+        gemm_parallel(n, input, width, 1.0, da, width, Transpose::No, wx, width, Transpose::Yes, 0.0, d_inputs, input);
+    }
 
-        // Only rows of the embedding gradient that a window touches are ever non-zero:
-        // clear the last window's, then scatter this one's.
+    /// The embedding gradient from `dx`: only rows of the embedding gradient that a window
+    /// touches are ever non-zero, so the last window's are cleared and this one's scattered.
+    fn embedding_backward(&mut self) {
+        let Dims { vocab, embed: d, .. } = self.arch.dims;
+        let g_embed = &mut self.grads[self.arch.range(Tensor::EmbedW)];
+        let Workspace { ids, dx, touched, touched_mark, .. } = &mut self.ws;
         for &id in touched.iter() {
-            g.embed_w[id as usize * d..(id as usize + 1) * d].fill(0.0);
+            g_embed[id as usize * d..(id as usize + 1) * d].fill(0.0);
             touched_mark[id as usize] = false;
         }
         touched.clear();
-        for &id in ids {
+        for &id in ids.iter() {
             if !touched_mark[id as usize] {
                 touched_mark[id as usize] = true;
                 touched.push(id);
             }
         }
-        embedding_scatter_add(vocab, d, dx, ids, g.embed_w);
-        self.times.rnn += output_done.elapsed().as_secs_f64();
-        Ok(())
+        embedding_scatter_add(vocab, d, dx, ids, g_embed);
     }
 
     /// Forward, backward, optional global-norm clipping to `clip`, and the SGD update
@@ -596,12 +512,12 @@ impl SimpleRnnlm {
     }
 
     /// Calls `f(params, grads)` on every part of the buffers whose gradient may be non-zero:
-    /// the dense tensors after `embed.W` (up to the output layer, unless `with_output_layer`),
-    /// then each embedding row the last window touched.
+    /// the dense tensors after `embed.W` (every recurrent layer, then the output layer unless
+    /// `with_output_layer` is false), then each embedding row the last window touched.
     fn for_each_live_grad(&mut self, with_output_layer: bool, mut f: impl FnMut(&mut [f32], &mut [f32])) {
-        let d = self.dims.embed;
-        let dense_start = Tensor::RnnWx.range(self.dims).start;
-        let dense_end = if with_output_layer { self.params.len() } else { Tensor::AffineW.range(self.dims).start };
+        let d = self.arch.dims.embed;
+        let dense_start = self.arch.range(Tensor::Wx(0)).start;
+        let dense_end = if with_output_layer { self.params.len() } else { self.arch.range(Tensor::AffineW).start };
         let (embed_params, dense_params) = self.params[..dense_end].split_at_mut(dense_start);
         let (embed_grads, dense_grads) = self.grads[..dense_end].split_at_mut(dense_start);
         f(dense_params, dense_grads);
@@ -614,7 +530,7 @@ impl SimpleRnnlm {
     /// Validates a window and copies it into the workspace, time-major.
     fn load_window(&mut self, xs: &[u32], ts: Option<&[i32]>) -> Result<(), ModelError> {
         let Window { batch, time } = self.window;
-        let vocab = self.dims.vocab;
+        let vocab = self.arch.dims.vocab;
         check_len("input window", batch * time, xs.len())?;
         if let Some(ts) = ts {
             check_len("target window", batch * time, ts.len())?;
@@ -644,36 +560,50 @@ impl SimpleRnnlm {
         Ok(())
     }
 
-    /// Embedding and the RNN over the window: fills `x` and `states`, and carries the state out.
+    /// The embedding and every recurrent layer over the window: each layer's input projection
+    /// as one GEMM over the window, then its recurrence from its carried state.
     fn forward_hidden(&mut self) {
-        let Dims { embed: d, hidden: h, .. } = self.dims;
-        let Window { batch, time } = self.window;
-        let n = batch * time;
-        let block = batch * h;
-        let p = views(&self.params, self.dims);
-        let ws = &mut self.ws;
-
+        let arch = self.arch;
+        let (n, h) = (self.window.tokens(), arch.dims.hidden);
+        let width = arch.cell.gates() * h;
+        let state_len = arch.cell.state_blocks() * self.window.batch * h;
         let start = Instant::now();
-        embedding_gather(self.dims.vocab, d, p.embed_w, &ws.ids, &mut ws.x);
-        ws.states[..block].copy_from_slice(&self.state);
-        gemm_parallel(
-            n,
-            h,
-            d,
-            1.0,
-            &ws.x,
-            d,
-            Transpose::No,
-            p.rnn_wx,
-            h,
-            Transpose::No,
-            0.0,
-            &mut ws.states[block..],
-            h,
+        let ws = &mut self.ws;
+        embedding_gather(
+            arch.dims.vocab,
+            arch.dims.embed,
+            &self.params[arch.range(Tensor::EmbedW)],
+            &ws.ids,
+            &mut ws.x,
         );
-        ws.recurrent.pack(p.rnn_wh, h, Transpose::No);
-        rnn_forward_window(batch, h, time, &ws.recurrent, p.rnn_b, &mut ws.states);
-        self.state.copy_from_slice(&ws.states[time * block..]);
+        for (layer, state) in self.state.chunks_exact_mut(state_len).enumerate() {
+            let input = arch.input_size(layer);
+            let [wx, wh, b] =
+                [Tensor::Wx(layer), Tensor::Wh(layer), Tensor::B(layer)].map(|t| &self.params[arch.range(t)]);
+            let (below, from_here) = ws.layers.split_at_mut(layer);
+            let this = &mut from_here[0];
+            let inputs = match below.last() {
+                Some(lower) => lower.outputs(),
+                None => &ws.x,
+            };
+            let projection = this.projection();
+            gemm_parallel(
+                n,
+                width,
+                input,
+                1.0,
+                inputs,
+                input,
+                Transpose::No,
+                wx,
+                width,
+                Transpose::No,
+                0.0,
+                projection,
+                width,
+            );
+            this.forward(wh, b, state);
+        }
         self.times.rnn += start.elapsed().as_secs_f64();
     }
 }
@@ -693,7 +623,7 @@ mod tests {
     #[test]
     fn backward_needs_a_forward_with_the_loss() {
         let dims = Dims { vocab: 7, embed: 3, hidden: 4 };
-        let mut model = SimpleRnnlm::new(dims, Window { batch: 2, time: 2 }, 1).unwrap();
+        let mut model = Rnnlm::new(dims, Window { batch: 2, time: 2 }, 1).unwrap();
         assert_eq!(model.backward(), Err(ModelError::BackwardBeforeForward));
         model.forward(&[1, 2, 3, 4], &[2, 3, 4, 5]).unwrap();
         assert_eq!(model.backward(), Ok(()));

@@ -1,7 +1,8 @@
 //! The naive reference implementation: `../shared/SPEC.md` transcribed into plain loops.
 //!
-//! One struct per layer, as in the chapter (embedding, RNN over time, affine,
-//! softmax-with-loss), each with a `forward` and a `backward` that cache what they need.
+//! One struct per layer, as in the chapter (embedding, the recurrent layers over time, affine,
+//! softmax-with-loss), each with a `forward` and a `backward` that cache what they need; the
+//! recurrent cells are in [`cells`].
 //! Written for obviousness, not speed: every optimized path is tested against it, and it never
 //! runs in training. It is generic over the float type so that gradient checks can run in f64.
 //!
@@ -10,7 +11,10 @@
 // Index loops read like the spec's formulas, which is the point of this module.
 #![allow(clippy::needless_range_loop)]
 
-use crate::model::{Dims, Tensor, Window};
+pub mod cells;
+
+use crate::model::{Arch, Tensor, Window};
+use cells::{time_layer, TimeLayer};
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
@@ -63,7 +67,7 @@ macro_rules! impl_real {
 impl_real!(f32);
 impl_real!(f64);
 
-fn zeros<R: Real>(len: usize) -> Vec<R> {
+pub(crate) fn zeros<R: Real>(len: usize) -> Vec<R> {
     vec![R::zero(); len]
 }
 
@@ -107,103 +111,6 @@ impl<R: Real> Embedding<R> {
                 self.dw[id as usize * self.dim + k] += dout[r * self.dim + k];
             }
         }
-    }
-}
-
-/// The tanh RNN over a whole window, stateful between windows.
-pub struct TimeRnn<R> {
-    pub wx: Vec<R>,
-    pub wh: Vec<R>,
-    pub b: Vec<R>,
-    pub dwx: Vec<R>,
-    pub dwh: Vec<R>,
-    pub db: Vec<R>,
-    /// Hidden state carried to the next window, `B x H`.
-    pub state: Vec<R>,
-    dim: usize,
-    hidden: usize,
-    window: Window,
-    /// Inputs `[b][t][D]`, the state carried in `[b][H]`, and the outputs `[b][t][H]`.
-    xs: Vec<R>,
-    h0: Vec<R>,
-    hs: Vec<R>,
-}
-
-impl<R: Real> TimeRnn<R> {
-    /// `xs` is `[b][t][D]`; returns `hs` as `[b][t][H]`.
-    pub fn forward(&mut self, xs: &[R]) -> Vec<R> {
-        let (d, h) = (self.dim, self.hidden);
-        let Window { batch, time } = self.window;
-        self.xs = xs.to_vec();
-        self.h0 = self.state.clone();
-        let mut hs = zeros(batch * time * h);
-        for b in 0..batch {
-            let mut prev: Vec<R> = self.h0[b * h..(b + 1) * h].to_vec();
-            for t in 0..time {
-                let x = &xs[(b * time + t) * d..(b * time + t + 1) * d];
-                let mut next = zeros(h);
-                for j in 0..h {
-                    let mut s = self.b[j];
-                    for i in 0..d {
-                        s += x[i] * self.wx[i * h + j];
-                    }
-                    for k in 0..h {
-                        s += prev[k] * self.wh[k * h + j];
-                    }
-                    next[j] = s.tanh();
-                }
-                hs[(b * time + t) * h..(b * time + t + 1) * h].copy_from_slice(&next);
-                prev = next;
-            }
-            self.state[b * h..(b + 1) * h].copy_from_slice(&prev);
-        }
-        self.hs = hs.clone();
-        hs
-    }
-
-    /// `dhs` is `[b][t][H]`; returns the gradient for the inputs, `[b][t][D]`. No gradient
-    /// flows into the state carried in (truncated BPTT).
-    pub fn backward(&mut self, dhs: &[R]) -> Vec<R> {
-        let (d, h) = (self.dim, self.hidden);
-        let Window { batch, time } = self.window;
-        for g in self.dwx.iter_mut().chain(&mut self.dwh).chain(&mut self.db) {
-            *g = R::zero();
-        }
-        let mut dxs = zeros(batch * time * d);
-        for b in 0..batch {
-            let mut dh = zeros::<R>(h);
-            for t in (0..time).rev() {
-                let row = b * time + t;
-                let h_t = &self.hs[row * h..(row + 1) * h];
-                let h_prev = if t == 0 { &self.h0[b * h..(b + 1) * h] } else { &self.hs[(row - 1) * h..row * h] };
-                let x = &self.xs[row * d..(row + 1) * d];
-                let dt: Vec<R> = (0..h).map(|j| (dhs[row * h + j] + dh[j]) * (R::one() - h_t[j] * h_t[j])).collect();
-                for j in 0..h {
-                    for i in 0..d {
-                        self.dwx[i * h + j] += x[i] * dt[j];
-                    }
-                    for k in 0..h {
-                        self.dwh[k * h + j] += h_prev[k] * dt[j];
-                    }
-                    self.db[j] += dt[j];
-                }
-                for k in 0..h {
-                    let mut s = R::zero();
-                    for j in 0..h {
-                        s += dt[j] * self.wh[k * h + j];
-                    }
-                    dh[k] = s;
-                }
-                for i in 0..d {
-                    let mut s = R::zero();
-                    for j in 0..h {
-                        s += dt[j] * self.wx[i * h + j];
-                    }
-                    dxs[row * d + i] = s;
-                }
-            }
-        }
-        dxs
     }
 }
 
@@ -306,40 +213,34 @@ impl<R: Real> SoftmaxWithLoss<R> {
     }
 }
 
-/// The reference SimpleRnnlm: the four layers and the spec's SGD with optional clipping.
+/// The reference model: embedding, the recurrent layers, affine, softmax with loss, and the
+/// spec's SGD with optional clipping.
 pub struct ReferenceRnnlm<R> {
-    pub dims: Dims,
+    pub arch: Arch,
     pub window: Window,
     pub embed: Embedding<R>,
-    pub rnn: TimeRnn<R>,
+    pub layers: Vec<Box<dyn TimeLayer<R>>>,
     pub affine: Affine<R>,
     pub loss: SoftmaxWithLoss<R>,
 }
 
-impl<R: Real> ReferenceRnnlm<R> {
-    /// A reference model holding `params` (the flat layout of [`Tensor::range`]).
-    pub fn from_params(dims: Dims, window: Window, params: &[f32]) -> Self {
-        let tensor = |t: Tensor| -> Vec<R> { params[t.range(dims)].iter().map(|&v| R::from_f64(v as f64)).collect() };
-        let Dims { vocab: v, embed: d, hidden: h } = dims;
+impl<R: Real + 'static> ReferenceRnnlm<R> {
+    /// A reference model holding `params` (the flat layout of [`Arch::range`]).
+    pub fn from_params(arch: impl Into<Arch>, window: Window, params: &[f32]) -> Self {
+        let arch = arch.into();
+        let tensor = |t: Tensor| -> Vec<R> { params[arch.range(t)].iter().map(|&v| R::from_f64(v as f64)).collect() };
+        let (v, d, h) = (arch.dims.vocab, arch.dims.embed, arch.dims.hidden);
+        let layers = (0..arch.layers)
+            .map(|l| {
+                let weights = [tensor(Tensor::Wx(l)), tensor(Tensor::Wh(l)), tensor(Tensor::B(l))];
+                time_layer(arch.cell, (arch.input_size(l), h), window, weights)
+            })
+            .collect();
         ReferenceRnnlm {
-            dims,
+            arch,
             window,
             embed: Embedding { w: tensor(Tensor::EmbedW), dw: zeros(v * d), dim: d, ids: Vec::new() },
-            rnn: TimeRnn {
-                wx: tensor(Tensor::RnnWx),
-                wh: tensor(Tensor::RnnWh),
-                b: tensor(Tensor::RnnB),
-                dwx: zeros(d * h),
-                dwh: zeros(h * h),
-                db: zeros(h),
-                state: zeros(window.batch * h),
-                dim: d,
-                hidden: h,
-                window,
-                xs: Vec::new(),
-                h0: Vec::new(),
-                hs: Vec::new(),
-            },
+            layers,
             affine: Affine {
                 w: tensor(Tensor::AffineW),
                 b: tensor(Tensor::AffineB),
@@ -353,32 +254,40 @@ impl<R: Real> ReferenceRnnlm<R> {
         }
     }
 
+    /// The scores after every position of one window, `[b][t][V]`.
+    fn scores(&mut self, xs: &[u32]) -> Vec<R> {
+        let mut hs = self.embed.forward(xs);
+        for layer in &mut self.layers {
+            hs = layer.forward(&hs);
+        }
+        self.affine.forward(&hs)
+    }
+
     /// Mean loss of one window; `xs`, `ts` are `[b][t]`.
     pub fn forward(&mut self, xs: &[u32], ts: &[i32]) -> R {
-        let x = self.embed.forward(xs);
-        let hs = self.rnn.forward(&x);
-        let scores = self.affine.forward(&hs);
+        let scores = self.scores(xs);
         self.loss.forward(&scores, ts)
     }
 
     /// Gradients of the last forward window (overwritten, not accumulated).
     pub fn backward(&mut self) {
         let dscores = self.loss.backward();
-        let dhs = self.affine.backward(&dscores);
-        let dxs = self.rnn.backward(&dhs);
-        self.embed.backward(&dxs);
+        let mut d = self.affine.backward(&dscores);
+        for layer in self.layers.iter_mut().rev() {
+            d = layer.backward(&d);
+        }
+        self.embed.backward(&d);
     }
 
-    /// Parameters and their gradients, tensor by tensor in [`Tensor::ALL`] order.
-    fn tensors_mut(&mut self) -> [(&mut Vec<R>, &mut Vec<R>); 6] {
-        [
-            (&mut self.embed.w, &mut self.embed.dw),
-            (&mut self.rnn.wx, &mut self.rnn.dwx),
-            (&mut self.rnn.wh, &mut self.rnn.dwh),
-            (&mut self.rnn.b, &mut self.rnn.db),
-            (&mut self.affine.w, &mut self.affine.dw),
-            (&mut self.affine.b, &mut self.affine.db),
-        ]
+    /// Parameters and their gradients, tensor by tensor in [`Arch::tensors`] order.
+    fn tensors_mut(&mut self) -> Vec<(&mut Vec<R>, &mut Vec<R>)> {
+        let mut tensors = vec![(&mut self.embed.w, &mut self.embed.dw)];
+        for layer in &mut self.layers {
+            tensors.extend(layer.tensors_mut());
+        }
+        tensors.push((&mut self.affine.w, &mut self.affine.dw));
+        tensors.push((&mut self.affine.b, &mut self.affine.db));
+        tensors
     }
 
     /// Forward, backward, clipping by global norm when `clip` is given, and `p -= lr * g`.
@@ -410,11 +319,9 @@ impl<R: Real> ReferenceRnnlm<R> {
 
     /// Argmax of the scores at every position, `[b][t]`; advances the state like `forward`.
     pub fn predict(&mut self, xs: &[u32]) -> Vec<u32> {
-        let x = self.embed.forward(xs);
-        let hs = self.rnn.forward(&x);
-        let scores = self.affine.forward(&hs);
+        let scores = self.scores(xs);
         scores
-            .chunks(self.dims.vocab)
+            .chunks(self.arch.dims.vocab)
             .map(|row| {
                 let mut best = 0;
                 for (j, &v) in row.iter().enumerate() {
@@ -427,7 +334,21 @@ impl<R: Real> ReferenceRnnlm<R> {
             .collect()
     }
 
-    /// All parameters, flattened in the layout of [`Tensor::range`], as f64.
+    /// The carried state of every layer, bottom first, in the model's layout
+    /// ([`Rnnlm::state`](crate::Rnnlm::state)).
+    pub fn state(&self) -> Vec<R> {
+        self.layers.iter().flat_map(|layer| layer.state()).collect()
+    }
+
+    /// Replaces the carried state (layout of [`state`](Self::state)).
+    pub fn set_state(&mut self, state: &[R]) {
+        let per_layer = state.len() / self.layers.len();
+        for (layer, part) in self.layers.iter_mut().zip(state.chunks_exact(per_layer)) {
+            layer.set_state(part);
+        }
+    }
+
+    /// All parameters, flattened in the layout of [`Arch::range`], as f64.
     pub fn params(&mut self) -> Vec<f64> {
         self.tensors_mut().into_iter().flat_map(|(p, _)| p.iter().map(|v| v.to_f64()).collect::<Vec<_>>()).collect()
     }

@@ -1,0 +1,358 @@
+//! One recurrent layer over a window: its buffers, allocated once, and its cell's kernels.
+//!
+//! Every cell is driven the same way by the model: the window's input projection `X * Wx`
+//! goes into [`Recurrence::projection`] (one GEMM for the whole window), [`forward`] runs the
+//! recurrence from the carried state, the layer above (or the output layer) reads
+//! [`outputs`] and writes the gradient at them into [`output_grads`], and [`backward`] turns
+//! it into the gradient at the pre-activations, [`pre_activation_grads`] (`da`), from which the
+//! model computes `dWx`, `db` and the gradient at the layer's input; `dWh` depends on the cell
+//! ([`wh_gradient`]).
+//!
+//! Rows are time-major (row `t * B + b`), so one time step's rows are one contiguous block.
+//!
+//! [`forward`]: Recurrence::forward
+//! [`outputs`]: Recurrence::outputs
+//! [`output_grads`]: Recurrence::output_grads
+//! [`backward`]: Recurrence::backward
+//! [`pre_activation_grads`]: Recurrence::pre_activation_grads
+//! [`wh_gradient`]: Recurrence::wh_gradient
+
+use super::arch::{Cell, Window};
+use super::{zeroed, ModelError};
+use crate::kernels::{
+    gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window, lstm_forward_window,
+    rnn_backward_window, rnn_forward_window, PackedMatrix, Transpose,
+};
+
+/// A recurrent layer's window buffers and passes; see the module doc for the order of calls.
+pub(super) trait Recurrence: Send + Sync {
+    /// A copy of the layer with its buffers as they are.
+    fn boxed_clone(&self) -> Box<dyn Recurrence>;
+
+    /// Where the input projection `X * Wx` (no bias) goes before [`forward`](Self::forward):
+    /// `T*B x G*H`.
+    fn projection(&mut self) -> &mut [f32];
+
+    /// Runs the window. `state` is this layer's carried state (`h`, then `c` for the LSTM,
+    /// each `B x H`): read at the start, replaced by the state after the last step. `wh` is
+    /// `H x G*H`, `bias` is `G*H`.
+    fn forward(&mut self, wh: &[f32], bias: &[f32], state: &mut [f32]);
+
+    /// The hidden states `h_1 .. h_T` of the last forward, `T*B x H`.
+    fn outputs(&self) -> &[f32];
+
+    /// The gradient at each output, `T*B x H`, to be written before [`backward`](Self::backward).
+    fn output_grads(&mut self) -> &mut [f32];
+
+    /// [`outputs`](Self::outputs) and [`output_grads`](Self::output_grads) at once (the output
+    /// layer's backward pass reads the one and writes the other).
+    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]);
+
+    /// Backward through the window of the last forward; the state carried in gets no gradient.
+    fn backward(&mut self, wh: &[f32]);
+
+    /// The gradient at the pre-activations after [`backward`](Self::backward), `T*B x G*H`.
+    fn pre_activation_grads(&self) -> &[f32];
+
+    /// `dWh` (`H x G*H`, overwritten) of the last backward.
+    fn wh_gradient(&self, dwh: &mut [f32]);
+}
+
+/// The buffers of a layer with `cell` for windows of `window`, `hidden` units wide.
+pub(super) fn new_layer(cell: Cell, hidden: usize, window: Window) -> Result<Box<dyn Recurrence>, ModelError> {
+    let sizes = Sizes::new(hidden, window)?;
+    Ok(match cell {
+        Cell::Tanh => Box::new(TanhLayer::new(sizes)?),
+        Cell::Lstm => Box::new(LstmLayer::new(sizes)?),
+        Cell::Gru => Box::new(GruLayer::new(sizes)?),
+    })
+}
+
+/// The sizes every layer's buffers follow from.
+#[derive(Clone, Copy)]
+struct Sizes {
+    batch: usize,
+    hidden: usize,
+    time: usize,
+    /// `B x H`: one time step of states.
+    block: usize,
+}
+
+impl Sizes {
+    fn new(hidden: usize, window: Window) -> Result<Sizes, ModelError> {
+        let too_big = ModelError::InvalidSize {
+            name: "window",
+            value: window.tokens(),
+            why: "the recurrent layer's buffers overflow the address space",
+        };
+        let block = window.batch.checked_mul(hidden).ok_or(too_big.clone())?;
+        // The largest buffer: T blocks of B x 4H.
+        block.checked_mul(4).and_then(|b| b.checked_mul(window.time + 1)).ok_or(too_big)?;
+        Ok(Sizes { batch: window.batch, hidden, time: window.time, block })
+    }
+
+    /// `blocks` blocks of `B x H`, times `width` gate blocks.
+    fn buffer(&self, blocks: usize, width: usize) -> Result<Vec<f32>, ModelError> {
+        zeroed("window", blocks * self.block * width)
+    }
+
+    fn packed(&self, k: usize, n: usize) -> Result<PackedMatrix, ModelError> {
+        PackedMatrix::new(k, n).ok_or(ModelError::InvalidSize {
+            name: "hidden size",
+            value: self.hidden,
+            why: "the packed recurrent weights cannot be allocated",
+        })
+    }
+
+    /// `dWh = H_prev^T * da` over the window, for the gate columns `da` holds (`da` and `dwh`
+    /// with leading dimension `ld`): `h_prevs` is `h_0 .. h_{T-1}`, `T*B x H`.
+    fn h_prev_product(&self, h_prevs: &[f32], da: &[f32], (cols, ld): (usize, usize), dwh: &mut [f32]) {
+        let (n, h) = (self.time * self.batch, self.hidden);
+        gemm_parallel(h, cols, n, 1.0, h_prevs, h, Transpose::Yes, da, ld, Transpose::No, 0.0, dwh, ld);
+    }
+}
+
+/// The chapter's tanh cell. Its pre-activations and states share one buffer: the projection
+/// goes into blocks `1..=T` of `states`, which the recurrence turns into `h_1 .. h_T`; the
+/// gradient at the outputs turns into `da` in place.
+#[derive(Clone)]
+struct TanhLayer {
+    sizes: Sizes,
+    /// `T + 1` blocks of `B x H`: the state carried in, then `h_1 .. h_T`.
+    states: Vec<f32>,
+    /// `T` blocks of `B x H`: the gradient at each `h_t`, then `da`.
+    dhs: Vec<f32>,
+    /// `Wh`, packed for the forward recurrence, then transposed for the backward one.
+    packed: PackedMatrix,
+}
+
+impl TanhLayer {
+    fn new(sizes: Sizes) -> Result<Self, ModelError> {
+        Ok(TanhLayer {
+            states: sizes.buffer(sizes.time + 1, 1)?,
+            dhs: sizes.buffer(sizes.time, 1)?,
+            packed: sizes.packed(sizes.hidden, sizes.hidden)?,
+            sizes,
+        })
+    }
+}
+
+impl Recurrence for TanhLayer {
+    fn boxed_clone(&self) -> Box<dyn Recurrence> {
+        Box::new(self.clone())
+    }
+
+    fn projection(&mut self) -> &mut [f32] {
+        &mut self.states[self.sizes.block..]
+    }
+
+    fn forward(&mut self, wh: &[f32], bias: &[f32], state: &mut [f32]) {
+        let Sizes { batch, hidden, time, block } = self.sizes;
+        self.states[..block].copy_from_slice(state);
+        self.packed.pack(wh, hidden, Transpose::No);
+        rnn_forward_window(batch, hidden, time, &self.packed, bias, &mut self.states);
+        state.copy_from_slice(&self.states[time * block..]);
+    }
+
+    fn outputs(&self) -> &[f32] {
+        &self.states[self.sizes.block..]
+    }
+
+    fn output_grads(&mut self) -> &mut [f32] {
+        &mut self.dhs
+    }
+
+    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]) {
+        (&self.states[self.sizes.block..], &mut self.dhs)
+    }
+
+    fn backward(&mut self, wh: &[f32]) {
+        let Sizes { batch, hidden, time, .. } = self.sizes;
+        self.packed.pack(wh, hidden, Transpose::Yes);
+        rnn_backward_window(batch, hidden, time, &self.packed, &self.states, &mut self.dhs);
+    }
+
+    fn pre_activation_grads(&self) -> &[f32] {
+        &self.dhs
+    }
+
+    fn wh_gradient(&self, dwh: &mut [f32]) {
+        let Sizes { time, block, hidden, .. } = self.sizes;
+        self.sizes.h_prev_product(&self.states[..time * block], &self.dhs, (hidden, hidden), dwh);
+    }
+}
+
+/// The LSTM cell: gates, states and cell states in buffers of their own.
+#[derive(Clone)]
+struct LstmLayer {
+    sizes: Sizes,
+    /// `T` blocks of `B x 4H`: the projection, then the activated gates, then `da`.
+    gates: Vec<f32>,
+    /// `T + 1` blocks of `B x H`: the carried `h`, then `h_1 .. h_T`.
+    hs: Vec<f32>,
+    /// `T + 1` blocks of `B x H`: the carried `c`, then `c_1 .. c_T`.
+    cs: Vec<f32>,
+    /// `T` blocks of `B x H`: the gradient at each `h_t`.
+    dhs: Vec<f32>,
+    /// `B x H` scratch: the gradient at the cell state being carried back.
+    dc: Vec<f32>,
+    /// `Wh` packed (`H x 4H`) and transposed (`4H x H`).
+    wh: PackedMatrix,
+    wh_t: PackedMatrix,
+}
+
+impl LstmLayer {
+    fn new(sizes: Sizes) -> Result<Self, ModelError> {
+        let h = sizes.hidden;
+        Ok(LstmLayer {
+            gates: sizes.buffer(sizes.time, 4)?,
+            hs: sizes.buffer(sizes.time + 1, 1)?,
+            cs: sizes.buffer(sizes.time + 1, 1)?,
+            dhs: sizes.buffer(sizes.time, 1)?,
+            dc: sizes.buffer(1, 1)?,
+            wh: sizes.packed(h, 4 * h)?,
+            wh_t: sizes.packed(4 * h, h)?,
+            sizes,
+        })
+    }
+}
+
+impl Recurrence for LstmLayer {
+    fn boxed_clone(&self) -> Box<dyn Recurrence> {
+        Box::new(self.clone())
+    }
+
+    fn projection(&mut self) -> &mut [f32] {
+        &mut self.gates
+    }
+
+    fn forward(&mut self, wh: &[f32], bias: &[f32], state: &mut [f32]) {
+        let Sizes { batch, hidden, time, block } = self.sizes;
+        let (h, c) = state.split_at_mut(block);
+        self.hs[..block].copy_from_slice(h);
+        self.cs[..block].copy_from_slice(c);
+        self.wh.pack(wh, 4 * hidden, Transpose::No);
+        lstm_forward_window(batch, hidden, time, &self.wh, bias, &mut self.gates, &mut self.hs, &mut self.cs);
+        h.copy_from_slice(&self.hs[time * block..]);
+        c.copy_from_slice(&self.cs[time * block..]);
+    }
+
+    fn outputs(&self) -> &[f32] {
+        &self.hs[self.sizes.block..]
+    }
+
+    fn output_grads(&mut self) -> &mut [f32] {
+        &mut self.dhs
+    }
+
+    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]) {
+        (&self.hs[self.sizes.block..], &mut self.dhs)
+    }
+
+    fn backward(&mut self, wh: &[f32]) {
+        let Sizes { batch, hidden, time, .. } = self.sizes;
+        self.wh_t.pack(wh, 4 * hidden, Transpose::Yes);
+        lstm_backward_window(batch, hidden, time, &self.wh_t, &self.cs, &mut self.gates, &mut self.dhs, &mut self.dc);
+    }
+
+    fn pre_activation_grads(&self) -> &[f32] {
+        &self.gates
+    }
+
+    fn wh_gradient(&self, dwh: &mut [f32]) {
+        let Sizes { time, block, hidden, .. } = self.sizes;
+        self.sizes.h_prev_product(&self.hs[..time * block], &self.gates, (4 * hidden, 4 * hidden), dwh);
+    }
+}
+
+/// The GRU cell: gates, states and every step's `r h` in buffers of their own; `Wh` is packed
+/// as its two blocks, `[z r]` and `h~`.
+#[derive(Clone)]
+struct GruLayer {
+    sizes: Sizes,
+    /// `T` blocks of `B x 3H`: the projection, then the activated gates, then `da`.
+    gates: Vec<f32>,
+    /// `T + 1` blocks of `B x H`: the carried `h`, then `h_1 .. h_T`.
+    hs: Vec<f32>,
+    /// `T` blocks of `B x H`: `r * h_{t-1}` of each step.
+    rh: Vec<f32>,
+    /// `T` blocks of `B x H`: the gradient at each `h_t`.
+    dhs: Vec<f32>,
+    /// `B x H` scratch for `d(r h)`.
+    drh: Vec<f32>,
+    /// `Wh[:, z r]` (`H x 2H`) and `Wh[:, h~]` (`H x H`), packed, and both transposed.
+    zr: PackedMatrix,
+    candidate: PackedMatrix,
+    zr_t: PackedMatrix,
+    candidate_t: PackedMatrix,
+}
+
+impl GruLayer {
+    fn new(sizes: Sizes) -> Result<Self, ModelError> {
+        let h = sizes.hidden;
+        Ok(GruLayer {
+            gates: sizes.buffer(sizes.time, 3)?,
+            hs: sizes.buffer(sizes.time + 1, 1)?,
+            rh: sizes.buffer(sizes.time, 1)?,
+            dhs: sizes.buffer(sizes.time, 1)?,
+            drh: sizes.buffer(1, 1)?,
+            zr: sizes.packed(h, 2 * h)?,
+            candidate: sizes.packed(h, h)?,
+            zr_t: sizes.packed(2 * h, h)?,
+            candidate_t: sizes.packed(h, h)?,
+            sizes,
+        })
+    }
+}
+
+impl Recurrence for GruLayer {
+    fn boxed_clone(&self) -> Box<dyn Recurrence> {
+        Box::new(self.clone())
+    }
+
+    fn projection(&mut self) -> &mut [f32] {
+        &mut self.gates
+    }
+
+    fn forward(&mut self, wh: &[f32], bias: &[f32], state: &mut [f32]) {
+        let Sizes { batch, hidden, time, block } = self.sizes;
+        self.hs[..block].copy_from_slice(state);
+        self.zr.pack(wh, 3 * hidden, Transpose::No);
+        self.candidate.pack(&wh[2 * hidden..], 3 * hidden, Transpose::No);
+        let packed = (&self.zr, &self.candidate);
+        gru_forward_window(batch, hidden, time, packed, bias, &mut self.gates, &mut self.hs, &mut self.rh);
+        state.copy_from_slice(&self.hs[time * block..]);
+    }
+
+    fn outputs(&self) -> &[f32] {
+        &self.hs[self.sizes.block..]
+    }
+
+    fn output_grads(&mut self) -> &mut [f32] {
+        &mut self.dhs
+    }
+
+    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]) {
+        (&self.hs[self.sizes.block..], &mut self.dhs)
+    }
+
+    fn backward(&mut self, wh: &[f32]) {
+        let Sizes { batch, hidden, time, .. } = self.sizes;
+        self.zr_t.pack(wh, 3 * hidden, Transpose::Yes);
+        self.candidate_t.pack(&wh[2 * hidden..], 3 * hidden, Transpose::Yes);
+        let packed = (&self.zr_t, &self.candidate_t);
+        gru_backward_window(batch, hidden, time, packed, &self.hs, &mut self.gates, &mut self.dhs, &mut self.drh);
+    }
+
+    fn pre_activation_grads(&self) -> &[f32] {
+        &self.gates
+    }
+
+    /// `dWh[:, z r] = H_prev^T * da[:, z r]`, `dWh[:, h~] = (r h)^T * da[:, h~]`.
+    fn wh_gradient(&self, dwh: &mut [f32]) {
+        let Sizes { time, block, hidden, .. } = self.sizes;
+        let width = 3 * hidden;
+        self.sizes.h_prev_product(&self.hs[..time * block], &self.gates, (2 * hidden, width), dwh);
+        self.sizes.h_prev_product(&self.rh, &self.gates[2 * hidden..], (hidden, width), &mut dwh[2 * hidden..]);
+    }
+}
