@@ -1,22 +1,26 @@
 //! Throughput measurement: training steps per second and the GEMM ceiling, measured in one run.
 //!
-//! A training step does `6 * H * (V + D + H)` floating-point operations per token, all of them
-//! in nine GEMMs (forward: `x * Wx`, `h * Wh`, `hs * W`; backward: `hs^T * dlogits`,
-//! `dlogits * W^T`, `dt * Wh^T`, `h_prev^T * dt`, `x^T * dt`, `dt * Wx^T`). The ceiling runs
+//! A training step does `6 H V + sum over layers of 6 G H (input + H)` floating-point
+//! operations per token (`G` gate blocks per cell: 1 tanh, 4 LSTM, 3 GRU; `input` is `D` for
+//! the first layer, `H` above), all of them in GEMMs: the output layer's three (`hs * W`,
+//! `hs^T * dlogits`, `dlogits * W^T`) and six per recurrent layer (forward: `x * Wx`,
+//! `h * Wh`; backward: `da * Wh^T`, `h_prev^T * da`, `x^T * da`, `da * Wx^T`). The ceiling runs
 //! exactly those GEMMs, with the same shapes and the same GEMM code, and nothing else: the
 //! speed a step would have if everything that is not a GEMM were free. Measuring both in the
 //! same run makes their ratio meaningful on a shared, noisy machine.
 
 use crate::corpus::Ids;
 use crate::kernels::{gemm_parallel, Transpose};
-use crate::model::{Dims, ModelError, Rnnlm, Window};
+use crate::model::{Arch, Cell, Dims, ModelError, Rnnlm, Window};
 use crate::train::Batcher;
 use std::time::Instant;
 
-/// One benchmark configuration of the performance issue.
+/// One benchmark configuration of the performance table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BenchConfig {
     pub name: &'static str,
+    pub cell: Cell,
+    pub layers: usize,
     pub embed: usize,
     pub hidden: usize,
     pub window: Window,
@@ -24,23 +28,33 @@ pub struct BenchConfig {
     pub corpus_tokens: Option<usize>,
 }
 
-/// c1 (the chapter), c2 (full PTB, chapter window), c3 (full PTB, B = 20, T = 35), c4 (H = 650).
-pub const CONFIGS: [BenchConfig; 4] = [
-    BenchConfig {
-        name: "c1",
-        embed: 100,
-        hidden: 100,
-        window: Window { batch: 10, time: 5 },
-        corpus_tokens: Some(1000),
-    },
-    BenchConfig { name: "c2", embed: 100, hidden: 100, window: Window { batch: 10, time: 5 }, corpus_tokens: None },
-    BenchConfig { name: "c3", embed: 100, hidden: 100, window: Window { batch: 20, time: 35 }, corpus_tokens: None },
-    BenchConfig { name: "c4", embed: 650, hidden: 650, window: Window { batch: 20, time: 35 }, corpus_tokens: None },
+/// A tanh configuration on full PTB.
+const fn tanh(name: &'static str, size: usize, window: Window) -> BenchConfig {
+    BenchConfig { name, cell: Cell::Tanh, layers: 1, embed: size, hidden: size, window, corpus_tokens: None }
+}
+
+/// The chapter's window and the textbook's.
+const SHORT: Window = Window { batch: 10, time: 5 };
+const LONG: Window = Window { batch: 20, time: 35 };
+
+/// c1 (the chapter), c2 (full PTB, chapter window), c3 (full PTB, B = 20, T = 35), c4
+/// (H = 650), c5 (the next chapter's LSTM of 100).
+pub const CONFIGS: [BenchConfig; 5] = [
+    BenchConfig { corpus_tokens: Some(1000), ..tanh("c1", 100, SHORT) },
+    tanh("c2", 100, SHORT),
+    tanh("c3", 100, LONG),
+    tanh("c4", 650, LONG),
+    BenchConfig { cell: Cell::Lstm, ..tanh("c5", 100, LONG) },
 ];
 
-/// Floating-point operations per token of a training step.
-pub fn flops_per_token(dims: Dims) -> f64 {
-    6.0 * dims.hidden as f64 * (dims.vocab + dims.embed + dims.hidden) as f64
+/// Floating-point operations per token of a training step:
+/// `6 H V + sum over layers of 6 G H (input + H)`.
+pub fn flops_per_token(arch: impl Into<Arch>) -> f64 {
+    let arch = arch.into();
+    let (v, h) = (arch.dims.vocab as f64, arch.dims.hidden as f64);
+    let width = (arch.cell.gates() * arch.dims.hidden) as f64;
+    let layers: f64 = (0..arch.layers).map(|l| 6.0 * width * (arch.input_size(l) as f64 + h)).sum();
+    6.0 * h * v + layers
 }
 
 /// Median, minimum and maximum of some measurements.
@@ -65,7 +79,7 @@ impl Spread {
 /// What one benchmark run measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BenchResult {
-    pub dims: Dims,
+    pub arch: Arch,
     pub window: Window,
     pub threads: usize,
     pub repeats: usize,
@@ -99,7 +113,7 @@ pub struct ThreadScaling {
 impl BenchResult {
     /// Tokens per second the GEMM ceiling allows.
     pub fn ceiling_tokens_per_sec(&self) -> f64 {
-        self.ceiling_gflops * 1e9 / flops_per_token(self.dims)
+        self.ceiling_gflops * 1e9 / flops_per_token(self.arch)
     }
 }
 
@@ -118,7 +132,7 @@ pub fn run(
     one_thread: Option<&rayon::ThreadPool>,
 ) -> Result<BenchResult, ModelError> {
     let window = model.window();
-    let dims = model.dims();
+    let arch = model.arch();
     let mut batcher = Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
         name: "corpus",
         value: corpus.len(),
@@ -133,7 +147,7 @@ pub fn run(
     for _ in 0..2 {
         step(model)?;
     }
-    let mut ceiling = GemmCeiling::new(dims, window);
+    let mut ceiling = GemmCeiling::new(arch, window);
     ceiling.measure(1);
     model.reset_phase_times();
     // Training and ceiling rounds alternate, so that both see the same machine load.
@@ -172,13 +186,13 @@ pub fn run(
     let total = times.rnn + times.affine + times.update;
     let tokens_per_sec = Spread::of(&rates);
     Ok(BenchResult {
-        dims,
+        arch,
         window,
         threads: rayon::current_num_threads(),
         repeats,
         iters_per_repeat: iters,
         tokens_per_sec,
-        gflops: tokens_per_sec.median * flops_per_token(dims) / 1e9,
+        gflops: tokens_per_sec.median * flops_per_token(arch) / 1e9,
         ceiling_gflops: Spread::of(&ceiling_rates).median,
         rnn_fraction: times.rnn / total,
         affine_fraction: times.affine / total,
@@ -194,39 +208,59 @@ fn timed(f: impl FnOnce() -> Result<(), ModelError>) -> Result<f64, ModelError> 
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Buffers for the nine GEMMs of one training step, filled with small values.
+/// Buffers for the GEMMs of one training step, filled with small values.
 pub struct GemmCeiling {
-    dims: Dims,
+    arch: Arch,
     window: Window,
     x: Vec<f32>,
+    w: Vec<f32>,
+    logits: Vec<f32>,
+    dw: Vec<f32>,
+    layers: Vec<LayerGemms>,
+}
+
+/// One recurrent layer's operands: `input` values per position in, `G H` gate columns.
+struct LayerGemms {
+    input: usize,
     wx: Vec<f32>,
     wh: Vec<f32>,
-    w: Vec<f32>,
+    /// `T + 1` blocks of `B x H` states; the last `T` are the layer's output.
     states: Vec<f32>,
-    logits: Vec<f32>,
+    /// `T` blocks of `B x G H`: pre-activations, then their gradient.
+    gates: Vec<f32>,
+    /// The gradient at the outputs (`T*B x H`) and at the inputs (`T*B x input`).
     dhs: Vec<f32>,
-    grads: [Vec<f32>; 3],
     dx: Vec<f32>,
+    dwx: Vec<f32>,
+    dwh: Vec<f32>,
+}
+
+fn fill(len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i * 7919) % 201) as f32 * 1e-3 - 0.1).collect()
 }
 
 impl GemmCeiling {
-    pub fn new(dims: Dims, window: Window) -> GemmCeiling {
-        let Dims { vocab: v, embed: d, hidden: h } = dims;
-        let n = window.tokens();
-        let fill = |len: usize| (0..len).map(|i| ((i * 7919) % 201) as f32 * 1e-3 - 0.1).collect::<Vec<f32>>();
-        GemmCeiling {
-            dims,
-            window,
-            x: fill(n * d),
-            wx: fill(d * h),
-            wh: fill(h * h),
-            w: fill(h * v),
-            states: fill((n + window.batch) * h),
-            logits: fill(n * v),
-            dhs: fill(n * h),
-            grads: [fill(h * v), fill(h * h), fill(d * h)],
-            dx: fill(n * d),
-        }
+    pub fn new(arch: impl Into<Arch>, window: Window) -> GemmCeiling {
+        let arch = arch.into();
+        let Dims { vocab: v, embed: d, hidden: h } = arch.dims;
+        let (n, width) = (window.tokens(), arch.cell.gates() * h);
+        let layers = (0..arch.layers)
+            .map(|l| {
+                let input = arch.input_size(l);
+                LayerGemms {
+                    input,
+                    wx: fill(input * width),
+                    wh: fill(h * width),
+                    states: fill((n + window.batch) * h),
+                    gates: fill(n * width),
+                    dhs: fill(n * h),
+                    dx: fill(n * input),
+                    dwx: fill(input * width),
+                    dwh: fill(h * width),
+                }
+            })
+            .collect();
+        GemmCeiling { arch, window, x: fill(n * d), w: fill(h * v), logits: fill(n * v), dw: fill(h * v), layers }
     }
 
     /// GFLOP/s of `iters` rounds of the step's GEMMs.
@@ -236,46 +270,61 @@ impl GemmCeiling {
             self.step();
         }
         let tokens = (iters * self.window.tokens()) as f64;
-        tokens * flops_per_token(self.dims) / start.elapsed().as_secs_f64() / 1e9
+        tokens * flops_per_token(self.arch) / start.elapsed().as_secs_f64() / 1e9
     }
 
     /// The GEMMs of one training step, in the model's order and with its shapes.
     fn step(&mut self) {
-        let Dims { vocab: v, embed: d, hidden: h } = self.dims;
+        let Dims { vocab: v, hidden: h, .. } = self.arch.dims;
         let Window { batch, time } = self.window;
-        let n = batch * time;
-        let block = batch * h;
+        let (n, block, width) = (batch * time, batch * h, self.arch.cell.gates() * h);
         let (no, yes) = (Transpose::No, Transpose::Yes);
-        gemm_parallel(n, h, d, 1.0, &self.x, d, no, &self.wx, h, no, 0.0, &mut self.states[block..], h);
-        for t in 0..time {
-            let (before, from_t) = self.states.split_at_mut((t + 1) * block);
-            gemm_parallel(batch, h, h, 1.0, &before[t * block..], h, no, &self.wh, h, no, 1.0, &mut from_t[..block], h);
+        for l in 0..self.layers.len() {
+            let (below, from_here) = self.layers.split_at_mut(l);
+            let layer = &mut from_here[0];
+            let inputs = below.last().map_or(&self.x[..], |lower| &lower.states[block..]);
+            let input = layer.input;
+            gemm_parallel(n, width, input, 1.0, inputs, input, no, &layer.wx, width, no, 0.0, &mut layer.gates, width);
+            for t in 0..time {
+                let a = &mut layer.gates[t * batch * width..(t + 1) * batch * width];
+                gemm_parallel(
+                    batch,
+                    width,
+                    h,
+                    1.0,
+                    &layer.states[t * block..],
+                    h,
+                    no,
+                    &layer.wh,
+                    width,
+                    no,
+                    1.0,
+                    a,
+                    width,
+                );
+            }
         }
-        gemm_parallel(n, v, h, 1.0, &self.states[block..], h, no, &self.w, v, no, 0.0, &mut self.logits, v);
-        let [dw, dwh, dwx] = &mut self.grads;
-        gemm_parallel(h, v, n, 1.0, &self.states[block..], h, yes, &self.logits, v, no, 0.0, dw, v);
-        gemm_parallel(n, h, v, 1.0, &self.logits, v, no, &self.w, v, yes, 0.0, &mut self.dhs, h);
-        for t in (1..time).rev() {
-            let (earlier, from_t) = self.dhs.split_at_mut(t * block);
-            gemm_parallel(
-                batch,
-                h,
-                h,
-                1.0,
-                &from_t[..block],
-                h,
-                no,
-                &self.wh,
-                h,
-                yes,
-                1.0,
-                &mut earlier[(t - 1) * block..],
-                h,
-            );
+        let top = &self.layers.last().expect("at least one layer").states[block..];
+        gemm_parallel(n, v, h, 1.0, top, h, no, &self.w, v, no, 0.0, &mut self.logits, v);
+        gemm_parallel(h, v, n, 1.0, top, h, yes, &self.logits, v, no, 0.0, &mut self.dw, v);
+        let top = self.layers.last_mut().expect("at least one layer");
+        gemm_parallel(n, h, v, 1.0, &self.logits, v, no, &self.w, v, yes, 0.0, &mut top.dhs, h);
+        for l in (0..self.layers.len()).rev() {
+            let (below, from_here) = self.layers.split_at_mut(l);
+            let layer = &mut from_here[0];
+            let input = layer.input;
+            for t in (1..time).rev() {
+                let da = &layer.gates[t * batch * width..(t + 1) * batch * width];
+                let dh_prev = &mut layer.dhs[(t - 1) * block..t * block];
+                gemm_parallel(batch, h, width, 1.0, da, width, no, &layer.wh, width, yes, 1.0, dh_prev, h);
+            }
+            let da = &layer.gates;
+            gemm_parallel(h, width, n, 1.0, &layer.states[..n * h], h, yes, da, width, no, 0.0, &mut layer.dwh, width);
+            let inputs = below.last().map_or(&self.x[..], |lower| &lower.states[block..]);
+            gemm_parallel(input, width, n, 1.0, inputs, input, yes, da, width, no, 0.0, &mut layer.dwx, width);
+            let d_inputs = below.last_mut().map_or(&mut layer.dx[..], |lower| &mut lower.dhs[..]);
+            gemm_parallel(n, input, width, 1.0, da, width, no, &layer.wx, width, yes, 0.0, d_inputs, input);
         }
-        gemm_parallel(h, h, n, 1.0, &self.states[..n * h], h, yes, &self.dhs, h, no, 0.0, dwh, h);
-        gemm_parallel(d, h, n, 1.0, &self.x, d, yes, &self.dhs, h, no, 0.0, dwx, h);
-        gemm_parallel(n, d, h, 1.0, &self.dhs, h, no, &self.wx, h, yes, 0.0, &mut self.dx, d);
     }
 }
 
@@ -305,5 +354,8 @@ mod tests {
     #[test]
     fn flops_formula() {
         assert_eq!(flops_per_token(Dims { vocab: 10_000, embed: 100, hidden: 100 }), 6.0 * 100.0 * 10_200.0);
+        // Two LSTMs of 650: 6 H V + 6 (4 H) (D + H) twice.
+        let c6 = Arch { dims: Dims { vocab: 10_000, embed: 650, hidden: 650 }, cell: Cell::Lstm, layers: 2 };
+        assert_eq!(flops_per_token(c6), 6.0 * 650.0 * 10_000.0 + 2.0 * 6.0 * 2600.0 * 1300.0);
     }
 }

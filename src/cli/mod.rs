@@ -291,8 +291,8 @@ pub struct GenerateArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A configuration of the performance table: c1 (the chapter), c2, c3, c4
-    #[arg(long, value_parser = ["c1", "c2", "c3", "c4"], required_unless_present = "vocab")]
+    /// A configuration of the performance table: c1 (the chapter), c2, c3, c4, c5 (LSTM)
+    #[arg(long, value_parser = ["c1", "c2", "c3", "c4", "c5"], required_unless_present = "vocab")]
     pub config: Option<String>,
     /// Explicit sizes instead of --config: vocabulary V (random ids), with --embed, --hidden, --batch, --time
     #[arg(long, value_parser = positive_usize, conflicts_with = "config", requires_all = ["embed", "hidden", "batch", "time"])]
@@ -309,6 +309,12 @@ pub struct BenchArgs {
     /// Time steps T (with --vocab)
     #[arg(long, value_parser = positive_usize)]
     pub time: Option<usize>,
+    /// Recurrent cell (with --vocab) [tanh]
+    #[arg(long, value_parser = parse_cell, requires = "vocab")]
+    pub cell: Option<rnnlm::Cell>,
+    /// Stacked recurrent layers (with --vocab) [1]
+    #[arg(long, value_parser = positive_usize, requires = "vocab")]
+    pub layers: Option<usize>,
     /// Worker threads [default: one per core]
     #[arg(long, value_parser = positive_usize)]
     pub threads: Option<usize>,

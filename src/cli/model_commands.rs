@@ -449,7 +449,7 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
 pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     // Sizes and corpus: a configuration trains on PTB (its first 1,000 words for c1, whose
     // vocabulary is then max id + 1 as in the spec); explicit sizes on random ids.
-    let (name, dims, window, corpus_ids) = match &args.config {
+    let (name, arch, window, corpus_ids) = match &args.config {
         Some(name) => {
             let config = rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).expect("clap checks the name");
             let tokenizer = Tokenizer { level: Level::Word, lowercase: false };
@@ -463,7 +463,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 None => (ids, corpus.vocab.len()),
             };
             let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
-            (name.clone(), dims, config.window, ids.to_vec())
+            (name.clone(), Arch { dims, cell: config.cell, layers: config.layers }, config.window, ids.to_vec())
         }
         None => {
             let vocab = args.vocab.expect("clap requires --config or --vocab");
@@ -471,10 +471,12 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             let ids = (0..1_000_000).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
             let window = Window { batch: args.batch.expect("required"), time: args.time.expect("required") };
             let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
-            ("custom".to_owned(), dims, window, ids)
+            let arch = Arch { dims, cell: args.cell.unwrap_or(Cell::Tanh), layers: args.layers.unwrap_or(1) };
+            ("custom".to_owned(), arch, window, ids)
         }
     };
-    let mut model = Rnnlm::new(dims, window, 1)?;
+    let mut model = Rnnlm::new(arch, window, 1)?;
+    let dims = arch.dims;
     let one_thread = if args.scaling { Some(rayon::ThreadPoolBuilder::new().num_threads(1).build()?) } else { None };
     let result = with_threads(args.threads, || -> anyhow::Result<rnnlm::bench::BenchResult> {
         let iters = match args.iters {
@@ -499,6 +501,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 "rnn_fraction": result.rnn_fraction, "affine_fraction": result.affine_fraction,
                 "update_fraction": result.update_fraction,
                 "vocab": dims.vocab, "embed": dims.embed, "hidden": dims.hidden,
+                "cell": arch.cell.name(), "layers": arch.layers,
                 "batch": window.batch, "time": window.time,
                 "repeats": result.repeats, "iters_per_repeat": result.iters_per_repeat,
         });
@@ -512,7 +515,9 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     } else {
         let t = result.tokens_per_sec;
         out!(
-            "{name}: V = {}, D = {}, H = {}, B = {}, T = {}, {} threads, {} rounds of {} steps",
+            "{name}: {} x {}, V = {}, D = {}, H = {}, B = {}, T = {}, {} threads, {} rounds of {} steps",
+            arch.layers,
+            arch.cell.name(),
             dims.vocab,
             dims.embed,
             dims.hidden,
