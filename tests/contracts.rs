@@ -6,10 +6,10 @@
 //! message and that every output still holds the sentinel.
 
 use rnnlm::kernels::{
-    argmax_rows, column_sums, embedding_gather, embedding_scatter_add, gemm, gemm_packed, gemm_packed_a, gemm_parallel,
-    gru_backward_window, gru_forward_window, lstm_backward_window, lstm_forward_window, rnn_backward_window,
-    rnn_forward_window, rnn_step_backward, rnn_step_forward, sgd_update, softmax_cross_entropy, OutputLayer,
-    OutputUpdate, PackedA, PackedMatrix, Transpose,
+    argmax_rows, column_sums, dropout_backward, dropout_forward, embedding_gather, embedding_scatter_add, gemm,
+    gemm_packed, gemm_packed_a, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window,
+    lstm_forward_window, rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward, sgd_update,
+    softmax_cross_entropy, MaskKey, OutputLayer, OutputUpdate, PackedA, PackedMatrix, Transpose,
 };
 use rnnlm::train::Batcher;
 use rnnlm::Window;
@@ -336,6 +336,29 @@ fn gru_backward_window_checks_packed_weights_states_gates_and_gradients() {
     for (name, values) in [("gates", &gates), ("dhs", &dhs), ("drh", &drh)] {
         untouched(name, values);
     }
+}
+
+#[test]
+fn dropout_checks_its_ratio_and_buffers() {
+    let key = MaskKey { seed: 1, window: 0, site: 0 };
+    let input = vec![1.0; 24];
+    let (mut out, mut mults) = (sentinel(24), sentinel(24));
+    refused("dropout_forward: p is 1, not in [0, 1)", || {
+        dropout_forward(1.0, key, (2, 3, 4), &input, &mut out, &mut mults)
+    });
+    refused("dropout_forward: input has 23 elements, but time x batch x width is 3 x 2 x 4 = 24", || {
+        dropout_forward(0.5, key, (2, 3, 4), &input[..23], &mut out, &mut mults)
+    });
+    refused("dropout_forward: multipliers has 20 elements, but time x batch x width is 3 x 2 x 4 = 24", || {
+        dropout_forward(0.5, key, (2, 3, 4), &input, &mut out, &mut mults[..20])
+    });
+    untouched("out", &out);
+    untouched("multipliers", &mults);
+    let mut grads = sentinel(24);
+    refused("dropout_backward: grads has 24 elements, but multipliers has 25", || {
+        dropout_backward(&[1.0; 25], &mut grads)
+    });
+    untouched("grads", &grads);
 }
 
 type Gemm = fn(usize, usize, usize, f32, &[f32], usize, Transpose, &[f32], usize, Transpose, f32, &mut [f32], usize);

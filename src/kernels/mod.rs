@@ -29,6 +29,7 @@
 //! | [`argmax_rows`] | per-row argmax of `logits + bias` |
 //! | [`OutputLayer`] | the fused output layer: `hs * W + b`, softmax cross-entropy, backward, in L2-sized column panels |
 //! | [`embedding_gather`], [`embedding_scatter_add`] | row gather / scatter-add by token id |
+//! | [`dropout_forward`], [`dropout_backward`] | inverted dropout with masks keyed by (seed, window, site, element) |
 //! | [`column_sums`] | bias gradients |
 //! | [`sgd_update`], [`sum_of_squares`], [`scale_inplace`], [`clip_factor`] | optimizer pieces |
 //!
@@ -37,6 +38,7 @@
 //! and where partial sums must be combined (the output layer's `dhs`), they are grouped by the
 //! problem's shape alone and added in a fixed order.
 
+mod dropout;
 mod embedding;
 mod gemm;
 mod gru;
@@ -48,6 +50,7 @@ mod row_groups;
 mod simd;
 mod softmax;
 
+pub use dropout::{dropout_backward, dropout_forward, dropout_keeps, MaskKey};
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
 pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedMatrix, Transpose};
 pub use gru::{gru_backward_window, gru_forward_window, GRU_GATES};
