@@ -15,6 +15,7 @@
 //! | `cell`, `layers` | `tanh`, `lstm` or `gru`, and the number of recurrent layers |
 //! | `level` | `word` or `char` |
 //! | `lowercase` | `true` or `false` (char level: the text was lower-cased) |
+//! | `dropout` | the dropout ratio the model trained with, `0` for none |
 //! | `epoch` | epochs trained so far, decimal |
 //! | `vocab` | the vocabulary, in the `vocab.txt` format (one escaped token per line) |
 //!
@@ -38,6 +39,8 @@ pub struct Meta {
     pub level: Option<Level>,
     pub lowercase: bool,
     pub epoch: usize,
+    /// The dropout ratio of training (0: none).
+    pub dropout: f32,
     pub vocab: Option<Vocab>,
 }
 
@@ -94,6 +97,7 @@ pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<
     metadata.insert("layers".to_owned(), arch.layers.to_string());
     metadata.insert("epoch".to_owned(), meta.epoch.to_string());
     metadata.insert("lowercase".to_owned(), meta.lowercase.to_string());
+    metadata.insert("dropout".to_owned(), meta.dropout.to_string());
     if let Some(level) = meta.level {
         metadata.insert("level".to_owned(), level.name().to_owned());
     }
@@ -271,7 +275,14 @@ fn read_meta(bytes: &[u8], arch: Arch) -> Result<Meta, String> {
             Some(vocab)
         }
     };
-    Ok(Meta { level, lowercase, epoch: number("epoch")?.unwrap_or(0), vocab })
+    let dropout = match values.get("dropout") {
+        None => 0.0,
+        Some(text) => match text.parse::<f32>() {
+            Ok(p) if (0.0..1.0).contains(&p) => p,
+            _ => return Err(format!("metadata dropout = {text:?} is not a ratio in [0, 1)")),
+        },
+    };
+    Ok(Meta { level, lowercase, epoch: number("epoch")?.unwrap_or(0), dropout, vocab })
 }
 
 /// Checks that a model whose vocabulary is `model_vocab` can read ids made with
@@ -306,7 +317,7 @@ mod tests {
         for t in ["a", "b", "\n", "d", "e"] {
             vocab.intern(t);
         }
-        (dims, params, Meta { level: Some(Level::Char), lowercase: true, epoch: 7, vocab: Some(vocab) })
+        (dims, params, Meta { level: Some(Level::Char), lowercase: true, epoch: 7, dropout: 0.25, vocab: Some(vocab) })
     }
 
     #[test]
@@ -329,7 +340,10 @@ mod tests {
         let header_len = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
         assert_eq!(header_len % 8, 0);
         let header = std::str::from_utf8(&first[8..8 + header_len]).unwrap();
-        assert!(header.starts_with(r#"{"__metadata__":{"cell":"tanh","embed":"3","epoch":"7","format":"#), "{header}");
+        assert!(
+            header.starts_with(r#"{"__metadata__":{"cell":"tanh","dropout":"0.25","embed":"3","epoch":"7","format":"#),
+            "{header}"
+        );
     }
 
     #[test]

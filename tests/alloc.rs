@@ -44,9 +44,15 @@ static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Allocations made by 100 training steps that follow a first one, in a pool of `threads`.
 fn allocations_in_100_steps(arch: Arch, window: Window, threads: usize, clip: Option<f32>) -> usize {
+    allocations_with_dropout(arch, 0.0, window, threads, clip)
+}
+
+/// The same with dropout of ratio `dropout`.
+fn allocations_with_dropout(arch: Arch, dropout: f32, window: Window, threads: usize, clip: Option<f32>) -> usize {
     let _turn = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let windows: Vec<_> = (0..101).map(|i| random_window(window, arch.dims.vocab, 50, 0.05, i)).collect();
     let mut model = Rnnlm::new(arch, window, 1).unwrap();
+    model.set_dropout(dropout, 2).unwrap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         // rayon's threads register with their work-stealing queues' memory reclamation the
@@ -84,8 +90,10 @@ fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
     for (cell, layers) in [(Cell::Lstm, 1), (Cell::Gru, 1), (Cell::Lstm, 2), (Cell::Gru, 2), (Cell::Tanh, 2)] {
         let arch = Arch { dims, cell, layers };
         for (window, threads) in [(Window { batch: 10, time: 5 }, 1), (Window { batch: 20, time: 35 }, 2)] {
-            let count = allocations_in_100_steps(arch, window, threads, Some(0.25));
-            assert_eq!(count, 0, "{arch:?} {window:?}, {threads} threads: {count} allocations");
+            for dropout in [0.0, 0.5] {
+                let count = allocations_with_dropout(arch, dropout, window, threads, Some(0.25));
+                assert_eq!(count, 0, "{arch:?} {window:?}, {threads} threads, dropout {dropout}: {count} allocations");
+            }
         }
     }
 }

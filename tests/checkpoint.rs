@@ -17,7 +17,7 @@ fn small_model() -> (Rnnlm, Meta) {
     for i in 0..12 {
         vocab.intern(&format!("w{i}"));
     }
-    (model, Meta { level: Some(Level::Word), lowercase: false, epoch: 3, vocab: Some(vocab) })
+    (model, Meta { level: Some(Level::Word), lowercase: false, epoch: 3, dropout: 0.0, vocab: Some(vocab) })
 }
 
 #[test]

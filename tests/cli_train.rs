@@ -210,3 +210,55 @@ fn bench_reports_its_json_fields_and_the_speed_up_over_one_thread() {
     }
     assert!(!text.contains("1 thread:"), "no one-thread rounds without --scaling: {text}");
 }
+
+#[test]
+fn gated_stacked_models_train_save_and_load_through_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/samples/japanese.txt");
+    let save = dir.path().join("lstm.safetensors");
+    let (t, s) = (sample.to_str().unwrap(), save.to_str().unwrap());
+    let corpus = ["--text", t, "--level", "char", "--corpus-size", "600"];
+    let sizes = ["--embed", "16", "--hidden", "16", "--epochs", "2", "--lr", "1"];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = ["train"].iter().chain(&corpus).chain(&sizes).chain(extra).copied().collect();
+        rnnlm(&args, dir.path(), &cache)
+    };
+    let output = run(&["--cell", "lstm", "--layers", "2", "--dropout", "0.3", "--save", s]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("2 x lstm, dropout 0.3"), "{}", stderr(&output));
+    let ckpt = rnnlm::checkpoint::load(&save).unwrap();
+    assert_eq!((ckpt.arch.cell, ckpt.arch.layers, ckpt.meta.dropout), (rnnlm::Cell::Lstm, 2, 0.3));
+
+    // --init takes the cell and the layers from the checkpoint, and refuses flags that differ.
+    let again = dir.path().join("again.safetensors");
+    let output = run(&["--init", s, "--save", again.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(rnnlm::checkpoint::load(&again).unwrap().arch, ckpt.arch);
+    assert_one_line_error(&run(&["--init", s, "--cell", "gru", "--no-save"]), "has lstm layers, but --cell says gru");
+    assert_one_line_error(&run(&["--init", s, "--layers", "3", "--no-save"]), "has 2 layers, but --layers says 3");
+
+    let predict = rnnlm(&["predict", "--checkpoint", s, "--text", t], dir.path(), &cache);
+    assert!(predict.status.success(), "{}", stderr(&predict));
+    let generated = rnnlm(&["generate", "--checkpoint", s, "--start", "小さな", "--len", "5"], dir.path(), &cache);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+}
+
+#[test]
+fn bad_model_options_fail_with_one_line_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("tiny.txt");
+    std::fs::write(&text, "a b c d e f g h i j\n").unwrap();
+    let t = text.to_str().unwrap();
+    for (args, needle) in [
+        (["--cell", "rnn"], "\"rnn\" is not a cell: tanh, lstm or gru"),
+        (["--layers", "0"], "--layers"),
+        (["--dropout", "1"], "--dropout"),
+        (["--dropout", "-0.1"], "must be at least 0 and below 1"),
+    ] {
+        let all: Vec<&str> = ["train", "--text", t, "--no-save"].iter().chain(&args).copied().collect();
+        let output = rnnlm(&all, dir.path(), &dir.path().join("cache"));
+        assert_one_line_error(&output, needle);
+        assert_eq!(stderr(&output).lines().count(), 1, "{args:?}: {}", stderr(&output));
+    }
+}

@@ -26,6 +26,8 @@ struct Case {
     distinct: usize,
     ignore_share: f64,
     clip: Option<f32>,
+    /// Dropout ratio in training, 0 for none.
+    dropout: f32,
 }
 
 fn case(
@@ -41,6 +43,7 @@ fn case(
         distinct,
         ignore_share,
         clip,
+        dropout: 0.0,
     }
 }
 
@@ -89,20 +92,23 @@ fn random_cases(count: usize) -> Vec<Case> {
         .collect()
 }
 
-/// The same case with other recurrent layers.
-fn with_layers(case: &Case, cell: Cell, layers: usize) -> Case {
-    Case { arch: Arch { cell, layers, ..case.arch }, ..*case }
+/// The same case with other recurrent layers and dropout.
+fn with_layers(case: &Case, cell: Cell, layers: usize, dropout: f32) -> Case {
+    Case { arch: Arch { cell, layers, ..case.arch }, dropout, ..*case }
 }
 
-/// Every cell with 1, 2 and 3 layers (but the chapter's one tanh layer, which `cases` covers)
-/// on every third awkward shape and four random ones of their own.
+/// Every cell with 1, 2 and 3 layers, without dropout and with (but the chapter's one tanh
+/// layer without dropout, which `cases` covers), on every third awkward shape and four random
+/// ones of their own.
 fn gated_and_stacked_cases() -> Vec<Case> {
     let awkward: Vec<Case> = cases().into_iter().step_by(3).chain(random_cases(4)).collect();
     let mut all = Vec::new();
     for cell in Cell::ALL {
         for layers in [1, 2, 3] {
-            if (cell, layers) != (Cell::Tanh, 1) {
-                all.extend(awkward.iter().map(|case| with_layers(case, cell, layers)));
+            for dropout in [0.0, 0.3] {
+                if (cell, layers, dropout) != (Cell::Tanh, 1, 0.0) {
+                    all.extend(awkward.iter().map(|case| with_layers(case, cell, layers, dropout)));
+                }
             }
         }
     }
@@ -123,9 +129,12 @@ fn check_against_the_reference(cases: Vec<Case>) {
     let mut worst = (0.0f64, 0.0f64, 0.0f64);
     for (index, case) in cases.iter().enumerate() {
         let arch = case.arch;
-        let label = format!("case {index} {arch:?} {:?} clip {:?}", case.window, case.clip);
+        let label = format!("case {index} {arch:?} {:?} clip {:?} dropout {}", case.window, case.clip, case.dropout);
         let mut model = Rnnlm::new(arch, case.window, 1000 + index as u64).unwrap();
         let mut reference = ReferenceRnnlm::<f64>::from_params(arch, case.window, model.params());
+        let seed = 31 * index as u64;
+        model.set_dropout(case.dropout, seed).unwrap();
+        reference.set_dropout(case.dropout, seed);
         let lr = 0.5;
         for step in 0..4 {
             let (xs, ts) =
@@ -133,12 +142,14 @@ fn check_against_the_reference(cases: Vec<Case>) {
             // Gradients from forward + backward on a copy (without clipping, train_step folds
             // the output layer's update into its gradient GEMM and does not store that gradient).
             let mut probe = model.clone();
-            probe.forward(&xs, &ts).unwrap();
+            probe.forward_training(&xs, &ts).unwrap();
             probe.backward().unwrap();
             let loss = model.train_step(&xs, &ts, lr, case.clip).unwrap();
             let mut unclipped = ReferenceRnnlm::<f64>::from_params(arch, case.window, probe.params());
             unclipped.set_state(&reference.state());
-            unclipped.forward(&xs, &ts);
+            unclipped.set_dropout(case.dropout, seed);
+            unclipped.training_windows = reference.training_windows;
+            unclipped.forward_training(&xs, &ts);
             unclipped.backward();
             let want_loss = reference.train_step(&xs, &ts, lr as f64, case.clip.map(f64::from));
             let loss_error = (loss as f64 - want_loss).abs() / want_loss.abs().max(1e-6);
@@ -211,4 +222,30 @@ fn reset_state_starts_windows_afresh() {
     assert_ne!(first, carried, "the second window starts from the carried state");
     model.reset_state();
     assert_eq!(model.forward(&xs, &ts).unwrap(), first);
+}
+
+#[test]
+fn dropout_applies_in_training_only_and_its_masks_are_the_references() {
+    let arch = Arch { dims: Dims { vocab: 40, embed: 8, hidden: 12 }, cell: Cell::Lstm, layers: 2 };
+    let window = Window { batch: 3, time: 5 };
+    let (xs, ts) = random_window(window, 40, 40, 0.0, 9);
+    let mut model = Rnnlm::new(arch, window, 4).unwrap();
+    let plain = model.clone().forward(&xs, &ts).unwrap();
+    model.set_dropout(0.5, 77).unwrap();
+    assert_eq!(model.clone().forward(&xs, &ts).unwrap(), plain, "evaluation never drops out");
+    let dropped = model.clone().forward_training(&xs, &ts).unwrap();
+    assert_ne!(dropped, plain, "training drops out");
+    let mut reference = ReferenceRnnlm::<f64>::from_params(arch, window, model.params());
+    let loss_with_seed = |reference: &mut ReferenceRnnlm<f64>, seed: u64| {
+        reference.set_dropout(0.5, seed);
+        reference.training_windows = 0;
+        reference.forward_training(&xs, &ts)
+    };
+    assert!((loss_with_seed(&mut reference, 77) - dropped as f64).abs() < 1e-5 * dropped as f64);
+    assert!((loss_with_seed(&mut reference, 78) - dropped as f64).abs() > 1e-3, "another seed, other masks");
+    // The window index picks the masks: the next training window draws new ones.
+    let mut later = model.clone();
+    later.set_training_windows(1);
+    assert_ne!(later.forward_training(&xs, &ts).unwrap(), dropped);
+    assert_eq!(later.training_windows(), 2);
 }

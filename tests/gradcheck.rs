@@ -12,16 +12,18 @@ fn reference_gradients_match_central_differences() {
     let dims = Dims { vocab: 6, embed: 3, hidden: 4 };
     let window = Window { batch: 2, time: 3 };
     for cell in Cell::ALL {
-        for layers in [1, 2] {
+        for (layers, dropout) in [(1, 0.0), (2, 0.0), (2, 0.4)] {
             let arch = Arch { dims, cell, layers };
-            let worst = check(arch, window);
-            println!("{} x {layers}: worst relative error {worst:e}", cell.name());
+            let worst = check(arch, window, dropout);
+            println!("{} x {layers}, dropout {dropout}: worst relative error {worst:e}", cell.name());
         }
     }
 }
 
-/// Checks every parameter's gradient; returns the worst relative error.
-fn check(arch: Arch, window: Window) -> f64 {
+/// Checks every parameter's gradient with dropout `dropout` (the same masks at every
+/// evaluation: the checked window is always training window 1); returns the worst relative
+/// error.
+fn check(arch: Arch, window: Window, dropout: f32) -> f64 {
     let mut init = Rnnlm::new(arch, window, 11).unwrap();
     // The spec's embedding scale (1/100) makes its gradients tiny; larger weights exercise
     // every path, including the saturation of tanh and the gates, with gradients of ordinary
@@ -31,15 +33,16 @@ fn check(arch: Arch, window: Window) -> f64 {
         *p *= if embed.contains(&index) { 100.0 } else { 3.0 };
     }
     let mut model = ReferenceRnnlm::<f64>::from_params(arch, window, init.params());
+    model.set_dropout(dropout, 5);
     // A first window leaves a non-zero carried state: the checked window starts from it.
     let (xs0, ts0) = random_window(window, arch.dims.vocab, arch.dims.vocab, 0.0, 1);
-    model.forward(&xs0, &ts0);
+    model.forward_training(&xs0, &ts0);
     let carried = model.state();
 
     // Repeated ids and an ignored target in the checked window.
     let xs = vec![1, 4, 1, 0, 1, 5];
     let ts = vec![4, -1, 2, 2, 0, 1];
-    model.forward(&xs, &ts);
+    model.forward_training(&xs, &ts);
     model.backward();
     let analytic = model.grads();
 
@@ -50,7 +53,8 @@ fn check(arch: Arch, window: Window) -> f64 {
         let loss_at = |value: f64, model: &mut ReferenceRnnlm<f64>| {
             *model.param_mut(index) = value;
             model.set_state(&carried);
-            model.forward(&xs, &ts)
+            model.training_windows = 1;
+            model.forward_training(&xs, &ts)
         };
         let numeric = (loss_at(original + eps, &mut model) - loss_at(original - eps, &mut model)) / (2.0 * eps);
         *model.param_mut(index) = original;

@@ -173,6 +173,10 @@ pub struct TrainArgs {
     /// Stacked recurrent layers [1; with --init: the checkpoint's]
     #[arg(long, value_parser = positive_usize)]
     pub layers: Option<usize>,
+    /// Dropout ratio P of training (0 <= P < 1), on the word vectors, between layers and
+    /// before the affine layer [0; with --init: the checkpoint's]
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = dropout_ratio)]
+    pub dropout: Option<f32>,
     /// Word-vector size D [100]
     #[arg(long, value_parser = positive_usize)]
     pub embed: Option<usize>,
@@ -358,6 +362,10 @@ fn number<T: std::str::FromStr>(s: &str, accept: impl Fn(&T) -> bool, rule: &str
 
 fn positive_usize(s: &str) -> Result<usize, String> {
     number(s, |&n: &usize| n > 0, "must be at least 1")
+}
+
+fn dropout_ratio(s: &str) -> Result<f32, String> {
+    number(s, |v: &f32| (0.0..1.0).contains(v), "must be at least 0 and below 1")
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {

@@ -182,14 +182,16 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
         return Err(train::TrainError::CorpusTooShort { tokens: train_ids.len(), needed: s.window.tokens() + 1 }.into());
     }
 
-    let (mut model, start_epoch) = match &args.init {
+    let (mut model, start_epoch, dropout) = match &args.init {
         Some(path) => {
             let ckpt = checkpoint::load(path)?;
             check_init(&ckpt, dims, (args.cell, args.layers), &vocab, corpus.level, path)?;
-            (Rnnlm::from_params(ckpt.arch, s.window, &ckpt.params)?, ckpt.meta.epoch)
+            let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
+            (Rnnlm::from_params(ckpt.arch, s.window, &ckpt.params)?, ckpt.meta.epoch, dropout)
         }
-        None => (Rnnlm::new(flag_arch, s.window, args.seed)?, 0),
+        None => (Rnnlm::new(flag_arch, s.window, args.seed)?, 0, args.dropout.unwrap_or(0.0)),
     };
+    model.set_dropout(dropout, args.seed)?;
     let arch = model.arch();
     let chart = args.plot.clone().or_else(|| (!args.no_save).then(|| args.save.with_extension("png")));
     if !args.no_save {
@@ -215,11 +217,12 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
         fits
     });
     eprintln!(
-        "training on {corpus_name}: {} tokens, vocabulary {}, {} x {}, D = {}, H = {}, B = {}, T = {}, lr {}{}{}",
+        "training on {corpus_name}: {} tokens, vocabulary {}, {} x {}{}, D = {}, H = {}, B = {}, T = {}, lr {}{}{}",
         train_ids.len(),
         vocab_size,
         arch.layers,
         arch.cell.name(),
+        if dropout > 0.0 { format!(", dropout {dropout}") } else { String::new() },
         s.embed,
         s.hidden,
         s.window.batch,
@@ -262,6 +265,7 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
             level: Some(corpus.level),
             lowercase: args.lowercase,
             epoch: start_epoch + summary.epochs.len(),
+            dropout,
             vocab: Some(vocab),
         };
         checkpoint::save(&args.save, arch, &params, &meta)?;

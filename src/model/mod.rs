@@ -13,15 +13,15 @@
 //! returns windows batch-major (`[b][t]`, as the spec writes them).
 
 mod arch;
+mod dropout;
 mod layers;
+mod passes;
 
 pub use arch::{Arch, Cell, Dims, Tensor, Window};
 
-use crate::kernels::{
-    clip_factor, column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, scale_inplace, sgd_update,
-    sum_of_squares, OutputLayer, OutputUpdate, Transpose, IGNORE_TARGET,
-};
+use crate::kernels::{clip_factor, scale_inplace, sgd_update, sum_of_squares, OutputLayer, IGNORE_TARGET};
 use crate::rng::Rng;
+use dropout::DropoutSites;
 use layers::{new_layer, Recurrence};
 use std::fmt;
 use std::time::Instant;
@@ -92,6 +92,8 @@ struct Workspace {
     touched: Vec<u32>,
     /// `touched_mark[id]` is true while `id` is in `touched`.
     touched_mark: Vec<bool>,
+    /// Whether the last forward pass applied dropout (its backward pass then goes through it).
+    dropped: bool,
 }
 
 impl Clone for Workspace {
@@ -106,6 +108,7 @@ impl Clone for Workspace {
             dx: self.dx.clone(),
             touched: self.touched.clone(),
             touched_mark: self.touched_mark.clone(),
+            dropped: self.dropped,
         }
     }
 }
@@ -135,6 +138,10 @@ pub struct Rnnlm {
     /// The state carried between windows: per layer, bottom first, `h` (`B x H`) and for the
     /// LSTM then `c` (`B x H`), batch-row order.
     state: Vec<f32>,
+    /// Dropout's ratio, seed and buffers, when training drops out.
+    dropout: Option<DropoutSites>,
+    /// Training windows so far: the index of the next training window's dropout masks.
+    training_windows: u64,
     ws: Workspace,
     times: PhaseTimes,
 }
@@ -212,6 +219,7 @@ impl Rnnlm {
             dx: zeroed("window", big(n, d)?)?,
             touched: Vec::with_capacity(n.min(v)),
             touched_mark: zeroed("vocabulary", v)?,
+            dropped: false,
         };
         Ok(Rnnlm {
             arch,
@@ -219,9 +227,40 @@ impl Rnnlm {
             params: zeroed("model", param_count)?,
             grads: zeroed("model", param_count)?,
             state: zeroed("window", state_len)?,
+            dropout: None,
+            training_windows: 0,
             ws,
             times: PhaseTimes::default(),
         })
+    }
+
+    /// Trains with inverted dropout of ratio `p` (`0 <= p < 1`; 0 turns it off) on the word
+    /// vectors, between layers and before the affine layer, with masks drawn from `seed`, the
+    /// training window and the element ([`crate::kernels::dropout_forward`]). Only
+    /// [`forward_training`](Self::forward_training) and [`train_step`](Self::train_step) drop
+    /// out. Allocates the dropout buffers.
+    pub fn set_dropout(&mut self, p: f32, seed: u64) -> Result<(), ModelError> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(ModelError::InvalidHyperParameter { name: "dropout", value: p, why: "must be in [0, 1)" });
+        }
+        self.dropout = if p == 0.0 { None } else { Some(DropoutSites::new(self.arch, self.window, p, seed)?) };
+        Ok(())
+    }
+
+    /// The dropout ratio and seed, if the model trains with dropout.
+    pub fn dropout(&self) -> Option<(f32, u64)> {
+        self.dropout.as_ref().map(|d| (d.p(), d.seed()))
+    }
+
+    /// Training windows run so far ([`forward_training`](Self::forward_training) calls): the
+    /// next one's dropout masks are those of this index.
+    pub fn training_windows(&self) -> u64 {
+        self.training_windows
+    }
+
+    /// Sets the training-window count (to resume a run where its dropout masks left off).
+    pub fn set_training_windows(&mut self, windows: u64) {
+        self.training_windows = windows;
     }
 
     /// Time spent per part of the model since the last reset.
@@ -305,20 +344,20 @@ impl Rnnlm {
     /// Forward pass over one window; returns the mean loss over the targets that are not `-1`
     /// (0 when every target is ignored) and leaves the loss gradient ready for
     /// [`backward`](Self::backward). `xs` and `ts` are `B x T`, batch-major (`[b][t]`).
-    /// The state is carried in from the previous window and out to the next.
+    /// The state is carried in from the previous window and out to the next. No dropout: this
+    /// is the forward pass of evaluation ([`forward_training`](Self::forward_training) is
+    /// training's).
     pub fn forward(&mut self, xs: &[u32], ts: &[i32]) -> Result<f32, ModelError> {
-        self.load_window(xs, Some(ts))?;
-        self.forward_hidden();
-        let kept = self.ws.targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
-        let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f32 };
-        let (w, b) = (&self.params[self.arch.range(Tensor::AffineW)], &self.params[self.arch.range(Tensor::AffineB)]);
-        let ws = &mut self.ws;
-        let start = Instant::now();
-        let hs = ws.layers.last().expect("at least one layer").outputs();
-        ws.output.forward(hs, w, b, &ws.targets, inv_n, &mut ws.row_loss);
-        self.times.affine += start.elapsed().as_secs_f64();
-        let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
-        Ok((total * inv_n as f64) as f32)
+        self.forward_with_loss(xs, ts, false)
+    }
+
+    /// The forward pass of a training step: [`forward`](Self::forward) with dropout, when the
+    /// model has it ([`set_dropout`](Self::set_dropout)), drawing the masks of training window
+    /// [`training_windows`](Self::training_windows), which it then counts.
+    pub fn forward_training(&mut self, xs: &[u32], ts: &[i32]) -> Result<f32, ModelError> {
+        let loss = self.forward_with_loss(xs, ts, true)?;
+        self.training_windows += 1;
+        Ok(loss)
     }
 
     /// Next-token guesses for one window: `out[b][t]` is the argmax of the logits after input
@@ -346,18 +385,6 @@ impl Rnnlm {
         Ok(())
     }
 
-    /// The forward pass up to the logits, for inputs only; what `backward` could use is gone.
-    fn forward_without_loss(&mut self, xs: &[u32]) -> Result<(), ModelError> {
-        self.load_window(xs, None)?;
-        self.forward_hidden();
-        let (w, b) = (&self.params[self.arch.range(Tensor::AffineW)], &self.params[self.arch.range(Tensor::AffineB)]);
-        let start = Instant::now();
-        let hs = self.ws.layers.last().expect("at least one layer").outputs();
-        self.ws.output.forward_logits(hs, w, b);
-        self.times.affine += start.elapsed().as_secs_f64();
-        Ok(())
-    }
-
     /// `(row, position)` for every row of a window: `row = t * B + b` is its place in the
     /// (time-major) workspace, `position = b * T + t` its place in a batch-major window.
     fn rows_and_positions(&self) -> impl Iterator<Item = (usize, usize)> {
@@ -366,97 +393,6 @@ impl Rnnlm {
             let (t, b) = (row / batch, row % batch);
             (row, b * time + t)
         })
-    }
-
-    /// Backward pass for the last forward window: overwrites every gradient.
-    pub fn backward(&mut self) -> Result<(), ModelError> {
-        self.backward_impl(None)
-    }
-
-    /// The backward pass. With `fold_lr = Some(lr)` the output layer is updated in place
-    /// instead of storing its gradients ([`OutputUpdate::Sgd`]): `affine.W -= lr * dW` happens
-    /// inside the GEMMs that compute `dW`, which saves writing the `H x V` gradient and sweeping
-    /// it again for the update.
-    fn backward_impl(&mut self, fold_lr: Option<f32>) -> Result<(), ModelError> {
-        if !self.ws.output.ready_for_backward() {
-            return Err(ModelError::BackwardBeforeForward);
-        }
-        let arch = self.arch;
-        let start = Instant::now();
-        {
-            let (params, grads) = (&mut self.params, &mut self.grads);
-            let (w_range, b_range) = (arch.range(Tensor::AffineW), arch.range(Tensor::AffineB));
-            let (top, output) = (self.ws.layers.last_mut().expect("at least one layer"), &mut self.ws.output);
-            let (hs, dhs) = top.outputs_and_grads();
-            let update = match fold_lr {
-                Some(lr) => {
-                    let (w, b) = params[w_range.start..].split_at_mut(w_range.len());
-                    OutputUpdate::Sgd { w, b: &mut b[..b_range.len()], lr }
-                }
-                None => {
-                    let (dw, db) = grads[w_range.start..].split_at_mut(w_range.len());
-                    OutputUpdate::Gradients { w: &params[w_range], dw, db: &mut db[..b_range.len()] }
-                }
-            };
-            output.backward(hs, update, dhs);
-        }
-        let output_done = Instant::now();
-        self.times.affine += (output_done - start).as_secs_f64();
-        for layer in (0..arch.layers).rev() {
-            self.layer_backward(layer);
-        }
-        self.embedding_backward();
-        self.times.rnn += output_done.elapsed().as_secs_f64();
-        Ok(())
-    }
-
-    /// Backward through recurrent layer `layer`, whose output gradients are in place: its
-    /// weight gradients, and the gradient at its input, into the layer below's output
-    /// gradients (or, for the first layer, the word vectors' `dx`).
-    fn layer_backward(&mut self, layer: usize) {
-        let arch = self.arch;
-        let (n, h, input) = (self.window.tokens(), arch.dims.hidden, arch.input_size(layer));
-        let width = arch.cell.gates() * h;
-        let (wx, wh) = (&self.params[arch.range(Tensor::Wx(layer))], &self.params[arch.range(Tensor::Wh(layer))]);
-        let grads = &mut self.grads[arch.range(Tensor::Wx(layer)).start..arch.range(Tensor::B(layer)).end];
-        let (dwx, rest) = grads.split_at_mut(input * width);
-        let (dwh, db) = rest.split_at_mut(h * width);
-        let (below, from_here) = self.ws.layers.split_at_mut(layer);
-        let this = &mut from_here[0];
-        this.backward(wh);
-        let da = this.pre_activation_grads();
-        let inputs = match below.last() {
-            Some(lower) => lower.outputs(),
-            None => &self.ws.x,
-        };
-        gemm_parallel(input, width, n, 1.0, inputs, input, Transpose::Yes, da, width, Transpose::No, 0.0, dwx, width);
-        this.wh_gradient(dwh);
-        column_sums(n, width, da, db);
-        let d_inputs = match below.last_mut() {
-            Some(lower) => lower.output_grads(),
-            None => &mut self.ws.dx,
-        };
-        gemm_parallel(n, input, width, 1.0, da, width, Transpose::No, wx, width, Transpose::Yes, 0.0, d_inputs, input);
-    }
-
-    /// The embedding gradient from `dx`: only rows of the embedding gradient that a window
-    /// touches are ever non-zero, so the last window's are cleared and this one's scattered.
-    fn embedding_backward(&mut self) {
-        let Dims { vocab, embed: d, .. } = self.arch.dims;
-        let g_embed = &mut self.grads[self.arch.range(Tensor::EmbedW)];
-        let Workspace { ids, dx, touched, touched_mark, .. } = &mut self.ws;
-        for &id in touched.iter() {
-            g_embed[id as usize * d..(id as usize + 1) * d].fill(0.0);
-            touched_mark[id as usize] = false;
-        }
-        touched.clear();
-        for &id in ids.iter() {
-            if !touched_mark[id as usize] {
-                touched_mark[id as usize] = true;
-                touched.push(id);
-            }
-        }
-        embedding_scatter_add(vocab, d, dx, ids, g_embed);
     }
 
     /// Forward, backward, optional global-norm clipping to `clip`, and the SGD update
@@ -482,7 +418,7 @@ impl Rnnlm {
                 });
             }
         }
-        let loss = self.forward(xs, ts)?;
+        let loss = self.forward_training(xs, ts)?;
         match clip {
             // Clipping needs every gradient before any update.
             Some(max_norm) => {
@@ -558,53 +494,6 @@ impl Rnnlm {
             }
         }
         Ok(())
-    }
-
-    /// The embedding and every recurrent layer over the window: each layer's input projection
-    /// as one GEMM over the window, then its recurrence from its carried state.
-    fn forward_hidden(&mut self) {
-        let arch = self.arch;
-        let (n, h) = (self.window.tokens(), arch.dims.hidden);
-        let width = arch.cell.gates() * h;
-        let state_len = arch.cell.state_blocks() * self.window.batch * h;
-        let start = Instant::now();
-        let ws = &mut self.ws;
-        embedding_gather(
-            arch.dims.vocab,
-            arch.dims.embed,
-            &self.params[arch.range(Tensor::EmbedW)],
-            &ws.ids,
-            &mut ws.x,
-        );
-        for (layer, state) in self.state.chunks_exact_mut(state_len).enumerate() {
-            let input = arch.input_size(layer);
-            let [wx, wh, b] =
-                [Tensor::Wx(layer), Tensor::Wh(layer), Tensor::B(layer)].map(|t| &self.params[arch.range(t)]);
-            let (below, from_here) = ws.layers.split_at_mut(layer);
-            let this = &mut from_here[0];
-            let inputs = match below.last() {
-                Some(lower) => lower.outputs(),
-                None => &ws.x,
-            };
-            let projection = this.projection();
-            gemm_parallel(
-                n,
-                width,
-                input,
-                1.0,
-                inputs,
-                input,
-                Transpose::No,
-                wx,
-                width,
-                Transpose::No,
-                0.0,
-                projection,
-                width,
-            );
-            this.forward(wh, b, state);
-        }
-        self.times.rnn += start.elapsed().as_secs_f64();
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod cells;
 
+use crate::kernels::{dropout_keeps, MaskKey};
 use crate::model::{Arch, Tensor, Window};
 use cells::{time_layer, TimeLayer};
 use std::fmt::Debug;
@@ -222,6 +223,13 @@ pub struct ReferenceRnnlm<R> {
     pub layers: Vec<Box<dyn TimeLayer<R>>>,
     pub affine: Affine<R>,
     pub loss: SoftmaxWithLoss<R>,
+    /// Dropout's ratio and seed, when training drops out.
+    pub dropout: Option<(f32, u64)>,
+    /// Training windows so far: the index of the next one's dropout masks.
+    pub training_windows: u64,
+    /// The masks of the last forward pass, one per site (word vectors, each later layer's
+    /// input, the output layer's input), `1 / (1 - p)` or 0 per element; empty without dropout.
+    masks: Vec<Vec<R>>,
 }
 
 impl<R: Real + 'static> ReferenceRnnlm<R> {
@@ -251,21 +259,62 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
                 x: Vec::new(),
             },
             loss: SoftmaxWithLoss { classes: v, probs: Vec::new(), targets: Vec::new(), kept: 0 },
+            dropout: None,
+            training_windows: 0,
+            masks: Vec::new(),
         }
     }
 
-    /// The scores after every position of one window, `[b][t][V]`.
-    fn scores(&mut self, xs: &[u32]) -> Vec<R> {
+    /// Trains with dropout of ratio `p` and masks from `seed` (none for `p = 0`), as
+    /// [`Rnnlm::set_dropout`](crate::Rnnlm::set_dropout).
+    pub fn set_dropout(&mut self, p: f32, seed: u64) {
+        self.dropout = (p > 0.0).then_some((p, seed));
+    }
+
+    /// The scores after every position of one window, `[b][t][V]`, dropping out at every site
+    /// with the masks of training window `training_windows` when `dropout` is on.
+    fn scores(&mut self, xs: &[u32], dropout: bool) -> Vec<R> {
+        self.masks.clear();
         let mut hs = self.embed.forward(xs);
-        for layer in &mut self.layers {
-            hs = layer.forward(&hs);
+        for l in 0..self.layers.len() {
+            hs = self.drop_out(hs, dropout);
+            hs = self.layers[l].forward(&hs);
         }
+        hs = self.drop_out(hs, dropout);
         self.affine.forward(&hs)
     }
 
-    /// Mean loss of one window; `xs`, `ts` are `[b][t]`.
+    /// `values` (`[b][t][width]`) times the next site's mask, which it keeps for the backward
+    /// pass; `values` as they are without dropout.
+    fn drop_out(&mut self, values: Vec<R>, dropout: bool) -> Vec<R> {
+        let Some((p, seed)) = self.dropout.filter(|_| dropout) else { return values };
+        let key = MaskKey { seed, window: self.training_windows, site: self.masks.len() as u32 };
+        let scale = R::from_f64(1.0 / (1.0 - p as f64));
+        let mask: Vec<R> =
+            (0..values.len()).map(|e| if dropout_keeps(p, key, e as u64) { scale } else { R::zero() }).collect();
+        let dropped = values.iter().zip(&mask).map(|(&v, &m)| v * m).collect();
+        self.masks.push(mask);
+        dropped
+    }
+
+    /// The gradient at a site's input from the gradient at its dropped output.
+    fn drop_out_backward(&self, site: usize, grads: Vec<R>) -> Vec<R> {
+        match self.masks.get(site) {
+            Some(mask) => grads.iter().zip(mask).map(|(&g, &m)| g * m).collect(),
+            None => grads,
+        }
+    }
+
+    /// Mean loss of one window without dropout; `xs`, `ts` are `[b][t]`.
     pub fn forward(&mut self, xs: &[u32], ts: &[i32]) -> R {
-        let scores = self.scores(xs);
+        let scores = self.scores(xs, false);
+        self.loss.forward(&scores, ts)
+    }
+
+    /// The forward pass of a training step: with dropout, if on, then counts the window.
+    pub fn forward_training(&mut self, xs: &[u32], ts: &[i32]) -> R {
+        let scores = self.scores(xs, true);
+        self.training_windows += 1;
         self.loss.forward(&scores, ts)
     }
 
@@ -273,9 +322,11 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
     pub fn backward(&mut self) {
         let dscores = self.loss.backward();
         let mut d = self.affine.backward(&dscores);
-        for layer in self.layers.iter_mut().rev() {
-            d = layer.backward(&d);
+        for l in (0..self.layers.len()).rev() {
+            d = self.drop_out_backward(l + 1, d);
+            d = self.layers[l].backward(&d);
         }
+        d = self.drop_out_backward(0, d);
         self.embed.backward(&d);
     }
 
@@ -292,7 +343,7 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
 
     /// Forward, backward, clipping by global norm when `clip` is given, and `p -= lr * g`.
     pub fn train_step(&mut self, xs: &[u32], ts: &[i32], lr: R, clip: Option<R>) -> R {
-        let loss = self.forward(xs, ts);
+        let loss = self.forward_training(xs, ts);
         self.backward();
         if let Some(max_norm) = clip {
             let mut squares = R::zero();
@@ -319,7 +370,7 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
 
     /// Argmax of the scores at every position, `[b][t]`; advances the state like `forward`.
     pub fn predict(&mut self, xs: &[u32]) -> Vec<u32> {
-        let scores = self.scores(xs);
+        let scores = self.scores(xs, false);
         scores
             .chunks(self.arch.dims.vocab)
             .map(|row| {
