@@ -1,0 +1,134 @@
+//! How the output layer's backward pass shares its panels among threads: runs of consecutive
+//! panels ("tasks") grouped by the number of classes alone, each task's panels taken one at a
+//! time by whichever thread is free, and the tasks' partial `dhs^T` summed in task order at the
+//! end, so results do not depend on the thread count.
+
+use super::super::gemm::OutMatrix;
+use super::super::simd::zip_map_inplace;
+use super::{PanelRow, PANEL_COLS};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+/// Most parallel tasks: each is a run of consecutive panels with its own partial `dhs`.
+pub(super) const MAX_TASKS: usize = 8;
+
+/// Hidden units per block of the final sum of the partial `dhs^T`.
+pub(super) const TRANSPOSE_UNITS: usize = 16;
+/// Rows of `dhs` per step of that sum: `TRANSPOSE_UNITS x TRANSPOSE_ROWS` sums (4 KiB) on the stack.
+const TRANSPOSE_ROWS: usize = 64;
+
+/// Writes the columns `first_unit..` of `dhs` that `block` views as the sum of the tasks'
+/// partial `dhs^T` (`tasks` of them, each `hidden x rows`, back to back in `partials`), added in
+/// task order, so the result does not depend on how the columns are cut into blocks.
+pub(super) fn sum_and_transpose(
+    partials: &[f32],
+    (tasks, hidden, rows): (usize, usize, usize),
+    first_unit: usize,
+    block: &mut OutMatrix<'_>,
+) {
+    let mut sums = [[0.0f32; TRANSPOSE_ROWS]; TRANSPOSE_UNITS];
+    let units = block.cols();
+    for u0 in (0..units).step_by(TRANSPOSE_UNITS) {
+        let width = TRANSPOSE_UNITS.min(units - u0);
+        for r0 in (0..rows).step_by(TRANSPOSE_ROWS) {
+            let len = TRANSPOSE_ROWS.min(rows - r0);
+            for (i, sum) in sums.iter_mut().enumerate().take(width) {
+                let unit = first_unit + u0 + i;
+                let partial = |task: usize| &partials[(task * hidden + unit) * rows + r0..][..len];
+                let sum = &mut sum[..len];
+                sum.copy_from_slice(partial(0));
+                for task in 1..tasks {
+                    zip_map_inplace(sum, partial(task), |acc, v| acc + v);
+                }
+            }
+            for (r, row) in (r0..r0 + len).enumerate() {
+                for (value, sum) in block.segment(row, u0, width).iter_mut().zip(&sums) {
+                    *value = sum[r];
+                }
+            }
+        }
+    }
+}
+
+/// A task's share of the backward pass, taken one panel at a time, in order, by whichever
+/// thread holds it: the task's partial `dhs^T` is added to in panel order whatever the thread
+/// count, yet a thread that runs out of work can take over another task's next panel.
+pub(super) struct Lane<'a> {
+    pub(super) share: BackwardShare<'a>,
+    pub(super) task: usize,
+    /// The next panel to process, and the number of panels.
+    pub(super) next: usize,
+    pub(super) panels: usize,
+    /// The worker that took its last panel (`usize::MAX` at first).
+    pub(super) worker: usize,
+}
+
+/// A lane as a worker holds it.
+pub(super) type HeldLane<'l, 'a> = MutexGuard<'l, Option<Lane<'a>>>;
+
+/// Takes the lane whose next panel `worker` processes: among the lanes with panels left that
+/// no other worker holds, the one with the most left (so that all lanes finish at about the
+/// same time and the last panels can be shared out), preferring lanes this worker had last
+/// (whose partial is in its cache). `None` once every panel is taken; while the only panels
+/// left are in lanes other workers hold, waits for one to be let go.
+pub(super) fn take_panel<'l, 'a>(
+    lanes: &'l [Mutex<Option<Lane<'a>>>],
+    unclaimed: &AtomicUsize,
+    worker: usize,
+) -> Option<HeldLane<'l, 'a>> {
+    while unclaimed.load(Ordering::Acquire) > 0 {
+        let mut best: Option<((usize, bool), HeldLane<'l, 'a>)> = None;
+        for lane in lanes {
+            let guard = match lane.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            let Some(lane) = guard.as_ref() else { continue };
+            let key = (lane.panels - lane.next, lane.worker == worker);
+            if key.0 > 0 && best.as_ref().is_none_or(|(best_key, _)| key > *best_key) {
+                // The guard it replaces is dropped, letting that lane go.
+                best = Some((key, guard));
+            }
+        }
+        if let Some((_, mut guard)) = best {
+            if let Some(lane) = guard.as_mut() {
+                lane.worker = worker;
+            }
+            unclaimed.fetch_sub(1, Ordering::AcqRel);
+            return Some(guard);
+        }
+        std::hint::spin_loop();
+    }
+    None
+}
+
+/// One backward task's part of the buffers.
+pub(super) struct BackwardShare<'a> {
+    /// Its panels of exponentials (or gradient).
+    pub(super) panels: &'a mut [f32],
+    /// Their statistics, panel-major.
+    pub(super) stats: &'a mut [PanelRow],
+    /// Its partial `dhs^T`, `hidden x rows`.
+    pub(super) partial: &'a mut [f32],
+    /// Room for one panel of `W`.
+    pub(super) weight_copy: &'a mut [f32],
+    /// Its columns of `db` (storing gradients) or of `b` (SGD).
+    pub(super) bias_out: &'a mut [f32],
+}
+
+/// How the panels are grouped into tasks.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TaskLayout {
+    /// Columns per task (whole panels; the last task may have fewer).
+    pub(super) cols_per_task: usize,
+    /// Number of tasks, at most `MAX_TASKS`.
+    pub(super) tasks: usize,
+}
+
+pub(super) fn task_layout(classes: usize) -> TaskLayout {
+    let panels = classes.div_ceil(PANEL_COLS).max(1);
+    let panels_per_task = panels.div_ceil(MAX_TASKS);
+    TaskLayout { cols_per_task: panels_per_task * PANEL_COLS, tasks: panels.div_ceil(panels_per_task) }
+}
+

@@ -1,0 +1,203 @@
+use super::super::test_values;
+use super::*;
+
+/// Deterministic values in [-scale, scale).
+fn fill(len: usize, seed: u64, scale: f32) -> Vec<f32> {
+    test_values(len, seed).into_iter().map(|v| v * scale).collect()
+}
+
+/// Everything the layer computes, in f64 straight from the definitions.
+struct Expected {
+    logits: Vec<f64>,
+    row_loss: Vec<f64>,
+    dw: Vec<f64>,
+    db: Vec<f64>,
+    dhs: Vec<f64>,
+}
+
+fn expected(
+    (rows, hidden, classes): (usize, usize, usize),
+    hs: &[f32],
+    w: &[f32],
+    b: &[f32],
+    targets: &[i32],
+) -> Expected {
+    let kept = targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
+    let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f64 };
+    let mut logits = vec![0.0; rows * classes];
+    let mut dz = vec![0.0; rows * classes];
+    let mut row_loss = vec![0.0; rows];
+    for r in 0..rows {
+        for j in 0..classes {
+            logits[r * classes + j] = b[j] as f64
+                + (0..hidden).map(|i| hs[r * hidden + i] as f64 * w[i * classes + j] as f64).sum::<f64>();
+        }
+        if targets[r] == IGNORE_TARGET {
+            continue;
+        }
+        let z = &logits[r * classes..(r + 1) * classes];
+        let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+        let t = targets[r] as usize;
+        row_loss[r] = sum.ln() + max - z[t];
+        for j in 0..classes {
+            dz[r * classes + j] = ((z[j] - max).exp() / sum - if j == t { 1.0 } else { 0.0 }) * inv_n;
+        }
+    }
+    let mut dw = vec![0.0; hidden * classes];
+    let mut db = vec![0.0; classes];
+    let mut dhs = vec![0.0; rows * hidden];
+    for r in 0..rows {
+        for j in 0..classes {
+            let g = dz[r * classes + j];
+            db[j] += g;
+            for i in 0..hidden {
+                dw[i * classes + j] += hs[r * hidden + i] as f64 * g;
+                dhs[r * hidden + i] += g * w[i * classes + j] as f64;
+            }
+        }
+    }
+    Expected { logits, row_loss, dw, db, dhs }
+}
+
+/// max |got - want| / max |want|: meaningful where single elements cancel.
+fn normwise_error(got: &[f32], want: &[f64]) -> f64 {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs())) / scale
+}
+
+/// Sizes not multiples of the panel or the vector width, one row, one class, one panel
+/// plus one column, several tasks, work enough to run in parallel (the last); ignored and
+/// repeated targets.
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (1, 3, 7),
+    (13, 5, 256),
+    (7, 9, 257),
+    (20, 17, 600),
+    (50, 100, 418),
+    (3, 8, 2100),
+    (33, 1, 530),
+    (70, 100, 700),
+];
+
+fn targets_for(rows: usize, classes: usize, case: usize) -> Vec<i32> {
+    (0..rows)
+        .map(|r| match (r + case) % 5 {
+            0 => IGNORE_TARGET,
+            1 => (classes - 1) as i32,
+            2 => 0,
+            _ => ((r * 7919 + case) % classes) as i32,
+        })
+        .collect()
+}
+
+/// Loss, logits and every gradient against the f64 definitions; tolerances as in the model's
+/// equality test (f32 sums of at most a few thousand terms, exp within 2 ulp).
+#[test]
+fn matches_the_definitions_on_awkward_shapes() {
+    for (case, &(rows, hidden, classes)) in SHAPES.iter().enumerate() {
+        let hs = fill(rows * hidden, 1 + case as u64, 1.0);
+        let w = fill(hidden * classes, 100 + case as u64, 2.0);
+        let b = fill(classes, 200 + case as u64, 0.5);
+        let targets = targets_for(rows, classes, case);
+        let want = expected((rows, hidden, classes), &hs, &w, &b, &targets);
+        let kept = targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
+        let inv_n = 1.0 / kept.max(1) as f32;
+        let mut layer = OutputLayer::new(rows, hidden, classes).unwrap();
+
+        layer.forward_logits(&hs, &w, &b);
+        let mut row = vec![0.0; classes];
+        for r in 0..rows {
+            layer.logits_row(r, &mut row);
+            let want_row = &want.logits[r * classes..(r + 1) * classes];
+            assert!(normwise_error(&row, want_row) < 1e-5, "{rows}x{hidden}x{classes}: logits of row {r}");
+            let best =
+                want_row.iter().enumerate().fold(0, |best, (j, &v)| if v > want_row[best] { j } else { best });
+            assert_eq!(layer.argmax_row(r), best as u32, "{rows}x{hidden}x{classes}: argmax of row {r}");
+        }
+
+        let mut row_loss = vec![f32::NAN; rows];
+        layer.forward(&hs, &w, &b, &targets, inv_n, &mut row_loss);
+        for (r, (&got, &want)) in row_loss.iter().zip(&want.row_loss).enumerate() {
+            assert!(
+                (got as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{rows}x{hidden}x{classes}: loss of row {r}: {got} vs {want}"
+            );
+        }
+        let (mut dw, mut db, mut dhs) =
+            (vec![f32::NAN; hidden * classes], vec![f32::NAN; classes], vec![f32::NAN; rows * hidden]);
+        layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw, db: &mut db }, &mut dhs);
+        for (name, got, want) in [("dW", &dw, &want.dw), ("db", &db, &want.db), ("dhs", &dhs, &want.dhs)] {
+            let error = normwise_error(got, want);
+            assert!(error < 1e-5, "{rows}x{hidden}x{classes}: {name} off by {error}");
+        }
+
+        // A second backward gives the same gradients.
+        let (mut dw2, mut db2, mut dhs2) =
+            (vec![0.0; hidden * classes], vec![0.0; classes], vec![0.0; rows * hidden]);
+        layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw2, db: &mut db2 }, &mut dhs2);
+        assert!(dw == dw2 && db == db2 && dhs == dhs2);
+
+        // SGD in place: the same dhs, and the parameters moved by -lr times the gradients.
+        let lr = 0.7;
+        let (mut w_sgd, mut b_sgd, mut dhs_sgd) = (w.clone(), b.clone(), vec![0.0; rows * hidden]);
+        layer.forward(&hs, &w, &b, &targets, inv_n, &mut row_loss);
+        layer.backward(&hs, OutputUpdate::Sgd { w: &mut w_sgd, b: &mut b_sgd, lr }, &mut dhs_sgd);
+        assert_eq!(dhs_sgd, dhs);
+        let moved = |before: &[f32], grads: &[f64]| -> Vec<f64> {
+            before.iter().zip(grads).map(|(&p, &g)| p as f64 - lr as f64 * g).collect()
+        };
+        assert!(normwise_error(&w_sgd, &moved(&w, &want.dw)) < 1e-6, "{rows}x{hidden}x{classes}: SGD of W");
+        assert!(normwise_error(&b_sgd, &moved(&b, &want.db)) < 1e-6, "{rows}x{hidden}x{classes}: SGD of b");
+    }
+}
+
+#[test]
+fn every_target_ignored_gives_zero_loss_and_gradients() {
+    let (rows, hidden, classes) = (4, 3, 300);
+    let (hs, w, b) = (fill(rows * hidden, 1, 1.0), fill(hidden * classes, 2, 1.0), fill(classes, 3, 1.0));
+    let mut layer = OutputLayer::new(rows, hidden, classes).unwrap();
+    let mut row_loss = vec![1.0; rows];
+    layer.forward(&hs, &w, &b, &[IGNORE_TARGET; 4], 0.0, &mut row_loss);
+    assert_eq!(row_loss, vec![0.0; rows]);
+    let (mut dw, mut db, mut dhs) = (vec![1.0; hidden * classes], vec![1.0; classes], vec![1.0; rows * hidden]);
+    layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw, db: &mut db }, &mut dhs);
+    assert!(dw.iter().chain(&db).chain(&dhs).all(|&g| g == 0.0));
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    // Large enough to run its tasks in parallel (rows * hidden * classes >= 4M).
+    let (rows, hidden, classes) = (64, 100, 2000);
+    let hs = fill(rows * hidden, 5, 1.0);
+    let w = fill(hidden * classes, 6, 1.0);
+    let b = fill(classes, 7, 1.0);
+    let targets = targets_for(rows, classes, 0);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut layer = OutputLayer::new(rows, hidden, classes).unwrap();
+            let mut row_loss = vec![0.0; rows];
+            layer.forward(&hs, &w, &b, &targets, 0.02, &mut row_loss);
+            let (mut w_sgd, mut b_sgd, mut dhs) = (w.clone(), b.clone(), vec![0.0; rows * hidden]);
+            layer.backward(&hs, OutputUpdate::Sgd { w: &mut w_sgd, b: &mut b_sgd, lr: 0.5 }, &mut dhs);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            (bits(&row_loss), bits(&w_sgd), bits(&b_sgd), bits(&dhs))
+        })
+    };
+    let one = run(1);
+    assert!(one == run(2) && one == run(3));
+}
+
+#[test]
+#[should_panic(expected = "OutputLayer::backward: needs a forward with the loss first")]
+fn backward_after_logits_only_panics() {
+    let mut layer = OutputLayer::new(1, 1, 3).unwrap();
+    layer.forward_logits(&[1.0], &[1.0, 2.0, 3.0], &[0.0; 3]);
+    layer.backward(
+        &[1.0],
+        OutputUpdate::Gradients { w: &[0.0; 3], dw: &mut [0.0; 3], db: &mut [0.0; 3] },
+        &mut [0.0],
+    );
+}
