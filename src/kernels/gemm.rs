@@ -737,10 +737,21 @@ pub fn gemm_packed(
     c: &mut [f32],
     ldc: usize,
 ) {
+    gemm_packed_into(alpha, (a, lda, trans_a), b, beta, &mut OutMatrix::new("gemm_packed", c, m, b.n, ldc));
+}
+
+/// [`gemm_packed`] into a view of C (`m x n` is the view's shape).
+pub(super) fn gemm_packed_into(
+    alpha: f32,
+    (a, lda, trans_a): (&[f32], usize, Transpose),
+    b: &PackedMatrix,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
     let (k, n) = (b.k, b.n);
+    assert_eq!(c.cols, n, "gemm_packed: C has {} columns, but the packed B {n}", c.cols);
     let a = Operand { data: a, ld: lda, trans: trans_a };
-    a.check("gemm_packed", "A", m, k);
-    let c = &mut OutMatrix::new("gemm_packed", c, m, n, ldc);
+    a.check("gemm_packed", "A", c.rows, k);
     if empty_product(k, beta, c) {
         return;
     }

@@ -56,7 +56,7 @@ pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedM
 pub use gru::{gru_backward_window, gru_forward_window, GRU_GATES};
 pub use lstm::{lstm_backward_window, lstm_forward_window, LSTM_GATES};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
-pub use output::{OutputLayer, OutputUpdate, PANEL_COLS};
+pub use output::{OutputLayer, OutputUpdate, WeightLayout, PANEL_COLS};
 pub use rnn::{rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward};
 pub use simd::{tanh_inplace, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 pub use softmax::{argmax_rows, softmax_cross_entropy, IGNORE_TARGET};

@@ -23,17 +23,20 @@
 //! taken one at a time by whichever thread is free, so that the threads finish together.
 
 use super::embedding::sum_columns;
-use super::gemm::{gemm, gemm_packed_a, gemm_packed_a_into, Axis, OutMatrix, PackedA, Transpose, PARALLEL_MIN_WORK};
+use super::gemm::{gemm, gemm_packed_a, Axis, OutMatrix, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, Floats, LANES};
 use super::softmax::IGNORE_TARGET;
 use super::{check_len, check_targets, filled};
 mod tasks;
+mod weights;
 
 use rayon::prelude::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 use tasks::{sum_and_transpose, take_panel, task_layout, BackwardShare, Lane, MAX_TASKS, TRANSPOSE_UNITS};
+use weights::PackedForGradient;
+pub use weights::WeightLayout;
 
 /// Columns per panel. A c3 panel (700 rows x 256) is 700 KiB: it stays in L2 (2 MiB per core
 /// here) from its GEMM through its statistics, and from its gradient through both backward GEMMs.
@@ -85,10 +88,11 @@ enum Contents {
     Gradient,
 }
 
-/// What [`OutputLayer::backward`] does with the weight gradients.
+/// What [`OutputLayer::backward`] does with the weight gradients. `w` and `dw` are stored in the
+/// layer's [`WeightLayout`].
 pub enum OutputUpdate<'a> {
-    /// Stores them: `dw = hs^T * dz` (`hidden x classes`) and `db` (`classes`), overwritten.
-    /// `w` is `W` (`hidden x classes`) as in the forward pass.
+    /// Stores them: `dw = hs^T * dz` and `db` (`classes`), overwritten. `w` is `W` as in the
+    /// forward pass.
     Gradients { w: &'a [f32], dw: &'a mut [f32], db: &'a mut [f32] },
     /// Applies plain SGD in place without storing them: `w -= lr * dW` and `b -= lr * db`,
     /// each panel's update inside the GEMM that computes its gradient (`alpha = -lr`,
@@ -114,10 +118,12 @@ pub struct OutputLayer {
     /// One `hidden x PANEL_COLS` copy of a panel of `W` per task (SGD updates `W` in place,
     /// while the panel's share of `dhs` still needs the old values).
     weight_copies: Vec<f32>,
+    /// How `W` is stored.
+    layout: WeightLayout,
     /// `hs`, packed once per forward pass for every panel's `hs * W[:, panel]`.
     packed_hs: PackedA,
-    /// `hs^T`, packed once per backward pass for every panel's `dW[:, panel] = hs^T * dz`.
-    packed_hs_t: PackedA,
+    /// `hs`, packed once per backward pass for every panel's weight gradient.
+    packed_for_gradient: PackedForGradient,
     /// `1 / n` of the last loss.
     inv_n: f32,
     contents: Contents,
@@ -126,8 +132,14 @@ pub struct OutputLayer {
 impl OutputLayer {
     /// Buffers for `rows x hidden` inputs and `classes` classes: `rows * classes` logits plus
     /// per-task scratch (at most 8 x `hidden x (rows + 256)` values) and two packed copies of
-    /// `hs`; `None` if that much memory cannot be had. Panics if a size is 0.
+    /// `hs`; `None` if that much memory cannot be had. Panics if a size is 0. The weights are
+    /// the affine layer's own, `hidden x classes` ([`WeightLayout::HiddenByClasses`]).
     pub fn new(rows: usize, hidden: usize, classes: usize) -> Option<Self> {
+        Self::with_layout(rows, hidden, classes, WeightLayout::HiddenByClasses)
+    }
+
+    /// [`new`](Self::new) for weights stored as `layout` says.
+    pub fn with_layout(rows: usize, hidden: usize, classes: usize, layout: WeightLayout) -> Option<Self> {
         assert!(
             rows > 0 && hidden > 0 && classes > 0,
             "OutputLayer::new: rows ({rows}), hidden ({hidden}) and classes ({classes}) must all be positive"
@@ -142,8 +154,9 @@ impl OutputLayer {
             row_scales: filled(Some(rows), RowScale::default())?,
             partial_dhs: filled(hidden.checked_mul(rows).and_then(|len| len.checked_mul(tasks)), 0.0)?,
             weight_copies: filled(hidden.checked_mul(PANEL_COLS * tasks), 0.0)?,
+            layout,
             packed_hs: PackedA::new(rows, hidden)?,
-            packed_hs_t: PackedA::new(hidden, rows)?,
+            packed_for_gradient: PackedForGradient::new(layout, rows, hidden)?,
             inv_n: 0.0,
             contents: Contents::Nothing,
         })
@@ -152,8 +165,9 @@ impl OutputLayer {
     /// Logits only: afterwards [`logits_row`](Self::logits_row) and
     /// [`argmax_row`](Self::argmax_row) read `z = hs * W + b`.
     ///
-    /// Shapes (row-major): `hs` is `rows x hidden`, `w` is `hidden x classes`, `bias` is
-    /// `classes`. Panics, before writing anything, if a length does not match.
+    /// Shapes (row-major): `hs` is `rows x hidden`, `w` is `W` in the layer's layout
+    /// (`hidden x classes` or `classes x hidden`), `bias` is `classes`. Panics, before writing
+    /// anything, if a length does not match.
     pub fn forward_logits(&mut self, hs: &[f32], w: &[f32], bias: &[f32]) {
         self.check_forward("OutputLayer::forward_logits", hs, w, bias);
         self.forward_panels(hs, w, bias, None);
@@ -191,7 +205,7 @@ impl OutputLayer {
     /// overwritten) and the weight gradients as `update` says, where `dz = (softmax - onehot) *
     /// inv_n` (zero for ignored rows). `hs` is the forward's. May be repeated (with the same
     /// result for the same inputs). Shapes: `hs` and `dhs` are `rows x hidden`; `w` and `dw`
-    /// are `hidden x classes`, `db` and `b` are `classes`. Panics, before writing anything, if
+    /// are in the layer's layout, `db` and `b` are `classes`. Panics, before writing anything, if
     /// the last pass was not a [`forward`](Self::forward) or a length does not match.
     pub fn backward(&mut self, hs: &[f32], update: OutputUpdate<'_>, dhs: &mut [f32]) {
         const KERNEL: &str = "OutputLayer::backward";
@@ -205,31 +219,34 @@ impl OutputLayer {
         let (rows, hidden, classes) = (self.rows, self.hidden, self.classes);
         check_len(KERNEL, "hs", hs.len(), "rows x hidden", &[rows, hidden]);
         check_len(KERNEL, "dhs", dhs.len(), "rows x hidden", &[rows, hidden]);
+        let (weights, w_shape) = (self.layout, self.layout.shape_name());
         match &update {
             OutputUpdate::Gradients { w, dw, db } => {
-                check_len(KERNEL, "w", w.len(), "hidden x classes", &[hidden, classes]);
-                check_len(KERNEL, "dw", dw.len(), "hidden x classes", &[hidden, classes]);
+                check_len(KERNEL, "w", w.len(), w_shape, &[hidden, classes]);
+                check_len(KERNEL, "dw", dw.len(), w_shape, &[hidden, classes]);
                 check_len(KERNEL, "db", db.len(), "classes", &[classes]);
             }
             OutputUpdate::Sgd { w, b, .. } => {
-                check_len(KERNEL, "w", w.len(), "hidden x classes", &[hidden, classes]);
+                check_len(KERNEL, "w", w.len(), w_shape, &[hidden, classes]);
                 check_len(KERNEL, "b", b.len(), "classes", &[classes]);
             }
         }
+        let (stored_rows, stored_cols) = weights.stored(hidden, classes);
         let layout = task_layout(classes);
         let inv_n = self.inv_n;
         // `W` (or `dW`) is written through disjoint column blocks, one per panel; `W` is read
         // either in place (nothing writes it) or from a copy of the panel made before its update.
         let (shared_w, out, alpha, beta, bias_out, lr) = match update {
             OutputUpdate::Gradients { w, dw, db } => {
-                (Some(w), OutMatrix::new(KERNEL, dw, hidden, classes, classes), 1.0, 0.0, db, None)
+                let dw = OutMatrix::new(KERNEL, dw, stored_rows, stored_cols, stored_cols);
+                (Some(w), dw, 1.0, 0.0, db, None)
             }
             OutputUpdate::Sgd { w, b, lr } => {
-                (None, OutMatrix::new(KERNEL, w, hidden, classes, classes), -lr, 1.0, b, Some(lr))
+                (None, OutMatrix::new(KERNEL, w, stored_rows, stored_cols, stored_cols), -lr, 1.0, b, Some(lr))
             }
         };
-        self.packed_hs_t.pack(hs, hidden, Transpose::Yes);
-        let (out, row_scales, packed_hs_t) = (&out, &self.row_scales, &self.packed_hs_t);
+        self.packed_for_gradient.pack(hs, hidden);
+        let (out, row_scales, packed_for_gradient) = (&out, &self.row_scales, &self.packed_for_gradient);
         // Panel `index` of task `task`: the gradient in place, the bias, this panel's share of
         // dhs^T into the task's partial (with the panel's old W), then dW or the SGD update.
         let backward_panel = |task: usize, index: usize, share: &mut BackwardShare<'_>| {
@@ -255,24 +272,26 @@ impl OutputLayer {
                     sgd_update(bias_out, &bias_grad[..width], lr);
                 }
             }
-            // SAFETY: every panel belongs to one task and is processed once, so the column
-            // blocks of all live views are pairwise disjoint, and `out` itself is only used to
-            // hand them out.
-            let mut out_block = unsafe { out.block((0, hidden), (j0, width)) };
-            let (w_panel, ldw) = match shared_w {
-                Some(w) => (&w[j0..], classes),
+            // SAFETY: every panel belongs to one task and is processed once, so the blocks of
+            // its classes (columns of `W`, rows of `W^T`) in all live views are pairwise
+            // disjoint, and `out` itself is only used to hand them out.
+            let (block_rows, block_cols) = weights.block((j0, width), hidden);
+            let mut out_block = unsafe { out.block(block_rows, block_cols) };
+            let (w_panel, ldw, w_trans) = match shared_w {
+                Some(w) => weights.panel(w, j0, (hidden, classes)),
                 None => {
-                    let copy = &mut share.weight_copy[..hidden * width];
-                    for (i, copy_row) in copy.chunks_exact_mut(width).enumerate() {
-                        copy_row.copy_from_slice(out_block.segment(i, 0, width));
+                    let (copy_rows, copy_cols) = (block_rows.1, block_cols.1);
+                    let copy = &mut share.weight_copy[..copy_rows * copy_cols];
+                    for (i, copy_row) in copy.chunks_exact_mut(copy_cols).enumerate() {
+                        copy_row.copy_from_slice(out_block.segment(i, 0, copy_cols));
                     }
-                    (&copy[..], width)
+                    weights.panel_of_copy(copy, (hidden, width))
                 }
             };
             let beta_partial = if index == 0 { 0.0 } else { 1.0 };
-            let (no, yes) = (Transpose::No, Transpose::Yes);
-            gemm(hidden, rows, width, 1.0, w_panel, ldw, no, panel, width, yes, beta_partial, share.partial, rows);
-            gemm_packed_a_into(alpha, packed_hs_t, (panel, width, no), beta, &mut out_block);
+            let yes = Transpose::Yes;
+            gemm(hidden, rows, width, 1.0, w_panel, ldw, w_trans, panel, width, yes, beta_partial, share.partial, rows);
+            packed_for_gradient.weight_gradient(alpha, panel, width, beta, &mut out_block);
         };
         let panels_per_task = layout.cols_per_task / PANEL_COLS;
         let parallel = self.is_parallel();
@@ -357,7 +376,7 @@ impl OutputLayer {
     #[track_caller]
     fn check_forward(&self, kernel: &str, hs: &[f32], w: &[f32], bias: &[f32]) {
         check_len(kernel, "hs", hs.len(), "rows x hidden", &[self.rows, self.hidden]);
-        check_len(kernel, "w", w.len(), "hidden x classes", &[self.hidden, self.classes]);
+        check_len(kernel, "w", w.len(), self.layout.shape_name(), &[self.hidden, self.classes]);
         check_len(kernel, "bias", bias.len(), "classes", &[self.classes]);
     }
 
@@ -385,7 +404,7 @@ impl OutputLayer {
         // leaves more of them to the others.
         let panels_per_job = if self.is_parallel() { 1 } else { classes.div_ceil(PANEL_COLS) };
         self.packed_hs.pack(hs, hidden, Transpose::No);
-        let packed_hs = &self.packed_hs;
+        let (packed_hs, layout) = (&self.packed_hs, self.layout);
         self.panels
             .par_chunks_mut(rows * PANEL_COLS)
             .zip(self.stats.par_chunks_mut(rows))
@@ -394,7 +413,8 @@ impl OutputLayer {
             .for_each(|(index, (panel, stats))| {
                 let j0 = index * PANEL_COLS;
                 let width = PANEL_COLS.min(classes - j0);
-                gemm_packed_a(width, 1.0, packed_hs, &w[j0..], classes, Transpose::No, 0.0, panel, width);
+                let (w_panel, ldw, w_trans) = layout.panel(w, j0, (hidden, classes));
+                gemm_packed_a(width, 1.0, packed_hs, w_panel, ldw, w_trans, 0.0, panel, width);
                 let bias = &bias[j0..j0 + width];
                 for (r, (row, stat)) in panel.chunks_exact_mut(width).zip(stats.iter_mut()).enumerate() {
                     zip_map_inplace(row, bias, |z, b| z + b);
@@ -467,7 +487,6 @@ fn exponentiate(row: &mut [f32], target: Option<usize>) -> PanelRow {
     }
     PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -131,4 +131,3 @@ pub(super) fn task_layout(classes: usize) -> TaskLayout {
     let panels_per_task = panels.div_ceil(MAX_TASKS);
     TaskLayout { cols_per_task: panels_per_task * PANEL_COLS, tasks: panels.div_ceil(panels_per_task) }
 }
-

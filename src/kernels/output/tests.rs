@@ -29,8 +29,8 @@ fn expected(
     let mut row_loss = vec![0.0; rows];
     for r in 0..rows {
         for j in 0..classes {
-            logits[r * classes + j] = b[j] as f64
-                + (0..hidden).map(|i| hs[r * hidden + i] as f64 * w[i * classes + j] as f64).sum::<f64>();
+            logits[r * classes + j] =
+                b[j] as f64 + (0..hidden).map(|i| hs[r * hidden + i] as f64 * w[i * classes + j] as f64).sum::<f64>();
         }
         if targets[r] == IGNORE_TARGET {
             continue;
@@ -92,19 +92,42 @@ fn targets_for(rows: usize, classes: usize, case: usize) -> Vec<i32> {
         .collect()
 }
 
+/// `rows x cols` row-major, transposed.
+fn transposed<T: Copy>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    (0..cols * rows).map(|i| m[(i % rows) * cols + i / rows]).collect()
+}
+
 /// Loss, logits and every gradient against the f64 definitions; tolerances as in the model's
 /// equality test (f32 sums of at most a few thousand terms, exp within 2 ulp).
 #[test]
 fn matches_the_definitions_on_awkward_shapes() {
+    matches_the_definitions(WeightLayout::HiddenByClasses);
+}
+
+/// The same with `W` stored transposed, as an embedding table (tied weights).
+#[test]
+fn matches_the_definitions_with_transposed_weights() {
+    matches_the_definitions(WeightLayout::ClassesByHidden);
+}
+
+fn matches_the_definitions(layout: WeightLayout) {
     for (case, &(rows, hidden, classes)) in SHAPES.iter().enumerate() {
         let hs = fill(rows * hidden, 1 + case as u64, 1.0);
-        let w = fill(hidden * classes, 100 + case as u64, 2.0);
+        let w_rows = fill(hidden * classes, 100 + case as u64, 2.0);
         let b = fill(classes, 200 + case as u64, 0.5);
         let targets = targets_for(rows, classes, case);
-        let want = expected((rows, hidden, classes), &hs, &w, &b, &targets);
+        let mut want = expected((rows, hidden, classes), &hs, &w_rows, &b, &targets);
+        // The weights and their gradient as the layer stores them.
+        let w = match layout {
+            WeightLayout::HiddenByClasses => w_rows.clone(),
+            WeightLayout::ClassesByHidden => {
+                want.dw = transposed(&want.dw, hidden, classes);
+                transposed(&w_rows, hidden, classes)
+            }
+        };
         let kept = targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
         let inv_n = 1.0 / kept.max(1) as f32;
-        let mut layer = OutputLayer::new(rows, hidden, classes).unwrap();
+        let mut layer = OutputLayer::with_layout(rows, hidden, classes, layout).unwrap();
 
         layer.forward_logits(&hs, &w, &b);
         let mut row = vec![0.0; classes];
@@ -112,8 +135,7 @@ fn matches_the_definitions_on_awkward_shapes() {
             layer.logits_row(r, &mut row);
             let want_row = &want.logits[r * classes..(r + 1) * classes];
             assert!(normwise_error(&row, want_row) < 1e-5, "{rows}x{hidden}x{classes}: logits of row {r}");
-            let best =
-                want_row.iter().enumerate().fold(0, |best, (j, &v)| if v > want_row[best] { j } else { best });
+            let best = want_row.iter().enumerate().fold(0, |best, (j, &v)| if v > want_row[best] { j } else { best });
             assert_eq!(layer.argmax_row(r), best as u32, "{rows}x{hidden}x{classes}: argmax of row {r}");
         }
 
@@ -134,8 +156,7 @@ fn matches_the_definitions_on_awkward_shapes() {
         }
 
         // A second backward gives the same gradients.
-        let (mut dw2, mut db2, mut dhs2) =
-            (vec![0.0; hidden * classes], vec![0.0; classes], vec![0.0; rows * hidden]);
+        let (mut dw2, mut db2, mut dhs2) = (vec![0.0; hidden * classes], vec![0.0; classes], vec![0.0; rows * hidden]);
         layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw2, db: &mut db2 }, &mut dhs2);
         assert!(dw == dw2 && db == db2 && dhs == dhs2);
 
@@ -168,6 +189,12 @@ fn every_target_ignored_gives_zero_loss_and_gradients() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
+    for layout in [WeightLayout::HiddenByClasses, WeightLayout::ClassesByHidden] {
+        same_bits_for_any_thread_count(layout);
+    }
+}
+
+fn same_bits_for_any_thread_count(layout: WeightLayout) {
     // Large enough to run its tasks in parallel (rows * hidden * classes >= 4M).
     let (rows, hidden, classes) = (64, 100, 2000);
     let hs = fill(rows * hidden, 5, 1.0);
@@ -177,7 +204,7 @@ fn results_do_not_depend_on_the_thread_count() {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut layer = OutputLayer::new(rows, hidden, classes).unwrap();
+            let mut layer = OutputLayer::with_layout(rows, hidden, classes, layout).unwrap();
             let mut row_loss = vec![0.0; rows];
             layer.forward(&hs, &w, &b, &targets, 0.02, &mut row_loss);
             let (mut w_sgd, mut b_sgd, mut dhs) = (w.clone(), b.clone(), vec![0.0; rows * hidden]);
@@ -195,9 +222,5 @@ fn results_do_not_depend_on_the_thread_count() {
 fn backward_after_logits_only_panics() {
     let mut layer = OutputLayer::new(1, 1, 3).unwrap();
     layer.forward_logits(&[1.0], &[1.0, 2.0, 3.0], &[0.0; 3]);
-    layer.backward(
-        &[1.0],
-        OutputUpdate::Gradients { w: &[0.0; 3], dw: &mut [0.0; 3], db: &mut [0.0; 3] },
-        &mut [0.0],
-    );
+    layer.backward(&[1.0], OutputUpdate::Gradients { w: &[0.0; 3], dw: &mut [0.0; 3], db: &mut [0.0; 3] }, &mut [0.0]);
 }
