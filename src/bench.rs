@@ -16,11 +16,14 @@ use crate::train::Batcher;
 use std::time::Instant;
 
 /// One benchmark configuration of the performance table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BenchConfig {
     pub name: &'static str,
     pub cell: Cell,
     pub layers: usize,
+    pub tied: bool,
+    /// Dropout ratio of training.
+    pub dropout: f32,
     pub embed: usize,
     pub hidden: usize,
     pub window: Window,
@@ -30,7 +33,17 @@ pub struct BenchConfig {
 
 /// A tanh configuration on full PTB.
 const fn tanh(name: &'static str, size: usize, window: Window) -> BenchConfig {
-    BenchConfig { name, cell: Cell::Tanh, layers: 1, embed: size, hidden: size, window, corpus_tokens: None }
+    BenchConfig {
+        name,
+        cell: Cell::Tanh,
+        layers: 1,
+        tied: false,
+        dropout: 0.0,
+        embed: size,
+        hidden: size,
+        window,
+        corpus_tokens: None,
+    }
 }
 
 /// The chapter's window and the textbook's.
@@ -38,13 +51,14 @@ const SHORT: Window = Window { batch: 10, time: 5 };
 const LONG: Window = Window { batch: 20, time: 35 };
 
 /// c1 (the chapter), c2 (full PTB, chapter window), c3 (full PTB, B = 20, T = 35), c4
-/// (H = 650), c5 (the next chapter's LSTM of 100).
-pub const CONFIGS: [BenchConfig; 5] = [
+/// (H = 650), c5 (the next chapter's LSTM of 100), c6 (its two LSTMs of 650, dropout 0.5, tied).
+pub const CONFIGS: [BenchConfig; 6] = [
     BenchConfig { corpus_tokens: Some(1000), ..tanh("c1", 100, SHORT) },
     tanh("c2", 100, SHORT),
     tanh("c3", 100, LONG),
     tanh("c4", 650, LONG),
     BenchConfig { cell: Cell::Lstm, ..tanh("c5", 100, LONG) },
+    BenchConfig { cell: Cell::Lstm, layers: 2, tied: true, dropout: 0.5, ..tanh("c6", 650, LONG) },
 ];
 
 /// Floating-point operations per token of a training step:
@@ -355,7 +369,8 @@ mod tests {
     fn flops_formula() {
         assert_eq!(flops_per_token(Dims { vocab: 10_000, embed: 100, hidden: 100 }), 6.0 * 100.0 * 10_200.0);
         // Two LSTMs of 650: 6 H V + 6 (4 H) (D + H) twice.
-        let c6 = Arch { dims: Dims { vocab: 10_000, embed: 650, hidden: 650 }, cell: Cell::Lstm, layers: 2 };
+        let c6 =
+            Arch { dims: Dims { vocab: 10_000, embed: 650, hidden: 650 }, cell: Cell::Lstm, layers: 2, tied: true };
         assert_eq!(flops_per_token(c6), 6.0 * 650.0 * 10_000.0 + 2.0 * 6.0 * 2600.0 * 1300.0);
     }
 }

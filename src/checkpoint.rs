@@ -13,6 +13,7 @@
 //! | `format` | `rnnlm.SimpleRnnlm.v1` |
 //! | `vocab_size`, `embed`, `hidden` | the sizes, decimal |
 //! | `cell`, `layers` | `tanh`, `lstm` or `gru`, and the number of recurrent layers |
+//! | `tied` | `true` when the output layer uses `embed.W^T` (there is then no `affine.W`) |
 //! | `level` | `word` or `char` |
 //! | `lowercase` | `true` or `false` (char level: the text was lower-cased) |
 //! | `dropout` | the dropout ratio the model trained with, `0` for none |
@@ -95,6 +96,7 @@ pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<
     metadata.insert("hidden".to_owned(), dims.hidden.to_string());
     metadata.insert("cell".to_owned(), arch.cell.name().to_owned());
     metadata.insert("layers".to_owned(), arch.layers.to_string());
+    metadata.insert("tied".to_owned(), arch.tied.to_string());
     metadata.insert("epoch".to_owned(), meta.epoch.to_string());
     metadata.insert("lowercase".to_owned(), meta.lowercase.to_string());
     metadata.insert("dropout".to_owned(), meta.dropout.to_string());
@@ -214,7 +216,14 @@ fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>) -> Result<Arch,
     if vocab == 0 || embed_dim == 0 || hidden == 0 {
         return Err(format!("a size is zero: {dims:?}"));
     }
-    Ok(Arch { dims, cell, layers })
+    // Without an affine.W of its own, the output layer reads embed.W transposed.
+    let tied = !has("affine.W");
+    if tied && embed_dim != hidden {
+        return Err(format!(
+            "the tensor affine.W is missing (tied weights need embed.W's {embed_dim} columns to equal the hidden size {hidden})"
+        ));
+    }
+    Ok(Arch { dims, cell, layers, tied })
 }
 
 /// A clearer message than the parser's for the usual ways a file is not a checkpoint.
@@ -249,6 +258,10 @@ fn read_meta(bytes: &[u8], arch: Arch) -> Result<Meta, String> {
                 return Err(format!("metadata {key} = {stated} contradicts the tensors' {actual}"));
             }
         }
+    }
+    if let Some(stated) = values.get("tied").filter(|&stated| *stated != arch.tied.to_string()) {
+        let have = if arch.tied { "no affine.W" } else { "an affine.W" };
+        return Err(format!("metadata tied = {stated:?} contradicts the tensors, which have {have}"));
     }
     if let Some(stated) = values.get("cell") {
         if stated != arch.cell.name() {

@@ -87,8 +87,15 @@ fn training_steps_after_the_first_allocate_nothing() {
 #[test]
 fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
     let dims = Dims { vocab: 1200, embed: 100, hidden: 100 };
-    for (cell, layers) in [(Cell::Lstm, 1), (Cell::Gru, 1), (Cell::Lstm, 2), (Cell::Gru, 2), (Cell::Tanh, 2)] {
-        let arch = Arch { dims, cell, layers };
+    let cases = [
+        (Cell::Lstm, 1, false),
+        (Cell::Gru, 1, false),
+        (Cell::Lstm, 2, true),
+        (Cell::Gru, 2, true),
+        (Cell::Tanh, 2, false),
+    ];
+    for (cell, layers, tied) in cases {
+        let arch = Arch { dims, cell, layers, tied };
         for (window, threads) in [(Window { batch: 10, time: 5 }, 1), (Window { batch: 20, time: 35 }, 2)] {
             for dropout in [0.0, 0.5] {
                 let count = allocations_with_dropout(arch, dropout, window, threads, Some(0.25));

@@ -162,13 +162,16 @@ save_file(out, "theirs.safetensors")
 }
 
 fn gated(cell: Cell, layers: usize) -> Arch {
-    Arch { dims: Dims { vocab: 12, embed: 5, hidden: 7 }, cell, layers }
+    Arch { dims: Dims { vocab: 12, embed: 5, hidden: 7 }, cell, layers, tied: false }
 }
 
 #[test]
 fn gated_and_stacked_models_round_trip_with_their_names() {
-    for (cell, layers) in [(Cell::Lstm, 1), (Cell::Lstm, 2), (Cell::Gru, 3), (Cell::Tanh, 2)] {
-        let arch = gated(cell, layers);
+    let tied =
+        |cell, layers| Arch { dims: Dims { embed: 7, ..gated(cell, layers).dims }, tied: true, ..gated(cell, layers) };
+    let archs =
+        [gated(Cell::Lstm, 1), gated(Cell::Lstm, 2), gated(Cell::Gru, 3), gated(Cell::Tanh, 2), tied(Cell::Lstm, 2)];
+    for arch in archs {
         let (_, meta) = small_model();
         let model = Rnnlm::new(arch, Window { batch: 3, time: 4 }, 5).unwrap();
         let bytes = checkpoint::encode(arch, model.params(), &meta).unwrap();
@@ -200,6 +203,9 @@ fn a_gated_checkpoint_with_a_missing_gate_block_or_layer_is_named() {
     assert!(message.contains("lstm.1.Wx is not part of a 1-layer lstm model"), "{message}");
     let message = load_error(&with_tensor_of(lstm, "gru.Wh", Some((Dtype::F32, vec![7, 21], vec![0; 7 * 21 * 4]))));
     assert!(message.contains("lstm.Wh and gru.Wh belong to different cells"), "{message}");
+    // No affine.W means tied weights, which need D = H: here D = 5 and H = 7.
+    let message = load_error(&with_tensor_of(lstm, "affine.W", None));
+    assert!(message.contains("affine.W is missing (tied weights need embed.W's 5 columns"), "{message}");
 }
 
 #[test]

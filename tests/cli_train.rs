@@ -237,6 +237,13 @@ fn gated_stacked_models_train_save_and_load_through_the_command_line() {
     assert_eq!(rnnlm::checkpoint::load(&again).unwrap().arch, ckpt.arch);
     assert_one_line_error(&run(&["--init", s, "--cell", "gru", "--no-save"]), "has lstm layers, but --cell says gru");
     assert_one_line_error(&run(&["--init", s, "--layers", "3", "--no-save"]), "has 2 layers, but --layers says 3");
+    assert_one_line_error(&run(&["--init", s, "--tie", "--no-save"]), "has an affine.W of its own, but --tie");
+
+    let tied = dir.path().join("tied.safetensors");
+    let output = run(&["--cell", "gru", "--tie", "--save", tied.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let ckpt = rnnlm::checkpoint::load(&tied).unwrap();
+    assert!(ckpt.arch.tied && ckpt.arch.cell == rnnlm::Cell::Gru, "{:?}", ckpt.arch);
 
     let predict = rnnlm(&["predict", "--checkpoint", s, "--text", t], dir.path(), &cache);
     assert!(predict.status.success(), "{}", stderr(&predict));
@@ -255,6 +262,7 @@ fn bad_model_options_fail_with_one_line_naming_the_flag() {
         (["--layers", "0"], "--layers"),
         (["--dropout", "1"], "--dropout"),
         (["--dropout", "-0.1"], "must be at least 0 and below 1"),
+        (["--tie", "--hidden=50"], "--tie needs --embed equal to --hidden (D = 100, H = 50)"),
     ] {
         let all: Vec<&str> = ["train", "--text", t, "--no-save"].iter().chain(&args).copied().collect();
         let output = rnnlm(&all, dir.path(), &dir.path().join("cache"));

@@ -92,22 +92,28 @@ fn random_cases(count: usize) -> Vec<Case> {
         .collect()
 }
 
-/// The same case with other recurrent layers and dropout.
-fn with_layers(case: &Case, cell: Cell, layers: usize, dropout: f32) -> Case {
-    Case { arch: Arch { cell, layers, ..case.arch }, dropout, ..*case }
+/// The same case with other recurrent layers, dropout, and tied weights (with `D = H`).
+fn with_layers(case: &Case, cell: Cell, layers: usize, dropout: f32, tied: bool) -> Case {
+    let mut dims = case.arch.dims;
+    if tied {
+        dims.embed = dims.hidden;
+    }
+    Case { arch: Arch { dims, cell, layers, tied }, dropout, ..*case }
 }
 
-/// Every cell with 1, 2 and 3 layers, without dropout and with (but the chapter's one tanh
-/// layer without dropout, which `cases` covers), on every third awkward shape and four random
-/// ones of their own.
+/// Every cell with 1, 2 and 3 layers, untied and tied, without dropout and with (but the
+/// chapter's one untied tanh layer without dropout, which `cases` covers), on every third
+/// awkward shape and four random ones of their own.
 fn gated_and_stacked_cases() -> Vec<Case> {
     let awkward: Vec<Case> = cases().into_iter().step_by(3).chain(random_cases(4)).collect();
     let mut all = Vec::new();
     for cell in Cell::ALL {
         for layers in [1, 2, 3] {
             for dropout in [0.0, 0.3] {
-                if (cell, layers, dropout) != (Cell::Tanh, 1, 0.0) {
-                    all.extend(awkward.iter().map(|case| with_layers(case, cell, layers, dropout)));
+                for tied in [false, true] {
+                    if (cell, layers, dropout, tied) != (Cell::Tanh, 1, 0.0, false) {
+                        all.extend(awkward.iter().map(|case| with_layers(case, cell, layers, dropout, tied)));
+                    }
                 }
             }
         }
@@ -226,7 +232,7 @@ fn reset_state_starts_windows_afresh() {
 
 #[test]
 fn dropout_applies_in_training_only_and_its_masks_are_the_references() {
-    let arch = Arch { dims: Dims { vocab: 40, embed: 8, hidden: 12 }, cell: Cell::Lstm, layers: 2 };
+    let arch = Arch { dims: Dims { vocab: 40, embed: 8, hidden: 12 }, cell: Cell::Lstm, layers: 2, tied: false };
     let window = Window { batch: 3, time: 5 };
     let (xs, ts) = random_window(window, 40, 40, 0.0, 9);
     let mut model = Rnnlm::new(arch, window, 4).unwrap();

@@ -12,10 +12,14 @@ fn reference_gradients_match_central_differences() {
     let dims = Dims { vocab: 6, embed: 3, hidden: 4 };
     let window = Window { batch: 2, time: 3 };
     for cell in Cell::ALL {
-        for (layers, dropout) in [(1, 0.0), (2, 0.0), (2, 0.4)] {
-            let arch = Arch { dims, cell, layers };
+        for (layers, dropout, tied) in
+            [(1, 0.0, false), (2, 0.0, false), (2, 0.4, false), (1, 0.0, true), (2, 0.4, true)]
+        {
+            // Tied weights need D = H.
+            let dims = if tied { Dims { embed: dims.hidden, ..dims } } else { dims };
+            let arch = Arch { dims, cell, layers, tied };
             let worst = check(arch, window, dropout);
-            println!("{} x {layers}, dropout {dropout}: worst relative error {worst:e}", cell.name());
+            println!("{} x {layers}, dropout {dropout}, tied {tied}: worst relative error {worst:e}", cell.name());
         }
     }
 }

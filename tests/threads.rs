@@ -46,7 +46,9 @@ fn one_two_and_three_threads_give_bit_identical_parameters() {
 #[test]
 fn gated_and_stacked_models_give_the_same_bits_for_any_thread_count() {
     for cell in [Cell::Lstm, Cell::Gru] {
-        same_bits_for_1_2_and_3_threads(Arch { dims: DIMS, cell, layers: 2 }, 0.0, &[Some(1.0)]);
-        same_bits_for_1_2_and_3_threads(Arch { dims: DIMS, cell, layers: 2 }, 0.5, &[None]);
+        same_bits_for_1_2_and_3_threads(Arch { dims: DIMS, cell, layers: 2, tied: false }, 0.0, &[Some(1.0)]);
+        same_bits_for_1_2_and_3_threads(Arch { dims: DIMS, cell, layers: 2, tied: false }, 0.5, &[None]);
+        let tied = Arch { dims: Dims { embed: DIMS.hidden, ..DIMS }, cell, layers: 2, tied: true };
+        same_bits_for_1_2_and_3_threads(tied, 0.5, &[None, Some(1.0)]);
     }
 }

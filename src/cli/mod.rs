@@ -173,6 +173,10 @@ pub struct TrainArgs {
     /// Stacked recurrent layers [1; with --init: the checkpoint's]
     #[arg(long, value_parser = positive_usize)]
     pub layers: Option<usize>,
+    /// Tie the affine layer's weights to the embedding (embed.W^T); needs --embed equal to
+    /// --hidden [with --init: the checkpoint's]
+    #[arg(long)]
+    pub tie: bool,
     /// Dropout ratio P of training (0 <= P < 1), on the word vectors, between layers and
     /// before the affine layer [0; with --init: the checkpoint's]
     #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = dropout_ratio)]
@@ -295,8 +299,9 @@ pub struct GenerateArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A configuration of the performance table: c1 (the chapter), c2, c3, c4, c5 (LSTM)
-    #[arg(long, value_parser = ["c1", "c2", "c3", "c4", "c5"], required_unless_present = "vocab")]
+    /// A configuration of the performance table: c1 (the chapter), c2, c3, c4, c5 (LSTM), c6
+    /// (two LSTMs of 650, dropout 0.5, tied)
+    #[arg(long, value_parser = ["c1", "c2", "c3", "c4", "c5", "c6"], required_unless_present = "vocab")]
     pub config: Option<String>,
     /// Explicit sizes instead of --config: vocabulary V (random ids), with --embed, --hidden, --batch, --time
     #[arg(long, value_parser = positive_usize, conflicts_with = "config", requires_all = ["embed", "hidden", "batch", "time"])]
@@ -319,6 +324,12 @@ pub struct BenchArgs {
     /// Stacked recurrent layers (with --vocab) [1]
     #[arg(long, value_parser = positive_usize, requires = "vocab")]
     pub layers: Option<usize>,
+    /// Tied weights (with --vocab; needs --embed equal to --hidden)
+    #[arg(long, requires = "vocab")]
+    pub tie: bool,
+    /// Dropout ratio of training (with --vocab) [0]
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = dropout_ratio, requires = "vocab")]
+    pub dropout: Option<f32>,
     /// Worker threads [default: one per core]
     #[arg(long, value_parser = positive_usize)]
     pub threads: Option<usize>,

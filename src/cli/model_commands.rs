@@ -163,6 +163,9 @@ fn check_output(path: &Path, what: &str) -> anyhow::Result<()> {
 
 pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
     let s = settings(&args);
+    if args.tie && s.embed != s.hidden {
+        bail!("--tie needs --embed equal to --hidden (D = {}, H = {})", s.embed, s.hidden);
+    }
     let tokenizer = Tokenizer { level: args.level.unwrap_or(Level::Word), lowercase: args.lowercase };
     let (corpus, corpus_name) = open_corpus(data_dir, &args.corpus, tokenizer)?;
     let all_train = corpus.train.ids();
@@ -177,7 +180,8 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
     };
     let vocab = corpus.vocab.truncated(vocab_size);
     let dims = Dims { vocab: vocab_size, embed: s.embed, hidden: s.hidden };
-    let flag_arch = Arch { dims, cell: args.cell.unwrap_or(Cell::Tanh), layers: args.layers.unwrap_or(1) };
+    let flag_arch =
+        Arch { dims, cell: args.cell.unwrap_or(Cell::Tanh), layers: args.layers.unwrap_or(1), tied: args.tie };
     if train::Batcher::new(train_ids.len(), s.window).is_none() {
         return Err(train::TrainError::CorpusTooShort { tokens: train_ids.len(), needed: s.window.tokens() + 1 }.into());
     }
@@ -185,7 +189,7 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
     let (mut model, start_epoch, dropout) = match &args.init {
         Some(path) => {
             let ckpt = checkpoint::load(path)?;
-            check_init(&ckpt, dims, (args.cell, args.layers), &vocab, corpus.level, path)?;
+            check_init(&ckpt, dims, (args.cell, args.layers, args.tie), &vocab, corpus.level, path)?;
             let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
             (Rnnlm::from_params(ckpt.arch, s.window, &ckpt.params)?, ckpt.meta.epoch, dropout)
         }
@@ -286,7 +290,7 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
 fn check_init(
     ckpt: &Checkpoint,
     dims: Dims,
-    (cell, layers): (Option<Cell>, Option<usize>),
+    (cell, layers, tie): (Option<Cell>, Option<usize>, bool),
     vocab: &Vocab,
     level: Level,
     path: &Path,
@@ -309,6 +313,9 @@ fn check_init(
     }
     if let Some(layers) = layers.filter(|&l| l != ckpt.arch.layers) {
         bail!("checkpoint {} has {} layers, but --layers says {layers}", path.display(), ckpt.arch.layers);
+    }
+    if tie && !ckpt.arch.tied {
+        bail!("checkpoint {} has an affine.W of its own, but --tie asks for tied weights", path.display());
     }
     if let Some(ckpt_level) = ckpt.meta.level {
         if ckpt_level != level {
@@ -467,7 +474,8 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 None => (ids, corpus.vocab.len()),
             };
             let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
-            (name.clone(), Arch { dims, cell: config.cell, layers: config.layers }, config.window, ids.to_vec())
+            let arch = Arch { dims, cell: config.cell, layers: config.layers, tied: config.tied };
+            (name.clone(), arch, config.window, ids.to_vec())
         }
         None => {
             let vocab = args.vocab.expect("clap requires --config or --vocab");
@@ -475,11 +483,17 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             let ids = (0..1_000_000).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
             let window = Window { batch: args.batch.expect("required"), time: args.time.expect("required") };
             let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
-            let arch = Arch { dims, cell: args.cell.unwrap_or(Cell::Tanh), layers: args.layers.unwrap_or(1) };
+            let (cell, layers) = (args.cell.unwrap_or(Cell::Tanh), args.layers.unwrap_or(1));
+            let arch = Arch { dims, cell, layers, tied: args.tie };
             ("custom".to_owned(), arch, window, ids)
         }
     };
     let mut model = Rnnlm::new(arch, window, 1)?;
+    let dropout = match &args.config {
+        Some(name) => rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).map_or(0.0, |c| c.dropout),
+        None => args.dropout.unwrap_or(0.0),
+    };
+    model.set_dropout(dropout, 1)?;
     let dims = arch.dims;
     let one_thread = if args.scaling { Some(rayon::ThreadPoolBuilder::new().num_threads(1).build()?) } else { None };
     let result = with_threads(args.threads, || -> anyhow::Result<rnnlm::bench::BenchResult> {

@@ -97,12 +97,15 @@ pub struct Arch {
     /// Recurrent layers, at least 1; layer 0 reads the word vectors (`D` wide), each later
     /// layer the hidden states of the one below (`H` wide).
     pub layers: usize,
+    /// Tied weights (needs `D = H`): the affine layer uses `embed.W^T` as its `H x V` matrix
+    /// and has no `affine.W` of its own (it keeps its bias).
+    pub tied: bool,
 }
 
 /// Sizes alone are the chapter's SimpleRnnlm: one tanh layer.
 impl From<Dims> for Arch {
     fn from(dims: Dims) -> Arch {
-        Arch { dims, cell: Cell::Tanh, layers: 1 }
+        Arch { dims, cell: Cell::Tanh, layers: 1, tied: false }
     }
 }
 
@@ -125,10 +128,21 @@ pub enum Tensor {
 
 impl Arch {
     /// Every tensor in the order of the flat buffer: `embed.W`, each layer's `Wx`, `Wh`, `b`,
-    /// then `affine.W` and `affine.b`. For one tanh layer that is the spec's order.
+    /// then `affine.W` (unless tied) and `affine.b`. For one tanh layer that is the spec's order.
     pub fn tensors(&self) -> impl Iterator<Item = Tensor> + Clone {
         let layers = (0..self.layers).flat_map(|l| [Tensor::Wx(l), Tensor::Wh(l), Tensor::B(l)]);
-        std::iter::once(Tensor::EmbedW).chain(layers).chain([Tensor::AffineW, Tensor::AffineB])
+        let affine_w = (!self.tied).then_some(Tensor::AffineW);
+        std::iter::once(Tensor::EmbedW).chain(layers).chain(affine_w).chain([Tensor::AffineB])
+    }
+
+    /// The tensor the output layer reads as its weights: `affine.W` (`H x V`), or `embed.W`
+    /// (`V x D`, read transposed) when tied.
+    pub fn output_weights(&self) -> Tensor {
+        if self.tied {
+            Tensor::EmbedW
+        } else {
+            Tensor::AffineW
+        }
     }
 
     /// The input width of layer `layer`: `D` for the first, `H` for the others.
@@ -229,7 +243,7 @@ mod tests {
 
     #[test]
     fn stacked_gated_layers_are_named_and_shaped_by_cell_and_layer() {
-        let arch = Arch { dims: Dims { vocab: 7, embed: 3, hidden: 2 }, cell: Cell::Lstm, layers: 3 };
+        let arch = Arch { dims: Dims { vocab: 7, embed: 3, hidden: 2 }, cell: Cell::Lstm, layers: 3, tied: false };
         let names: Vec<String> = arch.tensors().map(|t| arch.name(t)).collect();
         assert_eq!(names[1..7], ["lstm.Wx", "lstm.Wh", "lstm.b", "lstm.1.Wx", "lstm.1.Wh", "lstm.1.b"]);
         assert_eq!(names[10], "affine.W");
@@ -241,5 +255,10 @@ mod tests {
         assert_eq!(gru.spec_shape(Tensor::Wh(2)), [2, 6]);
         let total: usize = gru.tensors().map(|t| gru.range(t).len()).sum();
         assert_eq!(Some(total), gru.param_count());
+        let tied = Arch { dims: Dims { vocab: 7, embed: 2, hidden: 2 }, tied: true, ..gru };
+        let names: Vec<String> = tied.tensors().map(|t| tied.name(t)).collect();
+        assert_eq!(names.last().map(String::as_str), Some("affine.b"));
+        assert!(!names.iter().any(|n| n == "affine.W"), "{names:?}");
+        assert_eq!(tied.output_weights(), Tensor::EmbedW);
     }
 }

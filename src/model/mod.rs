@@ -19,7 +19,9 @@ mod passes;
 
 pub use arch::{Arch, Cell, Dims, Tensor, Window};
 
-use crate::kernels::{clip_factor, scale_inplace, sgd_update, sum_of_squares, OutputLayer, IGNORE_TARGET};
+use crate::kernels::{
+    clip_factor, scale_inplace, sgd_update, sum_of_squares, OutputLayer, WeightLayout, IGNORE_TARGET,
+};
 use crate::rng::Rng;
 use dropout::DropoutSites;
 use layers::{new_layer, Recurrence};
@@ -201,6 +203,14 @@ impl Rnnlm {
         let too_big =
             |name| ModelError::InvalidSize { name, value: 0, why: "the buffers it needs overflow the address space" };
         let Dims { vocab: v, embed: d, hidden: h } = arch.dims;
+        if arch.tied && d != h {
+            return Err(ModelError::InvalidSize {
+                name: "embedding size",
+                value: d,
+                why: "must equal the hidden size when the weights are tied",
+            });
+        }
+        let output_layout = if arch.tied { WeightLayout::ClassesByHidden } else { WeightLayout::HiddenByClasses };
         let n = window.batch.checked_mul(window.time).ok_or(too_big("window"))?;
         let param_count = arch.param_count().ok_or(too_big("model"))?;
         let big = |a: usize, b: usize| a.checked_mul(b).ok_or(too_big("window"));
@@ -210,7 +220,7 @@ impl Rnnlm {
             targets: zeroed("window", n)?,
             x: zeroed("window", big(n, d)?)?,
             layers: (0..arch.layers).map(|_| new_layer(arch.cell, h, window)).collect::<Result<_, _>>()?,
-            output: OutputLayer::new(n, h, v).ok_or(ModelError::InvalidSize {
+            output: OutputLayer::with_layout(n, h, v, output_layout).ok_or(ModelError::InvalidSize {
                 name: "window",
                 value: n,
                 why: "the output layer's buffers cannot be allocated",
@@ -419,24 +429,21 @@ impl Rnnlm {
             }
         }
         let loss = self.forward_training(xs, ts)?;
-        match clip {
-            // Clipping needs every gradient before any update.
-            Some(max_norm) => {
-                self.backward()?;
-                let start = Instant::now();
-                if let Some(factor) = clip_factor(self.grad_norm(), max_norm) {
-                    self.for_each_live_grad(true, |_, grads| scale_inplace(grads, factor));
-                }
-                self.for_each_live_grad(true, |params, grads| sgd_update(params, grads, lr));
-                self.times.update += start.elapsed().as_secs_f64();
-            }
-            None => {
-                self.backward_impl(Some(lr))?;
-                let start = Instant::now();
-                self.for_each_live_grad(false, |params, grads| sgd_update(params, grads, lr));
-                self.times.update += start.elapsed().as_secs_f64();
-            }
+        // The output layer's update folds into its gradient GEMMs unless clipping needs every
+        // gradient before any update, or the weights are tied and the embedding's gradient is
+        // the sum of both uses.
+        let fold = clip.is_none() && !self.arch.tied;
+        if fold {
+            self.backward_impl(Some(lr))?;
+        } else {
+            self.backward()?;
         }
+        let start = Instant::now();
+        if let Some(factor) = clip.and_then(|max_norm| clip_factor(self.grad_norm(), max_norm)) {
+            self.for_each_live_grad(true, |_, grads| scale_inplace(grads, factor));
+        }
+        self.for_each_live_grad(!fold, |params, grads| sgd_update(params, grads, lr));
+        self.times.update += start.elapsed().as_secs_f64();
         Ok(loss)
     }
 
@@ -449,17 +456,20 @@ impl Rnnlm {
 
     /// Calls `f(params, grads)` on every part of the buffers whose gradient may be non-zero:
     /// the dense tensors after `embed.W` (every recurrent layer, then the output layer unless
-    /// `with_output_layer` is false), then each embedding row the last window touched.
+    /// `with_output_layer` is false), then each embedding row the last window touched. With
+    /// tied weights `embed.W` is dense too (the output layer's gradient reaches every row).
     fn for_each_live_grad(&mut self, with_output_layer: bool, mut f: impl FnMut(&mut [f32], &mut [f32])) {
         let d = self.arch.dims.embed;
-        let dense_start = self.arch.range(Tensor::Wx(0)).start;
+        let dense_start = if self.arch.tied { 0 } else { self.arch.range(Tensor::Wx(0)).start };
         let dense_end = if with_output_layer { self.params.len() } else { self.arch.range(Tensor::AffineW).start };
         let (embed_params, dense_params) = self.params[..dense_end].split_at_mut(dense_start);
         let (embed_grads, dense_grads) = self.grads[..dense_end].split_at_mut(dense_start);
         f(dense_params, dense_grads);
-        for &id in &self.ws.touched {
-            let rows = id as usize * d..(id as usize + 1) * d;
-            f(&mut embed_params[rows.clone()], &mut embed_grads[rows]);
+        if !self.arch.tied {
+            for &id in &self.ws.touched {
+                let rows = id as usize * d..(id as usize + 1) * d;
+                f(&mut embed_params[rows.clone()], &mut embed_grads[rows]);
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! projection as one GEMM, then its recurrence) and the output layer forward; the same in
 //! reverse backward, with dropout at its sites when the forward pass applied it.
 
-use super::{Dims, ModelError, Rnnlm, Tensor, Workspace};
+use super::{Arch, Dims, ModelError, Rnnlm, Tensor, Workspace};
 use super::{DropoutSites, Recurrence};
 use crate::kernels::{
     column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, OutputUpdate, Transpose, IGNORE_TARGET,
@@ -18,7 +18,7 @@ impl Rnnlm {
         let kept = self.ws.targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
         let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f32 };
         let start = Instant::now();
-        let (w, b) = (&self.params[self.arch.range(Tensor::AffineW)], &self.params[self.arch.range(Tensor::AffineB)]);
+        let (w, b) = output_weights(&self.params, self.arch);
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
         ws.output.forward(hs, w, b, &ws.targets, inv_n, &mut ws.row_loss);
@@ -32,7 +32,7 @@ impl Rnnlm {
         self.load_window(xs, None)?;
         self.forward_hidden(false);
         let start = Instant::now();
-        let (w, b) = (&self.params[self.arch.range(Tensor::AffineW)], &self.params[self.arch.range(Tensor::AffineB)]);
+        let (w, b) = output_weights(&self.params, self.arch);
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
         ws.output.forward_logits(hs, w, b);
@@ -120,11 +120,12 @@ impl Rnnlm {
     }
 
     /// The output layer's backward pass: its weight gradients (or update), and the gradient at
-    /// the last layer's outputs (through the dropout there, if any).
+    /// the last layer's outputs (through the dropout there, if any). With tied weights the
+    /// gradient of `embed.W` is overwritten here, whole; the embedding's own adds to it.
     fn output_backward(&mut self, fold_lr: Option<f32>) {
         let arch = self.arch;
         let (params, grads) = (&mut self.params, &mut self.grads);
-        let (w_range, b_range) = (arch.range(Tensor::AffineW), arch.range(Tensor::AffineB));
+        let (w_range, b_range) = (arch.range(arch.output_weights()), arch.range(Tensor::AffineB));
         let top = self.ws.layers.last_mut().expect("at least one layer");
         let dropout = self.dropout.as_ref().filter(|_| self.ws.dropped);
         let (hs, dhs) = match dropout {
@@ -133,12 +134,12 @@ impl Rnnlm {
         };
         let update = match fold_lr {
             Some(lr) => {
-                let (w, b) = params[w_range.start..].split_at_mut(w_range.len());
-                OutputUpdate::Sgd { w, b: &mut b[..b_range.len()], lr }
+                let (w, b) = two_mut(params, w_range, b_range);
+                OutputUpdate::Sgd { w, b, lr }
             }
             None => {
-                let (dw, db) = grads[w_range.start..].split_at_mut(w_range.len());
-                OutputUpdate::Gradients { w: &params[w_range], dw, db: &mut db[..b_range.len()] }
+                let (dw, db) = two_mut(grads, w_range.clone(), b_range);
+                OutputUpdate::Gradients { w: &params[w_range], dw, db }
             }
         };
         self.ws.output.backward(hs, update, dhs);
@@ -180,10 +181,16 @@ impl Rnnlm {
 
     /// The embedding gradient from `dx`: only rows of the embedding gradient that a window
     /// touches are ever non-zero, so the last window's are cleared and this one's scattered.
+    /// With tied weights the output layer has just written the whole gradient: this one's are
+    /// added to it.
     fn embedding_backward(&mut self) {
         let Dims { vocab, embed: d, .. } = self.arch.dims;
         let g_embed = &mut self.grads[self.arch.range(Tensor::EmbedW)];
         let Workspace { ids, dx, touched, touched_mark, .. } = &mut self.ws;
+        if self.arch.tied {
+            embedding_scatter_add(vocab, d, dx, ids, g_embed);
+            return;
+        }
         for &id in touched.iter() {
             g_embed[id as usize * d..(id as usize + 1) * d].fill(0.0);
             touched_mark[id as usize] = false;
@@ -206,4 +213,19 @@ fn output_input<'a>(layers: &'a [Box<dyn Recurrence>], dropout: Option<&'a Dropo
         Some(dropout) => dropout.dropped(site),
         None => layers.last().expect("at least one layer").outputs(),
     }
+}
+
+/// Two disjoint parts of `buffer`: `first` and `second`, `first` before `second`.
+fn two_mut(
+    buffer: &mut [f32],
+    first: std::ops::Range<usize>,
+    second: std::ops::Range<usize>,
+) -> (&mut [f32], &mut [f32]) {
+    let (head, tail) = buffer.split_at_mut(second.start);
+    (&mut head[first], &mut tail[..second.len()])
+}
+
+/// The output layer's weights (`affine.W`, or `embed.W` when tied) and bias in `params`.
+fn output_weights(params: &[f32], arch: Arch) -> (&[f32], &[f32]) {
+    (&params[arch.range(arch.output_weights())], &params[arch.range(Tensor::AffineB)])
 }

@@ -68,6 +68,11 @@ macro_rules! impl_real {
 impl_real!(f32);
 impl_real!(f64);
 
+/// `rows x cols` row-major, transposed.
+fn transposed<R: Real>(m: &[R], rows: usize, cols: usize) -> Vec<R> {
+    (0..cols * rows).map(|i| m[(i % rows) * cols + i / rows]).collect()
+}
+
 pub(crate) fn zeros<R: Real>(len: usize) -> Vec<R> {
     vec![R::zero(); len]
 }
@@ -250,7 +255,7 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
             embed: Embedding { w: tensor(Tensor::EmbedW), dw: zeros(v * d), dim: d, ids: Vec::new() },
             layers,
             affine: Affine {
-                w: tensor(Tensor::AffineW),
+                w: if arch.tied { zeros(h * v) } else { tensor(Tensor::AffineW) },
                 b: tensor(Tensor::AffineB),
                 dw: zeros(h * v),
                 db: zeros(v),
@@ -281,6 +286,9 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
             hs = self.layers[l].forward(&hs);
         }
         hs = self.drop_out(hs, dropout);
+        if self.arch.tied {
+            self.affine.w = transposed(&self.embed.w, self.arch.dims.vocab, self.arch.dims.hidden);
+        }
         self.affine.forward(&hs)
     }
 
@@ -328,6 +336,13 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
         }
         d = self.drop_out_backward(0, d);
         self.embed.backward(&d);
+        if self.arch.tied {
+            // The tied matrix's gradient is the sum of both uses.
+            let (v, h) = (self.arch.dims.vocab, self.arch.dims.hidden);
+            for (g, a) in self.embed.dw.iter_mut().zip(transposed(&self.affine.dw, h, v)) {
+                *g += a;
+            }
+        }
     }
 
     /// Parameters and their gradients, tensor by tensor in [`Arch::tensors`] order.
@@ -336,7 +351,9 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
         for layer in &mut self.layers {
             tensors.extend(layer.tensors_mut());
         }
-        tensors.push((&mut self.affine.w, &mut self.affine.dw));
+        if !self.arch.tied {
+            tensors.push((&mut self.affine.w, &mut self.affine.dw));
+        }
         tensors.push((&mut self.affine.b, &mut self.affine.db));
         tensors
     }
