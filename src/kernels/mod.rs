@@ -135,6 +135,34 @@ fn filled<T: Clone>(len: Option<usize>, value: T) -> Option<Vec<T>> {
     Some(v)
 }
 
+/// max |got - want| / max |want|: a normwise relative error, meaningful where single elements
+/// cancel to nearly nothing.
+#[cfg(test)]
+fn normwise_error(got: &[f32], want: &[f64]) -> f64 {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs())) / scale
+}
+
+/// Panics unless every named result is within `tolerance` (normwise) of its definition.
+#[cfg(test)]
+fn assert_near(label: &str, tolerance: f64, results: &[(&str, &[f32], &[f64])]) {
+    for (name, got, want) in results {
+        let error = normwise_error(got, want);
+        assert!(error < tolerance, "{label}: {name} off by {error:e}");
+    }
+}
+
+/// Panics unless `results` gives the same bits on pools of 1, 2 and 3 threads.
+#[cfg(test)]
+fn assert_same_bits_for_any_thread_count(label: &str, results: impl Fn() -> Vec<f32> + Sync) {
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+        pool.install(&results).iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+    };
+    let one = run(1);
+    assert!(one == run(2) && one == run(3), "{label}: results differ by thread count");
+}
+
 /// Deterministic pseudo-random test values in [-1, 1) (xorshift), the same for every run.
 #[cfg(test)]
 fn test_values(len: usize, seed: u64) -> Vec<f32> {

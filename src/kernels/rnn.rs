@@ -159,7 +159,7 @@ pub fn rnn_step_backward(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_values;
+    use super::super::{normwise_error, test_values};
     use super::*;
 
     /// Batch 1, sizes off the vector width, one step, and shapes large enough for several
@@ -262,11 +262,6 @@ mod tests {
             }
             (states, dts)
         }
-    }
-
-    fn normwise_error(got: &[f32], want: &[f64]) -> f64 {
-        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-        got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs())) / scale
     }
 
     #[test]

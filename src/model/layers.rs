@@ -38,15 +38,26 @@ pub(super) trait Recurrence: Send + Sync {
     /// `H x G*H`, `bias` is `G*H`.
     fn forward(&mut self, wh: &[f32], bias: &[f32], state: &mut [f32]);
 
+    /// The layer's states and the gradient at them.
+    fn states(&self) -> &States;
+    fn states_mut(&mut self) -> &mut States;
+
     /// The hidden states `h_1 .. h_T` of the last forward, `T*B x H`.
-    fn outputs(&self) -> &[f32];
+    fn outputs(&self) -> &[f32] {
+        self.states().outputs()
+    }
 
     /// The gradient at each output, `T*B x H`, to be written before [`backward`](Self::backward).
-    fn output_grads(&mut self) -> &mut [f32];
+    fn output_grads(&mut self) -> &mut [f32] {
+        &mut self.states_mut().dhs
+    }
 
     /// [`outputs`](Self::outputs) and [`output_grads`](Self::output_grads) at once (the output
     /// layer's backward pass reads the one and writes the other).
-    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]);
+    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]) {
+        let states = self.states_mut();
+        (&states.hs[states.block..], &mut states.dhs)
+    }
 
     /// Backward through the window of the last forward; the state carried in gets no gradient.
     fn backward(&mut self, wh: &[f32]);
@@ -66,6 +77,40 @@ pub(super) fn new_layer(cell: Cell, hidden: usize, window: Window) -> Result<Box
         Cell::Lstm => Box::new(LstmLayer::new(sizes)?),
         Cell::Gru => Box::new(GruLayer::new(sizes)?),
     })
+}
+
+/// What every layer has: its hidden states over the window and the gradient at them.
+#[derive(Clone)]
+pub(super) struct States {
+    /// `T + 1` blocks of `B x H`: the state carried in, then `h_1 .. h_T`.
+    hs: Vec<f32>,
+    /// `T` blocks of `B x H`: the gradient at each `h_t`.
+    dhs: Vec<f32>,
+    /// `B x H`: one block.
+    block: usize,
+}
+
+impl States {
+    fn new(sizes: Sizes) -> Result<Self, ModelError> {
+        Ok(States { hs: sizes.buffer(sizes.time + 1, 1)?, dhs: sizes.buffer(sizes.time, 1)?, block: sizes.block })
+    }
+
+    /// `h_1 .. h_T`.
+    fn outputs(&self) -> &[f32] {
+        &self.hs[self.block..]
+    }
+
+    /// `h_0 .. h_{T-1}`: the state each step started from.
+    fn previous(&self) -> &[f32] {
+        &self.hs[..self.hs.len() - self.block]
+    }
+
+    /// The state carried in, and the one carried out after the last step.
+    fn first_and_last(&mut self) -> (&mut [f32], &[f32]) {
+        let block = self.block;
+        let (first, rest) = self.hs.split_at_mut(block);
+        (first, &rest[rest.len() - block..])
+    }
 }
 
 /// The sizes every layer's buffers follow from.
@@ -113,27 +158,19 @@ impl Sizes {
 }
 
 /// The chapter's tanh cell. Its pre-activations and states share one buffer: the projection
-/// goes into blocks `1..=T` of `states`, which the recurrence turns into `h_1 .. h_T`; the
+/// goes into blocks `1..=T` of the states, which the recurrence turns into `h_1 .. h_T`; the
 /// gradient at the outputs turns into `da` in place.
 #[derive(Clone)]
 struct TanhLayer {
     sizes: Sizes,
-    /// `T + 1` blocks of `B x H`: the state carried in, then `h_1 .. h_T`.
-    states: Vec<f32>,
-    /// `T` blocks of `B x H`: the gradient at each `h_t`, then `da`.
-    dhs: Vec<f32>,
+    states: States,
     /// `Wh`, packed for the forward recurrence, then transposed for the backward one.
     packed: PackedMatrix,
 }
 
 impl TanhLayer {
     fn new(sizes: Sizes) -> Result<Self, ModelError> {
-        Ok(TanhLayer {
-            states: sizes.buffer(sizes.time + 1, 1)?,
-            dhs: sizes.buffer(sizes.time, 1)?,
-            packed: sizes.packed(sizes.hidden, sizes.hidden)?,
-            sizes,
-        })
+        Ok(TanhLayer { states: States::new(sizes)?, packed: sizes.packed(sizes.hidden, sizes.hidden)?, sizes })
     }
 }
 
@@ -142,58 +179,51 @@ impl Recurrence for TanhLayer {
         Box::new(self.clone())
     }
 
+    fn states(&self) -> &States {
+        &self.states
+    }
+
+    fn states_mut(&mut self) -> &mut States {
+        &mut self.states
+    }
+
     fn projection(&mut self) -> &mut [f32] {
-        &mut self.states[self.sizes.block..]
+        &mut self.states.hs[self.sizes.block..]
     }
 
     fn forward(&mut self, wh: &[f32], bias: &[f32], state: &mut [f32]) {
-        let Sizes { batch, hidden, time, block } = self.sizes;
-        self.states[..block].copy_from_slice(state);
+        let Sizes { batch, hidden, time, .. } = self.sizes;
+        self.states.first_and_last().0.copy_from_slice(state);
         self.packed.pack(wh, hidden, Transpose::No);
-        rnn_forward_window(batch, hidden, time, &self.packed, bias, &mut self.states);
-        state.copy_from_slice(&self.states[time * block..]);
-    }
-
-    fn outputs(&self) -> &[f32] {
-        &self.states[self.sizes.block..]
-    }
-
-    fn output_grads(&mut self) -> &mut [f32] {
-        &mut self.dhs
-    }
-
-    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]) {
-        (&self.states[self.sizes.block..], &mut self.dhs)
+        rnn_forward_window(batch, hidden, time, &self.packed, bias, &mut self.states.hs);
+        state.copy_from_slice(self.states.first_and_last().1);
     }
 
     fn backward(&mut self, wh: &[f32]) {
         let Sizes { batch, hidden, time, .. } = self.sizes;
         self.packed.pack(wh, hidden, Transpose::Yes);
-        rnn_backward_window(batch, hidden, time, &self.packed, &self.states, &mut self.dhs);
+        rnn_backward_window(batch, hidden, time, &self.packed, &self.states.hs, &mut self.states.dhs);
     }
 
     fn pre_activation_grads(&self) -> &[f32] {
-        &self.dhs
+        &self.states.dhs
     }
 
     fn wh_gradient(&self, dwh: &mut [f32]) {
-        let Sizes { time, block, hidden, .. } = self.sizes;
-        self.sizes.h_prev_product(&self.states[..time * block], &self.dhs, (hidden, hidden), dwh);
+        let hidden = self.sizes.hidden;
+        self.sizes.h_prev_product(self.states.previous(), &self.states.dhs, (hidden, hidden), dwh);
     }
 }
 
-/// The LSTM cell: gates, states and cell states in buffers of their own.
+/// The LSTM cell: gates and cell states in buffers of their own beside the states.
 #[derive(Clone)]
 struct LstmLayer {
     sizes: Sizes,
+    states: States,
     /// `T` blocks of `B x 4H`: the projection, then the activated gates, then `da`.
     gates: Vec<f32>,
-    /// `T + 1` blocks of `B x H`: the carried `h`, then `h_1 .. h_T`.
-    hs: Vec<f32>,
     /// `T + 1` blocks of `B x H`: the carried `c`, then `c_1 .. c_T`.
     cs: Vec<f32>,
-    /// `T` blocks of `B x H`: the gradient at each `h_t`.
-    dhs: Vec<f32>,
     /// `B x H` scratch: the gradient at the cell state being carried back.
     dc: Vec<f32>,
     /// `Wh` packed (`H x 4H`) and transposed (`4H x H`).
@@ -205,10 +235,9 @@ impl LstmLayer {
     fn new(sizes: Sizes) -> Result<Self, ModelError> {
         let h = sizes.hidden;
         Ok(LstmLayer {
+            states: States::new(sizes)?,
             gates: sizes.buffer(sizes.time, 4)?,
-            hs: sizes.buffer(sizes.time + 1, 1)?,
             cs: sizes.buffer(sizes.time + 1, 1)?,
-            dhs: sizes.buffer(sizes.time, 1)?,
             dc: sizes.buffer(1, 1)?,
             wh: sizes.packed(h, 4 * h)?,
             wh_t: sizes.packed(4 * h, h)?,
@@ -222,6 +251,14 @@ impl Recurrence for LstmLayer {
         Box::new(self.clone())
     }
 
+    fn states(&self) -> &States {
+        &self.states
+    }
+
+    fn states_mut(&mut self) -> &mut States {
+        &mut self.states
+    }
+
     fn projection(&mut self) -> &mut [f32] {
         &mut self.gates
     }
@@ -229,30 +266,19 @@ impl Recurrence for LstmLayer {
     fn forward(&mut self, wh: &[f32], bias: &[f32], state: &mut [f32]) {
         let Sizes { batch, hidden, time, block } = self.sizes;
         let (h, c) = state.split_at_mut(block);
-        self.hs[..block].copy_from_slice(h);
+        self.states.first_and_last().0.copy_from_slice(h);
         self.cs[..block].copy_from_slice(c);
         self.wh.pack(wh, 4 * hidden, Transpose::No);
-        lstm_forward_window(batch, hidden, time, &self.wh, bias, &mut self.gates, &mut self.hs, &mut self.cs);
-        h.copy_from_slice(&self.hs[time * block..]);
+        lstm_forward_window(batch, hidden, time, &self.wh, bias, &mut self.gates, &mut self.states.hs, &mut self.cs);
+        h.copy_from_slice(self.states.first_and_last().1);
         c.copy_from_slice(&self.cs[time * block..]);
-    }
-
-    fn outputs(&self) -> &[f32] {
-        &self.hs[self.sizes.block..]
-    }
-
-    fn output_grads(&mut self) -> &mut [f32] {
-        &mut self.dhs
-    }
-
-    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]) {
-        (&self.hs[self.sizes.block..], &mut self.dhs)
     }
 
     fn backward(&mut self, wh: &[f32]) {
         let Sizes { batch, hidden, time, .. } = self.sizes;
         self.wh_t.pack(wh, 4 * hidden, Transpose::Yes);
-        lstm_backward_window(batch, hidden, time, &self.wh_t, &self.cs, &mut self.gates, &mut self.dhs, &mut self.dc);
+        let (cs, dhs) = (&self.cs, &mut self.states.dhs);
+        lstm_backward_window(batch, hidden, time, &self.wh_t, cs, &mut self.gates, dhs, &mut self.dc);
     }
 
     fn pre_activation_grads(&self) -> &[f32] {
@@ -260,24 +286,21 @@ impl Recurrence for LstmLayer {
     }
 
     fn wh_gradient(&self, dwh: &mut [f32]) {
-        let Sizes { time, block, hidden, .. } = self.sizes;
-        self.sizes.h_prev_product(&self.hs[..time * block], &self.gates, (4 * hidden, 4 * hidden), dwh);
+        let width = 4 * self.sizes.hidden;
+        self.sizes.h_prev_product(self.states.previous(), &self.gates, (width, width), dwh);
     }
 }
 
-/// The GRU cell: gates, states and every step's `r h` in buffers of their own; `Wh` is packed
-/// as its two blocks, `[z r]` and `h~`.
+/// The GRU cell: gates and every step's `r h` in buffers of their own beside the states; `Wh`
+/// is packed as its two blocks, `[z r]` and `h~`.
 #[derive(Clone)]
 struct GruLayer {
     sizes: Sizes,
+    states: States,
     /// `T` blocks of `B x 3H`: the projection, then the activated gates, then `da`.
     gates: Vec<f32>,
-    /// `T + 1` blocks of `B x H`: the carried `h`, then `h_1 .. h_T`.
-    hs: Vec<f32>,
     /// `T` blocks of `B x H`: `r * h_{t-1}` of each step.
     rh: Vec<f32>,
-    /// `T` blocks of `B x H`: the gradient at each `h_t`.
-    dhs: Vec<f32>,
     /// `B x H` scratch for `d(r h)`.
     drh: Vec<f32>,
     /// `Wh[:, z r]` (`H x 2H`) and `Wh[:, h~]` (`H x H`), packed, and both transposed.
@@ -291,10 +314,9 @@ impl GruLayer {
     fn new(sizes: Sizes) -> Result<Self, ModelError> {
         let h = sizes.hidden;
         Ok(GruLayer {
+            states: States::new(sizes)?,
             gates: sizes.buffer(sizes.time, 3)?,
-            hs: sizes.buffer(sizes.time + 1, 1)?,
             rh: sizes.buffer(sizes.time, 1)?,
-            dhs: sizes.buffer(sizes.time, 1)?,
             drh: sizes.buffer(1, 1)?,
             zr: sizes.packed(h, 2 * h)?,
             candidate: sizes.packed(h, h)?,
@@ -310,30 +332,26 @@ impl Recurrence for GruLayer {
         Box::new(self.clone())
     }
 
+    fn states(&self) -> &States {
+        &self.states
+    }
+
+    fn states_mut(&mut self) -> &mut States {
+        &mut self.states
+    }
+
     fn projection(&mut self) -> &mut [f32] {
         &mut self.gates
     }
 
     fn forward(&mut self, wh: &[f32], bias: &[f32], state: &mut [f32]) {
-        let Sizes { batch, hidden, time, block } = self.sizes;
-        self.hs[..block].copy_from_slice(state);
+        let Sizes { batch, hidden, time, .. } = self.sizes;
+        self.states.first_and_last().0.copy_from_slice(state);
         self.zr.pack(wh, 3 * hidden, Transpose::No);
         self.candidate.pack(&wh[2 * hidden..], 3 * hidden, Transpose::No);
         let packed = (&self.zr, &self.candidate);
-        gru_forward_window(batch, hidden, time, packed, bias, &mut self.gates, &mut self.hs, &mut self.rh);
-        state.copy_from_slice(&self.hs[time * block..]);
-    }
-
-    fn outputs(&self) -> &[f32] {
-        &self.hs[self.sizes.block..]
-    }
-
-    fn output_grads(&mut self) -> &mut [f32] {
-        &mut self.dhs
-    }
-
-    fn outputs_and_grads(&mut self) -> (&[f32], &mut [f32]) {
-        (&self.hs[self.sizes.block..], &mut self.dhs)
+        gru_forward_window(batch, hidden, time, packed, bias, &mut self.gates, &mut self.states.hs, &mut self.rh);
+        state.copy_from_slice(self.states.first_and_last().1);
     }
 
     fn backward(&mut self, wh: &[f32]) {
@@ -341,7 +359,8 @@ impl Recurrence for GruLayer {
         self.zr_t.pack(wh, 3 * hidden, Transpose::Yes);
         self.candidate_t.pack(&wh[2 * hidden..], 3 * hidden, Transpose::Yes);
         let packed = (&self.zr_t, &self.candidate_t);
-        gru_backward_window(batch, hidden, time, packed, &self.hs, &mut self.gates, &mut self.dhs, &mut self.drh);
+        let (hs, dhs) = (&self.states.hs, &mut self.states.dhs);
+        gru_backward_window(batch, hidden, time, packed, hs, &mut self.gates, dhs, &mut self.drh);
     }
 
     fn pre_activation_grads(&self) -> &[f32] {
@@ -350,9 +369,9 @@ impl Recurrence for GruLayer {
 
     /// `dWh[:, z r] = H_prev^T * da[:, z r]`, `dWh[:, h~] = (r h)^T * da[:, h~]`.
     fn wh_gradient(&self, dwh: &mut [f32]) {
-        let Sizes { time, block, hidden, .. } = self.sizes;
+        let hidden = self.sizes.hidden;
         let width = 3 * hidden;
-        self.sizes.h_prev_product(&self.hs[..time * block], &self.gates, (2 * hidden, width), dwh);
+        self.sizes.h_prev_product(self.states.previous(), &self.gates, (2 * hidden, width), dwh);
         self.sizes.h_prev_product(&self.rh, &self.gates[2 * hidden..], (hidden, width), &mut dwh[2 * hidden..]);
     }
 }

@@ -1,4 +1,4 @@
-use super::super::test_values;
+use super::super::{normwise_error, test_values};
 use super::*;
 
 /// Deterministic values in [-scale, scale).
@@ -58,12 +58,6 @@ fn expected(
         }
     }
     Expected { logits, row_loss, dw, db, dhs }
-}
-
-/// max |got - want| / max |want|: meaningful where single elements cancel.
-fn normwise_error(got: &[f32], want: &[f64]) -> f64 {
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs())) / scale
 }
 
 /// Sizes not multiples of the panel or the vector width, one row, one class, one panel
