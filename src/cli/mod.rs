@@ -12,6 +12,7 @@ macro_rules! out {
 
 mod corpus_commands;
 mod model_commands;
+mod presets;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -132,6 +133,13 @@ pub enum Preset {
     Chapter,
     /// Full PTB: B = 20, T = 35, D = H = 100, SGD with global-norm clipping and decay
     Ptb,
+    /// The next chapter's Rnnlm: one LSTM of 100, B = 20, T = 35, lr 20, clip 0.25, 4 epochs
+    Ch06,
+    /// Its BetterRnnlm: two LSTMs of 650, dropout 0.5, tied, lr 20 (÷4 when validation
+    /// worsens), clip 0.25, 40 epochs
+    Ch06Better,
+    /// The best LSTM found for ten minutes of wall time here (README.md)
+    PtbLstm,
 }
 
 #[derive(Args, Debug)]

@@ -1,11 +1,12 @@
 //! `rnnlm train`, `eval`, `predict` and `generate`.
 
-use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, PredictArgs, Preset, TrainArgs};
+use super::presets::settings;
+use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, PredictArgs, TrainArgs};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnnlm::checkpoint::{self, Checkpoint, Meta};
 use rnnlm::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown, Vocab};
-use rnnlm::train::{EpochReport, IterReport, Observer, TrainOptions};
+use rnnlm::train::{EpochReport, IterReport, Observer};
 use rnnlm::{data, generate, plot, train, Arch, Cell, Dims, Rnnlm, Window};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -36,44 +37,6 @@ fn with_threads<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send
         None => Ok(work()),
     }
 }
-
-/// Hyper-parameters after the preset and the flags are combined.
-struct Settings {
-    window: Window,
-    embed: usize,
-    hidden: usize,
-    options: TrainOptions,
-    corpus_size: Option<usize>,
-}
-
-fn settings(args: &TrainArgs) -> Settings {
-    let is_ptb = args.corpus.text.is_none() && args.corpus.prepared.is_none();
-    let (batch, time, lr, clip, lr_decay, epochs, corpus_size) = match args.preset {
-        Preset::Chapter => (10, 5, 0.1, None, None, 100, is_ptb.then_some(1000)),
-        Preset::Ptb => (20, 35, PTB_LR, Some(PTB_CLIP), Some(PTB_LR_DECAY), PTB_EPOCHS, None),
-    };
-    Settings {
-        window: Window { batch: args.batch.unwrap_or(batch), time: args.time.unwrap_or(time) },
-        embed: args.embed.unwrap_or(100),
-        hidden: args.hidden.unwrap_or(100),
-        options: TrainOptions {
-            epochs: args.epochs.unwrap_or(epochs),
-            max_iters: args.max_iters,
-            lr: args.lr.unwrap_or(lr),
-            clip: args.clip.or(clip),
-            lr_decay: args.lr_decay.or(lr_decay),
-        },
-        corpus_size: if args.full_corpus { None } else { args.corpus_size.or(corpus_size) },
-    }
-}
-
-/// The full-PTB preset, chosen by measurement (README.md, "Presets and what they give"): two
-/// epochs at lr 2, 4 and 8 with clip 0.25 gave valid perplexity 312, 258 and 295; nine epochs at
-/// lr 4 fit in about ten minutes here.
-const PTB_LR: f32 = 4.0;
-const PTB_CLIP: f32 = 0.25;
-const PTB_LR_DECAY: f32 = 4.0;
-const PTB_EPOCHS: usize = 9;
 
 /// Prints epochs to stdout, drives the progress bar, and writes the JSON-lines log.
 struct Reporter {
@@ -163,7 +126,7 @@ fn check_output(path: &Path, what: &str) -> anyhow::Result<()> {
 
 pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
     let s = settings(&args);
-    if args.tie && s.embed != s.hidden {
+    if s.tie && s.embed != s.hidden {
         bail!("--tie needs --embed equal to --hidden (D = {}, H = {})", s.embed, s.hidden);
     }
     let tokenizer = Tokenizer { level: args.level.unwrap_or(Level::Word), lowercase: args.lowercase };
@@ -180,8 +143,7 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
     };
     let vocab = corpus.vocab.truncated(vocab_size);
     let dims = Dims { vocab: vocab_size, embed: s.embed, hidden: s.hidden };
-    let flag_arch =
-        Arch { dims, cell: args.cell.unwrap_or(Cell::Tanh), layers: args.layers.unwrap_or(1), tied: args.tie };
+    let flag_arch = Arch { dims, cell: s.cell, layers: s.layers, tied: s.tie };
     if train::Batcher::new(train_ids.len(), s.window).is_none() {
         return Err(train::TrainError::CorpusTooShort { tokens: train_ids.len(), needed: s.window.tokens() + 1 }.into());
     }
@@ -193,7 +155,7 @@ pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
             let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
             (Rnnlm::from_params(ckpt.arch, s.window, &ckpt.params)?, ckpt.meta.epoch, dropout)
         }
-        None => (Rnnlm::new(flag_arch, s.window, args.seed)?, 0, args.dropout.unwrap_or(0.0)),
+        None => (Rnnlm::new(flag_arch, s.window, args.seed)?, 0, s.dropout),
     };
     model.set_dropout(dropout, args.seed)?;
     let arch = model.arch();
