@@ -4,8 +4,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rnnlm::kernels::{
-    embedding_scatter_add, gemm_parallel, rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward,
-    sgd_update, softmax_cross_entropy, tanh_inplace, OutputLayer, OutputUpdate, PackedMatrix, Transpose,
+    embedding_scatter_add, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window,
+    lstm_forward_window, rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward, sgd_update,
+    softmax_cross_entropy, tanh_inplace, OutputLayer, OutputUpdate, PackedMatrix, Transpose,
 };
 
 const V: usize = 10_000;
@@ -106,6 +107,70 @@ fn rnn_windows(c: &mut Criterion) {
     group.finish();
 }
 
+/// The gated cells' windows (T = 35) as the model runs them, packing `Wh` included: c5's
+/// LSTM of 100 and c6's of 650, and a GRU of each size. Throughput in state elements.
+fn gated_windows(c: &mut Criterion) {
+    const T: usize = 35;
+    let mut group = c.benchmark_group("gated_window");
+    for hidden in [H, 650] {
+        let block = B * hidden;
+        group.throughput(Throughput::Elements((T * block) as u64));
+        // LSTM: gates [f | g | i | o].
+        let wh = values(hidden * 4 * hidden, 0.05);
+        let bias = values(4 * hidden, 0.1);
+        let projections = values(T * 4 * block, 0.5);
+        let (mut gates, mut hs, mut cs) =
+            (projections.clone(), values((T + 1) * block, 0.5), values((T + 1) * block, 0.5));
+        let (mut packed, mut packed_t) =
+            (PackedMatrix::new(hidden, 4 * hidden).unwrap(), PackedMatrix::new(4 * hidden, hidden).unwrap());
+        group.bench_function(BenchmarkId::new("lstm_forward", hidden), |b| {
+            b.iter(|| {
+                gates.copy_from_slice(&projections);
+                packed.pack(&wh, 4 * hidden, Transpose::No);
+                lstm_forward_window(B, hidden, T, &packed, &bias, &mut gates, &mut hs, &mut cs);
+            })
+        });
+        let activated = gates.clone();
+        let (dh_in, mut dhs, mut dc) = (values(T * block, 0.01), vec![0.0; T * block], vec![0.0; block]);
+        group.bench_function(BenchmarkId::new("lstm_backward", hidden), |b| {
+            b.iter(|| {
+                gates.copy_from_slice(&activated);
+                dhs.copy_from_slice(&dh_in);
+                packed_t.pack(&wh, 4 * hidden, Transpose::Yes);
+                lstm_backward_window(B, hidden, T, &packed_t, &cs, &mut gates, &mut dhs, &mut dc);
+            })
+        });
+        // GRU: gates [z | r | h~], Wh packed as its [z r] and h~ blocks.
+        let wh = values(hidden * 3 * hidden, 0.05);
+        let bias = values(3 * hidden, 0.1);
+        let projections = values(T * 3 * block, 0.5);
+        let (mut gates, mut rh) = (projections.clone(), vec![0.0; T * block]);
+        let mut zr = PackedMatrix::new(hidden, 2 * hidden).unwrap();
+        let mut candidate = PackedMatrix::new(hidden, hidden).unwrap();
+        group.bench_function(BenchmarkId::new("gru_forward", hidden), |b| {
+            b.iter(|| {
+                gates.copy_from_slice(&projections);
+                zr.pack(&wh, 3 * hidden, Transpose::No);
+                candidate.pack(&wh[2 * hidden..], 3 * hidden, Transpose::No);
+                gru_forward_window(B, hidden, T, (&zr, &candidate), &bias, &mut gates, &mut hs, &mut rh);
+            })
+        });
+        let activated = gates.clone();
+        let mut zr_t = PackedMatrix::new(2 * hidden, hidden).unwrap();
+        let mut candidate_t = PackedMatrix::new(hidden, hidden).unwrap();
+        group.bench_function(BenchmarkId::new("gru_backward", hidden), |b| {
+            b.iter(|| {
+                gates.copy_from_slice(&activated);
+                dhs.copy_from_slice(&dh_in);
+                zr_t.pack(&wh, 3 * hidden, Transpose::Yes);
+                candidate_t.pack(&wh[2 * hidden..], 3 * hidden, Transpose::Yes);
+                gru_backward_window(B, hidden, T, (&zr_t, &candidate_t), &hs, &mut gates, &mut dhs, &mut dc);
+            })
+        });
+    }
+    group.finish();
+}
+
 fn gemms(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
     group.sample_size(20);
@@ -171,5 +236,15 @@ fn embedding_and_update(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tanh, softmax, rnn_steps, rnn_windows, gemms, output_layer, embedding_and_update);
+criterion_group!(
+    benches,
+    tanh,
+    softmax,
+    rnn_steps,
+    rnn_windows,
+    gated_windows,
+    gemms,
+    output_layer,
+    embedding_and_update
+);
 criterion_main!(benches);
