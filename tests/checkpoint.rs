@@ -225,3 +225,40 @@ fn metadata_that_contradicts_the_cell_or_layers_is_rejected() {
     let message = checkpoint::decode(&edit(r#""layers":"2""#, r#""layers":"3""#)).unwrap_err();
     assert!(message.contains("metadata layers = 3 contradicts the tensors' 2"), "{message}");
 }
+
+#[test]
+fn a_gated_tied_model_written_by_numpy_loads_as_the_model_its_names_describe() {
+    if !common::python_with_safetensors() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Two GRU layers of 4, tied to a 6 x 4 embedding, written by numpy with no metadata.
+    let printed = python(
+        r#"
+from safetensors.numpy import save_file
+import numpy as np
+rng = np.random.default_rng(0)
+t = {"embed.W": rng.standard_normal((6, 4)), "affine.b": np.zeros(6)}
+for prefix in ["gru", "gru.1"]:
+    t[prefix + ".Wx"] = rng.standard_normal((4, 12))
+    t[prefix + ".Wh"] = rng.standard_normal((4, 12))
+    t[prefix + ".b"] = np.zeros(12)
+save_file({k: v.astype(np.float32) for k, v in t.items()}, "numpy.safetensors")
+bad = dict(t)
+bad["gru.1.Wh"] = rng.standard_normal((4, 8))
+save_file({k: v.astype(np.float32) for k, v in bad.items()}, "two_blocks.safetensors")
+print(repr(float(t["gru.1.Wh"][3, 11].astype(np.float32))))
+"#,
+        dir.path(),
+    );
+    let ckpt = checkpoint::load(&dir.path().join("numpy.safetensors")).unwrap();
+    let arch = Arch { dims: Dims { vocab: 6, embed: 4, hidden: 4 }, cell: Cell::Gru, layers: 2, tied: true };
+    assert_eq!(ckpt.arch, arch);
+    let last = ckpt.params[arch.range(rnnlm::Tensor::Wh(1))].last().copied().unwrap();
+    assert_eq!(format!("{:?}", last as f64), printed.trim());
+    // The model it describes runs.
+    let mut model = Rnnlm::from_params(ckpt.arch, Window { batch: 2, time: 3 }, &ckpt.params).unwrap();
+    assert!(model.forward(&[0, 1, 2, 3, 4, 5], &[1, 2, 3, 4, 5, 0]).unwrap().is_finite());
+    let message = load_error(&std::fs::read(dir.path().join("two_blocks.safetensors")).unwrap());
+    assert!(message.contains("gru.1.Wh has shape [4, 8]") && message.contains("[4, 12]"), "{message}");
+}
