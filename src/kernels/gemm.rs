@@ -7,10 +7,9 @@
 //! training step must not allocate: here the packing buffers are fixed-size thread-locals that
 //! live in each thread's static TLS block, so they are never taken from the heap.
 
+use super::out_matrix::{Axis, OutMatrix};
 use super::simd::{load, store, Floats, LANES};
-use rayon::prelude::*;
 use std::cell::RefCell;
-use std::marker::PhantomData;
 use wide::f32x8;
 
 /// Whether an operand is used as stored (`No`) or transposed (`Yes`).
@@ -216,148 +215,6 @@ fn micro_kernel<'b, const MR: usize, const VECS: usize>(
     acc
 }
 
-/// Which side of C [`OutMatrix::par_blocks`] cuts.
-#[derive(Clone, Copy)]
-pub(super) enum Axis {
-    Rows,
-    Cols,
-}
-
-/// The destination matrix C of one (serial) GEMM: `rows x cols`, element `(i, j)` at
-/// `ptr + i * ld + j`. It is a raw view so that parallel blocks can write disjoint column
-/// ranges of the same rows without ever holding overlapping `&mut` slices: a block only ever
-/// materialises the segments of its own rows and columns, one at a time.
-pub(super) struct OutMatrix<'a> {
-    ptr: *mut f32,
-    rows: usize,
-    cols: usize,
-    ld: usize,
-    _borrow: PhantomData<&'a mut [f32]>,
-}
-
-// SAFETY: an `OutMatrix` is an exclusive view of its elements (see `OutMatrix::block`), so
-// moving it to another thread is like moving the `&mut [f32]` it came from.
-unsafe impl Send for OutMatrix<'_> {}
-// SAFETY: through `&OutMatrix` the only access to the elements is the `unsafe fn block`, whose
-// contract makes the caller hand out disjoint blocks; reading the dimensions is harmless.
-unsafe impl Sync for OutMatrix<'_> {}
-
-impl<'a> OutMatrix<'a> {
-    /// The `rows x cols` matrix at the start of `c` with leading dimension `ld`; panics with a
-    /// message naming `kernel` if it does not fit.
-    #[track_caller]
-    pub(super) fn new(kernel: &str, c: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Self {
-        assert!(ld >= cols.max(1), "{kernel}: ldc ({ld}) is below n ({cols})");
-        if rows > 0 && cols > 0 {
-            let needed = (rows - 1) * ld + cols;
-            assert!(
-                c.len() >= needed,
-                "{kernel}: C has {} elements, but {rows} x {cols} with ldc {ld} needs {needed}",
-                c.len()
-            );
-        }
-        OutMatrix { ptr: c.as_mut_ptr(), rows, cols, ld, _borrow: PhantomData }
-    }
-
-    /// The sub-matrix of rows `i0..i0 + rows` and columns `j0..j0 + cols`.
-    ///
-    /// # Safety
-    /// While the returned view is alive, no other view may touch its elements: the caller
-    /// hands out only pairwise-disjoint blocks and does not use `self` meanwhile.
-    pub(super) unsafe fn block(&self, (i0, rows): (usize, usize), (j0, cols): (usize, usize)) -> OutMatrix<'a> {
-        assert!(i0 + rows <= self.rows && j0 + cols <= self.cols, "gemm: block outside C");
-        OutMatrix {
-            // SAFETY: in bounds (asserted), so the offset stays inside the original slice.
-            ptr: unsafe { self.ptr.add(i0 * self.ld + j0) },
-            rows,
-            cols,
-            ld: self.ld,
-            _borrow: PhantomData,
-        }
-    }
-
-    /// Runs `f(first, block)` over the pool for consecutive blocks of `per_block` rows (or
-    /// columns) of this view, the last block shorter; `first` is the block's first row (or
-    /// column).
-    pub(super) fn par_blocks(&mut self, axis: Axis, per_block: usize, f: impl Fn(usize, &mut OutMatrix<'_>) + Sync) {
-        let extent = match axis {
-            Axis::Rows => self.rows,
-            Axis::Cols => self.cols,
-        };
-        let this = &*self;
-        (0..extent.div_ceil(per_block)).into_par_iter().for_each(|block| {
-            let first = block * per_block;
-            let len = per_block.min(extent - first);
-            let range = match axis {
-                Axis::Rows => ((first, len), (0, this.cols)),
-                Axis::Cols => ((0, this.rows), (first, len)),
-            };
-            // SAFETY: the blocks are consecutive, non-overlapping ranges of rows (or columns),
-            // so no two share an element, and `&mut self` keeps the view itself unused while
-            // they run.
-            let mut block = unsafe { this.block(range.0, range.1) };
-            f(first, &mut block);
-        });
-    }
-
-    /// Runs `f(first, blocks)` over the pool for `groups` consecutive groups of columns of
-    /// every view in `views` at once: group `g` of view `k` is its columns
-    /// `g * per_group[k]..(g + 1) * per_group[k]` (the last group shorter), and `first` is
-    /// `g * per_group[0]`. The recurrences use it to hand each thread the same batch rows of
-    /// several window-sized buffers.
-    pub(super) fn par_column_groups<const N: usize>(
-        views: &mut [OutMatrix<'a>; N],
-        groups: usize,
-        per_group: [usize; N],
-        f: impl Fn(usize, &mut [OutMatrix<'_>; N]) + Sync,
-    ) {
-        let views = &*views;
-        (0..groups).into_par_iter().for_each(|group| {
-            let mut blocks: [OutMatrix<'_>; N] = std::array::from_fn(|k| {
-                let first = (group * per_group[k]).min(views[k].cols);
-                let len = per_group[k].min(views[k].cols - first);
-                // SAFETY: within a view, the groups are consecutive, non-overlapping ranges of
-                // columns, so no two blocks of one view share an element; distinct views come
-                // from distinct `&mut` slices; and `&mut views` keeps the views themselves
-                // unused while the blocks run.
-                unsafe { views[k].block((0, views[k].rows), (first, len)) }
-            });
-            f(group * per_group[0], &mut blocks);
-        });
-    }
-
-    /// Row `i`, columns `j0..j0 + len`.
-    #[inline(always)]
-    pub(super) fn segment(&mut self, i: usize, j0: usize, len: usize) -> &mut [f32] {
-        assert!(i < self.rows && j0 + len <= self.cols, "gemm: segment outside C");
-        // SAFETY: the segment lies inside this view (asserted; the view was checked against
-        // its slice when created), the view is exclusive for its elements, and `&mut self`
-        // keeps this the only segment alive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.ld + j0), len) }
-    }
-
-    /// Number of columns.
-    pub(super) fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Rows `i` and `i + 1`, columns `0..cols`, at once (the recurrence reads one time step
-    /// and writes the next).
-    pub(super) fn row_pair(&mut self, i: usize) -> (&mut [f32], &mut [f32]) {
-        assert!(i + 1 < self.rows, "gemm: row pair outside C");
-        // SAFETY: both rows lie inside this view (asserted), which is exclusive for its
-        // elements; they do not overlap because row `i` ends at `i * ld + cols <= (i + 1) * ld`,
-        // and `&mut self` keeps them the only slices of the view alive.
-        unsafe {
-            let row = self.ptr.add(i * self.ld);
-            (
-                std::slice::from_raw_parts_mut(row, self.cols),
-                std::slice::from_raw_parts_mut(row.add(self.ld), self.cols),
-            )
-        }
-    }
-}
-
 /// `C[i][j] = alpha * acc[i][j] + beta * C[i][j]` for the `rows x cols` corner of the tile at
 /// `(i0, j0)`. `beta == 0` never reads C. Full and partial tiles use the same arithmetic, so a
 /// value does not depend on where the tile boundaries fall.
@@ -391,8 +248,8 @@ fn store_tile<const MR: usize, const VECS: usize>(
 
 /// `C = beta * C` for the whole of C (the product of an empty K dimension).
 fn scale_c(beta: f32, c: &mut OutMatrix<'_>) {
-    let n = c.cols;
-    for i in 0..c.rows {
+    let n = c.cols();
+    for i in 0..c.rows() {
         for c_ij in c.segment(i, 0, n) {
             *c_ij = if beta == 0.0 { 0.0 } else { *c_ij * beta };
         }
@@ -482,7 +339,7 @@ fn multiply_rows(
     (alpha, beta): (f32, f32),
     c: &mut OutMatrix<'_>,
 ) {
-    let run = at_tile_height!(a.tile_rows(c.rows), multiply_rows_tiled);
+    let run = at_tile_height!(a.tile_rows(c.rows()), multiply_rows_tiled);
     run(a, depth, b_panels, cols, (alpha, beta), c)
 }
 
@@ -495,7 +352,7 @@ fn multiply_rows_tiled<const MR: usize>(
     (alpha, beta): (f32, f32),
     c: &mut OutMatrix<'_>,
 ) {
-    let m = c.rows;
+    let m = c.rows();
     // Row panel `ir` of A against every panel of this block of B.
     let multiply_panel = |ir: usize, a_panel: &[f32], c: &mut OutMatrix<'_>| {
         let mr = MR.min(m - ir);
@@ -566,7 +423,7 @@ fn use_dot_products(a: &Operand<'_>, b: &Operand<'_>, n: usize, k: usize) -> boo
 /// in `LANES` partial sums added up in a fixed order, so the result does not depend on where
 /// `(i, j)` falls.
 fn gemm_dot(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
-    let (m, n) = (c.rows, c.cols);
+    let (m, n) = (c.rows(), c.cols());
     for pc in (0..k).step_by(DOT_KC) {
         let kc = DOT_KC.min(k - pc);
         let whole = kc / LANES * LANES;
@@ -614,7 +471,7 @@ const IN_PLACE_MAX_ROWS: usize = 64;
 /// The product of an empty matrix, if it is one: nothing to do when C is empty, `C = beta * C`
 /// when the depth is 0. Returns whether it handled the product.
 fn empty_product(k: usize, beta: f32, c: &mut OutMatrix<'_>) -> bool {
-    if c.rows == 0 || c.cols == 0 {
+    if c.rows() == 0 || c.cols() == 0 {
         return true;
     }
     if k == 0 {
@@ -629,7 +486,7 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
     if empty_product(k, beta, c) {
         return;
     }
-    if use_dot_products(&a, &b, c.cols, k) {
+    if use_dot_products(&a, &b, c.cols(), k) {
         gemm_dot(k, alpha, a, b, beta, c);
         return;
     }
@@ -639,7 +496,7 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
 /// The packed product: B packed (or read in place) one `KC x NC` block at a time, each block
 /// multiplied by all of A's row panels.
 fn multiply_by_blocks_of_b(k: usize, alpha: f32, a: APanels<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
-    let (m, n) = (c.rows, c.cols);
+    let (m, n) = (c.rows(), c.cols());
     // In place only where a block of B spans no more memory than its packed copy would: rows
     // far apart (W with ld = V) would touch a page per row.
     let in_place = b.trans == Transpose::No && m <= IN_PLACE_MAX_ROWS && KC.min(k) * b.ld <= KC * NC;
@@ -749,9 +606,9 @@ pub(super) fn gemm_packed_into(
     c: &mut OutMatrix<'_>,
 ) {
     let (k, n) = (b.k, b.n);
-    assert_eq!(c.cols, n, "gemm_packed: C has {} columns, but the packed B {n}", c.cols);
+    assert_eq!(c.cols(), n, "gemm_packed: C has {} columns, but the packed B {n}", c.cols());
     let a = Operand { data: a, ld: lda, trans: trans_a };
-    a.check("gemm_packed", "A", c.rows, k);
+    a.check("gemm_packed", "A", c.rows(), k);
     if empty_product(k, beta, c) {
         return;
     }
@@ -856,9 +713,9 @@ pub(super) fn gemm_packed_a_into(
     beta: f32,
     c: &mut OutMatrix<'_>,
 ) {
-    assert_eq!(c.rows, a.m, "gemm_packed_a: C has {} rows, but the packed A {}", c.rows, a.m);
+    assert_eq!(c.rows(), a.m, "gemm_packed_a: C has {} rows, but the packed A {}", c.rows(), a.m);
     let b = Operand { data: b, ld: ldb, trans: trans_b };
-    b.check("gemm_packed_a", "B", a.k, c.cols);
+    b.check("gemm_packed_a", "B", a.k, c.cols());
     if empty_product(a.k, beta, c) {
         return;
     }

@@ -44,6 +44,7 @@ mod gemm;
 mod gru;
 mod lstm;
 mod optim;
+mod out_matrix;
 mod output;
 mod rnn;
 mod row_groups;

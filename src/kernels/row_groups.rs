@@ -5,7 +5,8 @@
 //! window on its own: one hand-off per window rather than one per step. A row's arithmetic
 //! does not depend on its group, so neither does the result.
 
-use super::gemm::{OutMatrix, PARALLEL_MIN_WORK};
+use super::gemm::PARALLEL_MIN_WORK;
+use super::out_matrix::OutMatrix;
 
 /// Fewest batch rows worth a group of their own.
 const MIN_GROUP_ROWS: usize = 4;

@@ -23,8 +23,9 @@
 //! taken one at a time by whichever thread is free, so that the threads finish together.
 
 use super::embedding::sum_columns;
-use super::gemm::{gemm, gemm_packed_a, Axis, OutMatrix, PackedA, Transpose, PARALLEL_MIN_WORK};
+use super::gemm::{gemm, gemm_packed_a, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
+use super::out_matrix::{Axis, OutMatrix};
 use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, Floats, LANES};
 use super::softmax::IGNORE_TARGET;
 use super::{check_len, check_targets, filled};

@@ -3,7 +3,7 @@
 //! time by whichever thread is free, and the tasks' partial `dhs^T` summed in task order at the
 //! end, so results do not depend on the thread count.
 
-use super::super::gemm::OutMatrix;
+use super::super::out_matrix::OutMatrix;
 use super::super::simd::zip_map_inplace;
 use super::{PanelRow, PANEL_COLS};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,8 @@
 //! weights are tied. Everything that differs between the two is here: where a panel of
 //! classes is, and how its weight gradient is computed.
 
-use super::super::gemm::{gemm_packed_a_into, gemm_packed_into, OutMatrix, PackedA, PackedMatrix, Transpose};
+use super::super::gemm::{gemm_packed_a_into, gemm_packed_into, PackedA, PackedMatrix, Transpose};
+use super::super::out_matrix::OutMatrix;
 
 /// How the output layer's weights are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
