@@ -80,6 +80,11 @@ pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<
     if params.len() != expected {
         return Err(format!("{} parameters given, the model has {expected}", params.len()));
     }
+    if let Some(index) = params.iter().position(|v| !v.is_finite()) {
+        let tensor =
+            arch.tensors().find(|&t| arch.range(t).contains(&index)).map_or_else(String::new, |t| arch.name(t));
+        return Err(format!("refusing to write non-finite weights ({} in {tensor})", params[index]));
+    }
     let bytes: &[u8] = bytemuck::cast_slice(params);
     let mut views = Vec::new();
     for tensor in arch.tensors() {

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
     };
     match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(error) => {
             // One line, with the chain of causes: "error: outer: inner".
             eprintln!("error: {error:#}");

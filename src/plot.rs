@@ -20,19 +20,21 @@ fn register_font() {
 }
 
 /// Draws train (and, where known, validation) perplexity against the epoch and writes it to
-/// `path` as PNG, atomically. `train[i]` and `valid[i]` belong to epoch `i + 1`.
-pub fn perplexity_chart(path: &Path, train: &[f64], valid: &[Option<f64>]) -> Result<(), String> {
+/// `path` as PNG, atomically. `train[i]` and `valid[i]` belong to epoch `i + 1`, and
+/// `rates[i]` is the learning rate after it: where it changes, a dashed line marks the epoch
+/// boundary, labelled with the new rate.
+pub fn perplexity_chart(path: &Path, train: &[f64], valid: &[Option<f64>], rates: &[f32]) -> Result<(), String> {
     register_font();
     if train.is_empty() {
         return Err("no epochs to plot".into());
     }
     // plotters picks the image format from the file name, so the temporary file ends in .png.
     let temp = atomic_file::temporary_beside(path, ".png").map_err(|e| e.to_string())?;
-    draw(temp.path(), train, valid).map_err(|e| format!("cannot draw the chart: {e}"))?;
+    draw(temp.path(), train, valid, rates).map_err(|e| format!("cannot draw the chart: {e}"))?;
     atomic_file::commit(temp, path).map_err(|e| e.to_string())
 }
 
-fn draw(path: &Path, train: &[f64], valid: &[Option<f64>]) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(path: &Path, train: &[f64], valid: &[Option<f64>], rates: &[f32]) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let finite = train.iter().chain(valid.iter().flatten()).copied().filter(|v| v.is_finite());
@@ -63,6 +65,18 @@ fn draw(path: &Path, train: &[f64], valid: &[Option<f64>]) -> Result<(), Box<dyn
             .draw_series(LineSeries::new(valid_points, RED.stroke_width(2)))?
             .label("valid")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    }
+    // rates[i] != rates[i - 1]: epoch i + 1 trained at a new rate.
+    let changes = (1..rates.len().min(train.len())).filter(|&i| rates[i] != rates[i - 1]);
+    let mark = RGBColor(90, 90, 90);
+    for i in changes {
+        let x = i as f64 + 1.0;
+        chart.draw_series(DashedLineSeries::new(vec![(x, 0.0), (x, top)], 6, 4, mark.stroke_width(1)))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!("lr {}", rates[i - 1]),
+            (x, top * 0.97),
+            ("sans-serif", 12).into_font().color(&mark),
+        )))?;
     }
     chart
         .configure_series_labels()

@@ -13,9 +13,16 @@ macro_rules! out {
 mod corpus_commands;
 mod model_commands;
 mod presets;
+mod run_config;
+mod run_files;
+mod train_command;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where `train` writes its checkpoint unless `--save` says otherwise.
+pub const DEFAULT_CHECKPOINT: &str = "rnnlm.safetensors";
 
 /// Train, evaluate and benchmark recurrent-network language models on the CPU.
 #[derive(Parser, Debug)]
@@ -142,11 +149,11 @@ pub enum Preset {
     PtbLstm,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Default hyper-parameters; every flag below overrides its preset value
-    #[arg(long, value_enum, default_value = "chapter")]
-    pub preset: Preset,
+    /// Default hyper-parameters; every flag below overrides its preset value [chapter]
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
     #[command(flatten)]
     pub corpus: CorpusArgs,
     /// Token level of --text
@@ -201,21 +208,54 @@ pub struct TrainArgs {
     /// Clip gradients to this global L2 norm
     #[arg(long, value_name = "MAX_NORM", allow_negative_numbers = true, value_parser = positive_f32)]
     pub clip: Option<f32>,
-    /// Divide the learning rate by F whenever validation perplexity is worse than the best so far
-    #[arg(long, value_name = "F", allow_negative_numbers = true, value_parser = decay_factor)]
+    /// Divide the learning rate by F whenever validation perplexity is worse than the best so
+    /// far (the same as --lr-schedule plateau:F)
+    #[arg(long, value_name = "F", allow_negative_numbers = true, value_parser = decay_factor, conflicts_with = "lr_schedule")]
     pub lr_decay: Option<f32>,
-    /// Seed of the initial weights
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// How the rate changes after each epoch: constant, plateau:F (divide by F when validation
+    /// worsens), newbob[:THRESHOLD] (once validation entropy improves by less than THRESHOLD,
+    /// default 0.003, halve the rate every epoch; stop when it does so again), step:E:F (divide
+    /// by F every epoch from epoch E on) [preset's]
+    #[arg(long, value_name = "SCHEDULE", value_parser = parse_schedule)]
+    pub lr_schedule: Option<rnnlm::train::Schedule>,
+    /// When an epoch makes validation worse, go back to the best epoch's weights and state
+    /// before going on; the checkpoint holds the best [on with newbob]
+    #[arg(long, conflicts_with = "no_keep_best")]
+    pub keep_best: bool,
+    /// Keep going from the latest weights even when validation worsens
+    #[arg(long)]
+    pub no_keep_best: bool,
+    /// Stop after the window that crosses this much wall time (training and evaluation, over
+    /// all sessions of a resumed run), evaluate, and save
+    #[arg(long, value_name = "SECONDS", value_parser = positive_f64)]
+    pub time_budget: Option<f64>,
+    /// Besides every epoch's end, save the checkpoint and its resumable state every N windows
+    #[arg(long, value_name = "N", value_parser = positive_usize)]
+    pub checkpoint_every: Option<usize>,
+    /// Stop after N windows in all, as an interrupt does: save a resumable state and exit
+    /// with status 130
+    #[arg(long, value_name = "N", value_parser = positive_usize)]
+    pub stop_after: Option<usize>,
+    /// Continue the run whose checkpoint (or state file, CHECKPOINT.state) this is, exactly as
+    /// it would have gone on; its settings come from the state file, and flags may only
+    /// repeat them (but --epochs, --time-budget, --checkpoint-every, --stop-after, --threads
+    /// and --data)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["init", "preset"])]
+    pub resume: Option<PathBuf>,
+    /// Seed of the initial weights and of the dropout masks [1]
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Worker threads [default: one per core]
     #[arg(long, value_parser = positive_usize)]
     pub threads: Option<usize>,
     /// Start from this checkpoint instead of a random initialisation
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
-    /// Where to write the final weights (atomically); the chart goes beside it as .png
-    #[arg(long, value_name = "FILE", default_value = "rnnlm.safetensors")]
-    pub save: PathBuf,
+    /// Where to write the weights (atomically, after every epoch and at the end), with the
+    /// run's resumable state beside it as FILE.state and the chart as .png
+    /// [rnnlm.safetensors]
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
     /// Write neither checkpoint nor chart
     #[arg(long)]
     pub no_save: bool,
@@ -399,6 +439,10 @@ fn non_negative_f32(s: &str) -> Result<f32, String> {
     number(s, |v: &f32| v.is_finite() && *v >= 0.0, "must be zero or a positive number")
 }
 
+fn parse_schedule(s: &str) -> Result<rnnlm::train::Schedule, String> {
+    s.parse()
+}
+
 fn decay_factor(s: &str) -> Result<f32, String> {
     number(
         s,
@@ -407,11 +451,12 @@ fn decay_factor(s: &str) -> Result<f32, String> {
     )
 }
 
-/// Runs one parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one parsed command line; its exit status on success (a training run stopped by a
+/// signal ends with 130 or 143).
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data = rnnlm::data::data_dir(cli.data.as_deref());
-    match cli.command {
-        Command::Train(args) => model_commands::train(&data, *args),
+    let done = match cli.command {
+        Command::Train(args) => return train_command::train(&data, *args),
         Command::Eval(args) => model_commands::eval(&data, args),
         Command::Predict(args) => model_commands::predict(&data, args),
         Command::Generate(args) => model_commands::generate(args),
@@ -419,5 +464,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Download(args) => corpus_commands::download(&data, args),
         Command::Prepare(args) => corpus_commands::prepare(&data, args),
         Command::Inspect(args) => corpus_commands::inspect(args),
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }

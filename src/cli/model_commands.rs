@@ -1,15 +1,11 @@
-//! `rnnlm train`, `eval`, `predict` and `generate`.
+//! `rnnlm eval`, `predict`, `generate` and `bench`, and what `train` shares with them.
 
-use super::presets::settings;
-use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, PredictArgs, TrainArgs};
+use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, PredictArgs};
 use anyhow::{anyhow, bail, Context};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rnnlm::checkpoint::{self, Checkpoint, Meta};
-use rnnlm::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown, Vocab};
-use rnnlm::train::{EpochReport, IterReport, Observer};
-use rnnlm::{data, generate, plot, train, Arch, Cell, Dims, Rnnlm, Window};
-use std::io::{BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use rnnlm::checkpoint::{self, Checkpoint};
+use rnnlm::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown};
+use rnnlm::{data, generate, train, Arch, Cell, Dims, Rnnlm, Window};
+use std::path::Path;
 
 fn log_to_stderr(line: &str) {
     eprintln!("{line}");
@@ -17,7 +13,11 @@ fn log_to_stderr(line: &str) {
 
 /// Opens the corpus a command reads: `--text` (prepared once into the cache), `--prepared`,
 /// or PTB from the data directory (downloaded and prepared when needed).
-fn open_corpus(data_dir: &Path, args: &CorpusArgs, tokenizer: Tokenizer) -> anyhow::Result<(Prepared, String)> {
+pub(super) fn open_corpus(
+    data_dir: &Path,
+    args: &CorpusArgs,
+    tokenizer: Tokenizer,
+) -> anyhow::Result<(Prepared, String)> {
     if let Some(text) = &args.text {
         let dir = data::prepared_text(text, tokenizer, log_to_stderr)?;
         return Ok((Prepared::open(&dir)?, text.display().to_string()));
@@ -31,262 +31,22 @@ fn open_corpus(data_dir: &Path, args: &CorpusArgs, tokenizer: Tokenizer) -> anyh
 }
 
 /// Runs `work` on a pool of `threads` threads, or on rayon's global pool.
-fn with_threads<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+pub(super) fn with_threads<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
     match threads {
         Some(n) => Ok(rayon::ThreadPoolBuilder::new().num_threads(n).build()?.install(work)),
         None => Ok(work()),
     }
 }
 
-/// Prints epochs to stdout, drives the progress bar, and writes the JSON-lines log.
-struct Reporter {
-    progress: Option<ProgressBar>,
-    log: Option<BufWriter<std::fs::File>>,
-    log_error: Option<std::io::Error>,
-}
-
-impl Reporter {
-    fn write_log(&mut self, line: serde_json::Value) {
-        if let Some(log) = &mut self.log {
-            if let Err(e) = writeln!(log, "{line}") {
-                self.log_error.get_or_insert(e);
-            }
-        }
-    }
-}
-
-impl Observer for Reporter {
-    fn on_iter(&mut self, r: &IterReport) {
-        if let Some(bar) = &self.progress {
-            bar.inc(1);
-            if r.iter.is_multiple_of(20) {
-                bar.set_message(format!("epoch {} loss {:.3}", r.epoch, r.loss));
-            }
-        }
-        self.write_log(
-            serde_json::json!({"iter": r.iter, "epoch": r.epoch, "loss": shortest(r.loss), "lr": shortest(r.lr)}),
-        );
-    }
-
-    fn on_epoch(&mut self, r: &EpochReport) {
-        let valid = r.valid_ppl.map_or_else(|| "-".to_owned(), |p| format!("{p:.2}"));
-        let line = format!(
-            "epoch {:>4} | train ppl {:>9.2} | valid ppl {:>9} | {:>9.0} tok/s | {:>8.1} s",
-            r.epoch, r.train_ppl, valid, r.tokens_per_sec, r.elapsed_sec
-        );
-        match &self.progress {
-            Some(bar) => bar.println(line),
-            None => out!("{line}"),
-        }
-        self.write_log(serde_json::json!({
-            "epoch": r.epoch, "train_ppl": r.train_ppl, "valid_ppl": r.valid_ppl,
-            "tokens_per_sec": r.tokens_per_sec, "elapsed_sec": r.elapsed_sec,
-        }));
-    }
-}
-
-/// An f32 as the f64 with the same shortest decimal form (0.1, not 0.10000000149011612).
-fn shortest(value: f32) -> f64 {
-    value.to_string().parse().unwrap_or(value as f64)
-}
-
-/// A file written beside its final name and renamed into place on success, so a failed run
-/// leaves an existing file untouched (the partial one stays as `<name>.partial`).
-struct PendingFile {
-    partial: PathBuf,
-    target: PathBuf,
-}
-
-impl PendingFile {
-    fn create(target: &Path) -> anyhow::Result<(PendingFile, std::fs::File)> {
-        let mut name = target.file_name().ok_or_else(|| anyhow!("{} is not a file name", target.display()))?.to_owned();
-        name.push(".partial");
-        let partial = target.with_file_name(name);
-        let file = std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-        Ok((PendingFile { partial, target: target.to_owned() }, file))
-    }
-
-    fn commit(self) -> anyhow::Result<()> {
-        std::fs::rename(&self.partial, &self.target).with_context(|| format!("cannot write {}", self.target.display()))
-    }
-}
-
 /// Makes sure an output file can be written later, before hours of training: its directory
 /// exists (or is created) and the name is not a directory.
-fn check_output(path: &Path, what: &str) -> anyhow::Result<()> {
+pub(super) fn check_output(path: &Path, what: &str) -> anyhow::Result<()> {
     if path.is_dir() {
         bail!("{what} {} is a directory", path.display());
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the directory of {what} {}", path.display()))?;
-    }
-    Ok(())
-}
-
-pub fn train(data_dir: &Path, args: TrainArgs) -> anyhow::Result<()> {
-    let s = settings(&args);
-    if s.tie && s.embed != s.hidden {
-        bail!("--tie needs --embed equal to --hidden (D = {}, H = {})", s.embed, s.hidden);
-    }
-    let tokenizer = Tokenizer { level: args.level.unwrap_or(Level::Word), lowercase: args.lowercase };
-    let (corpus, corpus_name) = open_corpus(data_dir, &args.corpus, tokenizer)?;
-    let all_train = corpus.train.ids();
-    let train_ids = match s.corpus_size {
-        Some(n) => all_train.slice(0..n.min(all_train.len())),
-        None => all_train,
-    };
-    let vocab_size = match s.corpus_size {
-        // The spec: with a cut corpus the vocabulary is max id + 1 of the kept tokens.
-        Some(_) => train_ids.max().map_or(0, |m| m as usize + 1),
-        None => corpus.vocab.len(),
-    };
-    let vocab = corpus.vocab.truncated(vocab_size);
-    let dims = Dims { vocab: vocab_size, embed: s.embed, hidden: s.hidden };
-    let flag_arch = Arch { dims, cell: s.cell, layers: s.layers, tied: s.tie };
-    if train::Batcher::new(train_ids.len(), s.window).is_none() {
-        return Err(train::TrainError::CorpusTooShort { tokens: train_ids.len(), needed: s.window.tokens() + 1 }.into());
-    }
-
-    let (mut model, start_epoch, dropout) = match &args.init {
-        Some(path) => {
-            let ckpt = checkpoint::load(path)?;
-            check_init(&ckpt, dims, (args.cell, args.layers, args.tie), &vocab, corpus.level, path)?;
-            let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
-            (Rnnlm::from_params(ckpt.arch, s.window, &ckpt.params)?, ckpt.meta.epoch, dropout)
-        }
-        None => (Rnnlm::new(flag_arch, s.window, args.seed)?, 0, s.dropout),
-    };
-    model.set_dropout(dropout, args.seed)?;
-    let arch = model.arch();
-    let chart = args.plot.clone().or_else(|| (!args.no_save).then(|| args.save.with_extension("png")));
-    if !args.no_save {
-        check_output(&args.save, "checkpoint")?;
-    }
-    if let Some(chart) = &chart {
-        check_output(chart, "chart")?;
-    }
-    let (pending_log, log) = match &args.log {
-        Some(path) => {
-            check_output(path, "log")?;
-            let (pending, file) = PendingFile::create(path)?;
-            (Some(pending), Some(BufWriter::new(file)))
-        }
-        None => (None, None),
-    };
-
-    let valid_ids = corpus.valid.as_ref().map(|v| v.ids()).filter(|ids| {
-        let fits = ids.max().is_some_and(|m| (m as usize) < vocab_size);
-        if !fits {
-            eprintln!("validation skipped: the valid split uses ids outside the {vocab_size}-token vocabulary of the kept training tokens");
-        }
-        fits
-    });
-    eprintln!(
-        "training on {corpus_name}: {} tokens, vocabulary {}, {} x {}{}, D = {}, H = {}, B = {}, T = {}, lr {}{}{}",
-        train_ids.len(),
-        vocab_size,
-        arch.layers,
-        arch.cell.name(),
-        if dropout > 0.0 { format!(", dropout {dropout}") } else { String::new() },
-        s.embed,
-        s.hidden,
-        s.window.batch,
-        s.window.time,
-        s.options.lr,
-        s.options.clip.map_or(String::new(), |c| format!(", clip {c}")),
-        s.options.lr_decay.map_or(String::new(), |d| format!(", lr decay {d}")),
-    );
-    let total_iters = (train_ids.len().saturating_sub(1) / s.window.tokens()) * s.options.epochs;
-    let total_iters = s.options.max_iters.map_or(total_iters, |m| m.min(total_iters));
-    let progress = (std::io::stderr().is_terminal() && total_iters >= 200).then(|| {
-        let bar = ProgressBar::with_draw_target(Some(total_iters as u64), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} iterations, {per_sec}, eta {eta}  {msg}")
-                .expect("a valid template"),
-        );
-        bar
-    });
-    let mut reporter = Reporter { progress, log, log_error: None };
-    let summary =
-        with_threads(args.threads, || train::train(&mut model, train_ids, valid_ids, &s.options, &mut reporter))??;
-    if let Some(bar) = &reporter.progress {
-        bar.finish_and_clear();
-    }
-    if let Some(log) = reporter.log.take() {
-        log.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).context("cannot write the log")?;
-    }
-    if let Some(e) = reporter.log_error {
-        return Err(e).context("cannot write the log");
-    }
-    if let Some(pending) = pending_log {
-        pending.commit()?;
-    }
-
-    // The workspace (the logits above all) is freed before the checkpoint and the chart are
-    // encoded, so that saving does not raise the run's peak memory.
-    let params = model.into_params();
-    if !args.no_save {
-        let meta = Meta {
-            level: Some(corpus.level),
-            lowercase: args.lowercase,
-            epoch: start_epoch + summary.epochs.len(),
-            dropout,
-            vocab: Some(vocab),
-        };
-        checkpoint::save(&args.save, arch, &params, &meta)?;
-        out!("checkpoint: {}", args.save.display());
-    }
-    if let Some(chart) = chart {
-        let train_ppl: Vec<f64> = summary.epochs.iter().map(|e| e.train_ppl).collect();
-        let valid_ppl: Vec<Option<f64>> = summary.epochs.iter().map(|e| e.valid_ppl).collect();
-        plot::perplexity_chart(&chart, &train_ppl, &valid_ppl)
-            .map_err(|e| anyhow!("chart {}: {e}", chart.display()))?;
-        out!("chart: {}", chart.display());
-    }
-    Ok(())
-}
-
-/// Checks that a checkpoint given to `--init` fits the corpus and the flags; `--cell` and
-/// `--layers`, when given, must be the checkpoint's.
-fn check_init(
-    ckpt: &Checkpoint,
-    dims: Dims,
-    (cell, layers, tie): (Option<Cell>, Option<usize>, bool),
-    vocab: &Vocab,
-    level: Level,
-    path: &Path,
-) -> anyhow::Result<()> {
-    let have = ckpt.arch.dims;
-    if have != dims {
-        bail!(
-            "checkpoint {} has vocabulary {}, embed {}, hidden {}, but the corpus and flags give vocabulary {}, embed {}, hidden {}",
-            path.display(),
-            have.vocab,
-            have.embed,
-            have.hidden,
-            dims.vocab,
-            dims.embed,
-            dims.hidden
-        );
-    }
-    if let Some(cell) = cell.filter(|&c| c != ckpt.arch.cell) {
-        bail!("checkpoint {} has {} layers, but --cell says {}", path.display(), ckpt.arch.cell.name(), cell.name());
-    }
-    if let Some(layers) = layers.filter(|&l| l != ckpt.arch.layers) {
-        bail!("checkpoint {} has {} layers, but --layers says {layers}", path.display(), ckpt.arch.layers);
-    }
-    if tie && !ckpt.arch.tied {
-        bail!("checkpoint {} has an affine.W of its own, but --tie asks for tied weights", path.display());
-    }
-    if let Some(ckpt_level) = ckpt.meta.level {
-        if ckpt_level != level {
-            bail!("checkpoint {} is {ckpt_level}-level, the corpus is {level}-level", path.display());
-        }
-    }
-    if let Some(ckpt_vocab) = &ckpt.meta.vocab {
-        checkpoint::check_vocab_compatible(ckpt_vocab, vocab, "the corpus")
-            .map_err(|e| anyhow!("checkpoint {}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The training presets: every value a preset sets, each overridden by its flag.
 
 use super::{Preset, TrainArgs};
-use rnnlm::train::TrainOptions;
+use rnnlm::train::{Schedule, TrainOptions};
 use rnnlm::{Cell, Window};
 
 /// What a preset sets.
@@ -9,7 +9,7 @@ struct PresetValues {
     window: Window,
     lr: f32,
     clip: Option<f32>,
-    lr_decay: Option<f32>,
+    schedule: Schedule,
     epochs: usize,
     /// Keep only the first N tokens, when the corpus is PTB.
     ptb_tokens: Option<usize>,
@@ -29,7 +29,7 @@ fn preset_values(preset: Preset) -> PresetValues {
         window: Window { batch: 10, time: 5 },
         lr: 0.1,
         clip: None,
-        lr_decay: None,
+        schedule: Schedule::Constant,
         epochs: 100,
         ptb_tokens: Some(1000),
         cell: Cell::Tanh,
@@ -47,7 +47,7 @@ fn preset_values(preset: Preset) -> PresetValues {
             window: LONG,
             lr: 4.0,
             clip: Some(0.25),
-            lr_decay: Some(4.0),
+            schedule: Schedule::Plateau { factor: 4.0 },
             epochs: 9,
             ptb_tokens: None,
             ..chapter
@@ -68,7 +68,7 @@ fn preset_values(preset: Preset) -> PresetValues {
             window: LONG,
             lr: 20.0,
             clip: Some(0.25),
-            lr_decay: Some(4.0),
+            schedule: Schedule::Plateau { factor: 4.0 },
             epochs: 40,
             ptb_tokens: None,
             cell: Cell::Lstm,
@@ -82,7 +82,7 @@ fn preset_values(preset: Preset) -> PresetValues {
             window: LONG,
             lr: PTB_LSTM.lr,
             clip: Some(0.25),
-            lr_decay: Some(PTB_LSTM.decay),
+            schedule: Schedule::Plateau { factor: PTB_LSTM.decay },
             epochs: PTB_LSTM.epochs,
             ptb_tokens: None,
             cell: Cell::Lstm,
@@ -124,11 +124,18 @@ pub struct Settings {
     pub dropout: f32,
     pub options: TrainOptions,
     pub corpus_size: Option<usize>,
+    pub seed: u64,
 }
 
 pub fn settings(args: &TrainArgs) -> Settings {
     let is_ptb = args.corpus.text.is_none() && args.corpus.prepared.is_none();
-    let p = preset_values(args.preset);
+    let p = preset_values(args.preset.unwrap_or(Preset::Chapter));
+    let schedule = args.lr_schedule.or(args.lr_decay.map(|factor| Schedule::Plateau { factor })).unwrap_or(p.schedule);
+    let keep_best = match (args.keep_best, args.no_keep_best) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => schedule.keeps_best_by_default(),
+    };
     Settings {
         window: Window { batch: args.batch.unwrap_or(p.window.batch), time: args.time.unwrap_or(p.window.time) },
         embed: args.embed.unwrap_or(p.size),
@@ -142,8 +149,13 @@ pub fn settings(args: &TrainArgs) -> Settings {
             max_iters: args.max_iters,
             lr: args.lr.unwrap_or(p.lr),
             clip: args.clip.or(p.clip),
-            lr_decay: args.lr_decay.or(p.lr_decay),
+            schedule,
+            keep_best,
+            time_budget: args.time_budget,
+            checkpoint_every: args.checkpoint_every,
+            stop_after: args.stop_after,
         },
         corpus_size: if args.full_corpus { None } else { args.corpus_size.or(p.ptb_tokens.filter(|_| is_ptb)) },
+        seed: args.seed.unwrap_or(1),
     }
 }

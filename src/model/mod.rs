@@ -144,6 +144,8 @@ pub struct Rnnlm {
     dropout: Option<DropoutSites>,
     /// Training windows so far: the index of the next training window's dropout masks.
     training_windows: u64,
+    /// The gradient norm the last training step computed (it does when it clips).
+    last_grad_norm: Option<f64>,
     ws: Workspace,
     times: PhaseTimes,
 }
@@ -239,6 +241,7 @@ impl Rnnlm {
             state: zeroed("window", state_len)?,
             dropout: None,
             training_windows: 0,
+            last_grad_norm: None,
             ws,
             times: PhaseTimes::default(),
         })
@@ -439,12 +442,20 @@ impl Rnnlm {
             self.backward()?;
         }
         let start = Instant::now();
-        if let Some(factor) = clip.and_then(|max_norm| clip_factor(self.grad_norm(), max_norm)) {
+        self.last_grad_norm = clip.map(|_| self.grad_norm());
+        if let Some(factor) = clip.and_then(|max_norm| clip_factor(self.last_grad_norm.unwrap_or(0.0), max_norm)) {
             self.for_each_live_grad(true, |_, grads| scale_inplace(grads, factor));
         }
         self.for_each_live_grad(!fold, |params, grads| sgd_update(params, grads, lr));
         self.times.update += start.elapsed().as_secs_f64();
         Ok(loss)
+    }
+
+    /// The global gradient norm of the last [`train_step`](Self::train_step), when it clipped
+    /// (without clipping the output layer's gradient is folded into its update and never
+    /// formed whole).
+    pub fn last_grad_norm(&self) -> Option<f64> {
+        self.last_grad_norm
     }
 
     /// L2 norm of all gradients of the last backward pass.

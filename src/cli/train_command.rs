@@ -1,0 +1,302 @@
+//! `rnnlm train`: a new run, a run from `--init`, or a resumed run (`--resume`).
+
+use super::model_commands::{check_output, open_corpus, with_threads};
+use super::presets::{settings, Settings};
+use super::run_config::{self, Fingerprint, RunConfig};
+use super::run_files::{self, RunFiles};
+use super::{TrainArgs, DEFAULT_CHECKPOINT};
+use anyhow::{anyhow, bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rnnlm::checkpoint::{self, Checkpoint, Meta};
+use rnnlm::corpus::{Ids, Level, Tokenizer, Vocab};
+use rnnlm::train::{RunState, Stop};
+use rnnlm::{train, Arch, Cell, Dims, Rnnlm};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A run to continue: its state and settings, read from its state file.
+struct Resume {
+    state_file: PathBuf,
+    state: RunState,
+    config: RunConfig,
+    log_lines: usize,
+}
+
+fn read_resume(path: &Path, given: &TrainArgs) -> anyhow::Result<Resume> {
+    let state_file = run_config::state_path(path);
+    let what = || format!("--resume {}: the run's state {}", path.display(), state_file.display());
+    let bytes = std::fs::read(&state_file).with_context(what)?;
+    let (state, extra) = RunState::read(&bytes).map_err(|e| anyhow!("{}: {e}", what()))?;
+    let config = RunConfig::from_json(&extra["config"]).with_context(what)?;
+    run_config::check_resume_flags(given, &config.args, &state_file)?;
+    let log_lines = extra["log_lines"].as_u64().unwrap_or(0) as usize;
+    Ok(Resume { state_file, state, config, log_lines })
+}
+
+/// SHA-256 of the training ids as little-endian u32.
+fn fingerprint(ids: Ids<'_>) -> Fingerprint {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let mut chunk = Vec::with_capacity(4 * 4096);
+    for start in (0..ids.len()).step_by(4096) {
+        chunk.clear();
+        for i in start..(start + 4096).min(ids.len()) {
+            chunk.extend_from_slice(&ids.get(i).to_le_bytes());
+        }
+        hash.update(&chunk);
+    }
+    Fingerprint { tokens: ids.len(), sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect() }
+}
+
+/// SIGINT and SIGTERM set the returned flags (the first: which one came); a second one ends
+/// the process at once, with status 130 or 143, without writing anything.
+fn catch_signals() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let any = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    // The conditional exits are registered first, so that they see the flag as the signal
+    // before found it.
+    flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&any))?;
+    flag::register_conditional_shutdown(SIGTERM, 143, Arc::clone(&any))?;
+    flag::register(SIGINT, Arc::clone(&any))?;
+    flag::register(SIGTERM, Arc::clone(&any))?;
+    flag::register(SIGTERM, Arc::clone(&term))?;
+    Ok((any, term))
+}
+
+pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
+    let resume = given.resume.as_deref().map(|path| read_resume(path, &given)).transpose()?;
+    let args = match &resume {
+        Some(r) => run_config::resumed_args(r.config.args.clone(), &given),
+        None => given,
+    };
+    let s = settings(&args);
+    if s.tie && s.embed != s.hidden {
+        bail!("--tie needs --embed equal to --hidden (D = {}, H = {})", s.embed, s.hidden);
+    }
+    if s.options.schedule.needs_validation() && args.corpus.text.is_some() {
+        eprintln!("note: --text has no validation split, so the {} schedule keeps the rate", s.options.schedule);
+    }
+    let tokenizer = Tokenizer { level: args.level.unwrap_or(Level::Word), lowercase: args.lowercase };
+    let (corpus, corpus_name) = open_corpus(data_dir, &args.corpus, tokenizer)?;
+    let all_train = corpus.train.ids();
+    let train_ids = match s.corpus_size {
+        Some(n) => all_train.slice(0..n.min(all_train.len())),
+        None => all_train,
+    };
+    let vocab_size = match s.corpus_size {
+        // The spec: with a cut corpus the vocabulary is max id + 1 of the kept tokens.
+        Some(_) => train_ids.max().map_or(0, |m| m as usize + 1),
+        None => corpus.vocab.len(),
+    };
+    let vocab = corpus.vocab.truncated(vocab_size);
+    let dims = Dims { vocab: vocab_size, embed: s.embed, hidden: s.hidden };
+    let flag_arch = Arch { dims, cell: s.cell, layers: s.layers, tied: s.tie };
+    if train::Batcher::new(train_ids.len(), s.window).is_none() {
+        return Err(train::TrainError::CorpusTooShort { tokens: train_ids.len(), needed: s.window.tokens() + 1 }.into());
+    }
+    let fingerprint = fingerprint(train_ids);
+    if let Some(r) = &resume {
+        let saved = &r.config.fingerprint;
+        if *saved != fingerprint {
+            bail!(
+                "--resume: the run in {} trained on {} tokens with SHA-256 {}, but {corpus_name} gives {} tokens with SHA-256 {}",
+                r.state_file.display(),
+                saved.tokens,
+                saved.sha256,
+                fingerprint.tokens,
+                fingerprint.sha256
+            );
+        }
+    }
+
+    let (mut model, start_epoch, dropout) = match (&resume, &args.init) {
+        (Some(r), _) => {
+            let model = Rnnlm::from_params(flag_arch, s.window, &r.state.now.model.params)
+                .map_err(|e| anyhow!("--resume {}: {e}", r.state_file.display()))?;
+            (model, r.config.start_epoch, s.dropout)
+        }
+        (None, Some(path)) => {
+            let ckpt = checkpoint::load(path)?;
+            check_init(&ckpt, dims, (args.cell, args.layers, args.tie), &vocab, corpus.level, path)?;
+            let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
+            (Rnnlm::from_params(ckpt.arch, s.window, &ckpt.params)?, ckpt.meta.epoch, dropout)
+        }
+        (None, None) => (Rnnlm::new(flag_arch, s.window, s.seed)?, 0, s.dropout),
+    };
+    model.set_dropout(dropout, s.seed)?;
+    let arch = model.arch();
+    let save = args.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+    let chart = args.plot.clone().or_else(|| (!args.no_save).then(|| save.with_extension("png")));
+    for (path, what) in [(Some(&save), "checkpoint"), (chart.as_ref(), "chart"), (args.log.as_ref(), "log")] {
+        if let Some(path) = path.filter(|_| what != "checkpoint" || !args.no_save) {
+            check_output(path, what)?;
+        }
+    }
+    let log_lines = match (&resume, &args.log) {
+        (Some(r), Some(log)) => run_files::resumed_log(log, r.log_lines)?,
+        _ => Vec::new(),
+    };
+    let config = match &resume {
+        Some(r) => RunConfig { args: args.clone(), start_epoch: r.config.start_epoch, fingerprint },
+        None => RunConfig { args: run_config::resolved(&args, &s, arch, dropout), start_epoch, fingerprint },
+    };
+
+    let valid_ids = corpus.valid.as_ref().map(|v| v.ids()).filter(|ids| {
+        let fits = ids.max().is_some_and(|m| (m as usize) < vocab_size);
+        if !fits {
+            eprintln!("validation skipped: the valid split uses ids outside the {vocab_size}-token vocabulary of the kept training tokens");
+        }
+        fits
+    });
+    announce(&corpus_name, train_ids.len(), vocab_size, arch, dropout, &s, resume.as_ref());
+    let (stop, term) = catch_signals()?;
+    let mut files = RunFiles {
+        progress: progress_bar(train_ids.len(), &s, resume.as_ref().map_or(0, |r| r.state.now.progress.iter)),
+        checkpoint: (!args.no_save).then(|| save.clone()),
+        chart: chart.clone(),
+        log: args.log.clone(),
+        log_lines,
+        arch,
+        meta: Meta { level: Some(corpus.level), lowercase: args.lowercase, epoch: 0, dropout, vocab: Some(vocab) },
+        start_epoch,
+        config: config.to_json(),
+        stop,
+        save_error: None,
+    };
+    let state = resume.map(|r| r.state);
+    let summary =
+        with_threads(args.threads, || train::train(&mut model, train_ids, valid_ids, &s.options, &mut files, state))??;
+    if let Some(bar) = &files.progress {
+        bar.finish_and_clear();
+    }
+    if let Some(e) = files.save_error.take() {
+        return Err(e);
+    }
+    let status = match summary.stop {
+        Stop::Interrupted => {
+            let signal = if term.load(Ordering::Relaxed) { 143 } else { 130 };
+            let after = format!("stopped after window {} (epoch {})", summary.iters, summary.epochs.len() + 1);
+            if args.no_save {
+                eprintln!("{after}; nothing saved (--no-save)");
+            } else {
+                eprintln!("{after}; resume with: rnnlm train --resume {}", save.display());
+            }
+            return Ok(ExitCode::from(signal));
+        }
+        Stop::ScheduleDone => "the schedule stopped improving",
+        Stop::TimeBudget => "the time budget is spent",
+        Stop::Completed => "",
+    };
+    if !status.is_empty() {
+        eprintln!("stopped: {status}");
+    }
+    if !args.no_save {
+        out!("checkpoint: {}", save.display());
+    }
+    if let Some(chart) = chart.filter(|_| !summary.epochs.is_empty()) {
+        out!("chart: {}", chart.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn announce(
+    corpus_name: &str,
+    tokens: usize,
+    vocab_size: usize,
+    arch: Arch,
+    dropout: f32,
+    s: &Settings,
+    resume: Option<&Resume>,
+) {
+    let o = &s.options;
+    if let Some(r) = resume {
+        let p = &r.state.now.progress;
+        eprintln!(
+            "resuming the run of {} after window {} (epoch {}, {} windows into it), learning rate {}",
+            r.state_file.display(),
+            p.iter,
+            p.epoch + 1,
+            p.epoch_iters,
+            p.lr
+        );
+    }
+    eprintln!(
+        "training on {corpus_name}: {tokens} tokens, vocabulary {vocab_size}, {} x {}{}{}, D = {}, H = {}, B = {}, T = {}, lr {}{}, schedule {}{}{}",
+        arch.layers,
+        arch.cell.name(),
+        if dropout > 0.0 { format!(", dropout {dropout}") } else { String::new() },
+        if arch.tied { ", tied" } else { "" },
+        s.embed,
+        s.hidden,
+        s.window.batch,
+        s.window.time,
+        o.lr,
+        o.clip.map_or(String::new(), |c| format!(", clip {c}")),
+        o.schedule,
+        if o.keep_best { ", keep best" } else { "" },
+        o.time_budget.map_or(String::new(), |b| format!(", time budget {b} s")),
+    );
+}
+
+fn progress_bar(tokens: usize, s: &Settings, done: usize) -> Option<ProgressBar> {
+    let total = (tokens.saturating_sub(1) / s.window.tokens()) * s.options.epochs;
+    let total = s.options.max_iters.map_or(total, |m| m.min(total));
+    (std::io::stderr().is_terminal() && total >= 200).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} iterations, {per_sec}, eta {eta}  {msg}")
+                .expect("a valid template"),
+        );
+        bar.set_position(done as u64);
+        bar
+    })
+}
+
+/// Checks that a checkpoint given to `--init` fits the corpus and the flags; `--cell` and
+/// `--layers`, when given, must be the checkpoint's.
+fn check_init(
+    ckpt: &Checkpoint,
+    dims: Dims,
+    (cell, layers, tie): (Option<Cell>, Option<usize>, bool),
+    vocab: &Vocab,
+    level: Level,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let have = ckpt.arch.dims;
+    if have != dims {
+        bail!(
+            "checkpoint {} has vocabulary {}, embed {}, hidden {}, but the corpus and flags give vocabulary {}, embed {}, hidden {}",
+            path.display(),
+            have.vocab,
+            have.embed,
+            have.hidden,
+            dims.vocab,
+            dims.embed,
+            dims.hidden
+        );
+    }
+    if let Some(cell) = cell.filter(|&c| c != ckpt.arch.cell) {
+        bail!("checkpoint {} has {} layers, but --cell says {}", path.display(), ckpt.arch.cell.name(), cell.name());
+    }
+    if let Some(layers) = layers.filter(|&l| l != ckpt.arch.layers) {
+        bail!("checkpoint {} has {} layers, but --layers says {layers}", path.display(), ckpt.arch.layers);
+    }
+    if tie && !ckpt.arch.tied {
+        bail!("checkpoint {} has an affine.W of its own, but --tie asks for tied weights", path.display());
+    }
+    if let Some(ckpt_level) = ckpt.meta.level {
+        if ckpt_level != level {
+            bail!("checkpoint {} is {ckpt_level}-level, the corpus is {level}-level", path.display());
+        }
+    }
+    if let Some(ckpt_vocab) = &ckpt.meta.vocab {
+        checkpoint::check_vocab_compatible(ckpt_vocab, vocab, "the corpus")
+            .map_err(|e| anyhow!("checkpoint {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
