@@ -29,6 +29,7 @@ use crate::model::{Arch, Cell, Dims, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The `format` metadata value of checkpoints written by this version.
@@ -75,7 +76,16 @@ fn error(path: &Path, why: impl Into<String>) -> CheckpointError {
 
 /// The bytes of a checkpoint holding `params` (layout of [`Arch::range`]) and `meta`.
 pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<u8>, String> {
-    let arch = arch.into();
+    let (header, bytes, data_start) = encode_parts(arch.into(), params, meta)?;
+    let mut out = header;
+    out.extend_from_slice(&bytes[data_start..]);
+    Ok(out)
+}
+
+/// A checkpoint in two parts, so that it can be written without a third copy of the weights:
+/// the length-prefixed header (keys sorted), and safetensors' own bytes with the tensors
+/// from `data_start` on.
+fn encode_parts(arch: Arch, params: &[f32], meta: &Meta) -> Result<(Vec<u8>, Vec<u8>, usize), String> {
     let expected = arch.param_count().ok_or("the model's sizes overflow")?;
     if params.len() != expected {
         return Err(format!("{} parameters given, the model has {expected}", params.len()));
@@ -112,15 +122,16 @@ pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<
         metadata.insert("vocab".to_owned(), vocab.to_file_text());
     }
     let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
-    sort_header_keys(bytes)
+    let (header, data_start) = sorted_header(&bytes)?;
+    Ok((header, bytes, data_start))
 }
 
-/// The same file with its JSON header rewritten with every object's keys in sorted order (the
-/// order of `serde_json`'s maps): `safetensors` writes the metadata in a `HashMap`'s order,
+/// The file's length-prefixed JSON header rewritten with every object's keys in sorted order
+/// (the order of `serde_json`'s maps), and where the tensors start in `bytes`: `safetensors` writes the metadata in a `HashMap`'s order,
 /// which changes from run to run, so the same weights would give files with different bytes
 /// and a checksum could not tell that two runs agree. The tensors' offsets count from the end
 /// of the header, so they stay valid.
-fn sort_header_keys(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+fn sorted_header(bytes: &[u8]) -> Result<(Vec<u8>, usize), String> {
     let header_len = bytes.get(..8).map(|len| u64::from_le_bytes(len.try_into().expect("eight bytes")));
     let header_end = header_len.and_then(|len| usize::try_from(len).ok()).and_then(|len| len.checked_add(8));
     let header_end = header_end.filter(|&end| end <= bytes.len()).ok_or("safetensors wrote no header")?;
@@ -128,18 +139,22 @@ fn sort_header_keys(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     let mut sorted = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     // safetensors pads the header with spaces to a multiple of 8 bytes, to align the tensors.
     sorted.resize(sorted.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + sorted.len() + bytes.len() - header_end);
-    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
-    out.extend_from_slice(&sorted);
-    out.extend_from_slice(&bytes[header_end..]);
-    Ok(out)
+    let mut header = Vec::with_capacity(8 + sorted.len());
+    header.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    header.extend_from_slice(&sorted);
+    Ok((header, header_end))
 }
 
 /// Writes a checkpoint atomically (temporary file, then rename): an existing file at `path`
 /// is replaced only by a complete new one.
 pub fn save(path: &Path, arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<(), CheckpointError> {
-    let bytes = encode(arch, params, meta).map_err(|why| error(path, why))?;
-    atomic_file::write(path, &bytes).map_err(|e| error(path, e.to_string()))
+    let (header, bytes, data_start) = encode_parts(arch.into(), params, meta).map_err(|why| error(path, why))?;
+    let write = || -> std::io::Result<()> {
+        let mut temp = atomic_file::stage(path, &header)?;
+        temp.write_all(&bytes[data_start..])?;
+        atomic_file::commit(temp, path)
+    };
+    write().map_err(|e| error(path, e.to_string()))
 }
 
 /// Reads and validates a checkpoint: every tensor of its architecture present, f32, with
