@@ -326,3 +326,37 @@ fn bad_schedules_and_bad_resumes_fail_with_one_line_and_touch_nothing() {
     // What was refused left the run resumable.
     assert_status(&scratch.resume("m.safetensors", &[]), 0);
 }
+
+#[test]
+fn a_time_budget_ends_the_run_after_the_window_that_crosses_it() {
+    let scratch = Scratch::new(600);
+    let child = spawn_long_run(&scratch, "budget.safetensors", &["--time-budget", "1.5"]);
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert_status(&output, 0);
+    assert!(stderr(&output).contains("stopped: the time budget is spent"), "{}", stderr(&output));
+    assert!(started.elapsed() < Duration::from_secs(8), "the 60-epoch run stopped early");
+    // The last (cut) epoch was evaluated and recorded like any other.
+    let log = String::from_utf8_lossy(&scratch.bytes("budget.safetensors.log")).into_owned();
+    let epochs: Vec<&str> = log.lines().filter(|l| l.contains("\"valid_ppl\"")).collect();
+    assert!(!epochs.is_empty() && epochs.len() < 60, "{} epochs", epochs.len());
+    assert!(
+        epochs.last().unwrap().contains("\"valid_ppl\":") && !epochs.last().unwrap().contains("\"valid_ppl\":null")
+    );
+    rnnlm::checkpoint::load(Path::new(&scratch.path("budget.safetensors"))).unwrap();
+}
+
+#[test]
+fn a_finished_run_resumed_with_more_epochs_equals_the_longer_run() {
+    let scratch = Scratch::new(100);
+    let model = ["--batch", "4", "--time", "5", "--embed", "8", "--hidden", "8", "--lr", "1", "--dropout", "0.1"];
+    assert_status(&scratch.train("five.safetensors", &model, &["--epochs", "5"]), 0);
+    assert_status(&scratch.train("three.safetensors", &model, &["--epochs", "3"]), 0);
+    let unchanged = scratch.bytes("three.safetensors");
+    let output = scratch.resume("three.safetensors", &[]);
+    assert_status(&output, 0);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("has ended (3 epochs"));
+    assert!(scratch.bytes("three.safetensors") == unchanged, "resuming an ended run changes nothing");
+    assert_status(&scratch.resume("three.safetensors", &["--epochs", "5"]), 0);
+    assert!(scratch.bytes("three.safetensors") == scratch.bytes("five.safetensors"));
+}

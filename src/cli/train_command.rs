@@ -70,6 +70,18 @@ fn catch_signals() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
 
 pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     let resume = given.resume.as_deref().map(|path| read_resume(path, &given)).transpose()?;
+    if let Some(r) = resume.as_ref().filter(|r| r.state.now.progress.finished) {
+        if given.epochs.is_none() && given.time_budget.is_none() {
+            let p = &r.state.now.progress;
+            out!(
+                "the run in {} has ended ({} epochs, {} windows); give --epochs or --time-budget to train it further",
+                r.state_file.display(),
+                p.epochs.len(),
+                p.iter
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let args = match &resume {
         Some(r) => run_config::resumed_args(r.config.args.clone(), &given),
         None => given,

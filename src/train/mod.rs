@@ -297,9 +297,8 @@ impl<'a, 'o> Run<'a, 'o> {
 
     /// Trains window after window until the run stops.
     fn go(&mut self) -> Result<Stop, TrainError> {
-        if self.progress.finished {
-            return Ok(Stop::Completed);
-        }
+        // A finished run given more epochs or time goes on from where it ended.
+        self.progress.finished = false;
         loop {
             if self.progress.iter >= self.total_iters {
                 // Nothing left (a run resumed at its end, or no epochs asked for).
