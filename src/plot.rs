@@ -20,9 +20,9 @@ fn register_font() {
 }
 
 /// Draws train (and, where known, validation) perplexity against the epoch and writes it to
-/// `path` as PNG, atomically. `train[i]` and `valid[i]` belong to epoch `i + 1`, and
-/// `rates[i]` is the learning rate after it: where it changes, a dashed line marks the epoch
-/// boundary, labelled with the new rate.
+/// `path` as PNG, atomically. `train[i]`, `valid[i]` and `rates[i]` (its learning rate) belong
+/// to epoch `i + 1`; where the rate changes, a dashed line between the two epochs marks it,
+/// labelled with the new rate.
 pub fn perplexity_chart(path: &Path, train: &[f64], valid: &[Option<f64>], rates: &[f32]) -> Result<(), String> {
     register_font();
     if train.is_empty() {
@@ -50,7 +50,9 @@ fn draw(path: &Path, train: &[f64], valid: &[Option<f64>], rates: &[f32]) -> Res
         .configure_mesh()
         .x_desc("epoch")
         .y_desc("perplexity")
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(train.len().clamp(2, 12))
+        // Epochs are whole: ticks between them stay unlabelled.
+        .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() })
         .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 14))
         .draw()?;
@@ -70,10 +72,10 @@ fn draw(path: &Path, train: &[f64], valid: &[Option<f64>], rates: &[f32]) -> Res
     let changes = (1..rates.len().min(train.len())).filter(|&i| rates[i] != rates[i - 1]);
     let mark = RGBColor(90, 90, 90);
     for i in changes {
-        let x = i as f64 + 1.0;
+        let x = i as f64 + 0.5;
         chart.draw_series(DashedLineSeries::new(vec![(x, 0.0), (x, top)], 6, 4, mark.stroke_width(1)))?;
         chart.draw_series(std::iter::once(Text::new(
-            format!("lr {}", rates[i - 1]),
+            format!("lr {}", rates[i]),
             (x, top * 0.97),
             ("sans-serif", 12).into_font().color(&mark),
         )))?;

@@ -58,7 +58,7 @@ impl RunFiles {
         if let (Some(path), false) = (&self.chart, epochs.is_empty()) {
             let train: Vec<f64> = epochs.iter().map(|e| e.train_ppl).collect();
             let valid: Vec<Option<f64>> = epochs.iter().map(|e| e.valid_ppl).collect();
-            let rates: Vec<f32> = epochs.iter().map(|e| e.lr).collect();
+            let rates: Vec<f32> = epochs.iter().map(|e| e.trained_lr).collect();
             plot::perplexity_chart(path, &train, &valid, &rates)
                 .map_err(|e| anyhow!("chart {}: {e}", path.display()))?;
         }

@@ -2,7 +2,14 @@
 //!
 //! The trainer reads token ids straight from a memory-mapped token file ([`Ids`]) and reports
 //! through an [`Observer`], so that the command line (or any embedding tool) decides what to
-//! print; nothing here touches files or the terminal.
+//! print and write; nothing here touches files or the terminal.
+//!
+//! A run moves from save point to save point (every epoch's end, every `checkpoint_every`
+//! windows, and its stop). At each, the observer gets a [`RunState`] from which
+//! [`train`] continues exactly as the uninterrupted run would have gone on; the last save
+//! point is also where a divergence rolls back to. After each epoch the [`Schedule`] sets the
+//! next rate and may end the run; with `keep_best` an epoch that made validation worse is
+//! undone.
 
 mod batcher;
 pub mod run_state;
@@ -10,7 +17,7 @@ pub mod schedule;
 
 pub use batcher::{evaluate, Batcher};
 pub use run_state::{BestModel, ModelSnapshot, Progress, RunPoint, RunState};
-pub use schedule::{Schedule, ScheduleState};
+pub use schedule::{Decision, Schedule, ScheduleState};
 
 use crate::corpus::Ids;
 use crate::model::{ModelError, Rnnlm};
@@ -83,6 +90,8 @@ pub struct EpochReport {
     pub elapsed_sec: f64,
     /// Iterations in this epoch (fewer than a full epoch when `max_iters` cut it).
     pub iters: usize,
+    /// The learning rate this epoch ended at (its last windows').
+    pub trained_lr: f32,
     /// The learning rate used in the next epoch (after any decay).
     pub lr: f32,
 }
@@ -320,6 +329,9 @@ impl<'a, 'o> Run<'a, 'o> {
             }
             if epoch_done || over_budget {
                 let schedule_done = self.end_epoch()?;
+                // The evaluation may be what spends the budget: then no window of the next
+                // epoch (and no second evaluation) is started.
+                let over_budget = self.options.time_budget.is_some_and(|budget| self.elapsed() >= budget);
                 let stop = if over_budget {
                     Some(Stop::TimeBudget)
                 } else if schedule_done {
@@ -408,6 +420,7 @@ impl<'a, 'o> Run<'a, 'o> {
             tokens_per_sec: (p.epoch_iters * self.model.window().tokens()) as f64 / train_seconds.max(1e-9),
             elapsed_sec: self.elapsed_before + self.session_start.elapsed().as_secs_f64(),
             iters: p.epoch_iters,
+            trained_lr: p.lr,
             lr: decision.lr,
         };
         p.epochs.push(report);
@@ -417,28 +430,40 @@ impl<'a, 'o> Run<'a, 'o> {
         p.lr = decision.lr;
         self.observer.on_epoch(&report);
         if self.options.keep_best {
-            if let (true, Some(v)) = (decision.new_best, valid_ppl) {
-                let model = snapshot_into(self.model, self.saved.best.take().map(|b| b.model));
-                self.saved.best = Some(BestModel { epoch, valid_ppl: v, model });
-            } else if let (true, Some(best)) = (decision.worse, &self.saved.best) {
-                // The run goes on with the data and the dropout masks it would have had.
-                let windows = self.model.training_windows();
-                restore(self.model, &best.model)?;
-                self.model.set_training_windows(windows);
-                let event = Event::BackToBest {
-                    epoch,
-                    iter,
-                    valid_ppl: valid_ppl.unwrap_or(f64::NAN),
-                    best_epoch: best.epoch,
-                    best_valid_ppl: best.valid_ppl,
-                };
-                self.observer.on_event(&event);
-            }
+            self.keep_best(&decision, epoch, iter, valid_ppl)?;
         }
         if decision.lr != from {
             self.observer.on_event(&Event::RateChanged { epoch, iter, from, to: decision.lr });
         }
         Ok(decision.stop)
+    }
+
+    /// Keeps the model of a new best epoch, or goes back to the best after a worse one.
+    fn keep_best(
+        &mut self,
+        decision: &Decision,
+        epoch: usize,
+        iter: usize,
+        valid: Option<f64>,
+    ) -> Result<(), TrainError> {
+        if let (true, Some(v)) = (decision.new_best, valid) {
+            let model = snapshot_into(self.model, self.saved.best.take().map(|b| b.model));
+            self.saved.best = Some(BestModel { epoch, valid_ppl: v, model });
+        } else if let (true, Some(best)) = (decision.worse, &self.saved.best) {
+            // The run goes on with the data and the dropout masks it would have had.
+            let windows = self.model.training_windows();
+            restore(self.model, &best.model)?;
+            self.model.set_training_windows(windows);
+            let event = Event::BackToBest {
+                epoch,
+                iter,
+                valid_ppl: valid.unwrap_or(f64::NAN),
+                best_epoch: best.epoch,
+                best_valid_ppl: best.valid_ppl,
+            };
+            self.observer.on_event(&event);
+        }
+        Ok(())
     }
 
     /// Makes where the run stands its new last good point, and hands it to the observer.

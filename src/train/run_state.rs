@@ -282,7 +282,7 @@ fn point_json(point: &RunPoint) -> Value {
 fn epoch_json(e: &EpochReport) -> Value {
     json!({
         "epoch": e.epoch, "train_ppl": e.train_ppl, "valid_ppl": e.valid_ppl, "tokens_per_sec": e.tokens_per_sec,
-        "elapsed_sec": e.elapsed_sec, "iters": e.iters, "lr": e.lr as f64,
+        "elapsed_sec": e.elapsed_sec, "iters": e.iters, "trained_lr": e.trained_lr as f64, "lr": e.lr as f64,
     })
 }
 
@@ -311,6 +311,7 @@ fn progress_from_json(v: &Value) -> Result<Progress, String> {
                 tokens_per_sec: f64_at(e, "tokens_per_sec")?,
                 elapsed_sec: f64_at(e, "elapsed_sec")?,
                 iters: usize_at(e, "iters")?,
+                trained_lr: f32_at(e, "trained_lr")?,
                 lr: f32_at(e, "lr")?,
             })
         })
@@ -351,6 +352,7 @@ mod tests {
             tokens_per_sec: 1e4,
             elapsed_sec: 1.5,
             iters: 10,
+            trained_lr: 0.2,
             lr: 0.1,
         });
         RunState {

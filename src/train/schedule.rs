@@ -133,7 +133,7 @@ impl Schedule {
                         }
                         state.annealing = true;
                     }
-                    if state.annealing {
+                    if state.annealing && !decision.stop {
                         decision.lr = lr / 2.0;
                     }
                 }
@@ -210,7 +210,7 @@ mod tests {
                 (1.0, false, false),
                 (0.5, false, false),
                 (0.25, false, false),
-                (0.125, false, true),
+                (0.25, false, true),
             ]
         );
     }
