@@ -138,7 +138,8 @@ pub struct CorpusArgs {
 pub enum Preset {
     /// The chapter: first 1,000 PTB words, D = H = 100, B = 10, T = 5, SGD lr 0.1, 100 epochs
     Chapter,
-    /// Full PTB: B = 20, T = 35, D = H = 100, SGD with global-norm clipping and decay
+    /// Full PTB in ten minutes: the chapter's model (D = H = 100), B = 10, T = 35, lr 4, clip
+    /// 0.25, newbob, a 570 s time budget
     Ptb,
     /// The next chapter's Rnnlm: one LSTM of 100, B = 20, T = 35, lr 20, clip 0.25, 4 epochs
     Ch06,
