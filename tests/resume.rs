@@ -360,3 +360,38 @@ fn a_finished_run_resumed_with_more_epochs_equals_the_longer_run() {
     assert_status(&scratch.resume("three.safetensors", &["--epochs", "5"]), 0);
     assert!(scratch.bytes("three.safetensors") == scratch.bytes("five.safetensors"));
 }
+
+#[test]
+fn a_second_sigint_aborts_at_once_and_leaves_the_last_save_point_whole() {
+    let scratch = Scratch::new(600);
+    let save = "twice.safetensors";
+    let child = spawn_long_run(&scratch, save, &["--checkpoint-every", "3"]);
+    wait_for(&scratch.path(&format!("{save}.state")), Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "INT");
+    signal(&child, "INT");
+    let output = child.wait_with_output().unwrap();
+    // Either the second signal ended the process in the middle of its window or save (130 at
+    // once), or the first had already finished them (130 with the resume hint): both leave
+    // whole files, and the run resumes.
+    assert_status(&output, 130);
+    assert_files_whole(&scratch, save);
+    assert_status(&scratch.resume(save, &["--epochs", "1"]), 0);
+}
+
+#[test]
+fn a_save_point_whose_weights_already_diverge_ends_the_run_at_once() {
+    // At this rate the update of window 10 spoils the weights: window 11, the first after the
+    // save point of window 10, has a loss above 2 ln V whatever the rate, so going back there
+    // cannot help and the run says so instead of retrying.
+    let scratch = Scratch::new(600);
+    let child = spawn_long_run(&scratch, "spoilt.safetensors", &["--checkpoint-every", "2"]);
+    let output = child.wait_with_output().unwrap();
+    assert_status(&output, 1);
+    let last = stderr(&output).trim_end().lines().last().unwrap().to_owned();
+    assert!(
+        last.contains("the first window after the save point of window 10, whose weights give that loss at any rate"),
+        "{last}"
+    );
+    assert!(!stderr(&output).contains("back to the state"), "no futile recoveries: {}", stderr(&output));
+}

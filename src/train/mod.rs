@@ -144,6 +144,9 @@ pub enum TrainError {
     CorpusTooShort { tokens: usize, needed: usize },
     /// Divergence came back after [`MAX_RECOVERIES`] recoveries.
     Diverged { epoch: usize, window: usize, loss: f64, lr: f32 },
+    /// The first window after the last save point diverged: its weights are already bad, and
+    /// going back to them cannot help.
+    DivergedAtSavePoint { epoch: usize, window: usize, loss: f64, saved_after: usize },
     /// A hyper-parameter makes no sense, or a state to resume from does not fit.
     Invalid(String),
 }
@@ -163,6 +166,11 @@ impl fmt::Display for TrainError {
                 f,
                 "training diverged in epoch {epoch}, window {window} (loss {loss} at lr {lr}) after {MAX_RECOVERIES} \
                  recoveries that each halved the rate; lower --lr or set --clip"
+            ),
+            TrainError::DivergedAtSavePoint { epoch, window, loss, saved_after } => write!(
+                f,
+                "training diverged in epoch {epoch}, window {window} (loss {loss}), the first window after the \
+                 save point of window {saved_after}, whose weights give that loss at any rate; lower --lr or set --clip"
             ),
             TrainError::Invalid(why) => write!(f, "{why}"),
         }
@@ -324,7 +332,7 @@ impl<'a, 'o> Run<'a, 'o> {
             // The last update may have overflowed a weight without a loss showing it yet: a
             // save point must be good.
             if (epoch_done || over_budget || checkpoint_due || interrupted) && !self.params_finite() {
-                self.recover(f32::NAN)?;
+                self.recover(f32::NAN, false)?;
                 continue;
             }
             if epoch_done || over_budget {
@@ -370,7 +378,7 @@ impl<'a, 'o> Run<'a, 'o> {
         p.epoch_iters += 1;
         let norm_ok = self.model.last_grad_norm().is_none_or(f64::is_finite);
         if !(loss.is_finite() && loss <= self.loss_limit && norm_ok) {
-            self.recover(loss)?;
+            self.recover(loss, true)?;
             return Ok(false);
         }
         p.epoch_loss_sum += loss as f64;
@@ -380,8 +388,15 @@ impl<'a, 'o> Run<'a, 'o> {
     }
 
     /// Goes back to the last save point with half the rate, or gives up.
-    fn recover(&mut self, loss: f32) -> Result<(), TrainError> {
+    /// `by_loss`: the window's loss showed it (rather than the weights after its update).
+    fn recover(&mut self, loss: f32, by_loss: bool) -> Result<(), TrainError> {
         let (epoch, window, lr) = (self.progress.epoch + 1, self.progress.epoch_iters, self.progress.lr);
+        let saved_after = self.saved.now.progress.iter;
+        if by_loss && self.progress.iter == saved_after + 1 {
+            // The loss came from the saved weights themselves: from there, every rate gives
+            // the same loss again.
+            return Err(TrainError::DivergedAtSavePoint { epoch, window, loss: loss as f64, saved_after });
+        }
         let recoveries = self.progress.recoveries + 1;
         if recoveries > MAX_RECOVERIES {
             return Err(TrainError::Diverged { epoch, window, loss: loss as f64, lr });
