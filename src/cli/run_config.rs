@@ -4,9 +4,9 @@
 
 use super::{CorpusArgs, TrainArgs};
 use anyhow::{anyhow, bail};
-use rnnlm::corpus::Level;
+use clap::Parser;
 use rnnlm::train::Schedule;
-use rnnlm::{Arch, Cell};
+use rnnlm::Arch;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -26,117 +26,61 @@ pub struct RunConfig {
     pub fingerprint: Fingerprint,
 }
 
-fn path_json(path: &Option<PathBuf>) -> Value {
-    path.as_ref().map_or(Value::Null, |p| Value::String(p.display().to_string()))
+/// `train`'s flags alone, to read a saved run's flags back with the parser that read them first.
+#[derive(clap::Parser)]
+#[command(no_binary_name = true)]
+struct SavedFlags {
+    #[command(flatten)]
+    args: TrainArgs,
 }
 
+/// The flags a resumed run may change; every other flag fixes what the run computes.
+const CHANGEABLE: [&str; 3] = ["--epochs", "--time-budget", "--checkpoint-every"];
+
 impl RunConfig {
-    /// The JSON a state file keeps: `args` (the run's flags as given) resolved into `settings`.
+    /// The JSON a state file keeps: the run's flags as a command line, and the rest.
     pub fn to_json(&self) -> Value {
-        let a = &self.args;
+        let argv: Vec<String> = flags(&self.args)
+            .into_iter()
+            .flat_map(|(flag, value)| std::iter::once(flag.to_owned()).chain(value))
+            .collect();
         json!({
-            "text": path_json(&a.corpus.text),
-            "prepared": path_json(&a.corpus.prepared),
-            "level": a.level.map(|l| l.name()),
-            "lowercase": a.lowercase,
-            "corpus_size": a.corpus_size,
-            "epochs": a.epochs,
-            "max_iters": a.max_iters,
-            "batch": a.batch,
-            "time": a.time,
-            "cell": a.cell.map(|c| c.name()),
-            "layers": a.layers,
-            "tie": a.tie,
-            "dropout": a.dropout.map(|d| d as f64),
-            "embed": a.embed,
-            "hidden": a.hidden,
-            "lr": a.lr.map(|v| v as f64),
-            "clip": a.clip.map(|v| v as f64),
-            "lr_schedule": a.lr_schedule.map(|s| s.to_string()),
-            "keep_best": a.keep_best,
-            "time_budget": a.time_budget,
-            "checkpoint_every": a.checkpoint_every,
-            "seed": a.seed,
-            "save": path_json(&a.save),
-            "no_save": a.no_save,
-            "plot": path_json(&a.plot),
-            "log": path_json(&a.log),
+            "flags": argv,
             "start_epoch": self.start_epoch,
             "corpus_tokens": self.fingerprint.tokens,
             "corpus_sha256": self.fingerprint.sha256,
         })
     }
 
-    /// Reads back what [`to_json`](Self::to_json) wrote.
+    /// Reads back what [`to_json`](Self::to_json) wrote, parsing the flags as `train` does.
     pub fn from_json(v: &Value) -> anyhow::Result<RunConfig> {
         let missing = |key: &str| anyhow!("the state file's settings have no {key}");
-        let usize_of = |key: &str| v[key].as_u64().map(|n| n as usize);
-        let f32_of = |key: &str| v[key].as_f64().map(|x| x as f32);
-        let path_of = |key: &str| v[key].as_str().map(PathBuf::from);
-        let bool_of = |key: &str| v[key].as_bool().ok_or_else(|| missing(key));
-        let level = match v["level"].as_str() {
-            Some(name) => Some(name.parse::<Level>().map_err(|e| anyhow!("the state file's level: {e}"))?),
-            None => None,
-        };
-        let cell = match v["cell"].as_str() {
-            Some(name) => Some(Cell::from_name(name).ok_or_else(|| anyhow!("unknown cell {name} in the state file"))?),
-            None => None,
-        };
-        let lr_schedule = match v["lr_schedule"].as_str() {
-            Some(text) => Some(text.parse::<Schedule>().map_err(|e| anyhow!("the state file's schedule: {e}"))?),
-            None => None,
-        };
-        let corpus_size = usize_of("corpus_size");
-        let args = TrainArgs {
-            preset: None,
-            corpus: CorpusArgs { text: path_of("text"), prepared: path_of("prepared"), base_url: None },
-            level,
-            lowercase: bool_of("lowercase")?,
-            corpus_size,
-            full_corpus: corpus_size.is_none(),
-            epochs: usize_of("epochs"),
-            max_iters: usize_of("max_iters"),
-            batch: usize_of("batch"),
-            time: usize_of("time"),
-            cell,
-            layers: usize_of("layers"),
-            tie: bool_of("tie")?,
-            dropout: f32_of("dropout"),
-            embed: usize_of("embed"),
-            hidden: usize_of("hidden"),
-            lr: f32_of("lr"),
-            clip: f32_of("clip"),
-            lr_decay: None,
-            lr_schedule,
-            keep_best: bool_of("keep_best")?,
-            no_keep_best: !bool_of("keep_best")?,
-            time_budget: v["time_budget"].as_f64(),
-            checkpoint_every: usize_of("checkpoint_every"),
-            stop_after: None,
-            resume: None,
-            seed: v["seed"].as_u64(),
-            threads: None,
-            init: None,
-            save: path_of("save"),
-            no_save: bool_of("no_save")?,
-            plot: path_of("plot"),
-            log: path_of("log"),
-        };
+        let argv = v["flags"].as_array().ok_or_else(|| missing("flags"))?;
+        let argv = argv.iter().map(|a| a.as_str().ok_or_else(|| missing("flags"))).collect::<Result<Vec<_>, _>>()?;
+        let saved = SavedFlags::try_parse_from(&argv)
+            .map_err(|e| anyhow!("the state file's flags: {}", e.to_string().lines().next().unwrap_or_default()))?;
+        let usize_of = |key: &str| v[key].as_u64().map(|n| n as usize).ok_or_else(|| missing(key));
         let fingerprint = Fingerprint {
-            tokens: usize_of("corpus_tokens").ok_or_else(|| missing("corpus_tokens"))?,
+            tokens: usize_of("corpus_tokens")?,
             sha256: v["corpus_sha256"].as_str().ok_or_else(|| missing("corpus_sha256"))?.to_owned(),
         };
-        Ok(RunConfig { args, start_epoch: usize_of("start_epoch").ok_or_else(|| missing("start_epoch"))?, fingerprint })
+        Ok(RunConfig { args: saved.args, start_epoch: usize_of("start_epoch")?, fingerprint })
     }
 }
 
-/// The flags given in `args` that fix what a run computes, as `(flag, value)`.
-fn fixed_flags(args: &TrainArgs) -> Vec<(&'static str, String)> {
-    let mut flags: Vec<(&'static str, Option<String>)> = vec![
-        ("--text", args.corpus.text.as_ref().map(|p| p.display().to_string())),
-        ("--prepared", args.corpus.prepared.as_ref().map(|p| p.display().to_string())),
+fn path_value(path: &Option<PathBuf>) -> Option<String> {
+    path.as_ref().map(|p| p.display().to_string())
+}
+
+/// The flags given in `args` that a state file keeps, as typed: `(flag, value)`, with no
+/// value for a switch.
+fn flags(args: &TrainArgs) -> Vec<(&'static str, Option<String>)> {
+    let valued: [(&'static str, Option<String>); 22] = [
+        ("--text", path_value(&args.corpus.text)),
+        ("--prepared", path_value(&args.corpus.prepared)),
         ("--level", args.level.map(|l| l.name().to_owned())),
         ("--corpus-size", args.corpus_size.map(|n| n.to_string())),
+        ("--epochs", args.epochs.map(|n| n.to_string())),
         ("--max-iters", args.max_iters.map(|n| n.to_string())),
         ("--batch", args.batch.map(|n| n.to_string())),
         ("--time", args.time.map(|n| n.to_string())),
@@ -151,11 +95,15 @@ fn fixed_flags(args: &TrainArgs) -> Vec<(&'static str, String)> {
             "--lr-schedule",
             args.lr_schedule.or(args.lr_decay.map(|factor| Schedule::Plateau { factor })).map(|s| s.to_string()),
         ),
+        ("--time-budget", args.time_budget.map(|v| v.to_string())),
+        ("--checkpoint-every", args.checkpoint_every.map(|n| n.to_string())),
         ("--seed", args.seed.map(|n| n.to_string())),
-        ("--save", args.save.as_ref().map(|p| p.display().to_string())),
-        ("--plot", args.plot.as_ref().map(|p| p.display().to_string())),
-        ("--log", args.log.as_ref().map(|p| p.display().to_string())),
+        ("--save", path_value(&args.save)),
+        ("--plot", path_value(&args.plot)),
+        ("--log", path_value(&args.log)),
     ];
+    let mut present: Vec<(&'static str, Option<String>)> =
+        valued.into_iter().filter_map(|(flag, value)| value.map(|v| (flag, Some(v)))).collect();
     for (flag, on) in [
         ("--lowercase", args.lowercase),
         ("--full-corpus", args.full_corpus),
@@ -164,24 +112,26 @@ fn fixed_flags(args: &TrainArgs) -> Vec<(&'static str, String)> {
         ("--no-keep-best", args.no_keep_best),
         ("--no-save", args.no_save),
     ] {
-        flags.push((flag, on.then(|| "on".to_owned())));
+        if on {
+            present.push((flag, None));
+        }
     }
-    flags.into_iter().filter_map(|(flag, value)| Some((flag, value?))).collect()
+    present
 }
 
 /// Fails, naming the first flag, when `given` sets a flag to something else than the saved
 /// run (`saved`, read from `state_file`) had.
 pub fn check_resume_flags(given: &TrainArgs, saved: &TrainArgs, state_file: &Path) -> anyhow::Result<()> {
-    let saved_flags = fixed_flags(saved);
-    for (flag, value) in fixed_flags(given) {
-        let had = saved_flags.iter().find(|(f, _)| *f == flag).map(|(_, v)| v.as_str());
-        if had != Some(value.as_str()) {
+    let saved_flags = flags(saved);
+    for (flag, value) in flags(given).into_iter().filter(|(flag, _)| !CHANGEABLE.contains(flag)) {
+        let had = saved_flags.iter().find(|(f, _)| *f == flag).map(|(_, v)| v);
+        if had != Some(&value) {
             let had = match had {
-                Some("on") => "on".to_owned(),
-                Some(v) => format!("{flag} {v}"),
+                Some(Some(v)) => format!("{flag} {v}"),
+                Some(None) => flag.to_owned(),
                 None => "without it".to_owned(),
             };
-            let value = if value == "on" { String::new() } else { format!(" {value}") };
+            let value = value.map_or_else(String::new, |v| format!(" {v}"));
             bail!("{flag}{value} contradicts the run saved in {} (it ran {had})", state_file.display());
         }
     }
