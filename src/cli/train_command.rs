@@ -38,17 +38,8 @@ fn read_resume(path: &Path, given: &TrainArgs) -> anyhow::Result<Resume> {
 
 /// SHA-256 of the training ids as little-endian u32.
 fn fingerprint(ids: Ids<'_>) -> Fingerprint {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    let mut chunk = Vec::with_capacity(4 * 4096);
-    for start in (0..ids.len()).step_by(4096) {
-        chunk.clear();
-        for i in start..(start + 4096).min(ids.len()) {
-            chunk.extend_from_slice(&ids.get(i).to_le_bytes());
-        }
-        hash.update(&chunk);
-    }
-    Fingerprint { tokens: ids.len(), sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect() }
+    let bytes: Vec<u8> = (0..ids.len()).flat_map(|i| ids.get(i).to_le_bytes()).collect();
+    Fingerprint { tokens: ids.len(), sha256: rnnlm::data::sha256_hex(&bytes) }
 }
 
 /// SIGINT and SIGTERM set the returned flags (the first: which one came); a second one ends
@@ -144,8 +135,9 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     let arch = model.arch();
     let save = args.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
     let chart = args.plot.clone().or_else(|| (!args.no_save).then(|| save.with_extension("png")));
-    for (path, what) in [(Some(&save), "checkpoint"), (chart.as_ref(), "chart"), (args.log.as_ref(), "log")] {
-        if let Some(path) = path.filter(|_| what != "checkpoint" || !args.no_save) {
+    let checkpoint = (!args.no_save).then(|| save.clone());
+    for (path, what) in [(&checkpoint, "checkpoint"), (&chart, "chart"), (&args.log, "log")] {
+        if let Some(path) = path {
             check_output(path, what)?;
         }
     }
@@ -169,7 +161,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     let (stop, term) = catch_signals()?;
     let mut files = RunFiles {
         progress: progress_bar(train_ids.len(), &s, resume.as_ref().map_or(0, |r| r.state.now.progress.iter)),
-        checkpoint: (!args.no_save).then(|| save.clone()),
+        checkpoint,
         chart: chart.clone(),
         log: args.log.clone(),
         log_lines,
