@@ -271,7 +271,11 @@ impl<'a, 'o> Run<'a, 'o> {
         resume: Option<RunState>,
     ) -> Result<Self, TrainError> {
         let saved = match resume {
-            Some(state) => state,
+            Some(state) => {
+                restore(model, &state.now.model)?;
+                batcher.set_time_idx(state.now.progress.time_idx);
+                state
+            }
             None => RunState {
                 now: RunPoint { progress: Progress::start(options.lr), model: snapshot(model) },
                 best: None,
@@ -280,8 +284,6 @@ impl<'a, 'o> Run<'a, 'o> {
         };
         // The run goes on from `now`; a divergence goes back to the last good point.
         let progress = saved.now.progress.clone();
-        restore(model, &saved.now.model)?;
-        batcher.set_time_idx(progress.time_idx);
         let saved = match saved.last_good {
             Some(good) => RunState { now: good, best: saved.best, last_good: None },
             None => saved,
@@ -382,7 +384,6 @@ impl<'a, 'o> Run<'a, 'o> {
             return Ok(false);
         }
         p.epoch_loss_sum += loss as f64;
-        p.time_idx = self.batcher.time_idx();
         self.observer.on_iter(&IterReport { iter: p.iter, epoch: p.epoch + 1, loss, lr });
         Ok(true)
     }
@@ -483,11 +484,17 @@ impl<'a, 'o> Run<'a, 'o> {
 
     /// Makes where the run stands its new last good point, and hands it to the observer.
     fn save_point(&mut self) {
-        self.progress.elapsed_sec = self.elapsed();
+        self.stamp();
         self.saved.now.progress.clone_from(&self.progress);
         let buffers = std::mem::take(&mut self.saved.now.model);
         self.saved.now.model = snapshot_into(self.model, Some(buffers));
         self.observer.on_save_point(&self.saved);
+    }
+
+    /// Brings the progress's wall time and data position up to this moment.
+    fn stamp(&mut self) {
+        self.progress.elapsed_sec = self.elapsed();
+        self.progress.time_idx = self.batcher.time_idx();
     }
 
     fn finish(&mut self, stop: Stop) -> Result<Stop, TrainError> {
@@ -502,16 +509,16 @@ impl<'a, 'o> Run<'a, 'o> {
             self.observer.on_save_point(&self.saved);
             return Ok(Stop::Interrupted);
         }
-        self.progress.elapsed_sec = self.elapsed();
-        let best = self.saved.best.take();
-        let last_good = self.saved.now.clone();
+        self.stamp();
+        // The run ends here: what it saved moves into the state rather than being copied.
+        let last_good =
+            RunPoint { progress: self.saved.now.progress.clone(), model: std::mem::take(&mut self.saved.now.model) };
         let state = RunState {
             now: RunPoint { progress: self.progress.clone(), model: snapshot(self.model) },
-            best,
+            best: self.saved.best.take(),
             last_good: Some(last_good),
         };
         self.observer.on_save_point(&state);
-        self.saved.best = state.best;
         Ok(Stop::Interrupted)
     }
 }
