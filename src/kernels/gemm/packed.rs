@@ -1,0 +1,200 @@
+//! Operands packed once for many products: `op(B)` ([`PackedMatrix`]) and `op(A)`
+//! ([`PackedA`]), each in the layout the GEMM packs them into for itself.
+
+use super::*;
+
+/// `op(B)` packed once for many products with it: the recurrent weights, which every time step
+/// of a window multiplies, would otherwise be packed again at every step (at `H = 650` that
+/// copy of 1.7 MB cost as much as the step's multiply-adds).
+///
+/// The blocks [`gemm_packed`] needs are stored in the order it uses them, each as
+/// [`gemm`] packs it for itself, so a product with a packed B is bit-identical to the same
+/// product by [`gemm`]. [`new`](Self::new) allocates; [`pack`](Self::pack) does not.
+#[derive(Clone, Debug)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedMatrix {
+    /// Room for a packed `k x n` matrix, all zero until [`pack`](Self::pack)ed; `None` if that
+    /// much memory cannot be had.
+    pub fn new(k: usize, n: usize) -> Option<Self> {
+        let data = crate::kernels::filled(n.checked_next_multiple_of(NR).and_then(|n| n.checked_mul(k)), 0.0)?;
+        Some(PackedMatrix { k, n, data })
+    }
+
+    /// Rows of the packed matrix (the depth of a product with it).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of the packed matrix.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Replaces the contents with `op(B)`, `k x n`, stored as for [`gemm`]'s B: `k x n` with
+    /// `ldb >= n` when `trans_b` is `No`, `n x k` with `ldb >= k` when it is `Yes`. Never
+    /// allocates. Panics if `b` is too short for its stated shape.
+    pub fn pack(&mut self, b: &[f32], ldb: usize, trans_b: Transpose) {
+        let b = Operand { data: b, ld: ldb, trans: trans_b };
+        b.check("PackedMatrix::pack", "B", self.k, self.n);
+        for (cols, depth) in blocks_of_b(self.k, self.n) {
+            let start = self.block_start(cols, depth);
+            pack_b_block(b, cols, depth, &mut self.data[start..]);
+        }
+    }
+
+    /// Where block `(jc, nc), (pc, kc)` starts: every block column before it holds `NC * k`
+    /// values, and every depth block before it in its own block column `kc * NR` per panel.
+    fn block_start(&self, (jc, nc): (usize, usize), (pc, _): (usize, usize)) -> usize {
+        jc * self.k + pc * nc.div_ceil(NR) * NR
+    }
+}
+
+/// `C = alpha * op(A) * B + beta * C` on the calling thread, with B packed in advance: the
+/// same contract and the same result, bit for bit, as [`gemm`] with the `k x n` matrix that
+/// was packed (`op(A)` is `m x k`, C is `m x n`). Never allocates.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed(
+    m: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    trans_a: Transpose,
+    b: &PackedMatrix,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    gemm_packed_into(alpha, (a, lda, trans_a), b, beta, &mut OutMatrix::new("gemm_packed", c, m, b.n, ldc));
+}
+
+/// [`gemm_packed`] into a view of C (`m x n` is the view's shape).
+pub(in crate::kernels) fn gemm_packed_into(
+    alpha: f32,
+    (a, lda, trans_a): (&[f32], usize, Transpose),
+    b: &PackedMatrix,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    let (k, n) = (b.k, b.n);
+    assert_eq!(c.cols(), n, "gemm_packed: C has {} columns, but the packed B {n}", c.cols());
+    let a = Operand { data: a, ld: lda, trans: trans_a };
+    a.check("gemm_packed", "A", c.rows(), k);
+    if empty_product(k, beta, c) {
+        return;
+    }
+    for (cols, depth) in blocks_of_b(k, n) {
+        let b_panels = BPanels::Packed { data: &b.data[b.block_start(cols, depth)..], kc: depth.1 };
+        let beta_block = if depth.0 == 0 { beta } else { 1.0 };
+        multiply_rows(APanels::Unpacked(a), depth, b_panels, cols, (alpha, beta_block), c);
+    }
+}
+
+/// `op(A)` packed once for many products with it: the output layer multiplies the same hidden
+/// states by each of its panels of `W` (forward), and their transpose by each panel of the
+/// gradient (backward); packed per product, the same copy was made forty times per pass.
+///
+/// The row panels are stored as [`gemm`] packs them for itself, so a product with a packed A
+/// ([`gemm_packed_a`]) is bit-identical to the same product by [`gemm`]. [`new`](Self::new)
+/// allocates; [`pack`](Self::pack) does not.
+#[derive(Clone, Debug)]
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    /// Rows per panel, `tile_rows(m)`.
+    pub(super) mr: usize,
+    /// Depth block after depth block (`KC` deep, the last one shorter), each holding the row
+    /// panels one after the other, `kc x mr` values each (rows past `m` are zero).
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Room for a packed `m x k` matrix, all zero until [`pack`](Self::pack)ed; `None` if that
+    /// much memory cannot be had.
+    pub fn new(m: usize, k: usize) -> Option<Self> {
+        let mr = tile_rows(m);
+        let data = crate::kernels::filled(m.checked_next_multiple_of(mr).and_then(|m| m.checked_mul(k)), 0.0)?;
+        Some(PackedA { m, k, mr, data })
+    }
+
+    /// Rows of the packed matrix.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Columns of the packed matrix (the depth of a product with it).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Replaces the contents with `op(A)`, `m x k`, stored as for [`gemm`]'s A: `m x k` with
+    /// `lda >= k` when `trans_a` is `No`, `k x m` with `lda >= m` when it is `Yes`. Never
+    /// allocates. Panics if `a` is too short for its stated shape.
+    pub fn pack(&mut self, a: &[f32], lda: usize, trans_a: Transpose) {
+        let a = Operand { data: a, ld: lda, trans: trans_a };
+        a.check("PackedA::pack", "A", self.m, self.k);
+        let pack = at_tile_height!(self.mr, pack_panel);
+        let (m, k, mr) = (self.m, self.k, self.mr);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            for ir in (0..m).step_by(mr) {
+                let start = self.panel_start(ir, pc, kc);
+                pack(a.data, a.strides(), (ir, mr.min(m - ir)), (pc, kc), &mut self.data[start..start + kc * mr]);
+            }
+        }
+    }
+
+    /// Where the row panel starting at row `ir` of the depth block `(pc, kc)` starts: every
+    /// depth block before it is `KC` deep and holds all the (padded) rows.
+    fn panel_start(&self, ir: usize, pc: usize, kc: usize) -> usize {
+        pc * self.m.next_multiple_of(self.mr) + ir / self.mr * kc * self.mr
+    }
+
+    /// The row panel starting at row `ir` of the depth block `(pc, kc)`.
+    pub(super) fn panel(&self, ir: usize, (pc, kc): (usize, usize)) -> &[f32] {
+        &self.data[self.panel_start(ir, pc, kc)..][..kc * self.mr]
+    }
+}
+
+/// `C = alpha * A * op(B) + beta * C` on the calling thread, with A packed in advance: the
+/// same contract as [`gemm`] with the `m x k` matrix that was packed (`op(B)` is `k x n`, C is
+/// `m x n`), and the same result bit for bit, except where [`gemm`] would compute `A * B^T` by
+/// dot products (a deep, narrow product: `k >= 512`, `k >= 4 n`, `n <= 256`), which group the
+/// sums differently. Never allocates.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_a(
+    n: usize,
+    alpha: f32,
+    a: &PackedA,
+    b: &[f32],
+    ldb: usize,
+    trans_b: Transpose,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    gemm_packed_a_into(alpha, a, (b, ldb, trans_b), beta, &mut OutMatrix::new("gemm_packed_a", c, a.m, n, ldc));
+}
+
+/// [`gemm_packed_a`] into a view of C (`m x n` is the view's shape).
+pub(in crate::kernels) fn gemm_packed_a_into(
+    alpha: f32,
+    a: &PackedA,
+    (b, ldb, trans_b): (&[f32], usize, Transpose),
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    assert_eq!(c.rows(), a.m, "gemm_packed_a: C has {} rows, but the packed A {}", c.rows(), a.m);
+    let b = Operand { data: b, ld: ldb, trans: trans_b };
+    b.check("gemm_packed_a", "B", a.k, c.cols());
+    if empty_product(a.k, beta, c) {
+        return;
+    }
+    // Never by dot products (`use_dot_products`): they read A in place, and a packed A exists
+    // to be reused by many products, which dot products could not exploit either.
+    multiply_by_blocks_of_b(a.k, alpha, APanels::Packed(a), b, beta, c);
+}
