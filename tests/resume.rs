@@ -251,8 +251,12 @@ fn a_diverging_run_goes_back_at_half_the_rate_and_ends_as_the_slower_run() {
     assert_eq!(messages.matches("divergence in epoch 1").count(), 2, "{messages}");
     assert!(messages.contains("learning rate 2"), "{messages}");
     assert!(scratch.bytes("fast.safetensors") == scratch.bytes("slow.safetensors"));
-    let log = String::from_utf8_lossy(&scratch.bytes("fast.safetensors.log")).into_owned();
-    assert_eq!(log.matches("\"event\":\"recovered\"").count(), 2);
+    // Two recoveries more than the lr 2 run, which may have some of its own later on.
+    let recoveries = |name: &str| {
+        let log = String::from_utf8_lossy(&scratch.bytes(name)).into_owned();
+        log.matches("\"event\":\"recovered\"").count()
+    };
+    assert_eq!(recoveries("fast.safetensors.log"), recoveries("slow.safetensors.log") + 2);
 }
 
 #[test]
