@@ -5,8 +5,8 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rnnlm::kernels::{
     embedding_scatter_add, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window,
-    lstm_forward_window, rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward, sgd_update,
-    softmax_cross_entropy, tanh_inplace, OutputLayer, OutputUpdate, PackedMatrix, Transpose,
+    lstm_forward_window, rnn_backward_window, rnn_forward_window, sgd_update, tanh_inplace, OutputLayer, OutputUpdate,
+    PackedMatrix, Transpose,
 };
 
 const V: usize = 10_000;
@@ -32,51 +32,8 @@ fn tanh(c: &mut Criterion) {
     group.finish();
 }
 
-fn softmax(c: &mut Criterion) {
-    let mut group = c.benchmark_group("softmax_cross_entropy");
-    group.sample_size(20);
-    // In place: later iterations start from the previous gradient, which costs the same.
-    let mut logits = values(ROWS * V, 8.0);
-    let bias = values(V, 0.1);
-    let targets: Vec<i32> = (0..ROWS).map(|r| (r * 37 % V) as i32).collect();
-    let mut loss = vec![0.0; ROWS];
-    group.throughput(Throughput::Elements((ROWS * V) as u64));
-    group.bench_function("700x10000", |b| {
-        b.iter(|| softmax_cross_entropy(ROWS, V, &mut logits, &bias, &targets, 1.0 / ROWS as f32, &mut loss))
-    });
-    group.finish();
-}
-
-fn rnn_steps(c: &mut Criterion) {
-    let mut group = c.benchmark_group("rnn_step");
-    for hidden in [H, 650] {
-        let wh = values(hidden * hidden, 0.05);
-        let bias = values(hidden, 0.1);
-        let h_prev = values(B * hidden, 0.5);
-        let xw = values(B * hidden, 0.5);
-        let mut h = xw.clone();
-        group.throughput(Throughput::Elements((B * hidden) as u64));
-        group.bench_function(BenchmarkId::new("forward", hidden), |b| {
-            b.iter(|| {
-                h.copy_from_slice(&xw);
-                rnn_step_forward(B, hidden, &h_prev, &wh, &bias, &mut h);
-            })
-        });
-        let dh_in = values(B * hidden, 0.01);
-        let mut dh = dh_in.clone();
-        let mut dh_prev = vec![0.0; B * hidden];
-        group.bench_function(BenchmarkId::new("backward", hidden), |b| {
-            b.iter(|| {
-                dh.copy_from_slice(&dh_in);
-                rnn_step_backward(B, hidden, &h_prev, &wh, &mut dh, Some(&mut dh_prev));
-            })
-        });
-    }
-    group.finish();
-}
-
 /// The whole recurrence of a window (T = 35) as the model runs it: packing `Wh` (or `Wh^T`)
-/// included. Throughput in state elements, as for the single steps.
+/// included. Throughput in state elements.
 fn rnn_windows(c: &mut Criterion) {
     const T: usize = 35;
     let mut group = c.benchmark_group("rnn_window");
@@ -236,15 +193,5 @@ fn embedding_and_update(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    tanh,
-    softmax,
-    rnn_steps,
-    rnn_windows,
-    gated_windows,
-    gemms,
-    output_layer,
-    embedding_and_update
-);
+criterion_group!(benches, tanh, rnn_windows, gated_windows, gemms, output_layer, embedding_and_update);
 criterion_main!(benches);

@@ -6,10 +6,10 @@
 //! message and that every output still holds the sentinel.
 
 use rnnlm::kernels::{
-    argmax_rows, column_sums, dropout_backward, dropout_forward, embedding_gather, embedding_scatter_add, gemm,
-    gemm_packed, gemm_packed_a, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window,
-    lstm_forward_window, rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward, sgd_update,
-    softmax_cross_entropy, MaskKey, OutputLayer, OutputUpdate, PackedA, PackedMatrix, Transpose,
+    column_sums, dropout_backward, dropout_forward, embedding_gather, embedding_scatter_add, gemm, gemm_packed,
+    gemm_packed_a, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window, lstm_forward_window,
+    rnn_backward_window, rnn_forward_window, sgd_update, MaskKey, OutputLayer, OutputUpdate, PackedA, PackedMatrix,
+    Transpose,
 };
 use rnnlm::train::Batcher;
 use rnnlm::Window;
@@ -87,97 +87,6 @@ fn column_sums_checks_matrix_and_output() {
     });
     refused("column_sums: out has 7 elements, but cols is 6", || column_sums(3, 6, &[1.0; 18], &mut out));
     untouched("out", &out);
-}
-
-#[test]
-fn softmax_cross_entropy_checks_every_operand_and_target() {
-    let (rows, classes) = (3, 5);
-    let mut logits = sentinel(rows * classes);
-    let mut loss = sentinel(rows);
-    let bias = [0.0; 5];
-    let call = |logits: &mut [f32], bias: &[f32], targets: &[i32], loss: &mut [f32]| {
-        softmax_cross_entropy(rows, classes, logits, bias, targets, 1.0, loss)
-    };
-    refused("softmax_cross_entropy: logits has 14 elements, but rows x classes is 3 x 5 = 15", || {
-        call(&mut logits[..14], &bias, &[0, 1, 2], &mut loss)
-    });
-    refused("softmax_cross_entropy: bias has 4 elements, but classes is 5", || {
-        call(&mut logits, &bias[..4], &[0, 1, 2], &mut loss)
-    });
-    refused("softmax_cross_entropy: targets has 2 elements, but rows is 3", || {
-        call(&mut logits, &bias, &[0, 1], &mut loss)
-    });
-    refused("softmax_cross_entropy: row_loss has 2 elements, but rows is 3", || {
-        call(&mut logits, &bias, &[0, 1, 2], &mut loss[..2])
-    });
-    refused("softmax_cross_entropy: targets[2] is 5, neither a class below classes = 5 nor IGNORE_TARGET (-1)", || {
-        call(&mut logits, &bias, &[0, -1, 5], &mut loss)
-    });
-    refused(
-        "softmax_cross_entropy: targets[0] is -2, neither a class below classes = 5 nor IGNORE_TARGET (-1)",
-        || call(&mut logits, &bias, &[-2, 0, 0], &mut loss),
-    );
-    untouched("logits", &logits);
-    untouched("row_loss", &loss);
-}
-
-#[test]
-fn argmax_rows_checks_every_operand() {
-    let mut out = [99u32; 2];
-    refused("argmax_rows: logits has 5 elements, but rows x classes is 2 x 3 = 6", || {
-        argmax_rows(2, 3, &[0.0; 5], &[0.0; 3], &mut out)
-    });
-    refused("argmax_rows: bias has 2 elements, but classes is 3", || argmax_rows(2, 3, &[0.0; 6], &[0.0; 2], &mut out));
-    refused("argmax_rows: out has 2 elements, but rows is 3", || argmax_rows(3, 2, &[0.0; 6], &[0.0; 2], &mut out));
-    refused("argmax_rows: classes is 0, so 2 rows have no argmax", || argmax_rows(2, 0, &[], &[], &mut out));
-    assert_eq!(out, [99, 99], "out was written before the check");
-}
-
-#[test]
-fn rnn_step_forward_checks_every_operand() {
-    let (batch, hidden) = (3, 4);
-    let (h_prev, wh, bias) = (vec![0.5; batch * hidden], vec![0.1; hidden * hidden], vec![0.0; hidden]);
-    let mut h = sentinel(batch * hidden);
-    let message =
-        |operand: &str, len: usize, shape: &str| format!("rnn_step_forward: {operand} has {len} elements, but {shape}");
-    refused(&message("h_prev", 11, "batch x hidden is 3 x 4 = 12"), || {
-        rnn_step_forward(batch, hidden, &h_prev[..11], &wh, &bias, &mut h)
-    });
-    refused(&message("wh", 15, "hidden x hidden is 4 x 4 = 16"), || {
-        rnn_step_forward(batch, hidden, &h_prev, &wh[..15], &bias, &mut h)
-    });
-    refused(&message("bias", 3, "hidden is 4"), || rnn_step_forward(batch, hidden, &h_prev, &wh, &bias[..3], &mut h));
-    let mut longer = sentinel(batch * hidden + 1);
-    refused(&message("h", 13, "batch x hidden is 3 x 4 = 12"), || {
-        rnn_step_forward(batch, hidden, &h_prev, &wh, &bias, &mut longer)
-    });
-    untouched("h", &h);
-    untouched("h", &longer);
-}
-
-#[test]
-fn rnn_step_backward_checks_every_operand() {
-    let (batch, hidden) = (2, 3);
-    let (h, wh) = (vec![0.5; batch * hidden], vec![0.1; hidden * hidden]);
-    let mut dh = sentinel(batch * hidden);
-    let mut dh_prev = sentinel(batch * hidden);
-    let message = |operand: &str, len: usize, shape: &str| {
-        format!("rnn_step_backward: {operand} has {len} elements, but {shape}")
-    };
-    refused(&message("h", 5, "batch x hidden is 2 x 3 = 6"), || {
-        rnn_step_backward(batch, hidden, &h[..5], &wh, &mut dh, Some(&mut dh_prev))
-    });
-    refused(&message("wh", 8, "hidden x hidden is 3 x 3 = 9"), || {
-        rnn_step_backward(batch, hidden, &h, &wh[..8], &mut dh, None)
-    });
-    refused(&message("dh", 5, "batch x hidden is 2 x 3 = 6"), || {
-        rnn_step_backward(batch, hidden, &h, &wh, &mut dh[..5], Some(&mut dh_prev))
-    });
-    refused(&message("dh_prev", 4, "batch x hidden is 2 x 3 = 6"), || {
-        rnn_step_backward(batch, hidden, &h, &wh, &mut dh, Some(&mut dh_prev[..4]))
-    });
-    untouched("dh", &dh);
-    untouched("dh_prev", &dh_prev);
 }
 
 fn packed(rows: usize, cols: usize) -> PackedMatrix {

@@ -204,17 +204,37 @@ fn predictions_match_the_reference() {
     let dims = Dims { vocab: 53, embed: 11, hidden: 19 };
     let window = Window { batch: 4, time: 6 };
     let mut model = Rnnlm::new(dims, window, 9).unwrap();
-    // Spread the weights so that the logits of a row are well separated.
+    // Spread the weights so that the logits of a row are well separated (not so far that the
+    // recurrence amplifies rounding: at 30-fold, levels without FMA drift by 1e-3).
     for p in model.params_mut() {
-        *p *= 30.0;
+        *p *= 4.0;
     }
     let mut reference = ReferenceRnnlm::<f64>::from_params(dims, window, model.params());
+    let mut exact = 0;
     for step in 0..3 {
         let (xs, _) = random_window(window, dims.vocab, dims.vocab, 0.0, step);
+        let state = model.state().to_vec();
+        let mut logits = vec![0.0; window.tokens() * dims.vocab];
+        model.logits(&xs, &mut logits).unwrap();
+        model.set_state(&state).unwrap();
         let mut guesses = vec![0u32; window.tokens()];
         model.predict(&xs, &mut guesses).unwrap();
-        assert_eq!(guesses, reference.predict(&xs), "window {step}");
+        let want = reference.predict(&xs);
+        for (i, (&got, &want)) in guesses.iter().zip(&want).enumerate() {
+            if got == want {
+                exact += 1;
+                continue;
+            }
+            // A different class only where the two tie within the logits' f32 error: sums of
+            // 19 products of weights spread 4-fold, about 1e-6 of the largest logit per
+            // rounding (different levels of the kernels round differently).
+            let row = &logits[i * dims.vocab..][..dims.vocab];
+            let scale = row.iter().fold(0.0f32, |m, z| m.max(z.abs()));
+            let gap = (row[got as usize] - row[want as usize]).abs();
+            assert!(gap <= 1e-5 * scale, "window {step}, position {i}: {got} vs {want}, logits {gap} apart of {scale}");
+        }
     }
+    assert!(exact >= 3 * window.tokens() - 2, "only {exact} of {} predictions agree", 3 * window.tokens());
 }
 
 #[test]

@@ -233,6 +233,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     if args.json {
         let mut json = serde_json::json!({
                 "config": name, "threads": result.threads,
+                "simd": rnnlm::kernels::simd_level().name(),
                 "tokens_per_sec": result.tokens_per_sec.median,
                 "tokens_per_sec_min": result.tokens_per_sec.min,
                 "tokens_per_sec_max": result.tokens_per_sec.max,
@@ -255,7 +256,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     } else {
         let t = result.tokens_per_sec;
         out!(
-            "{name}: {} x {}, V = {}, D = {}, H = {}, B = {}, T = {}, {} threads, {} rounds of {} steps",
+            "{name}: {} x {}, V = {}, D = {}, H = {}, B = {}, T = {}, {} threads, {} rounds of {} steps, {} kernels",
             arch.layers,
             arch.cell.name(),
             dims.vocab,
@@ -265,7 +266,8 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             window.time,
             result.threads,
             result.repeats,
-            result.iters_per_repeat
+            result.iters_per_repeat,
+            rnnlm::kernels::simd_level()
         );
         out!(
             "training:  {:.0} tokens/s (median; range {:.0} - {:.0}), {:.1} GFLOP/s",

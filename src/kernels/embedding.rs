@@ -1,6 +1,6 @@
 //! Row gather and scatter-add by token id, and column sums.
 
-use super::simd::{load, load_partial, store_partial, zip_map_inplace, Floats, LANES};
+use super::simd::{load_up_to, simd, store_partial, zip_map_inplace, Simd};
 use super::{check_ids, check_len};
 use rayon::prelude::*;
 
@@ -35,10 +35,12 @@ pub fn embedding_scatter_add(vocab: usize, dim: usize, rows_grad: &[f32], ids: &
     if dim == 0 {
         return;
     }
-    for (row, &id) in rows_grad.chunks_exact(dim).zip(ids) {
-        let start = id as usize * dim;
-        zip_map_inplace(&mut table_grad[start..start + dim], row, |acc, g| acc + g);
-    }
+    simd!(V => {
+        for (row, &id) in rows_grad.chunks_exact(dim).zip(ids) {
+            let start = id as usize * dim;
+            zip_map_inplace::<V>(&mut table_grad[start..start + dim], row, #[inline(always)] |acc, g| acc + g);
+        }
+    })
 }
 
 /// Columns per parallel task of [`column_sums`].
@@ -69,16 +71,23 @@ pub fn column_sums(rows: usize, cols: usize, matrix: &[f32], out: &mut [f32]) {
 /// each row into `out` instead made every addition wait for the store of the previous one
 /// (`perf` put a fifth of the output layer's panel loops' samples on that store).
 pub(super) fn sum_columns(matrix: &[f32], ld: usize, j0: usize, out: &mut [f32]) {
-    const STRIP: usize = 8 * LANES;
-    for s0 in (0..out.len()).step_by(STRIP) {
-        let strip = STRIP.min(out.len() - s0);
-        let mut sums = [Floats::ZERO; 8];
+    simd!(V => sum_columns_with::<V>(matrix, ld, j0, out))
+}
+
+#[inline(always)]
+fn sum_columns_with<V: Simd>(matrix: &[f32], ld: usize, j0: usize, out: &mut [f32]) {
+    // Eight vectors of sums (64 columns with AVX2) fit the registers of every level.
+    const VECTORS: usize = 8;
+    let strip_width = VECTORS * V::LANES;
+    for s0 in (0..out.len()).step_by(strip_width) {
+        let strip = strip_width.min(out.len() - s0);
+        let mut sums = [V::zero(); VECTORS];
         for row in matrix.chunks_exact(ld) {
-            for (sum, chunk) in sums.iter_mut().zip(row[j0 + s0..j0 + s0 + strip].chunks(LANES)) {
-                *sum += if chunk.len() == LANES { load(chunk) } else { load_partial(chunk, 0.0) };
+            for (sum, chunk) in sums.iter_mut().zip(row[j0 + s0..j0 + s0 + strip].chunks(V::LANES)) {
+                *sum += load_up_to(chunk);
             }
         }
-        for (sum, chunk) in sums.iter().zip(out[s0..s0 + strip].chunks_mut(LANES)) {
+        for (sum, chunk) in sums.iter().zip(out[s0..s0 + strip].chunks_mut(V::LANES)) {
             store_partial(chunk, *sum);
         }
     }

@@ -17,7 +17,7 @@
 
 use super::gemm::{gemm_packed, PackedMatrix, Transpose};
 use super::row_groups::for_each_row_group;
-use super::simd::{load_up_to, sigmoid, store_partial, tanh, Floats, LANES};
+use super::simd::{load_biased, load_up_to, sigmoid, simd, store_partial, tanh, Simd};
 use super::{check_len, check_packed};
 
 /// Gate blocks of a GRU row: `z`, `r`, `h~`.
@@ -78,15 +78,18 @@ pub fn gru_forward_window(
 
 /// First pass of a forward step, one row: `z` and `r` from their pre-activations (without the
 /// bias) in `a`, stored there; `rh = r * h_prev`.
-#[inline(always)]
 fn update_and_reset_gates(bias: &[f32], a: &mut [f32], h_prev: &[f32], rh: &mut [f32]) {
+    simd!(V => update_and_reset_gates_with::<V>(bias, a, h_prev, rh))
+}
+
+#[inline(always)]
+fn update_and_reset_gates_with<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], rh: &mut [f32]) {
     let hidden = h_prev.len();
-    for j in (0..hidden).step_by(LANES) {
-        let (start, end) = (j, (j + LANES).min(hidden));
+    for j in (0..hidden).step_by(V::LANES) {
+        let (start, end) = (j, (j + V::LANES).min(hidden));
         let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let pre = |a: &[f32], gate: usize| load_up_to(&a[block(gate)]) + load_up_to(&bias[block(gate)]);
-        let (z, r) = (sigmoid(pre(a, 0)), sigmoid(pre(a, 1)));
-        store_partial(&mut rh[start..end], r * load_up_to(&h_prev[start..end]));
+        let (z, r) = (sigmoid(load_biased::<V>(a, bias, block(0))), sigmoid(load_biased::<V>(a, bias, block(1))));
+        store_partial(&mut rh[start..end], r * load_up_to::<V>(&h_prev[start..end]));
         store_partial(&mut a[block(0)], z);
         store_partial(&mut a[block(1)], r);
     }
@@ -94,14 +97,18 @@ fn update_and_reset_gates(bias: &[f32], a: &mut [f32], h_prev: &[f32], rh: &mut 
 
 /// Second pass of a forward step, one row: `h~` from its pre-activation (without the bias) in
 /// `a`, stored there, and the new state `h = h_prev + z (h~ - h_prev)`.
-#[inline(always)]
 fn candidate_and_state(bias: &[f32], a: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
+    simd!(V => candidate_and_state_with::<V>(bias, a, h_prev, h))
+}
+
+#[inline(always)]
+fn candidate_and_state_with<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
     let hidden = h_prev.len();
-    for j in (0..hidden).step_by(LANES) {
-        let (start, end) = (j, (j + LANES).min(hidden));
+    for j in (0..hidden).step_by(V::LANES) {
+        let (start, end) = (j, (j + V::LANES).min(hidden));
         let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let candidate = tanh(load_up_to(&a[block(2)]) + load_up_to(&bias[block(2)]));
-        let (z, h_prev) = (load_up_to(&a[block(0)]), load_up_to(&h_prev[start..end]));
+        let candidate = tanh(load_up_to::<V>(&a[block(2)]) + load_up_to::<V>(&bias[block(2)]));
+        let (z, h_prev) = (load_up_to::<V>(&a[block(0)]), load_up_to::<V>(&h_prev[start..end]));
         store_partial(&mut h[start..end], z.mul_add(candidate - h_prev, h_prev));
         store_partial(&mut a[block(2)], candidate);
     }
@@ -184,16 +191,20 @@ pub fn gru_backward_window(
 
 /// First pass of a backward step, one row: `a` holds the activated `[z | r | h~]`; `da_z` and
 /// `da_h~` replace `z` and `h~`, `r` stays for [`reset_backward`]. `dh_prev += dh (1 - z)`.
-#[inline(always)]
 fn candidate_and_update_backward(a: &mut [f32], h_prev: &[f32], dh: &[f32], dh_prev: Option<&mut [f32]>) {
+    simd!(V => candidate_and_update_backward_with::<V>(a, h_prev, dh, dh_prev))
+}
+
+#[inline(always)]
+fn candidate_and_update_backward_with<V: Simd>(a: &mut [f32], h_prev: &[f32], dh: &[f32], dh_prev: Option<&mut [f32]>) {
     let hidden = h_prev.len();
-    let one = Floats::ONE;
+    let one = V::one();
     let mut dh_prev = dh_prev;
-    for j in (0..hidden).step_by(LANES) {
-        let (start, end) = (j, (j + LANES).min(hidden));
+    for j in (0..hidden).step_by(V::LANES) {
+        let (start, end) = (j, (j + V::LANES).min(hidden));
         let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let (z, candidate) = (load_up_to(&a[block(0)]), load_up_to(&a[block(2)]));
-        let (dh, h_prev) = (load_up_to(&dh[start..end]), load_up_to(&h_prev[start..end]));
+        let (z, candidate) = (load_up_to::<V>(&a[block(0)]), load_up_to::<V>(&a[block(2)]));
+        let (dh, h_prev) = (load_up_to::<V>(&dh[start..end]), load_up_to::<V>(&h_prev[start..end]));
         let dz = dh * (candidate - h_prev);
         store_partial(&mut a[block(0)], dz * z * (one - z));
         store_partial(&mut a[block(2)], dh * z * (one - candidate * candidate));
@@ -206,16 +217,20 @@ fn candidate_and_update_backward(a: &mut [f32], h_prev: &[f32], dh: &[f32], dh_p
 
 /// Second pass of a backward step, one row: `da_r = d(rh) h_prev r (1 - r)` replaces `r`;
 /// `dh_prev += d(rh) r`.
-#[inline(always)]
 fn reset_backward(a: &mut [f32], h_prev: &[f32], drh: &[f32], dh_prev: Option<&mut [f32]>) {
+    simd!(V => reset_backward_with::<V>(a, h_prev, drh, dh_prev))
+}
+
+#[inline(always)]
+fn reset_backward_with<V: Simd>(a: &mut [f32], h_prev: &[f32], drh: &[f32], dh_prev: Option<&mut [f32]>) {
     let hidden = h_prev.len();
     let mut dh_prev = dh_prev;
-    for j in (0..hidden).step_by(LANES) {
-        let (start, end) = (j, (j + LANES).min(hidden));
+    for j in (0..hidden).step_by(V::LANES) {
+        let (start, end) = (j, (j + V::LANES).min(hidden));
         let r_block = hidden + start..hidden + end;
-        let (r, drh) = (load_up_to(&a[r_block.clone()]), load_up_to(&drh[start..end]));
-        let dr = drh * load_up_to(&h_prev[start..end]);
-        store_partial(&mut a[r_block], dr * r * (Floats::ONE - r));
+        let (r, drh) = (load_up_to::<V>(&a[r_block.clone()]), load_up_to::<V>(&drh[start..end]));
+        let dr = drh * load_up_to::<V>(&h_prev[start..end]);
+        store_partial(&mut a[r_block], dr * r * (V::one() - r));
         if let Some(dh_prev) = dh_prev.as_deref_mut() {
             let d = &mut dh_prev[start..end];
             store_partial(d, drh.mul_add(r, load_up_to(d)));

@@ -9,7 +9,7 @@
 
 use super::gemm::{gemm_packed, PackedMatrix, Transpose};
 use super::row_groups::for_each_row_group;
-use super::simd::{load_up_to, sigmoid, store_partial, tanh, Floats, LANES};
+use super::simd::{load_biased, load_up_to, sigmoid, simd, store_partial, tanh, Simd};
 use super::{check_len, check_packed};
 
 /// Gate blocks of an LSTM row: `f`, `g`, `i`, `o`.
@@ -64,16 +64,24 @@ pub fn lstm_forward_window(
 
 /// One row of the fused forward: `a` (`4 hidden`) holds the pre-activations without the bias
 /// on entry and the activated gates on return; `c` and `h` (`hidden`) receive the new state.
-#[inline(always)]
 fn cell_forward(bias: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    simd!(V => cell_forward_with::<V>(bias, a, c_prev, c, h))
+}
+
+#[inline(always)]
+fn cell_forward_with<V: Simd>(bias: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
     let hidden = c.len();
-    for j in (0..hidden).step_by(LANES) {
-        let (start, end) = (j, (j + LANES).min(hidden));
+    for j in (0..hidden).step_by(V::LANES) {
+        let (start, end) = (j, (j + V::LANES).min(hidden));
         let lanes = || start..end;
         let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let pre = |a: &[f32], gate: usize| load_up_to(&a[block(gate)]) + load_up_to(&bias[block(gate)]);
-        let (f, g, i, o) = (sigmoid(pre(a, 0)), tanh(pre(a, 1)), sigmoid(pre(a, 2)), sigmoid(pre(a, 3)));
-        let c_new = f.mul_add(load_up_to(&c_prev[lanes()]), g * i);
+        let (f, g, i, o) = (
+            sigmoid(load_biased::<V>(a, bias, block(0))),
+            tanh(load_biased::<V>(a, bias, block(1))),
+            sigmoid(load_biased::<V>(a, bias, block(2))),
+            sigmoid(load_biased::<V>(a, bias, block(3))),
+        );
+        let c_new = f.mul_add(load_up_to::<V>(&c_prev[lanes()]), g * i);
         store_partial(&mut c[lanes()], c_new);
         store_partial(&mut h[lanes()], o * tanh(c_new));
         for (gate, value) in [f, g, i, o].into_iter().enumerate() {
@@ -148,20 +156,29 @@ pub fn lstm_backward_window(
 
 /// One row of the fused backward: `a` (`4 hidden`) holds the activated gates on entry and `da`
 /// on return; `dc` holds the gradient at `c_t` on entry and at `c_{t-1}` on return.
-#[inline(always)]
 fn cell_backward(a: &mut [f32], (c_prev, c): (&[f32], &[f32]), dh: &[f32], dc: &mut [f32]) {
+    simd!(V => cell_backward_with::<V>(a, (c_prev, c), dh, dc))
+}
+
+#[inline(always)]
+fn cell_backward_with<V: Simd>(a: &mut [f32], (c_prev, c): (&[f32], &[f32]), dh: &[f32], dc: &mut [f32]) {
     let hidden = c.len();
-    let one = Floats::ONE;
-    for j in (0..hidden).step_by(LANES) {
-        let (start, end) = (j, (j + LANES).min(hidden));
+    let one = V::one();
+    for j in (0..hidden).step_by(V::LANES) {
+        let (start, end) = (j, (j + V::LANES).min(hidden));
         let lanes = || start..end;
         let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let [f, g, i, o] = [0, 1, 2, 3].map(|gate| load_up_to(&a[block(gate)]));
-        let dh = load_up_to(&dh[lanes()]);
-        let tc = tanh(load_up_to(&c[lanes()]));
-        let ds = (dh * o).mul_add(one - tc * tc, load_up_to(&dc[lanes()]));
+        let [f, g, i, o] = [
+            load_up_to::<V>(&a[block(0)]),
+            load_up_to::<V>(&a[block(1)]),
+            load_up_to::<V>(&a[block(2)]),
+            load_up_to::<V>(&a[block(3)]),
+        ];
+        let dh = load_up_to::<V>(&dh[lanes()]);
+        let tc = tanh(load_up_to::<V>(&c[lanes()]));
+        let ds = (dh * o).mul_add(one - tc * tc, load_up_to::<V>(&dc[lanes()]));
         let da = [
-            ds * load_up_to(&c_prev[lanes()]) * f * (one - f),
+            ds * load_up_to::<V>(&c_prev[lanes()]) * f * (one - f),
             ds * i * (one - g * g),
             ds * g * i * (one - i),
             dh * tc * o * (one - o),

@@ -20,13 +20,9 @@
 //! | [`PackedMatrix`], [`gemm_packed`] | the same with `op(B)` packed once for many products |
 //! | [`PackedA`], [`gemm_packed_a`] | the same with `op(A)` packed once for many products |
 //! | [`tanh_inplace`] | SIMD `tanh` over a slice |
-//! | [`rnn_step_forward`] | `h = tanh(h + h_prev * Wh + b)`, where `h` holds `x_t * Wx` on entry |
-//! | [`rnn_step_backward`] | `dt = dh * (1 - h^2)`, `dh_prev += dt * Wh^T` |
-//! | [`rnn_forward_window`], [`rnn_backward_window`] | those steps over a whole window, parallel over batch rows |
+//! | [`rnn_forward_window`], [`rnn_backward_window`] | the tanh recurrence over a window (`h_t = tanh(x_t Wx + h_{t-1} Wh + b)`, given `x_t Wx`) and its gradient, parallel over batch rows |
 //! | [`lstm_forward_window`], [`lstm_backward_window`] | the LSTM cell over a whole window: recurrent GEMM plus one fused pass over the gates per step, parallel over batch rows |
 //! | [`gru_forward_window`], [`gru_backward_window`] | the GRU cell (reset gate before `Wh`) over a whole window: two recurrent GEMMs and two fused passes per step, parallel over batch rows |
-//! | [`softmax_cross_entropy`] | bias + stable log-sum-exp loss + gradient `(softmax - onehot) / n`, in place |
-//! | [`argmax_rows`] | per-row argmax of `logits + bias` |
 //! | [`OutputLayer`] | the fused output layer: `hs * W + b`, softmax cross-entropy, backward, in L2-sized column panels |
 //! | [`embedding_gather`], [`embedding_scatter_add`] | row gather / scatter-add by token id |
 //! | [`dropout_forward`], [`dropout_backward`] | inverted dropout with masks keyed by (seed, window, site, element) |
@@ -49,7 +45,6 @@ mod output;
 mod rnn;
 mod row_groups;
 mod simd;
-mod softmax;
 
 pub use dropout::{dropout_backward, dropout_forward, dropout_keeps, MaskKey};
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
@@ -57,10 +52,9 @@ pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedM
 pub use gru::{gru_backward_window, gru_forward_window, GRU_GATES};
 pub use lstm::{lstm_backward_window, lstm_forward_window, LSTM_GATES};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
-pub use output::{OutputLayer, OutputUpdate, WeightLayout, PANEL_COLS};
-pub use rnn::{rnn_backward_window, rnn_forward_window, rnn_step_backward, rnn_step_forward};
-pub use simd::{tanh_inplace, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
-pub use softmax::{argmax_rows, softmax_cross_entropy, IGNORE_TARGET};
+pub use output::{OutputLayer, OutputUpdate, WeightLayout, IGNORE_TARGET, PANEL_COLS};
+pub use rnn::{rnn_backward_window, rnn_forward_window};
+pub use simd::{simd_level, tanh_inplace, SimdLevel, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 
 /// Panics unless `operand` of `kernel` has `len` elements equal to the product of `dims`,
 /// whose names are `shape` (such as `"batch x hidden"`). An overflowing product never matches.

@@ -1,14 +1,13 @@
 //! Optimizer pieces: the SGD update and global-norm gradient clipping.
 
 use super::check_same_len;
-use super::simd::{load, load_partial, map_inplace, zip_map_inplace, Floats, LANES};
+use super::simd::{load_partial, map_inplace, simd, zip_map_inplace, Simd};
 
 /// `params[i] -= lr * grads[i]` for every element (one fused multiply-add each).
 /// `params` and `grads` have the same length; panics, before writing anything, if not.
 pub fn sgd_update(params: &mut [f32], grads: &[f32], lr: f32) {
     check_same_len("sgd_update", ("params", params.len()), ("grads", grads.len()));
-    let lr = Floats::splat(lr);
-    zip_map_inplace(params, grads, |p, g| g.mul_neg_add(lr, p));
+    simd!(V => zip_map_inplace::<V>(params, grads, #[inline(always)] |p, g| g.mul_neg_add(V::splat(lr), p)))
 }
 
 /// Elements summed in f32 lanes before the partial sum is added to the f64 total: keeps the
@@ -18,25 +17,29 @@ const BLOCK: usize = 512;
 /// `sum of values[i]^2`, accumulated in f64 across blocks of 512 elements (f32 lanes within a
 /// block). The order of operations is fixed by the length alone.
 pub fn sum_of_squares(values: &[f32]) -> f64 {
+    simd!(V => sum_of_squares_with::<V>(values))
+}
+
+#[inline(always)]
+fn sum_of_squares_with<V: Simd>(values: &[f32]) -> f64 {
     let mut total = 0.0f64;
     for block in values.chunks(BLOCK) {
-        let mut lanes = Floats::ZERO;
-        let mut chunks = block.chunks_exact(LANES);
+        let mut lanes = V::zero();
+        let mut chunks = block.chunks_exact(V::LANES);
         for chunk in &mut chunks {
-            let v = load(chunk);
+            let v = V::load(chunk);
             lanes = v.mul_add(v, lanes);
         }
-        let tail = load_partial(chunks.remainder(), 0.0);
+        let tail: V = load_partial(chunks.remainder(), 0.0);
         lanes = tail.mul_add(tail, lanes);
-        total += lanes.to_array().iter().map(|&x| x as f64).sum::<f64>();
+        total += lanes.to_array().as_ref().iter().map(|&x| x as f64).sum::<f64>();
     }
     total
 }
 
 /// `values[i] *= factor` for every element.
 pub fn scale_inplace(values: &mut [f32], factor: f32) {
-    let factor = Floats::splat(factor);
-    map_inplace(values, |v| v * factor);
+    simd!(V => map_inplace::<V>(values, #[inline(always)] |v| v * V::splat(factor)))
 }
 
 /// The factor by which global-norm clipping scales every gradient, if it does:

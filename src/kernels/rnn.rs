@@ -1,47 +1,34 @@
-//! The fused tanh-RNN time step, forward and backward, one step at a time or over a window.
+//! The fused tanh-RNN recurrence, forward and backward, over a window of time steps (a single
+//! step is a window with `time = 1`).
 //!
 //! The input projection `x_t * Wx` does not depend on the hidden state, so the model computes
 //! it for the whole window with one GEMM before the time loop; likewise the weight gradients
 //! `dWx`, `dWh` and `db` are sums over the window that one GEMM (or one column sum) computes
 //! after the backward time loop. What remains inside the loop is only what is truly
-//! sequential: the step kernels, which the window kernels run for every step of a window.
+//! sequential: per step, the recurrent product and one fused pass over the state.
 
-use super::gemm::{gemm_packed, gemm_parallel, PackedMatrix, Transpose};
+use super::gemm::{gemm_packed, PackedMatrix, Transpose};
 use super::row_groups::for_each_row_group;
-use super::simd::{tanh, zip_map_inplace, Floats};
+use super::simd::{simd, tanh, zip_map_inplace, Simd};
 use super::{check_len, check_packed};
-
-/// One forward time step: `h = tanh(h + h_prev * Wh + b)`.
-///
-/// Shapes (row-major): `h_prev` and `h` are `batch x hidden`, `wh` is `hidden x hidden`, `bias`
-/// is `hidden`. On entry `h` holds the input projection `x_t * Wx` of this step; on return it
-/// holds the new hidden state. The recurrent product is accumulated into `h` by GEMM, then one
-/// pass over `h` adds the bias and applies `tanh` (see [`super::tanh_inplace`] for its accuracy).
-/// Panics, before writing anything, if a length does not match.
-pub fn rnn_step_forward(batch: usize, hidden: usize, h_prev: &[f32], wh: &[f32], bias: &[f32], h: &mut [f32]) {
-    const KERNEL: &str = "rnn_step_forward";
-    check_len(KERNEL, "h_prev", h_prev.len(), "batch x hidden", &[batch, hidden]);
-    check_len(KERNEL, "wh", wh.len(), "hidden x hidden", &[hidden, hidden]);
-    check_len(KERNEL, "bias", bias.len(), "hidden", &[hidden]);
-    check_len(KERNEL, "h", h.len(), "batch x hidden", &[batch, hidden]);
-    gemm_parallel(batch, hidden, hidden, 1.0, h_prev, hidden, Transpose::No, wh, hidden, Transpose::No, 1.0, h, hidden);
-    activate(hidden, bias, h);
-}
 
 /// `h = tanh(h + b)`, row by row.
 fn activate(hidden: usize, bias: &[f32], h: &mut [f32]) {
-    for row in h.chunks_exact_mut(hidden) {
-        zip_map_inplace(row, bias, |pre, b| tanh(pre + b));
-    }
+    simd!(V => {
+        for row in h.chunks_exact_mut(hidden) {
+            zip_map_inplace::<V>(row, bias, #[inline(always)] |pre, b| tanh(pre + b));
+        }
+    })
 }
 
 /// `dh = dh * (1 - h^2)`: the gradient through `tanh`, given its output `h`.
 fn tanh_backward(h: &[f32], dh: &mut [f32]) {
-    zip_map_inplace(dh, h, |d, h| d * (Floats::ONE - h * h));
+    simd!(V => zip_map_inplace::<V>(dh, h, #[inline(always)] |d, h| d * (V::one() - h * h)))
 }
 
-/// The forward recurrence over a window: [`rnn_step_forward`] for `t = 1..=time`, with `Wh`
-/// packed once for all the steps.
+/// The forward recurrence over a window: for `t = 1..=time`, `h_t = tanh(h_t + h_{t-1} * Wh + b)`
+/// (on entry `h_t` holds `x_t * Wx`), with `Wh` packed once for all the steps. `tanh` is
+/// [`super::tanh_inplace`]'s, with its accuracy.
 ///
 /// Shapes (row-major): `states` is `time + 1` blocks of `batch x hidden`. Block 0 is the state
 /// carried in, `h_0`; on entry block `t >= 1` holds the input projection `x_t * Wx`, on return
@@ -74,8 +61,8 @@ pub fn rnn_forward_window(
     });
 }
 
-/// The backward recurrence over a window: [`rnn_step_backward`] for `t = time..=1`, with `Wh^T`
-/// packed once for all the steps.
+/// The backward recurrence over a window: for `t = time..=1`, `dt = dh_t * (1 - h_t^2)`, then
+/// `dh_{t-1} += dt * Wh^T`, with `Wh^T` packed once for all the steps.
 ///
 /// Shapes (row-major): `states` is the forward's, `time + 1` blocks of `batch x hidden`; `dhs`
 /// is `time` blocks of `batch x hidden`, block `t - 1` for `h_t`. On entry `dhs` holds the
@@ -111,50 +98,6 @@ pub fn rnn_backward_window(
             tanh_backward(h_of(0), steps.segment(0, 0, rows * hidden));
         }
     });
-}
-
-/// One backward time step: `dt = dh * (1 - h^2)`, then `dh_prev += dt * Wh^T`.
-///
-/// Shapes (row-major): `h`, `dh` and `dh_prev` are `batch x hidden`, `wh` is `hidden x hidden`.
-/// `h` is this step's output `h_t`. On entry `dh` holds the whole loss gradient with respect to
-/// `h_t` (from the affine layer plus the recurrence from step `t + 1`); on return it holds
-/// `dt`, the gradient at the pre-activation. `dh_prev`, when given, is the gradient with respect
-/// to `h_{t-1}` being accumulated; pass `None` at the first step of a truncated window, whose
-/// incoming state receives no gradient. Panics, before writing anything, if a length does not
-/// match.
-pub fn rnn_step_backward(
-    batch: usize,
-    hidden: usize,
-    h: &[f32],
-    wh: &[f32],
-    dh: &mut [f32],
-    dh_prev: Option<&mut [f32]>,
-) {
-    const KERNEL: &str = "rnn_step_backward";
-    check_len(KERNEL, "h", h.len(), "batch x hidden", &[batch, hidden]);
-    check_len(KERNEL, "wh", wh.len(), "hidden x hidden", &[hidden, hidden]);
-    check_len(KERNEL, "dh", dh.len(), "batch x hidden", &[batch, hidden]);
-    if let Some(dh_prev) = &dh_prev {
-        check_len(KERNEL, "dh_prev", dh_prev.len(), "batch x hidden", &[batch, hidden]);
-    }
-    tanh_backward(h, dh);
-    if let Some(dh_prev) = dh_prev {
-        gemm_parallel(
-            batch,
-            hidden,
-            hidden,
-            1.0,
-            dh,
-            hidden,
-            Transpose::No,
-            wh,
-            hidden,
-            Transpose::Yes,
-            1.0,
-            dh_prev,
-            hidden,
-        );
-    }
 }
 
 #[cfg(test)]
@@ -210,24 +153,6 @@ mod tests {
             (states, dts)
         }
 
-        /// The same through the single-step kernels.
-        fn steps(&self) -> (Vec<f32>, Vec<f32>) {
-            let (mut states, mut dts) = (self.states.clone(), self.dhs.clone());
-            let (b, h) = (self.batch, self.hidden);
-            let block = b * h;
-            for t in 0..self.time {
-                let (before, from_t) = states.split_at_mut((t + 1) * block);
-                rnn_step_forward(b, h, &before[t * block..], &self.wh, &self.bias, &mut from_t[..block]);
-            }
-            for t in (0..self.time).rev() {
-                let (earlier, from_t) = dts.split_at_mut(t * block);
-                let h_t = &states[(t + 1) * block..(t + 2) * block];
-                let dh_prev = if t > 0 { Some(&mut earlier[(t - 1) * block..]) } else { None };
-                rnn_step_backward(b, h, h_t, &self.wh, &mut from_t[..block], dh_prev);
-            }
-            (states, dts)
-        }
-
         /// The definitions in f64.
         fn definition(&self) -> (Vec<f64>, Vec<f64>) {
             let (b, h) = (self.batch, self.hidden);
@@ -279,15 +204,18 @@ mod tests {
     }
 
     #[test]
-    fn windows_are_the_steps_bit_for_bit_for_any_thread_count() {
+    fn windows_give_the_same_bits_for_any_thread_count() {
         for (case, &shape) in SHAPES.iter().enumerate() {
             let case = Case::new(case, shape);
-            let steps = case.steps();
-            for threads in [1, 2, 3] {
+            let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| case.windows());
+            for threads in [2, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let windows = pool.install(|| case.windows());
                 let same = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same(&windows.0, &steps.0) && same(&windows.1, &steps.1), "{shape:?}, {threads} threads");
+                assert!(
+                    same(&windows.0, &one_thread.0) && same(&windows.1, &one_thread.1),
+                    "{shape:?}, {threads} threads"
+                );
             }
         }
     }

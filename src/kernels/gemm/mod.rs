@@ -8,7 +8,7 @@
 //! live in each thread's static TLS block, so they are never taken from the heap.
 
 use super::out_matrix::{Axis, OutMatrix};
-use super::simd::{load, store, Floats, LANES};
+use super::simd::{lane_sum, simd, simd_level, Simd, SimdLevel};
 use std::cell::RefCell;
 use wide::f32x8;
 
@@ -24,32 +24,38 @@ pub enum Transpose {
     Yes,
 }
 
-/// The register tile is `MR` rows by two vectors. With AVX-512 (32 vector registers of 16
-/// lanes) up to 14 x 32: 28 accumulators, two B vectors and one broadcast A value. Without it,
-/// up to 6 x 16 in 8-lane registers (12 accumulators of 16 registers).
+/// The register tile is `MR` rows by two vectors of the level in use ([`simd_level`]). With
+/// AVX-512 (32 vector registers of 16 lanes) up to 14 x 32: 28 accumulators, two B vectors and
+/// one broadcast A value. With AVX2 up to 6 x 16 in 8-lane registers (12 accumulators of 16
+/// registers); the baseline's 4-lane tiles are up to 6 x 8 (its multiply-adds need a scratch
+/// register each).
 ///
-/// `MR` is chosen per call from `TILE_ROWS` so that the row panels waste the fewest padded rows
-/// (50 rows take five 10-row panels rather than five 12-row ones, a sixth of them padding):
-/// every size keeps the loop bound by the multiply-adds (`MR + 2` loads feed `2 * MR` FMAs), and
-/// the tile shape never changes the arithmetic of a `C` element, so results do not depend on it.
-///
-/// The vectors are the element-wise kernels' ([`super::simd`]), as wide as the target's.
-#[cfg(target_feature = "avx512f")]
-const TILE_ROWS: [usize; 4] = [14, 12, 10, 8];
-/// See the AVX-512 heights above.
-#[cfg(not(target_feature = "avx512f"))]
-const TILE_ROWS: [usize; 3] = [6, 5, 4];
+/// `MR` is chosen per call from these heights so that the row panels waste the fewest padded
+/// rows (50 rows take five 10-row panels rather than five 12-row ones, a sixth of them
+/// padding): every size keeps the loop bound by the multiply-adds (`MR + 2` loads feed `2 * MR`
+/// FMAs), and the tile shape never changes the arithmetic of a `C` element, so results do not
+/// depend on it.
+fn tile_heights() -> &'static [usize] {
+    match simd_level() {
+        SimdLevel::Avx512 => &[14, 12, 10, 8],
+        _ => &[6, 5, 4],
+    }
+}
 
-/// The largest tile height, which sizes the packing buffer for A.
-const MAX_MR: usize = TILE_ROWS[0];
+/// The largest tile height of any level, which sizes the packing buffer for A.
+const MAX_MR: usize = 14;
 
 /// The tile height for `m` rows: the fewest padded rows, the taller tile among equals.
 fn tile_rows(m: usize) -> usize {
-    TILE_ROWS.into_iter().min_by_key(|&mr| (m.div_ceil(mr) * mr, usize::MAX - mr)).expect("TILE_ROWS is not empty")
+    let heights = tile_heights().iter().copied();
+    heights.min_by_key(|&mr| (m.div_ceil(mr) * mr, usize::MAX - mr)).expect("every level has tile heights")
 }
 
-/// Columns of the register tile (two vectors).
-const NR: usize = 2 * LANES;
+/// Columns of the register tile, two vectors of the level in use: the width of B's packed
+/// panels.
+fn nr() -> usize {
+    2 * simd_level().lanes()
+}
 /// Depth of one packed block: `MR x KC` of A and `KC x NR` of B (at most 46 KiB) stay in L1.
 const KC: usize = 256;
 /// Columns of one packed block of B: `KC x NC` (256 KiB) stays in L2.
@@ -168,23 +174,30 @@ fn pack_panel<const W: usize>(
             }
         }
     } else {
-        // Groups of 12 or 32 values: copied eight lanes at a time rather than through a
-        // `memcpy` call per group, whose call overhead dominated packing (measured).
-        for (p, group) in groups.iter_mut().enumerate() {
-            let start = (k0 + p) * depth_stride + free0;
-            let source = &data[start..start + nfree];
-            let whole = nfree / 8 * 8;
-            for (dst, src) in group[..whole].chunks_exact_mut(8).zip(source.chunks_exact(8)) {
-                dst.copy_from_slice(&load8(src).to_array());
-            }
-            for (dst, &src) in group[whole..nfree].iter_mut().zip(&source[whole..]) {
-                *dst = src;
-            }
-        }
+        let first = k0 * depth_stride + free0;
+        simd!(V => copy_groups::<V, W>(&data[first..], (depth_stride, nfree), groups))
     }
     if nfree < W {
         for group in groups.iter_mut() {
             group[nfree..].fill(0.0);
+        }
+    }
+}
+
+/// `groups[p][..n] = data[p * stride..][..n]` for every group, the rest of each group untouched: a vector
+/// of the level at a time rather than through a `memcpy` call per group, whose call overhead
+/// dominated packing (measured), and with the level's widest registers (16-byte copies made a
+/// build without `-C target-cpu` spend a quarter longer packing).
+#[inline(always)]
+fn copy_groups<V: Simd, const W: usize>(data: &[f32], (stride, n): (usize, usize), groups: &mut [[f32; W]]) {
+    let whole = n / V::LANES * V::LANES;
+    for (p, group) in groups.iter_mut().enumerate() {
+        let source = &data[p * stride..][..n];
+        for (dst, src) in group[..whole].chunks_exact_mut(V::LANES).zip(source.chunks_exact(V::LANES)) {
+            V::load(src).store(dst);
+        }
+        for (dst, &src) in group[whole..n].iter_mut().zip(&source[whole..]) {
+            *dst = src;
         }
     }
 }
@@ -201,15 +214,18 @@ fn load8(values: &[f32]) -> f32x8 {
 /// panel's rows, each at least `VECS * LANES` long: generic so that packed rows (`chunks_exact`)
 /// keep a loop without length checks.
 #[inline(always)]
-fn micro_kernel<'b, const MR: usize, const VECS: usize>(
+fn micro_kernel<'b, V: Simd, const MR: usize, const VECS: usize>(
     a_panel: &[f32],
     b_rows: impl Iterator<Item = &'b [f32]>,
-) -> [[Floats; VECS]; MR] {
-    let mut acc = [[Floats::ZERO; VECS]; MR];
+) -> [[V; VECS]; MR] {
+    let mut acc = [[V::zero(); VECS]; MR];
     for (a, b) in a_panel.chunks_exact(MR).zip(b_rows) {
-        let b_vectors: [Floats; VECS] = std::array::from_fn(|v| load(&b[v * LANES..(v + 1) * LANES]));
+        let mut b_vectors = [V::zero(); VECS];
+        for (v, b_vector) in b_vectors.iter_mut().enumerate() {
+            *b_vector = V::load(&b[v * V::LANES..]);
+        }
         for (row, &ai) in acc.iter_mut().zip(a) {
-            let ai = Floats::splat(ai);
+            let ai = V::splat(ai);
             for (acc_v, &b_v) in row.iter_mut().zip(&b_vectors) {
                 *acc_v = ai.mul_add(b_v, *acc_v);
             }
@@ -222,28 +238,28 @@ fn micro_kernel<'b, const MR: usize, const VECS: usize>(
 /// `(i0, j0)`. `beta == 0` never reads C. Full and partial tiles use the same arithmetic, so a
 /// value does not depend on where the tile boundaries fall.
 #[inline(always)]
-fn store_tile<const MR: usize, const VECS: usize>(
-    acc: &[[Floats; VECS]; MR],
+fn store_tile<V: Simd, const MR: usize, const VECS: usize>(
+    acc: &[[V; VECS]; MR],
     c: &mut OutMatrix<'_>,
     (i0, j0): (usize, usize),
     (rows, cols): (usize, usize),
     alpha: f32,
     beta: f32,
 ) {
-    let alpha_v = Floats::splat(alpha);
-    let beta_v = Floats::splat(beta);
+    let alpha_v = V::splat(alpha);
+    let beta_v = V::splat(beta);
     for (i, row_acc) in acc.iter().enumerate().take(rows) {
         let c_row = c.segment(i0 + i, j0, cols);
-        if cols == VECS * LANES {
-            for (part, &a) in c_row.chunks_exact_mut(LANES).zip(row_acc) {
-                let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + load(part) * beta_v };
-                store(part, v);
+        if cols == VECS * V::LANES {
+            for (part, &a) in c_row.chunks_exact_mut(V::LANES).zip(row_acc) {
+                let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + V::load(part) * beta_v };
+                v.store(part);
             }
         } else {
-            let lanes = row_acc.map(|v| v.to_array());
-            for (j, c_ij) in c_row.iter_mut().enumerate() {
-                let a = lanes[j / LANES][j % LANES];
-                *c_ij = if beta == 0.0 { a * alpha } else { a * alpha + *c_ij * beta };
+            for (part, &a) in c_row.chunks_mut(V::LANES).zip(row_acc) {
+                for (c_ij, &a) in part.iter_mut().zip(a.to_array().as_ref()) {
+                    *c_ij = if beta == 0.0 { a * alpha } else { a * alpha + *c_ij * beta };
+                }
             }
         }
     }
@@ -261,7 +277,22 @@ fn scale_c(beta: f32, c: &mut OutMatrix<'_>) {
 
 /// Packs columns `jc..jc + nc` and depths `pc..pc + kc` of `op(B)` into `out` as `NR`-wide
 /// panels of `kc * NR` values each, one after the other.
-fn pack_b_block(b: Operand<'_>, (jc, nc): (usize, usize), (pc, kc): (usize, usize), out: &mut [f32]) {
+fn pack_b_block(b: Operand<'_>, cols: (usize, usize), depth: (usize, usize), out: &mut [f32]) {
+    match nr() {
+        32 => pack_b_block_as::<32>(b, cols, depth, out),
+        16 => pack_b_block_as::<16>(b, cols, depth, out),
+        8 => pack_b_block_as::<8>(b, cols, depth, out),
+        width => unreachable!("no level has {width}-column tiles"),
+    }
+}
+
+/// [`pack_b_block`] for panels `NR` columns wide.
+fn pack_b_block_as<const NR: usize>(
+    b: Operand<'_>,
+    (jc, nc): (usize, usize),
+    (pc, kc): (usize, usize),
+    out: &mut [f32],
+) {
     let (row_stride, col_stride) = b.strides();
     for (jp, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
         let j0 = jp * NR;
@@ -269,7 +300,8 @@ fn pack_b_block(b: Operand<'_>, (jc, nc): (usize, usize), (pc, kc): (usize, usiz
     }
 }
 
-/// Where the micro-kernel finds the `kc x NR` panels of one `kc x nc` block of `op(B)`.
+/// Where the micro-kernel finds the `kc x NR` panels of one `kc x nc` block of `op(B)`
+/// (`NR` is [`nr`]).
 #[derive(Clone, Copy)]
 enum BPanels<'a> {
     /// Packed by [`pack_b_block`] for a depth of `kc`: panel `jp` at `jp * kc * NR`, its rows
@@ -282,14 +314,14 @@ enum BPanels<'a> {
 
 impl BPanels<'_> {
     /// Panel `jp`, and the distance between its rows.
-    fn panel(&self, jp: usize) -> (&[f32], usize) {
+    fn panel(&self, jp: usize, nr: usize) -> (&[f32], usize) {
         match *self {
-            BPanels::Packed { data, kc } => (&data[jp * kc * NR..], NR),
+            BPanels::Packed { data, kc } => (&data[jp * kc * nr..], nr),
             BPanels::InPlace { data, ld, whole_panels, edge } => {
                 if jp < whole_panels {
-                    (&data[jp * NR..], ld)
+                    (&data[jp * nr..], ld)
                 } else {
-                    (edge, NR)
+                    (edge, nr)
                 }
             }
         }
@@ -316,7 +348,7 @@ impl APanels<'_> {
 }
 
 /// `$f::<MR>` for the tile height `$mr`, one monomorphised copy per height (so that the
-/// accumulators stay in registers); the arms cover `TILE_ROWS` of either target.
+/// accumulators stay in registers); the arms cover `tile_heights()` of every level.
 macro_rules! at_tile_height {
     ($mr:expr, $f:ident) => {
         match $mr {
@@ -327,7 +359,7 @@ macro_rules! at_tile_height {
             6 => $f::<6>,
             5 => $f::<5>,
             4 => $f::<4>,
-            _ => unreachable!("tile heights come from TILE_ROWS"),
+            _ => unreachable!("tile heights come from tile_heights()"),
         }
     };
 }
@@ -358,18 +390,8 @@ fn multiply_rows_tiled<const MR: usize>(
     let m = c.rows();
     // Row panel `ir` of A against every panel of this block of B.
     let multiply_panel = |ir: usize, a_panel: &[f32], c: &mut OutMatrix<'_>| {
-        let mr = MR.min(m - ir);
-        for jp in 0..nc.div_ceil(NR) {
-            let j0 = jp * NR;
-            let (b_panel, b_stride) = b_panels.panel(jp);
-            let cols = NR.min(nc - j0);
-            let tile = ((ir, jc + j0), (mr, cols));
-            if cols <= LANES {
-                multiply_tile::<MR, 1>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
-            } else {
-                multiply_tile::<MR, 2>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
-            }
-        }
+        let rows = (ir, MR.min(m - ir));
+        simd!(V => multiply_panel_with::<V, MR>(a_panel, rows, b_panels, (jc, nc), (alpha, beta), c))
     };
     match a {
         APanels::Unpacked(a) => with_pack_a(|pack_a| {
@@ -386,10 +408,37 @@ fn multiply_rows_tiled<const MR: usize>(
     }
 }
 
+/// One row panel of A (rows `ir..ir + mr`) against every panel of B in columns `jc..jc + nc`,
+/// with vectors `V`. The level is chosen around this (by `simd!`), once per row panel: the
+/// loops outside are not compiled per level, and a choice per tile cost a few percent at
+/// `H = 100`.
+#[inline(always)]
+fn multiply_panel_with<V: Simd, const MR: usize>(
+    a_panel: &[f32],
+    (ir, mr): (usize, usize),
+    b_panels: BPanels<'_>,
+    (jc, nc): (usize, usize),
+    (alpha, beta): (f32, f32),
+    c: &mut OutMatrix<'_>,
+) {
+    let nr = 2 * V::LANES;
+    for jp in 0..nc.div_ceil(nr) {
+        let j0 = jp * nr;
+        let (b_panel, b_stride) = b_panels.panel(jp, nr);
+        let cols = nr.min(nc - j0);
+        let tile = ((ir, jc + j0), (mr, cols));
+        if cols <= V::LANES {
+            multiply_tile::<V, MR, 1>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
+        } else {
+            multiply_tile::<V, MR, 2>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
+        }
+    }
+}
+
 /// One register tile: the micro-kernel over a panel of B whose rows are `b_stride` apart, then
 /// the store into C at `position` (`size` rows x columns).
 #[inline(always)]
-fn multiply_tile<const MR: usize, const VECS: usize>(
+fn multiply_tile<V: Simd, const MR: usize, const VECS: usize>(
     a_panel: &[f32],
     (b_panel, b_stride): (&[f32], usize),
     c: &mut OutMatrix<'_>,
@@ -397,10 +446,11 @@ fn multiply_tile<const MR: usize, const VECS: usize>(
     alpha: f32,
     beta: f32,
 ) {
-    let acc = if b_stride == NR {
-        micro_kernel::<MR, VECS>(a_panel, b_panel.chunks_exact(NR))
+    let nr = 2 * V::LANES;
+    let acc = if b_stride == nr {
+        micro_kernel::<V, MR, VECS>(a_panel, b_panel.chunks_exact(nr))
     } else {
-        micro_kernel::<MR, VECS>(a_panel, b_panel.chunks(b_stride))
+        micro_kernel::<V, MR, VECS>(a_panel, b_panel.chunks(b_stride))
     };
     store_tile(&acc, c, position, size, alpha, beta);
 }
@@ -426,10 +476,16 @@ fn use_dot_products(a: &Operand<'_>, b: &Operand<'_>, n: usize, k: usize) -> boo
 /// in `LANES` partial sums added up in a fixed order, so the result does not depend on where
 /// `(i, j)` falls.
 fn gemm_dot(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
+    simd!(V => gemm_dot_with::<V>(k, alpha, a, b, beta, c))
+}
+
+/// [`gemm_dot`] with vectors `V`.
+#[inline(always)]
+fn gemm_dot_with<V: Simd>(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
     let (m, n) = (c.rows(), c.cols());
     for pc in (0..k).step_by(DOT_KC) {
         let kc = DOT_KC.min(k - pc);
-        let whole = kc / LANES * LANES;
+        let whole = kc / V::LANES * V::LANES;
         let beta_block = if pc == 0 { beta } else { 1.0 };
         // Eight rows of B (32 KiB) stay in L1 while every row of A streams past them.
         for j0 in (0..n).step_by(DOT_COLS) {
@@ -441,11 +497,14 @@ fn gemm_dot(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: 
                 let rows = DOT_ROWS.min(m - i0);
                 let a_rows: [&[f32]; DOT_ROWS] =
                     std::array::from_fn(|r| &a.data[(i0 + r.min(rows - 1)) * a.ld + pc..][..kc]);
-                let mut acc = [[Floats::ZERO; DOT_COLS]; DOT_ROWS];
-                for p in (0..whole).step_by(LANES) {
-                    let a_vectors: [Floats; DOT_ROWS] = std::array::from_fn(|r| load(&a_rows[r][p..p + LANES]));
+                let mut acc = [[V::zero(); DOT_COLS]; DOT_ROWS];
+                for p in (0..whole).step_by(V::LANES) {
+                    let mut a_vectors = [V::zero(); DOT_ROWS];
+                    for (a_vector, a_row) in a_vectors.iter_mut().zip(&a_rows) {
+                        *a_vector = V::load(&a_row[p..]);
+                    }
                     for (j, b_row) in b_rows.iter().enumerate() {
-                        let b_vector = load(&b_row[p..p + LANES]);
+                        let b_vector = V::load(&b_row[p..]);
                         for (row_acc, a_vector) in acc.iter_mut().zip(&a_vectors) {
                             row_acc[j] = a_vector.mul_add(b_vector, row_acc[j]);
                         }
@@ -455,7 +514,7 @@ fn gemm_dot(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: 
                     let c_row = c.segment(i0 + r, j0, cols);
                     for (j, c_ij) in c_row.iter_mut().enumerate() {
                         let tail: f32 = a_rows[r][whole..].iter().zip(&b_rows[j][whole..]).map(|(x, y)| x * y).sum();
-                        let dot = row_acc[j].to_array().iter().sum::<f32>() + tail;
+                        let dot = lane_sum(row_acc[j]) + tail;
                         *c_ij = if beta_block == 0.0 { dot * alpha } else { dot * alpha + *c_ij * beta_block };
                     }
                 }
@@ -506,12 +565,13 @@ fn multiply_by_blocks_of_b(k: usize, alpha: f32, a: APanels<'_>, b: Operand<'_>,
     with_pack_b(|pack_b| {
         for ((jc, nc), (pc, kc)) in blocks_of_b(k, n) {
             let b_panels = if in_place {
-                let whole_panels = nc / NR;
-                let edge_cols = nc - whole_panels * NR;
+                let nr = nr();
+                let whole_panels = nc / nr;
+                let edge_cols = nc - whole_panels * nr;
                 if edge_cols > 0 {
-                    pack_b_block(b, (jc + whole_panels * NR, edge_cols), (pc, kc), pack_b);
+                    pack_b_block(b, (jc + whole_panels * nr, edge_cols), (pc, kc), pack_b);
                 }
-                BPanels::InPlace { data: &b.data[pc * b.ld + jc..], ld: b.ld, whole_panels, edge: &pack_b[..kc * NR] }
+                BPanels::InPlace { data: &b.data[pc * b.ld + jc..], ld: b.ld, whole_panels, edge: &pack_b[..kc * nr] }
             } else {
                 pack_b_block(b, (jc, nc), (pc, kc), pack_b);
                 BPanels::Packed { data: pack_b, kc }
@@ -635,7 +695,7 @@ pub fn gemm_parallel(
         let per_block = m.div_ceil(mr).div_ceil(threads) * mr;
         c.par_blocks(Axis::Rows, per_block, |i0, c_block| gemm_serial(k, alpha, a.skip_rows(i0), b, beta, c_block));
     } else {
-        let per_block = n.div_ceil(threads).next_multiple_of(NR);
+        let per_block = n.div_ceil(threads).next_multiple_of(nr());
         c.par_blocks(Axis::Cols, per_block, |j0, c_block| gemm_serial(k, alpha, a, b.skip_cols(j0), beta, c_block));
     }
 }

@@ -21,7 +21,7 @@ impl PackedMatrix {
     /// Room for a packed `k x n` matrix, all zero until [`pack`](Self::pack)ed; `None` if that
     /// much memory cannot be had.
     pub fn new(k: usize, n: usize) -> Option<Self> {
-        let data = crate::kernels::filled(n.checked_next_multiple_of(NR).and_then(|n| n.checked_mul(k)), 0.0)?;
+        let data = crate::kernels::filled(n.checked_next_multiple_of(nr()).and_then(|n| n.checked_mul(k)), 0.0)?;
         Some(PackedMatrix { k, n, data })
     }
 
@@ -48,9 +48,10 @@ impl PackedMatrix {
     }
 
     /// Where block `(jc, nc), (pc, kc)` starts: every block column before it holds `NC * k`
-    /// values, and every depth block before it in its own block column `kc * NR` per panel.
+    /// values, and every depth block before it in its own block column `kc * NR` per panel
+    /// (`NR` is [`nr`]).
     fn block_start(&self, (jc, nc): (usize, usize), (pc, _): (usize, usize)) -> usize {
-        jc * self.k + pc * nc.div_ceil(NR) * NR
+        jc * self.k + pc * nc.div_ceil(nr()) * nr()
     }
 }
 

@@ -191,10 +191,10 @@ fn packing_a_short_matrix_panics() {
 
 #[test]
 fn tile_height_wastes_the_fewest_rows() {
-    #[cfg(target_feature = "avx512f")]
-    let cases = [(50, 10), (100, 10), (700, 14), (24, 12), (64, 8), (1, 8), (13, 14)];
-    #[cfg(not(target_feature = "avx512f"))]
-    let cases = [(50, 5), (100, 5), (700, 5), (24, 6), (64, 4), (1, 4), (12, 6)];
+    let cases = match simd_level() {
+        SimdLevel::Avx512 => [(50, 10), (100, 10), (700, 14), (24, 12), (64, 8), (1, 8), (13, 14)],
+        _ => [(50, 5), (100, 5), (700, 5), (24, 6), (64, 4), (1, 4), (12, 6)],
+    };
     for (m, want) in cases {
         assert_eq!(tile_rows(m), want, "m = {m}");
     }

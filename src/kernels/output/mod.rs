@@ -26,8 +26,7 @@ use super::embedding::sum_columns;
 use super::gemm::{gemm, gemm_packed_a, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::out_matrix::{Axis, OutMatrix};
-use super::simd::{exp, load, load_partial, map_inplace, store, store_partial, zip_map_inplace, Floats, LANES};
-use super::softmax::IGNORE_TARGET;
+use super::simd::{exp, lane_max, lane_sum, load_partial, map_inplace, simd, store_partial, zip_map_inplace, Simd};
 use super::{check_len, check_targets, filled};
 mod tasks;
 mod weights;
@@ -38,6 +37,9 @@ use std::sync::Mutex;
 use tasks::{sum_and_transpose, take_panel, task_layout, BackwardShare, Lane, MAX_TASKS, TRANSPOSE_UNITS};
 use weights::PackedForGradient;
 pub use weights::WeightLayout;
+
+/// A target id that is ignored: its row contributes no loss and a zero gradient.
+pub const IGNORE_TARGET: i32 = -1;
 
 /// Columns per panel. A c3 panel (700 rows x 256) is 700 KiB: it stays in L2 (2 MiB per core
 /// here) from its GEMM through its statistics, and from its gradient through both backward GEMMs.
@@ -257,8 +259,8 @@ impl OutputLayer {
             let stats = &share.stats[index * rows..][..rows];
             if make_gradient {
                 for ((row, stat), row_scale) in panel.chunks_exact_mut(width).zip(stats).zip(row_scales) {
-                    let scale = Floats::splat(row_scale.panel_factor(stat));
-                    map_inplace(row, |e| e * scale);
+                    let scale = row_scale.panel_factor(stat);
+                    simd!(V => map_inplace::<V>(row, #[inline(always)] |e| e * V::splat(scale)));
                     if stat.target != NO_TARGET {
                         row[stat.target as usize] -= inv_n;
                     }
@@ -417,14 +419,16 @@ impl OutputLayer {
                 let (w_panel, ldw, w_trans) = layout.panel(w, j0, (hidden, classes));
                 gemm_packed_a(width, 1.0, packed_hs, w_panel, ldw, w_trans, 0.0, panel, width);
                 let bias = &bias[j0..j0 + width];
-                for (r, (row, stat)) in panel.chunks_exact_mut(width).zip(stats.iter_mut()).enumerate() {
-                    zip_map_inplace(row, bias, |z, b| z + b);
-                    if let Some(targets) = targets {
-                        let target = targets[r] as i64 - j0 as i64;
-                        let target = if (0..width as i64).contains(&target) { Some(target as usize) } else { None };
-                        *stat = exponentiate(row, target);
+                simd!(V => {
+                    for (r, (row, stat)) in panel.chunks_exact_mut(width).zip(stats.iter_mut()).enumerate() {
+                        zip_map_inplace::<V>(row, bias, #[inline(always)] |z, b| z + b);
+                        if let Some(targets) = targets {
+                            let target = targets[r] as i64 - j0 as i64;
+                            let target = if (0..width as i64).contains(&target) { Some(target as usize) } else { None };
+                            *stat = exponentiate::<V>(row, target);
+                        }
                     }
-                }
+                })
             });
     }
 
@@ -461,29 +465,27 @@ impl OutputLayer {
 }
 
 /// Replaces a panel row `z` by `exp(z - max)`; returns its statistics.
-fn exponentiate(row: &mut [f32], target: Option<usize>) -> PanelRow {
-    let mut max_lanes = Floats::splat(f32::NEG_INFINITY);
-    let mut chunks = row.chunks_exact(LANES);
+#[inline(always)]
+fn exponentiate<V: Simd>(row: &mut [f32], target: Option<usize>) -> PanelRow {
+    let mut max_lanes = V::splat(f32::NEG_INFINITY);
+    let mut chunks = row.chunks_exact(V::LANES);
     for chunk in &mut chunks {
-        max_lanes = max_lanes.fast_max(load(chunk));
+        max_lanes = max_lanes.max(V::load(chunk));
     }
-    let max = chunks
-        .remainder()
-        .iter()
-        .fold(max_lanes.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max), |m, &z| m.max(z));
+    let max = chunks.remainder().iter().fold(lane_max(max_lanes), |m, &z| m.max(z));
     let target_logit = target.map_or(0.0, |t| row[t]);
-    let shift = Floats::splat(max);
-    let mut sum_lanes = Floats::ZERO;
-    let mut chunks = row.chunks_exact_mut(LANES);
+    let shift = V::splat(max);
+    let mut sum_lanes = V::zero();
+    let mut chunks = row.chunks_exact_mut(V::LANES);
     for chunk in &mut chunks {
-        let e = exp(load(chunk) - shift);
-        store(chunk, e);
+        let e = exp(V::load(chunk) - shift);
+        e.store(chunk);
         sum_lanes += e;
     }
     let tail = chunks.into_remainder();
-    let mut sum = sum_lanes.to_array().iter().sum::<f32>();
+    let mut sum = lane_sum(sum_lanes);
     if !tail.is_empty() {
-        store_partial(tail, exp(load_partial(tail, max) - shift));
+        store_partial(tail, exp(load_partial::<V>(tail, max) - shift));
         sum += tail.iter().sum::<f32>();
     }
     PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit }

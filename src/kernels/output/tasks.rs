@@ -4,7 +4,7 @@
 //! end, so results do not depend on the thread count.
 
 use super::super::out_matrix::OutMatrix;
-use super::super::simd::zip_map_inplace;
+use super::super::simd::{simd, zip_map_inplace};
 use super::{PanelRow, PANEL_COLS};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -37,9 +37,11 @@ pub(super) fn sum_and_transpose(
                 let partial = |task: usize| &partials[(task * hidden + unit) * rows + r0..][..len];
                 let sum = &mut sum[..len];
                 sum.copy_from_slice(partial(0));
-                for task in 1..tasks {
-                    zip_map_inplace(sum, partial(task), |acc, v| acc + v);
-                }
+                simd!(V => {
+                    for task in 1..tasks {
+                        zip_map_inplace::<V>(sum, partial(task), #[inline(always)] |acc, v| acc + v);
+                    }
+                })
             }
             for (r, row) in (r0..r0 + len).enumerate() {
                 for (value, sum) in block.segment(row, u0, width).iter_mut().zip(&sums) {

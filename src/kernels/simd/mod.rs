@@ -1,63 +1,140 @@
-//! Vector f32 helpers: loads and stores on slices, `exp`, `tanh`.
+//! Vector f32 code, written once and compiled per instruction-set level: the [`Simd`] vector
+//! type, loads and stores on slices, `exp`, `sigmoid`, `tanh`.
 //!
 //! The element-wise kernels run every element through the same vector code: a slice's tail
 //! (fewer than `LANES` elements) is copied into a zero-padded vector, processed, and copied back,
 //! so an element's result never depends on its position in the slice.
 //!
-//! The vectors are as wide as the target's registers: sixteen lanes with AVX-512, eight
-//! otherwise (the element-wise arithmetic is the same either way; sums over lanes are not).
+//! The level ([`SimdLevel`]) is chosen at run time ([`simd_level`]); a kernel reaches its vector
+//! code through [`simd!`], generic over the vector type. Element-wise arithmetic is the same at
+//! every level with FMA (AVX-512, AVX2); sums over lanes differ with the lane count, and the
+//! baseline level rounds a multiply-add twice on x86-64.
 
 // The polynomial coefficients are Cephes' as published, digits beyond f32 precision included.
 #![allow(clippy::excessive_precision)]
 
-/// The vector type of the element-wise kernels, and its lane count.
-#[cfg(target_feature = "avx512f")]
-pub(crate) type Floats = wide::f32x16;
-#[cfg(target_feature = "avx512f")]
-type Ints = wide::i32x16;
-#[cfg(target_feature = "avx512f")]
-pub(crate) const LANES: usize = 16;
-#[cfg(not(target_feature = "avx512f"))]
-pub(crate) type Floats = wide::f32x8;
-#[cfg(not(target_feature = "avx512f"))]
-type Ints = wide::i32x8;
-#[cfg(not(target_feature = "avx512f"))]
-pub(crate) const LANES: usize = 8;
+mod baseline;
+mod level;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
-/// Loads `LANES` consecutive values. `values.len()` must be `LANES`.
-#[inline(always)]
-pub(crate) fn load(values: &[f32]) -> Floats {
-    Floats::new(values.try_into().expect("load takes exactly LANES values"))
-}
+pub(crate) use baseline::Baseline;
+pub(crate) use level::simd;
+pub use level::{simd_level, SimdLevel};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use level::{with_avx2, with_avx512};
+use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{F256, F512};
 
-/// Stores `LANES` values. `out.len()` must be `LANES`.
-#[inline(always)]
-pub(crate) fn store(out: &mut [f32], v: Floats) {
-    out.copy_from_slice(&v.to_array());
+/// The most lanes a vector has at any level.
+pub(crate) const MAX_LANES: usize = 16;
+
+/// A vector of f32 lanes at one level. Crate-private: the kernels are generic over it and pick
+/// a type with [`simd!`], which has checked that the CPU can run it.
+pub(crate) trait Simd:
+    Copy
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+{
+    /// Lanes per vector, at most [`MAX_LANES`].
+    const LANES: usize;
+    /// `[f32; LANES]`.
+    type Array: Copy + AsRef<[f32]>;
+    /// Every lane `x`.
+    fn splat(x: f32) -> Self;
+    /// The first `LANES` values of `values` (panics if it is shorter).
+    fn load(values: &[f32]) -> Self;
+    /// Into the first `LANES` values of `out` (panics if it is shorter).
+    fn store(self, out: &mut [f32]);
+    /// The lanes.
+    fn to_array(self) -> Self::Array;
+    /// `self * m + a`, fused where the level has FMA.
+    fn mul_add(self, m: Self, a: Self) -> Self;
+    /// `a - self * m`, fused where the level has FMA.
+    fn mul_neg_add(self, m: Self, a: Self) -> Self;
+    /// Lane-wise maximum (the other operand where one is NaN).
+    fn max(self, other: Self) -> Self;
+    /// Lane-wise minimum (the other operand where one is NaN).
+    fn min(self, other: Self) -> Self;
+    /// Lane-wise absolute value.
+    fn abs(self) -> Self;
+    /// Rounded to the nearest integer, ties to even.
+    fn round(self) -> Self;
+    /// `2^n` for integer-valued lanes `n` in `-126..=127`, built in the exponent bits.
+    fn pow2(n: Self) -> Self;
+    /// Per lane, `below` where `self < bound`, else `otherwise`.
+    fn select_lt(self, bound: Self, below: Self, otherwise: Self) -> Self;
+    /// `self` with its sign flipped where `signs` is negative.
+    fn flip_signs(self, signs: Self) -> Self;
+
+    /// Every lane 0.
+    #[inline(always)]
+    fn zero() -> Self {
+        Self::splat(0.0)
+    }
+    /// Every lane 1.
+    #[inline(always)]
+    fn one() -> Self {
+        Self::splat(1.0)
+    }
 }
 
 /// Loads up to `LANES` values, padding the missing lanes with `pad`.
 #[inline(always)]
-pub(crate) fn load_partial(values: &[f32], pad: f32) -> Floats {
-    let mut lanes = [pad; LANES];
+pub(crate) fn load_partial<V: Simd>(values: &[f32], pad: f32) -> V {
+    let mut lanes = [pad; MAX_LANES];
     lanes[..values.len()].copy_from_slice(values);
-    Floats::new(lanes)
+    V::load(&lanes)
 }
 
 /// Stores the first `out.len()` (at most `LANES`) lanes of `v`.
 #[inline(always)]
-pub(crate) fn store_partial(out: &mut [f32], v: Floats) {
+pub(crate) fn store_partial<V: Simd>(out: &mut [f32], v: V) {
     let n = out.len();
-    out.copy_from_slice(&v.to_array()[..n]);
+    out.copy_from_slice(&v.to_array().as_ref()[..n]);
+}
+
+/// Loads up to `LANES` values, padding the missing lanes with zeros: a whole vector, or a
+/// tail through [`load_partial`].
+#[inline(always)]
+pub(crate) fn load_up_to<V: Simd>(values: &[f32]) -> V {
+    if values.len() == V::LANES {
+        V::load(values)
+    } else {
+        load_partial(values, 0.0)
+    }
+}
+
+/// `values[range] + bias[range]` (at most `LANES` values, the missing lanes zero).
+#[inline(always)]
+pub(crate) fn load_biased<V: Simd>(values: &[f32], bias: &[f32], range: std::ops::Range<usize>) -> V {
+    load_up_to::<V>(&values[range.clone()]) + load_up_to::<V>(&bias[range])
+}
+
+/// The sum of the lanes, in lane order.
+#[inline(always)]
+pub(crate) fn lane_sum<V: Simd>(v: V) -> f32 {
+    v.to_array().as_ref().iter().sum()
+}
+
+/// The largest lane (ignoring NaN lanes).
+#[inline(always)]
+pub(crate) fn lane_max<V: Simd>(v: V) -> f32 {
+    v.to_array().as_ref().iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// Replaces every element `x` of `values` with `f(x)`, `LANES` at a time; the tail goes through
 /// the same `f` in a zero-padded vector.
 #[inline(always)]
-pub(crate) fn map_inplace(values: &mut [f32], f: impl Fn(Floats) -> Floats) {
-    let mut chunks = values.chunks_exact_mut(LANES);
+pub(crate) fn map_inplace<V: Simd>(values: &mut [f32], f: impl Fn(V) -> V) {
+    let mut chunks = values.chunks_exact_mut(V::LANES);
     for chunk in &mut chunks {
-        store(chunk, f(load(chunk)));
+        f(V::load(chunk)).store(chunk);
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
@@ -68,12 +145,12 @@ pub(crate) fn map_inplace(values: &mut [f32], f: impl Fn(Floats) -> Floats) {
 /// Replaces every `x` of `values` with `f(x, y)`, where `y` is the element of `other` at the
 /// same position; `values` and `other` have the same length. Tails as in [`map_inplace`].
 #[inline(always)]
-pub(crate) fn zip_map_inplace(values: &mut [f32], other: &[f32], f: impl Fn(Floats, Floats) -> Floats) {
+pub(crate) fn zip_map_inplace<V: Simd>(values: &mut [f32], other: &[f32], f: impl Fn(V, V) -> V) {
     debug_assert_eq!(values.len(), other.len());
-    let mut chunks = values.chunks_exact_mut(LANES);
-    let mut other_chunks = other.chunks_exact(LANES);
+    let mut chunks = values.chunks_exact_mut(V::LANES);
+    let mut other_chunks = other.chunks_exact(V::LANES);
     for (chunk, o) in (&mut chunks).zip(&mut other_chunks) {
-        store(chunk, f(load(chunk), load(o)));
+        f(V::load(chunk), V::load(o)).store(chunk);
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
@@ -88,56 +165,44 @@ pub(crate) fn zip_map_inplace(values: &mut [f32], other: &[f32], f: impl Fn(Floa
 /// constants, degree-5 polynomial, scaling by `2^n` built in the exponent bits. Maximum
 /// relative error about 2 ulp (tested in this module).
 #[inline(always)]
-pub(crate) fn exp(x: Floats) -> Floats {
-    let x = x.fast_max(Floats::splat(-87.336_55)).fast_min(Floats::splat(88.0));
-    let n = (x * Floats::splat(std::f32::consts::LOG2_E)).round();
-    let r = n.mul_neg_add(Floats::splat(0.693_359_4), x);
-    let r = n.mul_neg_add(Floats::splat(-2.121_944_4e-4), r);
-    let mut p = Floats::splat(1.987_569_1e-4);
-    p = p.mul_add(r, Floats::splat(1.398_199_9e-3));
-    p = p.mul_add(r, Floats::splat(8.333_452e-3));
-    p = p.mul_add(r, Floats::splat(4.166_579_6e-2));
-    p = p.mul_add(r, Floats::splat(1.666_666_5e-1));
-    p = p.mul_add(r, Floats::splat(5.000_000_1e-1));
-    let y = p.mul_add(r * r, r) + Floats::ONE;
-    let exponent_bits: Ints = (n.round_int() + Ints::splat(127)) << 23;
-    y * wide::bytemuck::cast::<Ints, Floats>(exponent_bits)
+pub(crate) fn exp<V: Simd>(x: V) -> V {
+    let x = x.max(V::splat(-87.336_55)).min(V::splat(88.0));
+    let n = (x * V::splat(std::f32::consts::LOG2_E)).round();
+    let r = n.mul_neg_add(V::splat(0.693_359_4), x);
+    let r = n.mul_neg_add(V::splat(-2.121_944_4e-4), r);
+    let mut p = V::splat(1.987_569_1e-4);
+    p = p.mul_add(r, V::splat(1.398_199_9e-3));
+    p = p.mul_add(r, V::splat(8.333_452e-3));
+    p = p.mul_add(r, V::splat(4.166_579_6e-2));
+    p = p.mul_add(r, V::splat(1.666_666_5e-1));
+    p = p.mul_add(r, V::splat(5.000_000_1e-1));
+    let y = p.mul_add(r * r, r) + V::one();
+    y * V::pow2(n)
 }
 
 /// `1 / (1 + e^-x)` per lane, through [`exp`]: relative error within a few ulp wherever the
 /// result is above `1e-30`, and an absolute error below `1e-37` where it is smaller (there the
 /// clamp of `exp` stops the fall at about `6e-39`).
 #[inline(always)]
-pub(crate) fn sigmoid(x: Floats) -> Floats {
-    Floats::ONE / (Floats::ONE + exp(-x))
-}
-
-/// Loads up to `LANES` values, padding the missing lanes with zeros: [`load`] for a whole
-/// vector, [`load_partial`] for a tail.
-#[inline(always)]
-pub(crate) fn load_up_to(values: &[f32]) -> Floats {
-    if values.len() == LANES {
-        load(values)
-    } else {
-        load_partial(values, 0.0)
-    }
+pub(crate) fn sigmoid<V: Simd>(x: V) -> V {
+    V::one() / (V::one() + exp(-x))
 }
 
 /// `tanh` per lane. Below `|x| = 0.625` Cephes' odd polynomial (no cancellation near 0),
 /// above it `1 - 2 / (e^{2|x|} + 1)`; `|x|` is clamped at 10, past which `tanh` rounds to 1 in f32.
 #[inline(always)]
-pub(crate) fn tanh(x: Floats) -> Floats {
-    let a = x.abs().fast_min(Floats::splat(10.0));
+pub(crate) fn tanh<V: Simd>(x: V) -> V {
+    let a = x.abs().min(V::splat(10.0));
     let z = a * a;
-    let mut p = Floats::splat(-5.704_988_7e-3);
-    p = p.mul_add(z, Floats::splat(2.063_908_9e-2));
-    p = p.mul_add(z, Floats::splat(-5.373_971_6e-2));
-    p = p.mul_add(z, Floats::splat(1.333_144_2e-1));
-    p = p.mul_add(z, Floats::splat(-3.333_328_2e-1));
+    let mut p = V::splat(-5.704_988_7e-3);
+    p = p.mul_add(z, V::splat(2.063_908_9e-2));
+    p = p.mul_add(z, V::splat(-5.373_971_6e-2));
+    p = p.mul_add(z, V::splat(1.333_144_2e-1));
+    p = p.mul_add(z, V::splat(-3.333_328_2e-1));
     let near_zero = (p * z).mul_add(a, a);
     let e = exp(a + a);
-    let far = Floats::ONE - Floats::splat(2.0) / (e + Floats::ONE);
-    let magnitude = a.simd_lt(Floats::splat(0.625)).select(near_zero, far);
+    let far = V::one() - V::splat(2.0) / (e + V::one());
+    let magnitude = a.select_lt(V::splat(0.625), near_zero, far);
     magnitude.flip_signs(x)
 }
 
@@ -156,12 +221,22 @@ pub const TANH_MAX_REL_ERROR: f64 = 1.5e-7;
 /// [`TANH_MAX_REL_ERROR`] against `f64::tanh`, over the whole finite f32 range (measured
 /// exhaustively). Each element's result depends only on its own value, not on its position.
 pub fn tanh_inplace(values: &mut [f32]) {
-    map_inplace(values, tanh);
+    simd!(V => map_inplace::<V>(values, tanh))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sigmoid` of one value, at the level in use.
+    fn sigmoid1(x: f32) -> f32 {
+        simd!(V => sigmoid(V::splat(x)).to_array().as_ref()[0])
+    }
+
+    /// `exp` of one value, at the level in use.
+    fn exp1(x: f32) -> f32 {
+        simd!(V => exp(V::splat(x)).to_array().as_ref()[0])
+    }
 
     fn tanh_error(x: f32) -> (f64, f64) {
         let mut v = [x];
@@ -233,6 +308,20 @@ mod tests {
     }
 
     #[test]
+    fn the_level_in_use_is_the_forced_one_or_the_best() {
+        match std::env::var("RNNLM_SIMD") {
+            // The test runs of every level (`.ci/run`) force one each; a name this CPU cannot
+            // run must fail here rather than quietly test another level.
+            Ok(name) => assert_eq!(simd_level().name(), name, "RNNLM_SIMD={name} is not the level in use"),
+            Err(_) => {
+                let best = SimdLevel::ALL.into_iter().find(|level| level.is_supported());
+                assert_eq!(Some(simd_level()), best);
+            }
+        }
+        assert!(simd_level().is_supported());
+    }
+
+    #[test]
     fn tanh_special_values() {
         let mut v = [0.0, -0.0, 1e30, -1e30, f32::MAX, f32::MIN, 20.0, -20.0, 1e-40];
         tanh_inplace(&mut v);
@@ -259,7 +348,7 @@ mod tests {
         let mut worst = 0.0f64;
         let mut x = -100.0f32;
         while x < 100.0 {
-            let got = sigmoid(Floats::splat(x)).to_array()[0] as f64;
+            let got = sigmoid1(x) as f64;
             let want = 1.0 / (1.0 + (-(x as f64)).exp());
             let error = (got - want).abs();
             if want > 1e-30 {
@@ -270,8 +359,8 @@ mod tests {
             x += 0.0123;
         }
         assert!(worst < 5.0e-7, "max rel error {worst:e}");
-        assert_eq!(sigmoid(Floats::splat(0.0)).to_array()[0], 0.5);
-        assert_eq!(sigmoid(Floats::splat(1e30)).to_array()[0], 1.0);
+        assert_eq!(sigmoid1(0.0), 0.5);
+        assert_eq!(sigmoid1(1e30), 1.0);
     }
 
     #[test]
@@ -279,7 +368,7 @@ mod tests {
         let mut worst = 0.0f64;
         let mut x = -87.0f32;
         while x < 87.0 {
-            let got = exp(Floats::splat(x)).to_array()[0] as f64;
+            let got = exp1(x) as f64;
             let want = (x as f64).exp();
             worst = worst.max((got - want).abs() / want);
             x += 0.0137;
