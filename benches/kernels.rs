@@ -4,7 +4,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rnnlm::kernels::{
-    embedding_scatter_add, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window,
+    embedding_scatter_add, gemm, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window,
     lstm_forward_window, rnn_backward_window, rnn_forward_window, sgd_update, tanh_inplace, OutputLayer, OutputUpdate,
     PackedMatrix, Transpose,
 };
@@ -148,6 +148,56 @@ fn gemms(c: &mut Criterion) {
     group.finish();
 }
 
+/// Our serial GEMM beside `matrixmultiply`'s (also serial) on the output layer's panel products
+/// of c3 and c4 (256 classes) and c4's recurrent and whole-vocabulary products.
+fn gemm_vs_matrixmultiply(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_vs_matrixmultiply");
+    group.sample_size(20);
+    let (no, yes) = (Transpose::No, Transpose::Yes);
+    let shapes = [
+        ("c3_logits_700x256x100", 700, 256, 100, no, no),
+        ("c3_dW_100x256x700", 100, 256, 700, yes, no),
+        ("c4_logits_700x256x650", 700, 256, 650, no, no),
+        ("c4_dW_650x256x700", 650, 256, 700, yes, no),
+        ("c4_hWh_20x2600x650", 20, 2600, 650, no, no),
+    ];
+    for (name, m, n, k, ta, tb) in shapes {
+        let a = values(m * k, 0.1);
+        let b_matrix = values(k * n, 0.1);
+        let mut c_matrix = vec![0.0; m * n];
+        let lda = if ta == no { k } else { m };
+        let ldb = if tb == no { n } else { k };
+        group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
+        group.bench_function(BenchmarkId::new("rnnlm", name), |b| {
+            b.iter(|| gemm(m, n, k, 1.0, &a, lda, ta, &b_matrix, ldb, tb, 0.0, &mut c_matrix, n))
+        });
+        let strides = |ld: usize, t: Transpose| if t == no { (ld as isize, 1) } else { (1, ld as isize) };
+        let ((rsa, csa), (rsb, csb)) = (strides(lda, ta), strides(ldb, tb));
+        group.bench_function(BenchmarkId::new("matrixmultiply", name), |b| {
+            // SAFETY: the slices hold every element the strides reach; C aliases neither.
+            b.iter(|| unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    rsa,
+                    csa,
+                    b_matrix.as_ptr(),
+                    rsb,
+                    csb,
+                    0.0,
+                    c_matrix.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
 /// The fused output layer of a c3 step (and of c2, 50 rows): what the three GEMMs above and
 /// the softmax do separately, in L2-sized panels. Throughput in floating-point operations
 /// (`2 * rows * H * V` forward, twice that backward).
@@ -193,5 +243,14 @@ fn embedding_and_update(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tanh, rnn_windows, gated_windows, gemms, output_layer, embedding_and_update);
+criterion_group!(
+    benches,
+    tanh,
+    rnn_windows,
+    gated_windows,
+    gemms,
+    gemm_vs_matrixmultiply,
+    output_layer,
+    embedding_and_update
+);
 criterion_main!(benches);

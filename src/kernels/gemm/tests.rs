@@ -1,4 +1,5 @@
-//! GEMM against an f64 triple loop, and its packed and parallel forms against it bit for bit.
+//! GEMM against an f64 triple loop and against `matrixmultiply`, and its packed and parallel
+//! forms against it bit for bit.
 
 use super::*;
 
@@ -88,6 +89,84 @@ fn matches_naive_triple_loop() {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `C = alpha * op(A) * op(B) + beta * C` by `matrixmultiply`, an independent implementation
+/// (its own packing, kernels and summation order).
+#[allow(clippy::too_many_arguments)]
+fn matrixmultiply_gemm(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    (a, lda, ta): (&[f32], usize, Transpose),
+    (b, ldb, tb): (&[f32], usize, Transpose),
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let strides = |ld: usize, t: Transpose| match t {
+        Transpose::No => (ld as isize, 1),
+        Transpose::Yes => (1, ld as isize),
+    };
+    let ((rsa, csa), (rsb, csb)) = (strides(lda, ta), strides(ldb, tb));
+    // SAFETY: the pointers come from slices that hold every element the strides reach (the
+    // shapes are built so), and C does not alias A or B.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        );
+    }
+}
+
+/// The second oracle, on the model's shapes (c3, c4 and c5's GEMMs) and odd ones, where the
+/// triple loop would be slow: the two implementations sum in different orders, so they agree to
+/// the f32 error of a `k`-term sum, bounded by `k * 2^-24` times the largest term's magnitude
+/// (all values here are within 1), twice (one error each).
+#[test]
+fn agrees_with_matrixmultiply() {
+    let (no, yes) = (Transpose::No, Transpose::Yes);
+    let cases = [
+        (700, 256, 100, no, no),
+        (100, 256, 700, yes, no),
+        (700, 100, 256, no, yes),
+        (700, 650, 650, no, no),
+        (650, 650, 700, yes, no),
+        (20, 2600, 650, no, no),
+        (33, 47, 1031, no, yes),
+        (129, 3, 77, yes, yes),
+    ];
+    for (case, &(m, n, k, ta, tb)) in cases.iter().enumerate() {
+        let (lda, ldb) = (if ta == no { k } else { m }, if tb == no { n } else { k });
+        let a = fill(m * k, 300 + case as u64);
+        let b = fill(k * n, 400 + case as u64);
+        let c0 = fill(m * n, 500 + case as u64);
+        for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.75)] {
+            let (mut ours, mut theirs) = (c0.clone(), c0.clone());
+            gemm_parallel(m, n, k, alpha, &a, lda, ta, &b, ldb, tb, beta, &mut ours, n);
+            matrixmultiply_gemm((m, n, k), alpha, (&a, lda, ta), (&b, ldb, tb), beta, &mut theirs, n);
+            let tol = 2.0 * (k as f64 + 4.0) * f32::EPSILON as f64 * (alpha.abs() as f64 + 1.0);
+            for (index, (&x, &y)) in ours.iter().zip(&theirs).enumerate() {
+                assert!(
+                    (x as f64 - y as f64).abs() <= tol,
+                    "{m}x{n}x{k} {ta:?}{tb:?} alpha {alpha} beta {beta}: C[{}][{}] = {x}, matrixmultiply {y}",
+                    index / n,
+                    index % n
+                );
             }
         }
     }
