@@ -6,7 +6,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use rnnlm::kernels::{
     embedding_scatter_add, gemm, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window,
     lstm_forward_window, rnn_backward_window, rnn_forward_window, sgd_update, tanh_inplace, OutputLayer, OutputUpdate,
-    PackedMatrix, Transpose,
+    PackedB, Transpose,
 };
 
 const V: usize = 10_000;
@@ -42,7 +42,7 @@ fn rnn_windows(c: &mut Criterion) {
         let bias = values(hidden, 0.1);
         let inputs = values((T + 1) * B * hidden, 0.5);
         let mut states = inputs.clone();
-        let mut packed = PackedMatrix::new(hidden, hidden).unwrap();
+        let mut packed = PackedB::new(hidden, hidden).unwrap();
         group.throughput(Throughput::Elements((T * B * hidden) as u64));
         group.bench_function(BenchmarkId::new("forward", hidden), |b| {
             b.iter(|| {
@@ -79,7 +79,7 @@ fn gated_windows(c: &mut Criterion) {
         let (mut gates, mut hs, mut cs) =
             (projections.clone(), values((T + 1) * block, 0.5), values((T + 1) * block, 0.5));
         let (mut packed, mut packed_t) =
-            (PackedMatrix::new(hidden, 4 * hidden).unwrap(), PackedMatrix::new(4 * hidden, hidden).unwrap());
+            (PackedB::new(hidden, 4 * hidden).unwrap(), PackedB::new(4 * hidden, hidden).unwrap());
         group.bench_function(BenchmarkId::new("lstm_forward", hidden), |b| {
             b.iter(|| {
                 gates.copy_from_slice(&projections);
@@ -102,8 +102,8 @@ fn gated_windows(c: &mut Criterion) {
         let bias = values(3 * hidden, 0.1);
         let projections = values(T * 3 * block, 0.5);
         let (mut gates, mut rh) = (projections.clone(), vec![0.0; T * block]);
-        let mut zr = PackedMatrix::new(hidden, 2 * hidden).unwrap();
-        let mut candidate = PackedMatrix::new(hidden, hidden).unwrap();
+        let mut zr = PackedB::new(hidden, 2 * hidden).unwrap();
+        let mut candidate = PackedB::new(hidden, hidden).unwrap();
         group.bench_function(BenchmarkId::new("gru_forward", hidden), |b| {
             b.iter(|| {
                 gates.copy_from_slice(&projections);
@@ -113,8 +113,8 @@ fn gated_windows(c: &mut Criterion) {
             })
         });
         let activated = gates.clone();
-        let mut zr_t = PackedMatrix::new(2 * hidden, hidden).unwrap();
-        let mut candidate_t = PackedMatrix::new(hidden, hidden).unwrap();
+        let mut zr_t = PackedB::new(2 * hidden, hidden).unwrap();
+        let mut candidate_t = PackedB::new(hidden, hidden).unwrap();
         group.bench_function(BenchmarkId::new("gru_backward", hidden), |b| {
             b.iter(|| {
                 gates.copy_from_slice(&activated);

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example kernels`
 
-use rnnlm::kernels::{gemm, rnn_backward_window, rnn_forward_window, PackedMatrix, Transpose};
+use rnnlm::kernels::{gemm, rnn_backward_window, rnn_forward_window, PackedB, Transpose};
 
 fn main() {
     let (batch, hidden, time, input) = (4, 24, 6, 10);
@@ -34,7 +34,7 @@ fn main() {
         &mut states[block..],
         hidden,
     );
-    let mut wh_packed = PackedMatrix::new(hidden, hidden).expect("memory for the packed Wh");
+    let mut wh_packed = PackedB::new(hidden, hidden).expect("memory for the packed Wh");
     wh_packed.pack(&wh, hidden, Transpose::No);
     rnn_forward_window(batch, hidden, time, &wh_packed, &bias, &mut states);
 
@@ -42,7 +42,7 @@ fn main() {
     // turns it into the gradient at every pre-activation, through the recurrence. Then dWh is
     // one GEMM over the window: h_{t-1}^T * dt, summed over t.
     let mut dts = vec![1.0f32; time * block];
-    let mut wh_t = PackedMatrix::new(hidden, hidden).expect("memory for the packed Wh^T");
+    let mut wh_t = PackedB::new(hidden, hidden).expect("memory for the packed Wh^T");
     wh_t.pack(&wh, hidden, Transpose::Yes);
     rnn_backward_window(batch, hidden, time, &wh_t, &states, &mut dts);
     let mut d_wh = vec![0.0f32; hidden * hidden];

@@ -8,7 +8,7 @@
 use rnnlm::kernels::{
     column_sums, dropout_backward, dropout_forward, embedding_gather, embedding_scatter_add, gemm, gemm_packed,
     gemm_packed_a, gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window, lstm_forward_window,
-    rnn_backward_window, rnn_forward_window, sgd_update, MaskKey, OutputLayer, OutputUpdate, PackedA, PackedMatrix,
+    rnn_backward_window, rnn_forward_window, sgd_update, MaskKey, OutputLayer, OutputUpdate, PackedA, PackedB,
     Transpose,
 };
 use rnnlm::train::Batcher;
@@ -89,10 +89,38 @@ fn column_sums_checks_matrix_and_output() {
     untouched("out", &out);
 }
 
-fn packed(rows: usize, cols: usize) -> PackedMatrix {
-    let mut packed = PackedMatrix::new(rows, cols).unwrap();
+fn packed(rows: usize, cols: usize) -> PackedB {
+    let mut packed = PackedB::new(rows, cols).unwrap();
     packed.pack(&vec![0.1; rows * cols], cols, Transpose::No);
     packed
+}
+
+/// A `rows x cols` operand packed from its transpose, as the backward kernels take `Wh^T`.
+fn packed_t(rows: usize, cols: usize) -> PackedB {
+    let mut packed = PackedB::new(rows, cols).unwrap();
+    packed.pack(&vec![0.1; rows * cols], rows, Transpose::Yes);
+    packed
+}
+
+#[test]
+fn window_kernels_refuse_weights_packed_the_other_way_or_never() {
+    let (batch, hidden, time) = (2, 3, 4);
+    let bias = vec![0.0; hidden];
+    let mut states = sentinel((time + 1) * batch * hidden);
+    refused(
+        "rnn_forward_window: wh was packed transposed (Transpose::Yes), but the kernel takes it packed as stored (Transpose::No)",
+        || rnn_forward_window(batch, hidden, time, &packed_t(3, 3), &bias, &mut states),
+    );
+    refused("rnn_forward_window: wh was never packed", || {
+        rnn_forward_window(batch, hidden, time, &PackedB::new(3, 3).unwrap(), &bias, &mut states)
+    });
+    untouched("states", &states);
+    let mut dhs = sentinel(time * batch * hidden);
+    refused(
+        "rnn_backward_window: wh_t was packed as stored (Transpose::No), but the kernel takes it packed transposed (Transpose::Yes)",
+        || rnn_backward_window(batch, hidden, time, &packed(3, 3), &states, &mut dhs),
+    );
+    untouched("dhs", &dhs);
 }
 
 #[test]
@@ -118,13 +146,13 @@ fn rnn_backward_window_checks_packed_weights_states_and_gradients() {
     let states = vec![0.5; (time + 1) * batch * hidden];
     let mut dhs = sentinel(time * batch * hidden);
     refused("rnn_backward_window: wh_t is packed 2 x 2, but hidden x hidden is 3 x 3", || {
-        rnn_backward_window(batch, hidden, time, &packed(2, 2), &states, &mut dhs)
+        rnn_backward_window(batch, hidden, time, &packed_t(2, 2), &states, &mut dhs)
     });
     refused("rnn_backward_window: states has 29 elements, but (time + 1) x batch x hidden is 5 x 2 x 3 = 30", || {
-        rnn_backward_window(batch, hidden, time, &packed(3, 3), &states[..29], &mut dhs)
+        rnn_backward_window(batch, hidden, time, &packed_t(3, 3), &states[..29], &mut dhs)
     });
     refused("rnn_backward_window: dhs has 23 elements, but time x batch x hidden is 4 x 2 x 3 = 24", || {
-        rnn_backward_window(batch, hidden, time, &packed(3, 3), &states, &mut dhs[..23])
+        rnn_backward_window(batch, hidden, time, &packed_t(3, 3), &states, &mut dhs[..23])
     });
     untouched("dhs", &dhs);
 }
@@ -160,13 +188,13 @@ fn lstm_forward_window_checks_packed_weights_bias_gates_and_states() {
 #[test]
 fn lstm_backward_window_checks_packed_weights_states_gates_and_gradients() {
     let (batch, hidden, time) = (2, 3, 4);
-    let (wh_t, cs) = (packed(12, 3), vec![0.5; (time + 1) * batch * hidden]);
+    let (wh_t, cs) = (packed_t(12, 3), vec![0.5; (time + 1) * batch * hidden]);
     let mut gates = sentinel(time * batch * 12);
     let mut dhs = sentinel(time * batch * hidden);
     let mut dc = sentinel(batch * hidden);
     let kernel = "lstm_backward_window";
     refused(&format!("{kernel}: wh_t is packed 3 x 12, but 4 hidden x hidden is 12 x 3"), || {
-        lstm_backward_window(batch, hidden, time, &packed(3, 12), &cs, &mut gates, &mut dhs, &mut dc)
+        lstm_backward_window(batch, hidden, time, &packed_t(3, 12), &cs, &mut gates, &mut dhs, &mut dc)
     });
     refused(&format!("{kernel}: cs has 31 elements, but (time + 1) x batch x hidden is 5 x 2 x 3 = 30"), || {
         lstm_backward_window(batch, hidden, time, &wh_t, &[0.5; 31], &mut gates, &mut dhs, &mut dc)
@@ -219,13 +247,13 @@ fn gru_forward_window_checks_packed_weights_bias_gates_states_and_rh() {
 #[test]
 fn gru_backward_window_checks_packed_weights_states_gates_and_gradients() {
     let (batch, hidden, time) = (2, 3, 4);
-    let (zr_t, candidate_t, hs) = (packed(6, 3), packed(3, 3), vec![0.5; (time + 1) * batch * hidden]);
+    let (zr_t, candidate_t, hs) = (packed_t(6, 3), packed_t(3, 3), vec![0.5; (time + 1) * batch * hidden]);
     let mut gates = sentinel(time * batch * 9);
     let mut dhs = sentinel(time * batch * hidden);
     let mut drh = sentinel(batch * hidden);
     let kernel = "gru_backward_window";
     refused(&format!("{kernel}: wh_zr_t is packed 3 x 6, but 2 hidden x hidden is 6 x 3"), || {
-        gru_backward_window(batch, hidden, time, (&packed(3, 6), &candidate_t), &hs, &mut gates, &mut dhs, &mut drh)
+        gru_backward_window(batch, hidden, time, (&packed_t(3, 6), &candidate_t), &hs, &mut gates, &mut dhs, &mut drh)
     });
     refused(&format!("{kernel}: wh_candidate_t is packed 6 x 3, but hidden x hidden is 3 x 3"), || {
         gru_backward_window(batch, hidden, time, (&zr_t, &zr_t), &hs, &mut gates, &mut dhs, &mut drh)
@@ -324,7 +352,7 @@ fn products_with_packed_operands_check_the_other_operands() {
 fn packing_checks_the_source_and_keeps_the_old_contents() {
     let mut b = packed(4, 3);
     let before = format!("{b:?}");
-    refused("PackedMatrix::pack: B has 11 elements, but a 4 x 3 matrix with ld 3 needs 12", || {
+    refused("PackedB::pack: B has 11 elements, but a 4 x 3 matrix with ld 3 needs 12", || {
         b.pack(&[2.0; 11], 3, Transpose::No)
     });
     assert_eq!(format!("{b:?}"), before, "the packed B was written before the check");

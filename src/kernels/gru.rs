@@ -15,7 +15,7 @@
 //! are `dWx = X^T * da`, `dWh[:, z r] = H_prev^T * da[:, z r]`, `dWh[:, h~] = (r h)^T * da[:, h~]`
 //! (the forward keeps every step's `r h` for it), `db` = column sums of `da`.
 
-use super::gemm::{gemm_packed, PackedMatrix, Transpose};
+use super::gemm::{gemm_packed, PackedB, Transpose};
 use super::row_groups::for_each_row_group;
 use super::simd::{load_biased, load_up_to, sigmoid, simd, store_partial, tanh, Simd};
 use super::{check_len, check_packed};
@@ -30,9 +30,9 @@ pub const GRU_GATES: usize = 3;
 /// `[z | r | h~]` of step `t`. `hs` is `time + 1` blocks of `batch x hidden`: block 0 holds the
 /// state carried in, and on return block `t` holds `h_t`. `rh` is `time` blocks of
 /// `batch x hidden` that receive `r * h_{t-1}` of each step. `wh_zr` is the first `2 hidden`
-/// columns of `Wh` (`hidden x 3 hidden`) packed by [`PackedMatrix::pack`]`(wh, 3 * hidden,
+/// columns of `Wh` (`hidden x 3 hidden`) packed by [`PackedB::pack`]`(wh, 3 * hidden,
 /// Transpose::No)` as a `hidden x 2 hidden` matrix, `wh_candidate` its last `hidden` columns,
-/// packed by [`PackedMatrix::pack`]`(&wh[2 * hidden..], 3 * hidden, Transpose::No)`; `bias` is
+/// packed by [`PackedB::pack`]`(&wh[2 * hidden..], 3 * hidden, Transpose::No)`; `bias` is
 /// `3 hidden`. Parallel over groups of batch rows, with the same bits for any thread count.
 /// Panics, before writing anything, if a length or a packed shape does not match.
 #[allow(clippy::too_many_arguments)]
@@ -40,7 +40,7 @@ pub fn gru_forward_window(
     batch: usize,
     hidden: usize,
     time: usize,
-    (wh_zr, wh_candidate): (&PackedMatrix, &PackedMatrix),
+    (wh_zr, wh_candidate): (&PackedB, &PackedB),
     bias: &[f32],
     gates: &mut [f32],
     hs: &mut [f32],
@@ -48,8 +48,8 @@ pub fn gru_forward_window(
 ) {
     const KERNEL: &str = "gru_forward_window";
     let width = GRU_GATES * hidden;
-    check_packed(KERNEL, "wh_zr", (wh_zr.k(), wh_zr.n()), "hidden x 2 hidden", (hidden, 2 * hidden));
-    check_packed(KERNEL, "wh_candidate", (wh_candidate.k(), wh_candidate.n()), "hidden x hidden", (hidden, hidden));
+    check_packed(KERNEL, "wh_zr", wh_zr, (Transpose::No, "hidden x 2 hidden"), (hidden, 2 * hidden));
+    check_packed(KERNEL, "wh_candidate", wh_candidate, (Transpose::No, "hidden x hidden"), (hidden, hidden));
     check_len(KERNEL, "bias", bias.len(), "3 hidden", &[GRU_GATES, hidden]);
     check_len(KERNEL, "gates", gates.len(), "time x batch x 3 hidden", &[time, batch, width]);
     check_len(KERNEL, "hs", hs.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
@@ -122,7 +122,7 @@ fn candidate_and_state_with<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32]
 /// `t - 1` for `h_t`: on entry the loss gradient with respect to each `h_t` from above, on
 /// return that plus the gradient through the later steps. `drh` is scratch for
 /// `batch x hidden` values. `wh_zr_t` and `wh_candidate_t` are the two blocks of `Wh` packed
-/// transposed: [`PackedMatrix::pack`]`(wh, 3 * hidden, Transpose::Yes)` as `2 hidden x hidden`
+/// transposed: [`PackedB::pack`]`(wh, 3 * hidden, Transpose::Yes)` as `2 hidden x hidden`
 /// and `(&wh[2 * hidden..], 3 * hidden, Transpose::Yes)` as `hidden x hidden`.
 ///
 /// Per step, from the last, with `dh` the whole gradient at `h_t`:
@@ -136,7 +136,7 @@ pub fn gru_backward_window(
     batch: usize,
     hidden: usize,
     time: usize,
-    (wh_zr_t, wh_candidate_t): (&PackedMatrix, &PackedMatrix),
+    (wh_zr_t, wh_candidate_t): (&PackedB, &PackedB),
     hs: &[f32],
     gates: &mut [f32],
     dhs: &mut [f32],
@@ -144,9 +144,8 @@ pub fn gru_backward_window(
 ) {
     const KERNEL: &str = "gru_backward_window";
     let width = GRU_GATES * hidden;
-    check_packed(KERNEL, "wh_zr_t", (wh_zr_t.k(), wh_zr_t.n()), "2 hidden x hidden", (2 * hidden, hidden));
-    let candidate = (wh_candidate_t.k(), wh_candidate_t.n());
-    check_packed(KERNEL, "wh_candidate_t", candidate, "hidden x hidden", (hidden, hidden));
+    check_packed(KERNEL, "wh_zr_t", wh_zr_t, (Transpose::Yes, "2 hidden x hidden"), (2 * hidden, hidden));
+    check_packed(KERNEL, "wh_candidate_t", wh_candidate_t, (Transpose::Yes, "hidden x hidden"), (hidden, hidden));
     check_len(KERNEL, "hs", hs.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
     check_len(KERNEL, "gates", gates.len(), "time x batch x 3 hidden", &[time, batch, width]);
     check_len(KERNEL, "dhs", dhs.len(), "time x batch x hidden", &[time, batch, hidden]);
@@ -286,10 +285,9 @@ mod tests {
             }
         }
 
-        fn packed(&self, columns: std::ops::Range<usize>, trans: Transpose) -> PackedMatrix {
+        fn packed(&self, columns: std::ops::Range<usize>, trans: Transpose) -> PackedB {
             let (h, n) = (self.hidden, columns.len());
-            let mut packed =
-                if trans == Transpose::No { PackedMatrix::new(h, n) } else { PackedMatrix::new(n, h) }.unwrap();
+            let mut packed = if trans == Transpose::No { PackedB::new(h, n) } else { PackedB::new(n, h) }.unwrap();
             packed.pack(&self.wh[columns.start..], 3 * h, trans);
             packed
         }

@@ -7,7 +7,7 @@
 //! whole window after the backward loop (`dWx = X^T * da`, `dWh = H_prev^T * da`, `db` = column
 //! sums of `da`); what remains inside the loop is the recurrent product and the fused cell.
 
-use super::gemm::{gemm_packed, PackedMatrix, Transpose};
+use super::gemm::{gemm_packed, PackedB, Transpose};
 use super::row_groups::for_each_row_group;
 use super::simd::{load_biased, load_up_to, sigmoid, simd, store_partial, tanh, Simd};
 use super::{check_len, check_packed};
@@ -22,7 +22,7 @@ pub const LSTM_GATES: usize = 4;
 /// `[f | g | i | o]` of step `t`, which [`lstm_backward_window`] reads. `hs` and `cs` are
 /// `time + 1` blocks of `batch x hidden`: block 0 holds the state carried in (`h_0`, `c_0`), and
 /// on return block `t` holds `h_t` and `c_t`. `wh` is `Wh` (`hidden x 4 hidden`) packed by
-/// [`PackedMatrix::pack`]`(wh, 4 * hidden, Transpose::No)`; `bias` is `4 hidden`.
+/// [`PackedB::pack`]`(wh, 4 * hidden, Transpose::No)`; `bias` is `4 hidden`.
 ///
 /// Per step: `a = gates_t + h_{t-1} * Wh + b`; `f, i, o = sigmoid(a_f, a_i, a_o)`,
 /// `g = tanh(a_g)`; `c_t = f c_{t-1} + g i` (one fused multiply-add); `h_t = o tanh(c_t)`.
@@ -33,7 +33,7 @@ pub fn lstm_forward_window(
     batch: usize,
     hidden: usize,
     time: usize,
-    wh: &PackedMatrix,
+    wh: &PackedB,
     bias: &[f32],
     gates: &mut [f32],
     hs: &mut [f32],
@@ -41,7 +41,7 @@ pub fn lstm_forward_window(
 ) {
     const KERNEL: &str = "lstm_forward_window";
     let width = LSTM_GATES * hidden;
-    check_packed(KERNEL, "wh", (wh.k(), wh.n()), "hidden x 4 hidden", (hidden, width));
+    check_packed(KERNEL, "wh", wh, (Transpose::No, "hidden x 4 hidden"), (hidden, width));
     check_len(KERNEL, "bias", bias.len(), "4 hidden", &[LSTM_GATES, hidden]);
     check_len(KERNEL, "gates", gates.len(), "time x batch x 4 hidden", &[time, batch, width]);
     let states = ("(time + 1) x batch x hidden", [time.saturating_add(1), batch, hidden]);
@@ -98,7 +98,7 @@ fn cell_forward_with<V: Simd>(bias: &[f32], a: &mut [f32], c_prev: &[f32], c: &m
 /// `batch x hidden`, block `t - 1` for `h_t`: on entry the loss gradient with respect to each
 /// `h_t` from above, on return that plus the gradient through the later steps. `dc` is scratch
 /// for `batch x hidden` values. `wh_t` is `Wh` packed transposed, by
-/// [`PackedMatrix::pack`]`(wh, 4 * hidden, Transpose::Yes)` (`4 hidden x hidden`).
+/// [`PackedB::pack`]`(wh, 4 * hidden, Transpose::Yes)` (`4 hidden x hidden`).
 ///
 /// Per step, from the last: `ds = dc + dh o (1 - tanh(c_t)^2)`; `dc` for the step before is
 /// `ds f`; `da_f = ds c_{t-1} f (1 - f)`, `da_g = ds i (1 - g^2)`, `da_i = ds g i (1 - i)`,
@@ -110,7 +110,7 @@ pub fn lstm_backward_window(
     batch: usize,
     hidden: usize,
     time: usize,
-    wh_t: &PackedMatrix,
+    wh_t: &PackedB,
     cs: &[f32],
     gates: &mut [f32],
     dhs: &mut [f32],
@@ -118,7 +118,7 @@ pub fn lstm_backward_window(
 ) {
     const KERNEL: &str = "lstm_backward_window";
     let width = LSTM_GATES * hidden;
-    check_packed(KERNEL, "wh_t", (wh_t.k(), wh_t.n()), "4 hidden x hidden", (width, hidden));
+    check_packed(KERNEL, "wh_t", wh_t, (Transpose::Yes, "4 hidden x hidden"), (width, hidden));
     check_len(KERNEL, "cs", cs.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
     check_len(KERNEL, "gates", gates.len(), "time x batch x 4 hidden", &[time, batch, width]);
     check_len(KERNEL, "dhs", dhs.len(), "time x batch x hidden", &[time, batch, hidden]);
@@ -246,11 +246,11 @@ mod tests {
             let mut gates = self.projections.clone();
             let mut hs = [self.h0.clone(), vec![f32::NAN; t * b * h]].concat();
             let mut cs = [self.c0.clone(), vec![f32::NAN; t * b * h]].concat();
-            let mut wh = PackedMatrix::new(h, 4 * h).unwrap();
+            let mut wh = PackedB::new(h, 4 * h).unwrap();
             wh.pack(&self.wh, 4 * h, Transpose::No);
             lstm_forward_window(b, h, t, &wh, &self.bias, &mut gates, &mut hs, &mut cs);
             let forward_gates = gates.clone();
-            let mut wh_t = PackedMatrix::new(4 * h, h).unwrap();
+            let mut wh_t = PackedB::new(4 * h, h).unwrap();
             wh_t.pack(&self.wh, 4 * h, Transpose::Yes);
             let (mut dhs, mut dc) = (self.dhs.clone(), vec![f32::NAN; b * h]);
             lstm_backward_window(b, h, t, &wh_t, &cs, &mut gates, &mut dhs, &mut dc);

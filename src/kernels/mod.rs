@@ -17,7 +17,7 @@
 //! | kernel | what it computes |
 //! |--------|------------------|
 //! | [`gemm`], [`gemm_parallel`] | `C = alpha * op(A) * op(B) + beta * C` |
-//! | [`PackedMatrix`], [`gemm_packed`] | the same with `op(B)` packed once for many products |
+//! | [`PackedB`], [`gemm_packed`] | the same with `op(B)` packed once for many products |
 //! | [`PackedA`], [`gemm_packed_a`] | the same with `op(A)` packed once for many products |
 //! | [`tanh_inplace`] | SIMD `tanh` over a slice |
 //! | [`rnn_forward_window`], [`rnn_backward_window`] | the tanh recurrence over a window (`h_t = tanh(x_t Wx + h_{t-1} Wh + b)`, given `x_t Wx`) and its gradient, parallel over batch rows |
@@ -48,7 +48,7 @@ mod simd;
 
 pub use dropout::{dropout_backward, dropout_forward, dropout_keeps, MaskKey};
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
-pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedMatrix, Transpose};
+pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedB, Transpose};
 pub use gru::{gru_backward_window, gru_forward_window, GRU_GATES};
 pub use lstm::{lstm_backward_window, lstm_forward_window, LSTM_GATES};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
@@ -101,9 +101,27 @@ fn check_ids(kernel: &str, operand: &str, ids: &[u32], (what, count): (&str, usi
 /// Panics unless the packed operand `operand` of `kernel` is `rows x cols` as `expected`.
 #[inline(always)]
 #[track_caller]
-fn check_packed(kernel: &str, operand: &str, (rows, cols): (usize, usize), shape: &str, expected: (usize, usize)) {
+fn check_packed(
+    kernel: &str,
+    operand: &str,
+    packed: &PackedB,
+    (trans, shape): (Transpose, &str),
+    expected: (usize, usize),
+) {
+    let (rows, cols) = (packed.k(), packed.n());
     if (rows, cols) != expected {
         panic!("{kernel}: {operand} is packed {rows} x {cols}, but {shape} is {} x {}", expected.0, expected.1);
+    }
+    let how = |t: Transpose| match t {
+        Transpose::No => "as stored (Transpose::No)",
+        Transpose::Yes => "transposed (Transpose::Yes)",
+    };
+    match packed.transpose() {
+        Some(got) if got == trans => {}
+        Some(got) => {
+            panic!("{kernel}: {operand} was packed {}, but the kernel takes it packed {}", how(got), how(trans))
+        }
+        None => panic!("{kernel}: {operand} was never packed"),
     }
 }
 

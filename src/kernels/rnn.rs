@@ -7,7 +7,7 @@
 //! after the backward time loop. What remains inside the loop is only what is truly
 //! sequential: per step, the recurrent product and one fused pass over the state.
 
-use super::gemm::{gemm_packed, PackedMatrix, Transpose};
+use super::gemm::{gemm_packed, PackedB, Transpose};
 use super::row_groups::for_each_row_group;
 use super::simd::{simd, tanh, zip_map_inplace, Simd};
 use super::{check_len, check_packed};
@@ -33,22 +33,15 @@ fn tanh_backward(h: &[f32], dh: &mut [f32]) {
 /// Shapes (row-major): `states` is `time + 1` blocks of `batch x hidden`. Block 0 is the state
 /// carried in, `h_0`; on entry block `t >= 1` holds the input projection `x_t * Wx`, on return
 /// the hidden state `h_t`. `wh` is `Wh` (`hidden x hidden`) packed by
-/// [`PackedMatrix::pack`]`(wh, hidden, Transpose::No)`; `bias` is `hidden`. Panics, before
+/// [`PackedB::pack`]`(wh, hidden, Transpose::No)`; `bias` is `hidden`. Panics, before
 /// writing anything, if a length or the packed shape does not match.
 ///
 /// Batch rows do not interact in the recurrence, so they are cut into groups that run in
 /// parallel, each through the whole window: one hand-off per window rather than one per step.
 /// A row's arithmetic does not depend on its group, so neither does the result.
-pub fn rnn_forward_window(
-    batch: usize,
-    hidden: usize,
-    time: usize,
-    wh: &PackedMatrix,
-    bias: &[f32],
-    states: &mut [f32],
-) {
+pub fn rnn_forward_window(batch: usize, hidden: usize, time: usize, wh: &PackedB, bias: &[f32], states: &mut [f32]) {
     const KERNEL: &str = "rnn_forward_window";
-    check_packed(KERNEL, "wh", (wh.k(), wh.n()), "hidden x hidden", (hidden, hidden));
+    check_packed(KERNEL, "wh", wh, (Transpose::No, "hidden x hidden"), (hidden, hidden));
     check_len(KERNEL, "bias", bias.len(), "hidden", &[hidden]);
     check_len(KERNEL, "states", states.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
     let work = time * batch * hidden * hidden;
@@ -69,19 +62,12 @@ pub fn rnn_forward_window(
 /// loss gradient with respect to each `h_t` from above (the output layer); on return the
 /// gradient at each pre-activation, `dt`, with the recurrence through later steps included.
 /// The incoming state `h_0` receives no gradient (truncated BPTT). `wh_t` is `Wh` packed
-/// transposed, by [`PackedMatrix::pack`]`(wh, hidden, Transpose::Yes)`. Parallel over groups of
+/// transposed, by [`PackedB::pack`]`(wh, hidden, Transpose::Yes)`. Parallel over groups of
 /// batch rows as [`rnn_forward_window`]. Panics, before writing anything, if a length or the
 /// packed shape does not match.
-pub fn rnn_backward_window(
-    batch: usize,
-    hidden: usize,
-    time: usize,
-    wh_t: &PackedMatrix,
-    states: &[f32],
-    dhs: &mut [f32],
-) {
+pub fn rnn_backward_window(batch: usize, hidden: usize, time: usize, wh_t: &PackedB, states: &[f32], dhs: &mut [f32]) {
     const KERNEL: &str = "rnn_backward_window";
-    check_packed(KERNEL, "wh_t", (wh_t.k(), wh_t.n()), "hidden x hidden", (hidden, hidden));
+    check_packed(KERNEL, "wh_t", wh_t, (Transpose::Yes, "hidden x hidden"), (hidden, hidden));
     check_len(KERNEL, "states", states.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
     check_len(KERNEL, "dhs", dhs.len(), "time x batch x hidden", &[time, batch, hidden]);
     let block = batch * hidden;
@@ -138,8 +124,8 @@ mod tests {
             }
         }
 
-        fn packed(&self, trans: Transpose) -> PackedMatrix {
-            let mut packed = PackedMatrix::new(self.hidden, self.hidden).unwrap();
+        fn packed(&self, trans: Transpose) -> PackedB {
+            let mut packed = PackedB::new(self.hidden, self.hidden).unwrap();
             packed.pack(&self.wh, self.hidden, trans);
             packed
         }

@@ -21,7 +21,7 @@ use super::arch::{Cell, Window};
 use super::{zeroed, ModelError};
 use crate::kernels::{
     gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window, lstm_forward_window,
-    rnn_backward_window, rnn_forward_window, PackedMatrix, Transpose,
+    rnn_backward_window, rnn_forward_window, PackedB, Transpose,
 };
 
 /// A recurrent layer's window buffers and passes; see the module doc for the order of calls.
@@ -141,8 +141,8 @@ impl Sizes {
         zeroed("window", blocks * self.block * width)
     }
 
-    fn packed(&self, k: usize, n: usize) -> Result<PackedMatrix, ModelError> {
-        PackedMatrix::new(k, n).ok_or(ModelError::InvalidSize {
+    fn packed(&self, k: usize, n: usize) -> Result<PackedB, ModelError> {
+        PackedB::new(k, n).ok_or(ModelError::InvalidSize {
             name: "hidden size",
             value: self.hidden,
             why: "the packed recurrent weights cannot be allocated",
@@ -165,7 +165,7 @@ struct TanhLayer {
     sizes: Sizes,
     states: States,
     /// `Wh`, packed for the forward recurrence, then transposed for the backward one.
-    packed: PackedMatrix,
+    packed: PackedB,
 }
 
 impl TanhLayer {
@@ -227,8 +227,8 @@ struct LstmLayer {
     /// `B x H` scratch: the gradient at the cell state being carried back.
     dc: Vec<f32>,
     /// `Wh` packed (`H x 4H`) and transposed (`4H x H`).
-    wh: PackedMatrix,
-    wh_t: PackedMatrix,
+    wh: PackedB,
+    wh_t: PackedB,
 }
 
 impl LstmLayer {
@@ -304,10 +304,10 @@ struct GruLayer {
     /// `B x H` scratch for `d(r h)`.
     drh: Vec<f32>,
     /// `Wh[:, z r]` (`H x 2H`) and `Wh[:, h~]` (`H x H`), packed, and both transposed.
-    zr: PackedMatrix,
-    candidate: PackedMatrix,
-    zr_t: PackedMatrix,
-    candidate_t: PackedMatrix,
+    zr: PackedB,
+    candidate: PackedB,
+    zr_t: PackedB,
+    candidate_t: PackedB,
 }
 
 impl GruLayer {

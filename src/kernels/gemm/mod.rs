@@ -12,7 +12,7 @@ use super::simd::{lane_sum, simd, simd_level, Simd, SimdLevel};
 use std::cell::RefCell;
 use wide::f32x8;
 
-pub use packed::{gemm_packed, gemm_packed_a, PackedA, PackedMatrix};
+pub use packed::{gemm_packed, gemm_packed_a, PackedA, PackedB};
 pub(super) use packed::{gemm_packed_a_into, gemm_packed_into};
 
 /// Whether an operand is used as stored (`No`) or transposed (`Yes`).

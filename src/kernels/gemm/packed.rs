@@ -1,5 +1,6 @@
-//! Operands packed once for many products: `op(B)` ([`PackedMatrix`]) and `op(A)`
-//! ([`PackedA`]), each in the layout the GEMM packs them into for itself.
+//! Operands packed once for many products: `op(B)` ([`PackedB`]) and `op(A)`
+//! ([`PackedA`]), each in the layout the GEMM packs them into for itself, each remembering
+//! whether it was packed transposed, so that a kernel can refuse the wrong one.
 
 use super::*;
 
@@ -11,18 +12,20 @@ use super::*;
 /// [`gemm`] packs it for itself, so a product with a packed B is bit-identical to the same
 /// product by [`gemm`]. [`new`](Self::new) allocates; [`pack`](Self::pack) does not.
 #[derive(Clone, Debug)]
-pub struct PackedMatrix {
+pub struct PackedB {
     k: usize,
     n: usize,
+    /// How the last [`pack`](Self::pack) read its matrix; `None` before the first.
+    trans: Option<Transpose>,
     data: Vec<f32>,
 }
 
-impl PackedMatrix {
+impl PackedB {
     /// Room for a packed `k x n` matrix, all zero until [`pack`](Self::pack)ed; `None` if that
     /// much memory cannot be had.
     pub fn new(k: usize, n: usize) -> Option<Self> {
         let data = crate::kernels::filled(n.checked_next_multiple_of(nr()).and_then(|n| n.checked_mul(k)), 0.0)?;
-        Some(PackedMatrix { k, n, data })
+        Some(PackedB { k, n, trans: None, data })
     }
 
     /// Rows of the packed matrix (the depth of a product with it).
@@ -35,12 +38,19 @@ impl PackedMatrix {
         self.n
     }
 
+    /// Whether the matrix was packed from B as stored (`No`) or from `B^T` (`Yes`); `None`
+    /// until it is first packed.
+    pub fn transpose(&self) -> Option<Transpose> {
+        self.trans
+    }
+
     /// Replaces the contents with `op(B)`, `k x n`, stored as for [`gemm`]'s B: `k x n` with
     /// `ldb >= n` when `trans_b` is `No`, `n x k` with `ldb >= k` when it is `Yes`. Never
     /// allocates. Panics if `b` is too short for its stated shape.
     pub fn pack(&mut self, b: &[f32], ldb: usize, trans_b: Transpose) {
         let b = Operand { data: b, ld: ldb, trans: trans_b };
-        b.check("PackedMatrix::pack", "B", self.k, self.n);
+        b.check("PackedB::pack", "B", self.k, self.n);
+        self.trans = Some(trans_b);
         for (cols, depth) in blocks_of_b(self.k, self.n) {
             let start = self.block_start(cols, depth);
             pack_b_block(b, cols, depth, &mut self.data[start..]);
@@ -65,7 +75,7 @@ pub fn gemm_packed(
     a: &[f32],
     lda: usize,
     trans_a: Transpose,
-    b: &PackedMatrix,
+    b: &PackedB,
     beta: f32,
     c: &mut [f32],
     ldc: usize,
@@ -77,7 +87,7 @@ pub fn gemm_packed(
 pub(in crate::kernels) fn gemm_packed_into(
     alpha: f32,
     (a, lda, trans_a): (&[f32], usize, Transpose),
-    b: &PackedMatrix,
+    b: &PackedB,
     beta: f32,
     c: &mut OutMatrix<'_>,
 ) {
@@ -106,6 +116,8 @@ pub(in crate::kernels) fn gemm_packed_into(
 pub struct PackedA {
     m: usize,
     k: usize,
+    /// How the last [`pack`](Self::pack) read its matrix; `None` before the first.
+    trans: Option<Transpose>,
     /// Rows per panel, `tile_rows(m)`.
     pub(super) mr: usize,
     /// Depth block after depth block (`KC` deep, the last one shorter), each holding the row
@@ -119,7 +131,7 @@ impl PackedA {
     pub fn new(m: usize, k: usize) -> Option<Self> {
         let mr = tile_rows(m);
         let data = crate::kernels::filled(m.checked_next_multiple_of(mr).and_then(|m| m.checked_mul(k)), 0.0)?;
-        Some(PackedA { m, k, mr, data })
+        Some(PackedA { m, k, trans: None, mr, data })
     }
 
     /// Rows of the packed matrix.
@@ -132,12 +144,19 @@ impl PackedA {
         self.k
     }
 
+    /// Whether the matrix was packed from A as stored (`No`) or from `A^T` (`Yes`); `None`
+    /// until it is first packed.
+    pub fn transpose(&self) -> Option<Transpose> {
+        self.trans
+    }
+
     /// Replaces the contents with `op(A)`, `m x k`, stored as for [`gemm`]'s A: `m x k` with
     /// `lda >= k` when `trans_a` is `No`, `k x m` with `lda >= m` when it is `Yes`. Never
     /// allocates. Panics if `a` is too short for its stated shape.
     pub fn pack(&mut self, a: &[f32], lda: usize, trans_a: Transpose) {
         let a = Operand { data: a, ld: lda, trans: trans_a };
         a.check("PackedA::pack", "A", self.m, self.k);
+        self.trans = Some(trans_a);
         let pack = at_tile_height!(self.mr, pack_panel);
         let (m, k, mr) = (self.m, self.k, self.mr);
         for pc in (0..k).step_by(KC) {

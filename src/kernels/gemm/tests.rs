@@ -209,7 +209,7 @@ fn packed_b_gives_the_same_bits_as_gemm() {
                 let ldb = if tb == Transpose::No { n } else { k }.max(1) + pad;
                 let b_rows = if tb == Transpose::No { k } else { n };
                 let (a, b) = (fill(m * (k + 1), case as u64), fill(b_rows * ldb, 50 + case as u64));
-                let mut packed = PackedMatrix::new(k, n).unwrap();
+                let mut packed = PackedB::new(k, n).unwrap();
                 packed.pack(&b, ldb, tb);
                 let mut want = fill(m * n, 99);
                 let mut got = want.clone();
@@ -263,9 +263,9 @@ fn packing_a_short_left_operand_panics() {
 }
 
 #[test]
-#[should_panic(expected = "PackedMatrix::pack: B has")]
+#[should_panic(expected = "PackedB::pack: B has")]
 fn packing_a_short_matrix_panics() {
-    PackedMatrix::new(3, 4).unwrap().pack(&[1.0; 11], 4, Transpose::No);
+    PackedB::new(3, 4).unwrap().pack(&[1.0; 11], 4, Transpose::No);
 }
 
 #[test]

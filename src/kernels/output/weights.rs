@@ -3,7 +3,7 @@
 //! weights are tied. Everything that differs between the two is here: where a panel of
 //! classes is, and how its weight gradient is computed.
 
-use super::super::gemm::{gemm_packed_a_into, gemm_packed_into, PackedA, PackedMatrix, Transpose};
+use super::super::gemm::{gemm_packed_a_into, gemm_packed_into, PackedA, PackedB, Transpose};
 use super::super::out_matrix::OutMatrix;
 
 /// How the output layer's weights are stored.
@@ -67,7 +67,7 @@ impl WeightLayout {
 #[derive(Clone, Debug)]
 pub(super) enum PackedForGradient {
     Transposed(PackedA),
-    AsRight(PackedMatrix),
+    AsRight(PackedB),
 }
 
 impl PackedForGradient {
@@ -75,7 +75,7 @@ impl PackedForGradient {
     pub(super) fn new(layout: WeightLayout, rows: usize, hidden: usize) -> Option<Self> {
         Some(match layout {
             WeightLayout::HiddenByClasses => PackedForGradient::Transposed(PackedA::new(hidden, rows)?),
-            WeightLayout::ClassesByHidden => PackedForGradient::AsRight(PackedMatrix::new(rows, hidden)?),
+            WeightLayout::ClassesByHidden => PackedForGradient::AsRight(PackedB::new(rows, hidden)?),
         })
     }
 
