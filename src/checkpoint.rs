@@ -1,6 +1,6 @@
 //! Checkpoints in the safetensors format.
 //!
-//! One f32 tensor per parameter, named and shaped as in `../shared/SPEC.md` (`embed.W` V x D,
+//! One f32 tensor per parameter, named and shaped as the model's definition writes them (`embed.W` V x D,
 //! `rnn.Wx` D x H, `rnn.Wh` H x H, `rnn.b` H, `affine.W` H x V, `affine.b` V, row-major; for
 //! other cells and layers, the names of [`Arch::name`]: `lstm.Wx` D x 4H, `gru.1.Wh` H x 3H,
 //! and so on), so a checkpoint loads in numpy or PyTorch through the `safetensors` package, and

@@ -27,6 +27,7 @@ const MAX_DOWNLOAD_BYTES: u64 = 64 << 20;
 
 /// What can go wrong while finding, fetching or preparing data.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DataError {
     /// A download failed.
     Download { url: String, why: String },

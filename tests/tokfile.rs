@@ -29,7 +29,7 @@ fn open_error(bytes: &[u8]) -> TokFileError {
             assert!(e.to_string().starts_with(&path.display().to_string()), "the error names the file: {e}");
             match e.kind {
                 FileErrorKind::Format(f) => f,
-                FileErrorKind::Io(io) => panic!("expected a format error, got {io}"),
+                other => panic!("expected a format error, got {other:?}"),
             }
         }
         Ok(_) => panic!("a malformed file opened"),

@@ -50,6 +50,7 @@ impl Split {
 
 /// What went wrong between a text file and its ids. Every variant names the file.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CorpusError {
     /// Reading or writing a file failed.
     Io { path: PathBuf, source: std::io::Error },

@@ -1,4 +1,4 @@
-//! Word- and character-level tokenizers (`../shared/SPEC.md`, "Data").
+//! Word- and character-level tokenizers.
 //!
 //! Word level, Penn Treebank style: every `\n` becomes the token `<eos>` and the rest is split on
 //! (Unicode) whitespace, exactly as `text.replace("\n", " <eos> ").split()` in Python.
@@ -73,6 +73,7 @@ pub enum Unknown {
 
 /// Why a text could not be turned into ids with a fixed vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenizeError {
     /// A token is missing from the vocabulary (line numbers start at 1).
     UnknownToken { token: String, line: usize },

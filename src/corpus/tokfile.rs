@@ -51,6 +51,7 @@ pub struct Header {
 
 /// Why a token file was rejected. Each kind of damage has its own variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokFileError {
     /// The file has no bytes at all.
     Empty,
@@ -313,6 +314,7 @@ pub struct FileError {
 
 /// What went wrong with a file.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum FileErrorKind {
     Io(std::io::Error),
     Format(TokFileError),

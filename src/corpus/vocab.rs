@@ -18,6 +18,7 @@ pub struct Vocab {
 
 /// Why a vocabulary file was rejected. Line numbers start at 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VocabError {
     /// The file is not valid UTF-8.
     InvalidUtf8 { line: usize },

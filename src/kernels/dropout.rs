@@ -13,8 +13,11 @@ use rayon::prelude::*;
 /// Which mask: the seed of the run, the index of the training window, and the site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaskKey {
+    /// The run's dropout seed.
     pub seed: u64,
+    /// The index of the training window (counted over the whole run).
     pub window: u64,
+    /// Which dropout site of the model (one per layer input and output).
     pub site: u32,
 }
 

@@ -12,6 +12,8 @@
 //! layer and of the affine GEMM as it is, never copied per step. The public API takes and
 //! returns windows batch-major (`[b][t]`, as the spec writes them).
 
+#![warn(missing_docs)]
+
 mod arch;
 mod dropout;
 mod layers;
@@ -30,15 +32,48 @@ use std::time::Instant;
 
 /// What can go wrong when building or driving a model.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum ModelError {
     /// A size is zero or too large to allocate.
-    InvalidSize { name: &'static str, value: usize, why: &'static str },
+    InvalidSize {
+        /// The size's name, such as `"vocab"`.
+        name: &'static str,
+        /// Its value.
+        value: usize,
+        /// Why it cannot be used.
+        why: &'static str,
+    },
     /// A slice passed to the model has the wrong length.
-    WrongLength { what: &'static str, expected: usize, got: usize },
+    WrongLength {
+        /// The slice, such as `"xs"`.
+        what: &'static str,
+        /// The length it must have.
+        expected: usize,
+        /// The length it has.
+        got: usize,
+    },
     /// A token id is not in `0..vocab` (targets may also be `-1`).
-    TokenOutOfRange { what: &'static str, row: usize, step: usize, id: i64, vocab: usize },
+    TokenOutOfRange {
+        /// The slice holding it: `"xs"` or `"ts"`.
+        what: &'static str,
+        /// Its batch row.
+        row: usize,
+        /// Its time step.
+        step: usize,
+        /// The id.
+        id: i64,
+        /// The vocabulary size it must be below.
+        vocab: usize,
+    },
     /// A hyper-parameter has a value that makes no sense.
-    InvalidHyperParameter { name: &'static str, value: f32, why: &'static str },
+    InvalidHyperParameter {
+        /// The parameter, such as `"lr"`.
+        name: &'static str,
+        /// Its value.
+        value: f32,
+        /// Why it cannot be used.
+        why: &'static str,
+    },
     /// `backward` was called before any `forward`.
     BackwardBeforeForward,
 }
@@ -129,8 +164,8 @@ pub struct PhaseTimes {
     pub update: f64,
 }
 
-/// The language model of `../shared/SPEC.md` (the Rnnlm, and the gated cells stacked),
-/// on flat buffers.
+/// The language model: embedding, stacked tanh, LSTM or GRU layers (with dropout between them
+/// and optionally tied weights), affine and softmax cross-entropy, on flat buffers.
 #[derive(Clone)]
 pub struct Rnnlm {
     arch: Arch,

@@ -1,4 +1,4 @@
-//! The naive reference implementation: `../shared/SPEC.md` transcribed into plain loops.
+//! The naive reference implementation: the model's definition transcribed into plain loops.
 //!
 //! One struct per layer, as in the chapter (embedding, the recurrent layers over time, affine,
 //! softmax-with-loss), each with a `forward` and a `backward` that cache what they need; the
@@ -8,6 +8,7 @@
 //!
 //! Layout: windows are batch-major, row `b * T + t`, exactly as the spec writes `xs[b][t]`.
 
+#![warn(missing_docs)]
 // Index loops read like the spec's formulas, which is the point of this module.
 #![allow(clippy::needless_range_loop)]
 
@@ -31,14 +32,21 @@ pub trait Real:
     + Neg<Output = Self>
     + AddAssign
 {
+    /// The nearest value of this type.
     fn from_f64(v: f64) -> Self;
+    /// As f64 (exact for f32 and f64).
     fn to_f64(self) -> f64;
+    /// The hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// `e^self`.
     fn exp(self) -> Self;
+    /// The natural logarithm.
     fn ln(self) -> Self;
+    /// 0.
     fn zero() -> Self {
         Self::from_f64(0.0)
     }
+    /// 1.
     fn one() -> Self {
         Self::from_f64(1.0)
     }
@@ -94,13 +102,16 @@ fn matmul<R: Real>(x: &[R], w: &[R], rows: usize, inner: usize, cols: usize) -> 
 
 /// Embedding: looks up one row of `w` per id.
 pub struct Embedding<R> {
+    /// The table, `V x D`.
     pub w: Vec<R>,
+    /// Its gradient from the last backward pass.
     pub dw: Vec<R>,
     dim: usize,
     ids: Vec<u32>,
 }
 
 impl<R: Real> Embedding<R> {
+    /// The rows of `ids`, in order (`ids.len() x D`); remembers `ids` for the backward pass.
     pub fn forward(&mut self, ids: &[u32]) -> Vec<R> {
         self.ids = ids.to_vec();
         let mut out = Vec::with_capacity(ids.len() * self.dim);
@@ -110,6 +121,7 @@ impl<R: Real> Embedding<R> {
         out
     }
 
+    /// `dw`: the rows of `dout` summed into the rows of the forward's ids.
     pub fn backward(&mut self, dout: &[R]) {
         self.dw.iter_mut().for_each(|g| *g = R::zero());
         for (r, &id) in self.ids.iter().enumerate() {
@@ -122,9 +134,13 @@ impl<R: Real> Embedding<R> {
 
 /// Affine: `x * W + b` over rows.
 pub struct Affine<R> {
+    /// `W`, `inputs x outputs`.
     pub w: Vec<R>,
+    /// `b`, `outputs`.
     pub b: Vec<R>,
+    /// `dW` from the last backward pass.
     pub dw: Vec<R>,
+    /// `db` from the last backward pass.
     pub db: Vec<R>,
     inputs: usize,
     outputs: usize,
@@ -132,6 +148,7 @@ pub struct Affine<R> {
 }
 
 impl<R: Real> Affine<R> {
+    /// `x * W + b` for `x` of `rows x inputs`; remembers `x` for the backward pass.
     pub fn forward(&mut self, x: &[R]) -> Vec<R> {
         self.x = x.to_vec();
         let rows = x.len() / self.inputs;
@@ -144,6 +161,7 @@ impl<R: Real> Affine<R> {
         out
     }
 
+    /// Sets `dw = x^T * dout` and `db` (column sums of `dout`); returns `dout * W^T`.
     pub fn backward(&mut self, dout: &[R]) -> Vec<R> {
         let (n_in, n_out) = (self.inputs, self.outputs);
         let rows = dout.len() / n_out;
@@ -174,6 +192,8 @@ pub struct SoftmaxWithLoss<R> {
 }
 
 impl<R: Real> SoftmaxWithLoss<R> {
+    /// The mean of `log-sum-exp(row) - row[target]` over the rows whose target is not `-1`
+    /// (0 if none); remembers the softmax for the backward pass.
     pub fn forward(&mut self, scores: &[R], targets: &[i32]) -> R {
         let c = self.classes;
         self.targets = targets.to_vec();
@@ -201,6 +221,8 @@ impl<R: Real> SoftmaxWithLoss<R> {
         }
     }
 
+    /// The gradient of the mean loss with respect to the scores: `(softmax - onehot) / kept`,
+    /// zero on rows without a target.
     pub fn backward(&self) -> Vec<R> {
         let c = self.classes;
         let mut d = self.probs.clone();
@@ -222,11 +244,17 @@ impl<R: Real> SoftmaxWithLoss<R> {
 /// The reference model: embedding, the recurrent layers, affine, softmax with loss, and the
 /// spec's SGD with optional clipping.
 pub struct ReferenceRnnlm<R> {
+    /// Sizes, cell, layers, tying.
     pub arch: Arch,
+    /// The window shape every pass takes.
     pub window: Window,
+    /// The embedding.
     pub embed: Embedding<R>,
+    /// The recurrent layers, bottom first.
     pub layers: Vec<Box<dyn TimeLayer<R>>>,
+    /// The output layer (its `w` unused when the weights are tied).
     pub affine: Affine<R>,
+    /// Softmax with the loss.
     pub loss: SoftmaxWithLoss<R>,
     /// Dropout's ratio and seed, when training drops out.
     pub dropout: Option<(f32, u64)>,

@@ -1,4 +1,5 @@
-//! Truncated-BPTT training and evaluation exactly as `../shared/SPEC.md` batches them.
+//! Truncated-BPTT training and evaluation: the corpus cut into `B` rows read `T` steps at a
+//! time, the state carried from window to window.
 //!
 //! The trainer reads token ids straight from a memory-mapped token file ([`Ids`]) and reports
 //! through an [`Observer`], so that the command line (or any embedding tool) decides what to
@@ -137,6 +138,7 @@ pub trait Observer {
 
 /// Why training stopped early.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum TrainError {
     /// The model rejected its input (a bug in the caller: ids out of range, wrong sizes).
     Model(ModelError),

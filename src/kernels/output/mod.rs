@@ -96,11 +96,25 @@ enum Contents {
 pub enum OutputUpdate<'a> {
     /// Stores them: `dw = hs^T * dz` and `db` (`classes`), overwritten. `w` is `W` as in the
     /// forward pass.
-    Gradients { w: &'a [f32], dw: &'a mut [f32], db: &'a mut [f32] },
+    Gradients {
+        /// `W`, as in the forward pass.
+        w: &'a [f32],
+        /// Receives `dW`, in `W`'s layout.
+        dw: &'a mut [f32],
+        /// Receives `db` (`classes`).
+        db: &'a mut [f32],
+    },
     /// Applies plain SGD in place without storing them: `w -= lr * dW` and `b -= lr * db`,
     /// each panel's update inside the GEMM that computes its gradient (`alpha = -lr`,
     /// `beta = 1`), after the panel's share of `dhs` has used the old weights.
-    Sgd { w: &'a mut [f32], b: &'a mut [f32], lr: f32 },
+    Sgd {
+        /// `W`, updated in place.
+        w: &'a mut [f32],
+        /// The bias (`classes`), updated in place.
+        b: &'a mut [f32],
+        /// The learning rate.
+        lr: f32,
+    },
 }
 
 /// Buffers and sizes of the fused output layer for `rows` rows of `hidden` values and `classes`
