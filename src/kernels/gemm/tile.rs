@@ -1,0 +1,232 @@
+//! The register tiles: the level's tile shape, the micro-kernel, and the loops over one block
+//! of B that run it, once per level (`simd!`) per row panel.
+
+use super::*;
+
+/// The register tile is `MR` rows by two vectors of the level in use ([`simd_level`]). With
+/// AVX-512 (32 vector registers of 16 lanes) up to 14 x 32: 28 accumulators, two B vectors and
+/// one broadcast A value. With AVX2 up to 6 x 16 in 8-lane registers (12 accumulators of 16
+/// registers); the baseline's 4-lane tiles are up to 6 x 8 (its multiply-adds need a scratch
+/// register each).
+///
+/// `MR` is chosen per call from these heights so that the row panels waste the fewest padded
+/// rows (50 rows take five 10-row panels rather than five 12-row ones, a sixth of them
+/// padding): every size keeps the loop bound by the multiply-adds (`MR + 2` loads feed `2 * MR`
+/// FMAs), and the tile shape never changes the arithmetic of a `C` element, so results do not
+/// depend on it.
+pub(super) fn tile_heights() -> &'static [usize] {
+    match simd_level() {
+        SimdLevel::Avx512 => &[14, 12, 10, 8],
+        _ => &[6, 5, 4],
+    }
+}
+
+/// The largest tile height of any level, which sizes the packing buffer for A.
+pub(super) const MAX_MR: usize = 14;
+
+/// The tile height for `m` rows: the fewest padded rows, the taller tile among equals.
+pub(super) fn tile_rows(m: usize) -> usize {
+    let heights = tile_heights().iter().copied();
+    heights.min_by_key(|&mr| (m.div_ceil(mr) * mr, usize::MAX - mr)).expect("every level has tile heights")
+}
+
+/// Columns of the register tile, two vectors of the level in use: the width of B's packed
+/// panels.
+pub(super) fn nr() -> usize {
+    2 * simd_level().lanes()
+}
+
+/// The `MR x (VECS * LANES)` register tile: `sum over p of a_panel[p][i] * b_rows[p][j]`, for
+/// `p` in `0..a_panel.len() / MR`. `VECS` is 2 (a whole `NR`-column panel) or 1 (an edge panel of
+/// at most `LANES` columns, which would waste half of a two-vector tile). `b_rows` yields the
+/// panel's rows, each at least `VECS * LANES` long: generic so that packed rows (`chunks_exact`)
+/// keep a loop without length checks.
+#[inline(always)]
+pub(super) fn micro_kernel<'b, V: Simd, const MR: usize, const VECS: usize>(
+    a_panel: &[f32],
+    b_rows: impl Iterator<Item = &'b [f32]>,
+) -> [[V; VECS]; MR] {
+    let mut acc = [[V::zero(); VECS]; MR];
+    for (a, b) in a_panel.chunks_exact(MR).zip(b_rows) {
+        let mut b_vectors = [V::zero(); VECS];
+        for (v, b_vector) in b_vectors.iter_mut().enumerate() {
+            *b_vector = V::load(&b[v * V::LANES..]);
+        }
+        for (row, &ai) in acc.iter_mut().zip(a) {
+            let ai = V::splat(ai);
+            for (acc_v, &b_v) in row.iter_mut().zip(&b_vectors) {
+                *acc_v = ai.mul_add(b_v, *acc_v);
+            }
+        }
+    }
+    acc
+}
+
+/// `C[i][j] = alpha * acc[i][j] + beta * C[i][j]` for the `rows x cols` corner of the tile at
+/// `(i0, j0)`. `beta == 0` never reads C. Full and partial tiles use the same arithmetic, so a
+/// value does not depend on where the tile boundaries fall.
+#[inline(always)]
+pub(super) fn store_tile<V: Simd, const MR: usize, const VECS: usize>(
+    acc: &[[V; VECS]; MR],
+    c: &mut OutMatrix<'_>,
+    (i0, j0): (usize, usize),
+    (rows, cols): (usize, usize),
+    alpha: f32,
+    beta: f32,
+) {
+    let alpha_v = V::splat(alpha);
+    let beta_v = V::splat(beta);
+    for (i, row_acc) in acc.iter().enumerate().take(rows) {
+        let c_row = c.segment(i0 + i, j0, cols);
+        if cols == VECS * V::LANES {
+            for (part, &a) in c_row.chunks_exact_mut(V::LANES).zip(row_acc) {
+                let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + V::load(part) * beta_v };
+                v.store(part);
+            }
+        } else {
+            for (part, &a) in c_row.chunks_mut(V::LANES).zip(row_acc) {
+                for (c_ij, &a) in part.iter_mut().zip(a.to_array().as_ref()) {
+                    *c_ij = if beta == 0.0 { a * alpha } else { a * alpha + *c_ij * beta };
+                }
+            }
+        }
+    }
+}
+
+/// Where the micro-kernel finds the `kc x NR` panels of one `kc x nc` block of `op(B)`
+/// (`NR` is [`nr`]).
+#[derive(Clone, Copy)]
+pub(super) enum BPanels<'a> {
+    /// Packed by [`pack_b_block`] for a depth of `kc`: panel `jp` at `jp * kc * NR`, its rows
+    /// `NR` apart.
+    Packed { data: &'a [f32], kc: usize },
+    /// In place in a row-major `op(B)` (not transposed): `data` starts at the block's first
+    /// element and its rows are `ld` apart. Only a ragged last panel is packed, into `edge`.
+    InPlace { data: &'a [f32], ld: usize, whole_panels: usize, edge: &'a [f32] },
+}
+
+impl BPanels<'_> {
+    /// Panel `jp`, and the distance between its rows.
+    fn panel(&self, jp: usize, nr: usize) -> (&[f32], usize) {
+        match *self {
+            BPanels::Packed { data, kc } => (&data[jp * kc * nr..], nr),
+            BPanels::InPlace { data, ld, whole_panels, edge } => {
+                if jp < whole_panels {
+                    (&data[jp * nr..], ld)
+                } else {
+                    (edge, nr)
+                }
+            }
+        }
+    }
+}
+
+/// Where the micro-kernel finds the `MR x kc` row panels of `op(A)`.
+#[derive(Clone, Copy)]
+pub(super) enum APanels<'a> {
+    /// Packed here, one row panel at a time, into the thread's buffer.
+    Unpacked(Operand<'a>),
+    /// Packed in advance, for the whole of `op(A)`.
+    Packed(&'a PackedA),
+}
+
+impl APanels<'_> {
+    /// Rows per panel for a product with `m` rows: a packed A's own.
+    fn tile_rows(&self, m: usize) -> usize {
+        match self {
+            APanels::Unpacked(_) => tile_rows(m),
+            APanels::Packed(packed) => packed.mr,
+        }
+    }
+}
+
+/// Adds `alpha * op(A)[.., pc..pc + kc] * op(B)[pc..pc + kc, jc..jc + nc]` into
+/// `C[.., jc..jc + nc]` (scaling C by `beta` first), one row panel of A at a time.
+pub(super) fn multiply_rows(
+    a: APanels<'_>,
+    depth: (usize, usize),
+    b_panels: BPanels<'_>,
+    cols: (usize, usize),
+    (alpha, beta): (f32, f32),
+    c: &mut OutMatrix<'_>,
+) {
+    let run = at_tile_height!(a.tile_rows(c.rows()), multiply_rows_tiled);
+    run(a, depth, b_panels, cols, (alpha, beta), c)
+}
+
+/// [`multiply_rows`] with a tile height fixed at compile time.
+pub(super) fn multiply_rows_tiled<const MR: usize>(
+    a: APanels<'_>,
+    (pc, kc): (usize, usize),
+    b_panels: BPanels<'_>,
+    (jc, nc): (usize, usize),
+    (alpha, beta): (f32, f32),
+    c: &mut OutMatrix<'_>,
+) {
+    let m = c.rows();
+    // Row panel `ir` of A against every panel of this block of B.
+    let multiply_panel = |ir: usize, a_panel: &[f32], c: &mut OutMatrix<'_>| {
+        let rows = (ir, MR.min(m - ir));
+        simd!(V => multiply_panel_with::<V, MR>(a_panel, rows, b_panels, (jc, nc), (alpha, beta), c))
+    };
+    match a {
+        APanels::Unpacked(a) => with_pack_a(|pack_a| {
+            for ir in (0..m).step_by(MR) {
+                pack_panel::<MR>(a.data, a.strides(), (ir, MR.min(m - ir)), (pc, kc), pack_a);
+                multiply_panel(ir, &pack_a[..kc * MR], c);
+            }
+        }),
+        APanels::Packed(packed) => {
+            for ir in (0..m).step_by(MR) {
+                multiply_panel(ir, packed.panel(ir, (pc, kc)), c);
+            }
+        }
+    }
+}
+
+/// One row panel of A (rows `ir..ir + mr`) against every panel of B in columns `jc..jc + nc`,
+/// with vectors `V`. The level is chosen around this (by `simd!`), once per row panel: the
+/// loops outside are not compiled per level, and a choice per tile cost a few percent at
+/// `H = 100`.
+#[inline(always)]
+pub(super) fn multiply_panel_with<V: Simd, const MR: usize>(
+    a_panel: &[f32],
+    (ir, mr): (usize, usize),
+    b_panels: BPanels<'_>,
+    (jc, nc): (usize, usize),
+    (alpha, beta): (f32, f32),
+    c: &mut OutMatrix<'_>,
+) {
+    let nr = 2 * V::LANES;
+    for jp in 0..nc.div_ceil(nr) {
+        let j0 = jp * nr;
+        let (b_panel, b_stride) = b_panels.panel(jp, nr);
+        let cols = nr.min(nc - j0);
+        let tile = ((ir, jc + j0), (mr, cols));
+        if cols <= V::LANES {
+            multiply_tile::<V, MR, 1>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
+        } else {
+            multiply_tile::<V, MR, 2>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
+        }
+    }
+}
+
+/// One register tile: the micro-kernel over a panel of B whose rows are `b_stride` apart, then
+/// the store into C at `position` (`size` rows x columns).
+#[inline(always)]
+pub(super) fn multiply_tile<V: Simd, const MR: usize, const VECS: usize>(
+    a_panel: &[f32],
+    (b_panel, b_stride): (&[f32], usize),
+    c: &mut OutMatrix<'_>,
+    (position, size): ((usize, usize), (usize, usize)),
+    alpha: f32,
+    beta: f32,
+) {
+    let nr = 2 * V::LANES;
+    let acc = if b_stride == nr {
+        micro_kernel::<V, MR, VECS>(a_panel, b_panel.chunks_exact(nr))
+    } else {
+        micro_kernel::<V, MR, VECS>(a_panel, b_panel.chunks(b_stride))
+    };
+    store_tile(&acc, c, position, size, alpha, beta);
+}
