@@ -128,6 +128,17 @@ fn gated_windows(c: &mut Criterion) {
     group.finish();
 }
 
+/// `A` and `B` for `op(A) * op(B)` of `m x n x k` with their leading dimensions, and a zero C.
+fn gemm_operands(
+    (m, n, k): (usize, usize, usize),
+    ta: Transpose,
+    tb: Transpose,
+) -> (Vec<f32>, usize, Vec<f32>, usize, Vec<f32>) {
+    let lda = if ta == Transpose::No { k } else { m };
+    let ldb = if tb == Transpose::No { n } else { k };
+    (values(m * k, 0.1), lda, values(k * n, 0.1), ldb, vec![0.0; m * n])
+}
+
 fn gemms(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
     group.sample_size(20);
@@ -135,11 +146,7 @@ fn gemms(c: &mut Criterion) {
     // The output layer's three GEMMs of a c3 step: logits, dW, dhs.
     let shapes = [("logits_NN", ROWS, V, H, no, no), ("dW_TN", H, V, ROWS, yes, no), ("dhs_NT", ROWS, H, V, no, yes)];
     for (name, m, n, k, ta, tb) in shapes {
-        let a = values(m * k, 0.1);
-        let b_matrix = values(k * n, 0.1);
-        let mut c_matrix = vec![0.0; m * n];
-        let lda = if ta == no { k } else { m };
-        let ldb = if tb == no { n } else { k };
+        let (a, lda, b_matrix, ldb, mut c_matrix) = gemm_operands((m, n, k), ta, tb);
         group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
         group.bench_function(name, |b| {
             b.iter(|| gemm_parallel(m, n, k, 1.0, &a, lda, ta, &b_matrix, ldb, tb, 0.0, &mut c_matrix, n))
@@ -149,7 +156,7 @@ fn gemms(c: &mut Criterion) {
 }
 
 /// Our serial GEMM beside `matrixmultiply`'s (also serial) on the output layer's panel products
-/// of c3 and c4 (256 classes) and c4's recurrent and whole-vocabulary products.
+/// of c3 and c4 (256 classes) and c6's recurrent product (an LSTM at H = 650: 4H columns).
 fn gemm_vs_matrixmultiply(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm_vs_matrixmultiply");
     group.sample_size(20);
@@ -159,14 +166,10 @@ fn gemm_vs_matrixmultiply(c: &mut Criterion) {
         ("c3_dW_100x256x700", 100, 256, 700, yes, no),
         ("c4_logits_700x256x650", 700, 256, 650, no, no),
         ("c4_dW_650x256x700", 650, 256, 700, yes, no),
-        ("c4_hWh_20x2600x650", 20, 2600, 650, no, no),
+        ("c6_hWh_20x2600x650", 20, 2600, 650, no, no),
     ];
     for (name, m, n, k, ta, tb) in shapes {
-        let a = values(m * k, 0.1);
-        let b_matrix = values(k * n, 0.1);
-        let mut c_matrix = vec![0.0; m * n];
-        let lda = if ta == no { k } else { m };
-        let ldb = if tb == no { n } else { k };
+        let (a, lda, b_matrix, ldb, mut c_matrix) = gemm_operands((m, n, k), ta, tb);
         group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
         group.bench_function(BenchmarkId::new("rnnlm", name), |b| {
             b.iter(|| gemm(m, n, k, 1.0, &a, lda, ta, &b_matrix, ldb, tb, 0.0, &mut c_matrix, n))
