@@ -163,7 +163,7 @@ pub fn run(
     }
     let mut ceiling = GemmCeiling::new(arch, window);
     ceiling.measure(1);
-    model.reset_phase_times();
+    model.set_phase_timing(true);
     // Training and ceiling rounds alternate, so that both see the same machine load.
     let mut rates = Vec::with_capacity(repeats);
     let mut ceiling_rates = Vec::with_capacity(repeats);

@@ -182,7 +182,9 @@ pub struct Rnnlm {
     /// The gradient norm the last training step computed (it does when it clips).
     last_grad_norm: Option<f64>,
     ws: Workspace,
-    times: PhaseTimes,
+    /// The phase clocks, while they run ([`set_phase_timing`](Self::set_phase_timing)); off,
+    /// a step reads no clock.
+    times: Option<PhaseTimes>,
 }
 
 impl Rnnlm {
@@ -278,7 +280,7 @@ impl Rnnlm {
             training_windows: 0,
             last_grad_norm: None,
             ws,
-            times: PhaseTimes::default(),
+            times: None,
         })
     }
 
@@ -311,19 +313,41 @@ impl Rnnlm {
         self.training_windows = windows;
     }
 
-    /// Time spent per part of the model since the last reset.
+    /// Starts (from zero) or stops the phase clocks. They are off unless turned on: a step then
+    /// reads no clock (a benchmark turns them on to split a step's time by part).
+    pub fn set_phase_timing(&mut self, on: bool) {
+        self.times = on.then(PhaseTimes::default);
+    }
+
+    /// Time spent per part of the model since the clocks were started or reset; zero while
+    /// they are off.
     pub fn phase_times(&self) -> PhaseTimes {
-        self.times
+        self.times.unwrap_or_default()
     }
 
-    /// Starts the phase clocks from zero.
+    /// Starts the phase clocks from zero (if they run).
     pub fn reset_phase_times(&mut self) {
-        self.times = PhaseTimes::default();
+        if let Some(times) = &mut self.times {
+            *times = PhaseTimes::default();
+        }
     }
 
-    /// Sets the phase clocks (to what [`phase_times`](Self::phase_times) returned earlier).
+    /// Sets the phase clocks (to what [`phase_times`](Self::phase_times) returned earlier),
+    /// turning them on.
     pub fn set_phase_times(&mut self, times: PhaseTimes) {
-        self.times = times;
+        self.times = Some(times);
+    }
+
+    /// The time now, if the phase clocks run.
+    fn clock(&self) -> Option<Instant> {
+        self.times.map(|_| Instant::now())
+    }
+
+    /// Adds the time since `start` (from [`clock`](Self::clock)) to the phase `phase` picks.
+    fn add_time(&mut self, start: Option<Instant>, phase: fn(&mut PhaseTimes) -> &mut f64) {
+        if let (Some(start), Some(times)) = (start, &mut self.times) {
+            *phase(times) += start.elapsed().as_secs_f64();
+        }
     }
 
     /// The model's sizes.
@@ -476,13 +500,13 @@ impl Rnnlm {
         } else {
             self.backward()?;
         }
-        let start = Instant::now();
+        let start = self.clock();
         self.last_grad_norm = clip.map(|_| self.grad_norm());
         if let Some(factor) = clip.and_then(|max_norm| clip_factor(self.last_grad_norm.unwrap_or(0.0), max_norm)) {
             self.for_each_live_grad(true, |_, grads| scale_inplace(grads, factor));
         }
         self.for_each_live_grad(!fold, |params, grads| sgd_update(params, grads, lr));
-        self.times.update += start.elapsed().as_secs_f64();
+        self.add_time(start, |times| &mut times.update);
         Ok(loss)
     }
 

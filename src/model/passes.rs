@@ -7,7 +7,6 @@ use super::{DropoutSites, Recurrence};
 use crate::kernels::{
     column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, OutputUpdate, Transpose, IGNORE_TARGET,
 };
-use std::time::Instant;
 
 impl Rnnlm {
     /// The forward pass with the loss, with dropout at training's sites if `training` and the
@@ -17,12 +16,12 @@ impl Rnnlm {
         self.forward_hidden(training);
         let kept = self.ws.targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
         let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f32 };
-        let start = Instant::now();
+        let start = self.clock();
         let (w, b) = output_weights(&self.params, self.arch);
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
         ws.output.forward(hs, w, b, &ws.targets, inv_n, &mut ws.row_loss);
-        self.times.affine += start.elapsed().as_secs_f64();
+        self.add_time(start, |times| &mut times.affine);
         let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
         Ok((total * inv_n as f64) as f32)
     }
@@ -31,12 +30,12 @@ impl Rnnlm {
     pub(super) fn forward_without_loss(&mut self, xs: &[u32]) -> Result<(), ModelError> {
         self.load_window(xs, None)?;
         self.forward_hidden(false);
-        let start = Instant::now();
+        let start = self.clock();
         let (w, b) = output_weights(&self.params, self.arch);
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
         ws.output.forward_logits(hs, w, b);
-        self.times.affine += start.elapsed().as_secs_f64();
+        self.add_time(start, |times| &mut times.affine);
         Ok(())
     }
 
@@ -48,7 +47,7 @@ impl Rnnlm {
         let (n, h) = (self.window.tokens(), arch.dims.hidden);
         let width = arch.cell.gates() * h;
         let state_len = arch.cell.state_blocks() * self.window.batch * h;
-        let start = Instant::now();
+        let start = self.clock();
         let ws = &mut self.ws;
         ws.dropped = training && self.dropout.is_some();
         let mask_window = self.training_windows;
@@ -91,7 +90,7 @@ impl Rnnlm {
         if let Some(dropout) = self.dropout.as_mut().filter(|_| ws.dropped) {
             dropout.forward(arch.layers, mask_window, ws.layers.last().expect("at least one layer").outputs());
         }
-        self.times.rnn += start.elapsed().as_secs_f64();
+        self.add_time(start, |times| &mut times.rnn);
     }
 
     /// Backward pass for the last forward window: overwrites every gradient.
@@ -107,15 +106,15 @@ impl Rnnlm {
         if !self.ws.output.ready_for_backward() {
             return Err(ModelError::BackwardBeforeForward);
         }
-        let start = Instant::now();
+        let start = self.clock();
         self.output_backward(fold_lr);
-        let output_done = Instant::now();
-        self.times.affine += (output_done - start).as_secs_f64();
+        self.add_time(start, |times| &mut times.affine);
+        let start = self.clock();
         for layer in (0..self.arch.layers).rev() {
             self.layer_backward(layer);
         }
         self.embedding_backward();
-        self.times.rnn += output_done.elapsed().as_secs_f64();
+        self.add_time(start, |times| &mut times.rnn);
         Ok(())
     }
 
