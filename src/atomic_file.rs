@@ -4,8 +4,6 @@
 //! a temporary file in the destination's directory, flushed to disk, and renamed over the final
 //! name only once complete; a failed write removes the temporary file.
 
-#![warn(missing_docs)]
-
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;

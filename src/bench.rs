@@ -18,14 +18,21 @@ use std::time::Instant;
 /// One benchmark configuration of the performance table.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BenchConfig {
+    /// The name of the configuration (`c1` … `c6`).
     pub name: &'static str,
+    /// The recurrent cell.
     pub cell: Cell,
+    /// Recurrent layers.
     pub layers: usize,
+    /// Whether the output layer uses the embedding weights.
     pub tied: bool,
     /// Dropout ratio of training.
     pub dropout: f32,
+    /// Word-vector size `D`.
     pub embed: usize,
+    /// Hidden size `H`.
     pub hidden: usize,
+    /// The window shape `B x T`.
     pub window: Window,
     /// Train on the first N tokens of PTB's training split (None: all of it).
     pub corpus_tokens: Option<usize>,
@@ -74,8 +81,11 @@ pub fn flops_per_token(arch: impl Into<Arch>) -> f64 {
 /// Median, minimum and maximum of some measurements.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Spread {
+    /// The median.
     pub median: f64,
+    /// The lowest value.
     pub min: f64,
+    /// The highest value.
     pub max: f64,
 }
 
@@ -93,10 +103,15 @@ impl Spread {
 /// What one benchmark run measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BenchResult {
+    /// The model measured.
     pub arch: Arch,
+    /// The window shape `B x T`.
     pub window: Window,
+    /// Rayon threads of the run.
     pub threads: usize,
+    /// Timed rounds.
     pub repeats: usize,
+    /// Training steps per round.
     pub iters_per_repeat: usize,
     /// Training tokens per second, over the repeats.
     pub tokens_per_sec: Spread,
@@ -106,7 +121,9 @@ pub struct BenchResult {
     pub ceiling_gflops: f64,
     /// Shares of the step's time in the RNN part, the affine/softmax part and the update.
     pub rnn_fraction: f64,
+    /// The share in the affine layer, softmax and loss.
     pub affine_fraction: f64,
+    /// The share in clipping and the SGD update.
     pub update_fraction: f64,
     /// With a one-thread pool to compare against: the speed-up over it, measured in rounds
     /// where the two pools take turns.
@@ -254,6 +271,7 @@ fn fill(len: usize) -> Vec<f32> {
 }
 
 impl GemmCeiling {
+    /// The GEMMs of one training step of `arch` on `window`, with operands of their shapes (allocated here, once).
     pub fn new(arch: impl Into<Arch>, window: Window) -> GemmCeiling {
         let arch = arch.into();
         let Dims { vocab: v, embed: d, hidden: h } = arch.dims;

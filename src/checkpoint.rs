@@ -38,27 +38,35 @@ pub const FORMAT: &str = "rnnlm.SimpleRnnlm.v1";
 /// What a checkpoint says besides its weights.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Meta {
+    /// Word or character level of the vocabulary, if the checkpoint says.
     pub level: Option<Level>,
+    /// Whether characters were lower-cased before tokenizing.
     pub lowercase: bool,
+    /// Epochs trained.
     pub epoch: usize,
     /// The dropout ratio of training (0: none).
     pub dropout: f32,
+    /// The vocabulary, when the checkpoint carries it.
     pub vocab: Option<Vocab>,
 }
 
 /// Weights and metadata read from a checkpoint.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
+    /// The architecture, from the tensor names and shapes.
     pub arch: Arch,
     /// Flat parameters in the layout of [`Arch::range`].
     pub params: Vec<f32>,
+    /// What the checkpoint says besides its weights.
     pub meta: Meta,
 }
 
 /// Why a checkpoint could not be read or written. Always names the file.
 #[derive(Debug)]
 pub struct CheckpointError {
+    /// The file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub why: String,
 }
 

@@ -30,15 +30,35 @@ const MAX_DOWNLOAD_BYTES: u64 = 64 << 20;
 #[non_exhaustive]
 pub enum DataError {
     /// A download failed.
-    Download { url: String, why: String },
+    Download {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        why: String,
+    },
     /// A file does not have the SHA-256 it must have.
-    Checksum { what: String, actual: String, expected: String },
+    Checksum {
+        /// The file.
+        what: String,
+        /// Its SHA-256.
+        actual: String,
+        /// The SHA-256 it must have.
+        expected: String,
+    },
     /// PTB is missing and could not be downloaded.
-    PtbMissing { dir: PathBuf, why: String },
+    PtbMissing {
+        /// Where PTB was looked for.
+        dir: PathBuf,
+        /// Why it could not be downloaded.
+        why: String,
+    },
     /// Reading, writing or preparing a file failed.
     Corpus(CorpusError),
     /// Neither the data directory nor the cache directory can be written.
-    NowhereToWrite { tried: Vec<PathBuf> },
+    NowhereToWrite {
+        /// The directories tried.
+        tried: Vec<PathBuf>,
+    },
 }
 
 impl fmt::Display for DataError {

@@ -1,7 +1,5 @@
 //! Sampling text from a trained model.
 
-#![warn(missing_docs)]
-
 use crate::model::{ModelError, Rnnlm, Window};
 use crate::rng::Rng;
 

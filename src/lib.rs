@@ -19,6 +19,8 @@
 //! crate is the kernels, the model, the reference, the generator and the corpus reader, and
 //! depends on `wide`, `rayon`, `bytemuck`, `memmap2`, `crc32fast` and `tempfile` alone.
 
+#![warn(missing_docs)]
+
 pub mod atomic_file;
 #[cfg(feature = "cli")]
 pub mod bench;

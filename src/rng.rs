@@ -6,8 +6,6 @@
 //! that every normal consumes exactly two `u64`s). The generator is written out here rather
 //! than taken from a crate so that a seed gives the same weights in every version of rnnlm.
 
-#![warn(missing_docs)]
-
 /// SplitMix64 with Box-Muller normals.
 #[derive(Clone, Debug)]
 pub struct Rng {

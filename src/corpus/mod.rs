@@ -25,12 +25,16 @@ pub const VOCAB_FILE: &str = "vocab.txt";
 /// The three splits of a corpus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// The training split.
     Train,
+    /// The validation split.
     Valid,
+    /// The test split.
     Test,
 }
 
 impl Split {
+    /// Every split, in the order train, valid, test.
     pub const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Test];
 
     /// `"train"`, `"valid"` or `"test"`.
@@ -53,21 +57,54 @@ impl Split {
 #[non_exhaustive]
 pub enum CorpusError {
     /// Reading or writing a file failed.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
     /// The text is not UTF-8 (line numbers start at 1).
-    NotUtf8 { path: PathBuf, line: usize, byte_offset: usize },
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// The line of the first invalid byte.
+        line: usize,
+        /// The offset of the first invalid byte in the file.
+        byte_offset: usize,
+    },
     /// The file has no bytes.
-    EmptyFile { path: PathBuf },
+    EmptyFile {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file holds no tokens (only whitespace, or `--corpus-size 0`).
-    NoTokens { path: PathBuf },
+    NoTokens {
+        /// The file.
+        path: PathBuf,
+    },
     /// A valid/test token is not in the training vocabulary.
-    Tokenize { path: PathBuf, source: TokenizeError },
+    Tokenize {
+        /// The file.
+        path: PathBuf,
+        /// The tokenizer's error.
+        source: TokenizeError,
+    },
     /// A vocabulary file is malformed.
-    Vocab { path: PathBuf, source: VocabError },
+    Vocab {
+        /// The file.
+        path: PathBuf,
+        /// The vocabulary's error.
+        source: VocabError,
+    },
     /// A token file is malformed.
     TokFile(FileError),
     /// A token file and a vocabulary file do not belong together.
-    Mismatch { path: PathBuf, what: String },
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What does not match.
+        what: String,
+    },
 }
 
 impl fmt::Display for CorpusError {
@@ -130,11 +167,17 @@ pub fn read_vocab(path: &Path) -> Result<(Vocab, u32), CorpusError> {
 /// What [`prepare`] reads and how.
 #[derive(Clone, Debug)]
 pub struct PrepareOptions {
+    /// The training text, which also builds the vocabulary.
     pub train: PathBuf,
+    /// The validation text, if any.
     pub valid: Option<PathBuf>,
+    /// The test text, if any.
     pub test: Option<PathBuf>,
+    /// The directory to write the vocabulary and token files into.
     pub out: PathBuf,
+    /// How text becomes tokens.
     pub tokenizer: Tokenizer,
+    /// What to do with validation and test tokens the vocabulary lacks.
     pub unknown: Unknown,
     /// Keep only the first N tokens of each split.
     pub corpus_size: Option<usize>,
@@ -143,7 +186,9 @@ pub struct PrepareOptions {
 /// What [`prepare`] wrote.
 #[derive(Clone, Debug)]
 pub struct PrepareReport {
+    /// Tokens in the vocabulary.
     pub vocab_size: usize,
+    /// The vocabulary file written.
     pub vocab_path: PathBuf,
     /// Split, token file, token count.
     pub splits: Vec<(Split, PathBuf, usize)>,
@@ -214,11 +259,17 @@ fn write_all_atomically(outputs: &[(PathBuf, Vec<u8>)]) -> Result<(), CorpusErro
 /// A prepared corpus directory, opened and cross-checked: every token file refers to this
 /// vocabulary (by checksum) and has the same level.
 pub struct Prepared {
+    /// The directory.
     pub dir: PathBuf,
+    /// The vocabulary every token file refers to.
     pub vocab: Vocab,
+    /// Word or character level.
     pub level: Level,
+    /// The training ids.
     pub train: TokenFile,
+    /// The validation ids, if prepared.
     pub valid: Option<TokenFile>,
+    /// The test ids, if prepared.
     pub test: Option<TokenFile>,
 }
 

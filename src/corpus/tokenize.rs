@@ -55,6 +55,7 @@ impl FromStr for Level {
 /// How a tokenizer splits text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tokenizer {
+    /// Word or character level.
     pub level: Level,
     /// Lower-case the text first, line by line, as `str::to_lowercase` does: one character may
     /// become several, and a capital sigma at the end of a word becomes `ς`, elsewhere `σ`. (A
@@ -76,7 +77,12 @@ pub enum Unknown {
 #[non_exhaustive]
 pub enum TokenizeError {
     /// A token is missing from the vocabulary (line numbers start at 1).
-    UnknownToken { token: String, line: usize },
+    UnknownToken {
+        /// The token.
+        token: String,
+        /// Its line (from 1).
+        line: usize,
+    },
     /// Unknown tokens were to become `<unk>`, but the vocabulary has no `<unk>`.
     NoUnkToken,
 }

@@ -38,8 +38,11 @@ pub const HEADER_LEN: usize = 64;
 pub struct Header {
     /// Bytes per id, 2 or 4.
     pub id_bytes: u32,
+    /// The vocabulary size every id is below.
     pub vocab_size: u64,
+    /// Tokens in the file.
     pub token_count: u64,
+    /// Word or character level.
     pub level: Level,
     /// CRC-32 of the vocabulary file.
     pub vocab_crc: u32,
@@ -56,25 +59,58 @@ pub enum TokFileError {
     /// The file has no bytes at all.
     Empty,
     /// The file ends inside the 64-byte header.
-    TruncatedHeader { len: usize },
+    TruncatedHeader {
+        /// The file length in bytes.
+        len: usize,
+    },
     /// The file does not start with `RNNLMTOK`.
     BadMagic,
     /// A format version this build does not read.
-    UnsupportedVersion { version: u32 },
+    UnsupportedVersion {
+        /// The version in the file.
+        version: u32,
+    },
     /// The header's own checksum does not match: its fields cannot be trusted.
     HeaderChecksum,
     /// A header field has an impossible value.
-    BadHeaderField { field: &'static str, value: u64 },
+    BadHeaderField {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
     /// The header promises no tokens.
     NoTokens,
     /// The file is shorter than the header says.
-    Truncated { expected: u64, actual: u64 },
+    Truncated {
+        /// Bytes the header implies.
+        expected: u64,
+        /// Bytes the file has.
+        actual: u64,
+    },
     /// The file is longer than the header says.
-    TrailingBytes { expected: u64, actual: u64 },
+    TrailingBytes {
+        /// Bytes the header implies.
+        expected: u64,
+        /// Bytes the file has.
+        actual: u64,
+    },
     /// The payload does not match its checksum.
-    PayloadChecksum { stored: u32, computed: u32 },
+    PayloadChecksum {
+        /// The checksum in the header.
+        stored: u32,
+        /// The checksum of the payload as read.
+        computed: u32,
+    },
     /// An id is not below the vocabulary size.
-    IdOutOfRange { position: u64, id: u32, vocab_size: u64 },
+    IdOutOfRange {
+        /// Its position among the ids (from 0).
+        position: u64,
+        /// The id.
+        id: u32,
+        /// The vocabulary size it must be below.
+        vocab_size: u64,
+    },
     /// The ids are not aligned in memory (not possible for a memory map; reported, not assumed).
     Misaligned,
 }
@@ -115,7 +151,9 @@ impl std::error::Error for TokFileError {}
 /// A borrowed view of the ids, in the width they are stored in.
 #[derive(Clone, Copy, Debug)]
 pub enum Ids<'a> {
+    /// Ids stored as 16 bits (vocabularies up to 65,536).
     U16(&'a [u16]),
+    /// Ids stored as 32 bits.
     U32(&'a [u32]),
 }
 
@@ -308,7 +346,9 @@ pub fn parse_owned(file: &[u8]) -> Result<(Header, Vec<u32>), TokFileError> {
 /// An error that names the file it is about.
 #[derive(Debug)]
 pub struct FileError {
+    /// The file.
     pub path: PathBuf,
+    /// What went wrong.
     pub kind: FileErrorKind,
 }
 
@@ -316,7 +356,9 @@ pub struct FileError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FileErrorKind {
+    /// Reading the file failed.
     Io(std::io::Error),
+    /// The file is not a valid token file.
     Format(TokFileError),
 }
 

@@ -21,15 +21,34 @@ pub struct Vocab {
 #[non_exhaustive]
 pub enum VocabError {
     /// The file is not valid UTF-8.
-    InvalidUtf8 { line: usize },
+    InvalidUtf8 {
+        /// The line (from 1).
+        line: usize,
+    },
     /// A line holds no token.
-    EmptyToken { line: usize },
+    EmptyToken {
+        /// The line (from 1).
+        line: usize,
+    },
     /// A token appears twice.
-    Duplicate { line: usize, first_line: usize, token: String },
+    Duplicate {
+        /// The line (from 1).
+        line: usize,
+        /// The line where the token first appears.
+        first_line: usize,
+        /// The token.
+        token: String,
+    },
     /// A backslash is followed by something other than `\`, `n`, `r`, `t`, or ends the line.
-    BadEscape { line: usize },
+    BadEscape {
+        /// The line (from 1).
+        line: usize,
+    },
     /// A raw carriage return (the file was probably saved with Windows line ends).
-    RawCarriageReturn { line: usize },
+    RawCarriageReturn {
+        /// The line (from 1).
+        line: usize,
+    },
     /// The file holds no token at all.
     Empty,
     /// More tokens than ids fit in 32 bits.

@@ -34,8 +34,6 @@
 //! and where partial sums must be combined (the output layer's `dhs`), they are grouped by the
 //! problem's shape alone and added in a fixed order.
 
-#![warn(missing_docs)]
-
 mod dropout;
 mod embedding;
 mod gemm;

@@ -12,8 +12,6 @@
 //! layer and of the affine GEMM as it is, never copied per step. The public API takes and
 //! returns windows batch-major (`[b][t]`, as the spec writes them).
 
-#![warn(missing_docs)]
-
 mod arch;
 mod dropout;
 mod layers;

@@ -8,7 +8,6 @@
 //!
 //! Layout: windows are batch-major, row `b * T + t`, exactly as the spec writes `xs[b][t]`.
 
-#![warn(missing_docs)]
 // Index loops read like the spec's formulas, which is the point of this module.
 #![allow(clippy::needless_range_loop)]
 

@@ -32,6 +32,7 @@ pub struct TrainOptions {
     pub epochs: usize,
     /// Stop after this many iterations in total, even mid-epoch.
     pub max_iters: Option<usize>,
+    /// The learning rate of the first window.
     pub lr: f32,
     /// Global-norm gradient clipping.
     pub clip: Option<f32>,
@@ -74,16 +75,20 @@ pub struct IterReport {
     pub iter: usize,
     /// The epoch this iteration belongs to (1-based).
     pub epoch: usize,
+    /// The window's loss.
     pub loss: f32,
+    /// The rate it was trained at.
     pub lr: f32,
 }
 
 /// One finished (or, with `max_iters`, cut-short) epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EpochReport {
+    /// The epoch (from 1).
     pub epoch: usize,
     /// `exp(mean window loss)` over the epoch's iterations.
     pub train_ppl: f64,
+    /// Validation perplexity after it, if there is a validation split.
     pub valid_ppl: Option<f64>,
     /// Training tokens per second of training time (evaluation excluded).
     pub tokens_per_sec: f64,
@@ -101,12 +106,45 @@ pub struct EpochReport {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Event {
     /// The rate of the next epoch differs from the last one's.
-    RateChanged { epoch: usize, iter: usize, from: f32, to: f32 },
+    RateChanged {
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The iteration at the epoch's end.
+        iter: usize,
+        /// The rate before.
+        from: f32,
+        /// The rate after.
+        to: f32,
+    },
     /// `keep_best`: the epoch made validation worse, so the best epoch's model came back.
-    BackToBest { epoch: usize, iter: usize, valid_ppl: f64, best_epoch: usize, best_valid_ppl: f64 },
+    BackToBest {
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The iteration at the epoch's end.
+        iter: usize,
+        /// This epoch's validation perplexity.
+        valid_ppl: f64,
+        /// The best epoch so far.
+        best_epoch: usize,
+        /// Its validation perplexity.
+        best_valid_ppl: f64,
+    },
     /// A window's loss (or the gradient norm) showed divergence: the run went back to its last
     /// save point and halved the rate.
-    Recovered { epoch: usize, window: usize, iter: usize, loss: f32, back_to_iter: usize, lr: f32 },
+    Recovered {
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The window within the epoch (from 1).
+        window: usize,
+        /// The iteration that diverged.
+        iter: usize,
+        /// Its loss (or NaN).
+        loss: f32,
+        /// The iteration of the save point gone back to.
+        back_to_iter: usize,
+        /// The new, halved rate.
+        lr: f32,
+    },
 }
 
 /// Why a run stopped.
@@ -124,8 +162,11 @@ pub enum Stop {
 
 /// Receives progress while training runs, and may stop it.
 pub trait Observer {
+    /// Called after every training window.
     fn on_iter(&mut self, report: &IterReport);
+    /// Called after every epoch, once it is evaluated.
     fn on_epoch(&mut self, report: &EpochReport);
+    /// Called when the schedule or the divergence guard acts.
     fn on_event(&mut self, _event: &Event) {}
     /// Called at every save point (every epoch's end, every `checkpoint_every` windows, and
     /// when the run stops) with everything needed to continue it.
@@ -143,12 +184,35 @@ pub enum TrainError {
     /// The model rejected its input (a bug in the caller: ids out of range, wrong sizes).
     Model(ModelError),
     /// The corpus does not fill one `B x T` window.
-    CorpusTooShort { tokens: usize, needed: usize },
+    CorpusTooShort {
+        /// Tokens in the corpus.
+        tokens: usize,
+        /// Tokens one window needs (`B * T + 1`).
+        needed: usize,
+    },
     /// Divergence came back after [`MAX_RECOVERIES`] recoveries.
-    Diverged { epoch: usize, window: usize, loss: f64, lr: f32 },
+    Diverged {
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The window within the epoch (from 1).
+        window: usize,
+        /// The loss of the window that diverged.
+        loss: f64,
+        /// The rate it was trained at.
+        lr: f32,
+    },
     /// The first window after the last save point diverged: its weights are already bad, and
     /// going back to them cannot help.
-    DivergedAtSavePoint { epoch: usize, window: usize, loss: f64, saved_after: usize },
+    DivergedAtSavePoint {
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The window within the epoch (from 1).
+        window: usize,
+        /// The loss of the window that diverged.
+        loss: f64,
+        /// The iteration of the last save point.
+        saved_after: usize,
+    },
     /// A hyper-parameter makes no sense, or a state to resume from does not fit.
     Invalid(String),
 }
@@ -192,8 +256,11 @@ impl From<ModelError> for TrainError {
 pub struct TrainSummary {
     /// Every epoch of the run (those of earlier sessions too, when resumed).
     pub epochs: Vec<EpochReport>,
+    /// Iterations trained in all.
     pub iters: usize,
+    /// The rate the next window would have had.
     pub final_lr: f32,
+    /// Why the run stopped.
     pub stop: Stop,
 }
 

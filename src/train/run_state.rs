@@ -30,11 +30,13 @@ pub struct Progress {
     pub epoch: usize,
     /// Windows trained in the unfinished epoch, and the sum of their losses.
     pub epoch_iters: usize,
+    /// The sum of those windows' losses.
     pub epoch_loss_sum: f64,
     /// The training batcher's global time index.
     pub time_idx: usize,
     /// The rate of the next window.
     pub lr: f32,
+    /// The schedule's memory (best entropy, halving).
     pub schedule: ScheduleState,
     /// Divergences recovered from so far.
     pub recoveries: usize,
@@ -68,6 +70,7 @@ impl Progress {
 /// The model's side of a run: what training changes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelSnapshot {
+    /// Every parameter, in the model's layout.
     pub params: Vec<f32>,
     /// The hidden state(s) carried into the next window.
     pub state: Vec<f32>,
@@ -78,22 +81,29 @@ pub struct ModelSnapshot {
 /// A run at one moment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunPoint {
+    /// Where the run is.
     pub progress: Progress,
+    /// The model at that point.
     pub model: ModelSnapshot,
 }
 
 /// The best epoch so far (kept with `--keep-best`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BestModel {
+    /// The epoch.
     pub epoch: usize,
+    /// Its validation perplexity.
     pub valid_ppl: f64,
+    /// The model at that point.
     pub model: ModelSnapshot,
 }
 
 /// Everything to continue a run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunState {
+    /// The run as it is.
     pub now: RunPoint,
+    /// The best epoch so far, when keep-best is on.
     pub best: Option<BestModel>,
     /// Where a divergence rolls back to, when that is not `now` itself (a state saved between
     /// two save points).

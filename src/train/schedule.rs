@@ -13,14 +13,25 @@ pub enum Schedule {
     /// The same rate throughout.
     Constant,
     /// Divide the rate by `factor` whenever validation perplexity is worse than the best so far.
-    Plateau { factor: f32 },
+    Plateau {
+        /// The divisor, above 1.
+        factor: f32,
+    },
     /// Mikolov's RNNLM schedule: once validation entropy (log perplexity) improves by less than
     /// `threshold` (relative to the best so far), halve the rate after every epoch; stop the
     /// next time it improves by less than the threshold.
-    Newbob { threshold: f64 },
+    Newbob {
+        /// The relative improvement below which the rate is halved.
+        threshold: f64,
+    },
     /// Divide the rate by `factor` after every epoch from `from_epoch - 1` on, so that epoch
     /// `from_epoch` is the first one trained at `lr / factor`.
-    Step { from_epoch: usize, factor: f32 },
+    Step {
+        /// The first epoch at the divided rate.
+        from_epoch: usize,
+        /// The divisor, above 1.
+        factor: f32,
+    },
 }
 
 /// The threshold of `newbob` when none is given: 0.3 %, Mikolov's RNNLM's.
