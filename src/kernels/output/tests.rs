@@ -181,6 +181,57 @@ fn every_target_ignored_gives_zero_loss_and_gradients() {
     assert!(dw.iter().chain(&db).chain(&dhs).all(|&g| g == 0.0));
 }
 
+/// Loss and bias gradient of one row whose logits are `logits` (carried by the bias, with a
+/// zero hidden state), and the same in f64.
+fn one_row(logits: &[f32], target: usize) -> ((f32, Vec<f32>), (f64, Vec<f64>)) {
+    let classes = logits.len();
+    let mut layer = OutputLayer::new(1, 1, classes).unwrap();
+    let (hs, w) = ([0.0], vec![0.0; classes]);
+    let mut row_loss = [0.0];
+    layer.forward(&hs, &w, logits, &[target as i32], 1.0, &mut row_loss);
+    let (mut dw, mut db, mut dhs) = (vec![0.0; classes], vec![0.0; classes], [0.0]);
+    layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw, db: &mut db }, &mut dhs);
+    let z: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
+    let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+    let want_grad = (0..classes).map(|j| (z[j] - max).exp() / sum - if j == target { 1.0 } else { 0.0 }).collect();
+    ((row_loss[0], db), (sum.ln() + (max - z[target]), want_grad))
+}
+
+/// Logits far outside `exp`'s range, ties, and a row spanning panels: the loss stays finite
+/// (log-sum-exp, never the logarithm of a rounded probability) and matches f64.
+#[test]
+fn extreme_logits_give_finite_losses_and_exact_gradients() {
+    let mut spread = vec![0.0f32; 600];
+    spread[3] = 88.0;
+    spread[599] = -88.0;
+    let cases: Vec<(Vec<f32>, usize)> = vec![
+        (vec![1e30, -1e30, 0.0], 0),
+        (vec![1e30, -1e30, 0.0], 1),
+        (vec![-1e30; 11], 4),
+        (vec![1e30; 11], 10),
+        (spread, 599),
+        (vec![3.5; 17], 16),
+    ];
+    for (logits, target) in cases {
+        let ((loss, grad), (want_loss, want_grad)) = one_row(&logits, target);
+        assert!(loss.is_finite(), "{:?}…: loss {loss}", &logits[..3]);
+        assert!(
+            (loss as f64 - want_loss).abs() <= 1e-6 * want_loss.abs().max(1.0),
+            "{:?}…: loss {loss}, want {want_loss}",
+            &logits[..3]
+        );
+        for (g, w) in grad.iter().zip(&want_grad) {
+            assert!((*g as f64 - w).abs() <= 1e-6, "{:?}…: gradient {g}, want {w}", &logits[..3]);
+        }
+    }
+    let mut huge = vec![0.0; 20];
+    huge[3] = 1e30;
+    let ((loss, grad), _) = one_row(&huge, 0);
+    assert_eq!(loss, 1e30, "one huge logit gives a huge loss, not infinity");
+    assert!((grad[3] - 1.0).abs() < 1e-6 && (grad[0] + 1.0).abs() < 1e-6);
+}
+
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     for layout in [WeightLayout::HiddenByClasses, WeightLayout::ClassesByHidden] {
