@@ -61,29 +61,29 @@ pub fn gru_forward_window(
             let a = gates.segment(t, 0, rows * width);
             let rh = rh.segment(t, 0, rows * hidden);
             gemm_packed(rows, 1.0, h_prev, hidden, Transpose::No, wh_zr, 1.0, a, width);
-            for ((a_row, h_prev), rh) in
-                a.chunks_exact_mut(width).zip(h_prev.chunks_exact(hidden)).zip(rh.chunks_exact_mut(hidden))
-            {
-                update_and_reset_gates(bias, a_row, h_prev, rh);
-            }
+            simd!(V => {
+                for ((a_row, h_prev), rh) in
+                    a.chunks_exact_mut(width).zip(h_prev.chunks_exact(hidden)).zip(rh.chunks_exact_mut(hidden))
+                {
+                    update_and_reset_gates::<V>(bias, a_row, h_prev, rh);
+                }
+            });
             gemm_packed(rows, 1.0, rh, hidden, Transpose::No, wh_candidate, 1.0, &mut a[2 * hidden..], width);
-            for ((a_row, h_prev), h) in
-                a.chunks_exact_mut(width).zip(h_prev.chunks_exact(hidden)).zip(h.chunks_exact_mut(hidden))
-            {
-                candidate_and_state(bias, a_row, h_prev, h);
-            }
+            simd!(V => {
+                for ((a_row, h_prev), h) in
+                    a.chunks_exact_mut(width).zip(h_prev.chunks_exact(hidden)).zip(h.chunks_exact_mut(hidden))
+                {
+                    candidate_and_state::<V>(bias, a_row, h_prev, h);
+                }
+            });
         }
     });
 }
 
 /// First pass of a forward step, one row: `z` and `r` from their pre-activations (without the
 /// bias) in `a`, stored there; `rh = r * h_prev`.
-fn update_and_reset_gates(bias: &[f32], a: &mut [f32], h_prev: &[f32], rh: &mut [f32]) {
-    simd!(V => update_and_reset_gates_with::<V>(bias, a, h_prev, rh))
-}
-
 #[inline(always)]
-fn update_and_reset_gates_with<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], rh: &mut [f32]) {
+fn update_and_reset_gates<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], rh: &mut [f32]) {
     let hidden = h_prev.len();
     for j in (0..hidden).step_by(V::LANES) {
         let (start, end) = (j, (j + V::LANES).min(hidden));
@@ -97,12 +97,8 @@ fn update_and_reset_gates_with<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f
 
 /// Second pass of a forward step, one row: `h~` from its pre-activation (without the bias) in
 /// `a`, stored there, and the new state `h = h_prev + z (h~ - h_prev)`.
-fn candidate_and_state(bias: &[f32], a: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
-    simd!(V => candidate_and_state_with::<V>(bias, a, h_prev, h))
-}
-
 #[inline(always)]
-fn candidate_and_state_with<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
+fn candidate_and_state<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
     let hidden = h_prev.len();
     for j in (0..hidden).step_by(V::LANES) {
         let (start, end) = (j, (j + V::LANES).min(hidden));
@@ -169,17 +165,21 @@ pub fn gru_backward_window(
                     let (dh_prev, dh) = dhs.row_pair(t - 1);
                     (Some(dh_prev), dh)
                 };
-                for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
-                    let at = r * hidden..(r + 1) * hidden;
-                    let dh_prev_row = dh_prev.as_deref_mut().map(|d| &mut d[at.clone()]);
-                    candidate_and_update_backward(da_row, &h_prev[at.clone()], &dh[at], dh_prev_row);
-                }
+                simd!(V => {
+                    for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
+                        let at = r * hidden..(r + 1) * hidden;
+                        let dh_prev_row = dh_prev.as_deref_mut().map(|d| &mut d[at.clone()]);
+                        candidate_and_update_backward::<V>(da_row, &h_prev[at.clone()], &dh[at], dh_prev_row);
+                    }
+                });
                 gemm_packed(rows, 1.0, &da[2 * hidden..], width, Transpose::No, wh_candidate_t, 0.0, drh, hidden);
-                for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
-                    let at = r * hidden..(r + 1) * hidden;
-                    let dh_prev_row = dh_prev.as_deref_mut().map(|d| &mut d[at.clone()]);
-                    reset_backward(da_row, &h_prev[at.clone()], &drh[at], dh_prev_row);
-                }
+                simd!(V => {
+                    for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
+                        let at = r * hidden..(r + 1) * hidden;
+                        let dh_prev_row = dh_prev.as_deref_mut().map(|d| &mut d[at.clone()]);
+                        reset_backward::<V>(da_row, &h_prev[at.clone()], &drh[at], dh_prev_row);
+                    }
+                });
                 if let Some(dh_prev) = dh_prev {
                     gemm_packed(rows, 1.0, da, width, Transpose::No, wh_zr_t, 1.0, dh_prev, hidden);
                 }
@@ -190,12 +190,8 @@ pub fn gru_backward_window(
 
 /// First pass of a backward step, one row: `a` holds the activated `[z | r | h~]`; `da_z` and
 /// `da_h~` replace `z` and `h~`, `r` stays for [`reset_backward`]. `dh_prev += dh (1 - z)`.
-fn candidate_and_update_backward(a: &mut [f32], h_prev: &[f32], dh: &[f32], dh_prev: Option<&mut [f32]>) {
-    simd!(V => candidate_and_update_backward_with::<V>(a, h_prev, dh, dh_prev))
-}
-
 #[inline(always)]
-fn candidate_and_update_backward_with<V: Simd>(a: &mut [f32], h_prev: &[f32], dh: &[f32], dh_prev: Option<&mut [f32]>) {
+fn candidate_and_update_backward<V: Simd>(a: &mut [f32], h_prev: &[f32], dh: &[f32], dh_prev: Option<&mut [f32]>) {
     let hidden = h_prev.len();
     let one = V::one();
     let mut dh_prev = dh_prev;
@@ -216,12 +212,8 @@ fn candidate_and_update_backward_with<V: Simd>(a: &mut [f32], h_prev: &[f32], dh
 
 /// Second pass of a backward step, one row: `da_r = d(rh) h_prev r (1 - r)` replaces `r`;
 /// `dh_prev += d(rh) r`.
-fn reset_backward(a: &mut [f32], h_prev: &[f32], drh: &[f32], dh_prev: Option<&mut [f32]>) {
-    simd!(V => reset_backward_with::<V>(a, h_prev, drh, dh_prev))
-}
-
 #[inline(always)]
-fn reset_backward_with<V: Simd>(a: &mut [f32], h_prev: &[f32], drh: &[f32], dh_prev: Option<&mut [f32]>) {
+fn reset_backward<V: Simd>(a: &mut [f32], h_prev: &[f32], drh: &[f32], dh_prev: Option<&mut [f32]>) {
     let hidden = h_prev.len();
     let mut dh_prev = dh_prev;
     for j in (0..hidden).step_by(V::LANES) {

@@ -54,22 +54,20 @@ pub fn lstm_forward_window(
             let a = gates.segment(t, 0, rows * width);
             gemm_packed(rows, 1.0, h_prev, hidden, Transpose::No, wh, 1.0, a, width);
             let (c_prev, c) = cs.row_pair(t);
-            for (r, a_row) in a.chunks_exact_mut(width).enumerate() {
-                let at = r * hidden..(r + 1) * hidden;
-                cell_forward(bias, a_row, &c_prev[at.clone()], &mut c[at.clone()], &mut h[at]);
-            }
+            simd!(V => {
+                for (r, a_row) in a.chunks_exact_mut(width).enumerate() {
+                    let at = r * hidden..(r + 1) * hidden;
+                    cell_forward::<V>(bias, a_row, &c_prev[at.clone()], &mut c[at.clone()], &mut h[at]);
+                }
+            })
         }
     });
 }
 
 /// One row of the fused forward: `a` (`4 hidden`) holds the pre-activations without the bias
 /// on entry and the activated gates on return; `c` and `h` (`hidden`) receive the new state.
-fn cell_forward(bias: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-    simd!(V => cell_forward_with::<V>(bias, a, c_prev, c, h))
-}
-
 #[inline(always)]
-fn cell_forward_with<V: Simd>(bias: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+fn cell_forward<V: Simd>(bias: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
     let hidden = c.len();
     for j in (0..hidden).step_by(V::LANES) {
         let (start, end) = (j, (j + V::LANES).min(hidden));
@@ -137,10 +135,13 @@ pub fn lstm_backward_window(
                 let da = gates.segment(t, 0, rows * width);
                 let (c_prev, c) = (c_of(t), c_of(t + 1));
                 let mut step = |dh: &[f32]| {
-                    for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
-                        let at = r * hidden..(r + 1) * hidden;
-                        cell_backward(da_row, (&c_prev[at.clone()], &c[at.clone()]), &dh[at.clone()], &mut dc[at]);
-                    }
+                    simd!(V => {
+                        for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
+                            let at = r * hidden..(r + 1) * hidden;
+                            let states = (&c_prev[at.clone()], &c[at.clone()]);
+                            cell_backward::<V>(da_row, states, &dh[at.clone()], &mut dc[at]);
+                        }
+                    })
                 };
                 if t == 0 {
                     step(dhs.segment(0, 0, rows * hidden));
@@ -156,12 +157,8 @@ pub fn lstm_backward_window(
 
 /// One row of the fused backward: `a` (`4 hidden`) holds the activated gates on entry and `da`
 /// on return; `dc` holds the gradient at `c_t` on entry and at `c_{t-1}` on return.
-fn cell_backward(a: &mut [f32], (c_prev, c): (&[f32], &[f32]), dh: &[f32], dc: &mut [f32]) {
-    simd!(V => cell_backward_with::<V>(a, (c_prev, c), dh, dc))
-}
-
 #[inline(always)]
-fn cell_backward_with<V: Simd>(a: &mut [f32], (c_prev, c): (&[f32], &[f32]), dh: &[f32], dc: &mut [f32]) {
+fn cell_backward<V: Simd>(a: &mut [f32], (c_prev, c): (&[f32], &[f32]), dh: &[f32], dc: &mut [f32]) {
     let hidden = c.len();
     let one = V::one();
     for j in (0..hidden).step_by(V::LANES) {

@@ -272,13 +272,15 @@ impl OutputLayer {
             let panel = &mut share.panels[index * rows * PANEL_COLS..][..rows * width];
             let stats = &share.stats[index * rows..][..rows];
             if make_gradient {
-                for ((row, stat), row_scale) in panel.chunks_exact_mut(width).zip(stats).zip(row_scales) {
-                    let scale = row_scale.panel_factor(stat);
-                    simd!(V => map_inplace::<V>(row, #[inline(always)] |e| e * V::splat(scale)));
-                    if stat.target != NO_TARGET {
-                        row[stat.target as usize] -= inv_n;
+                simd!(V => {
+                    for ((row, stat), row_scale) in panel.chunks_exact_mut(width).zip(stats).zip(row_scales) {
+                        let scale = V::splat(row_scale.panel_factor(stat));
+                        map_inplace::<V>(row, #[inline(always)] |e| e * scale);
+                        if stat.target != NO_TARGET {
+                            row[stat.target as usize] -= inv_n;
+                        }
                     }
-                }
+                })
             }
             let bias_out = &mut share.bias_out[index * PANEL_COLS..][..width];
             match lr {
