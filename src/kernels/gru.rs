@@ -103,7 +103,7 @@ fn candidate_and_state<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], h: 
     for j in (0..hidden).step_by(V::LANES) {
         let (start, end) = (j, (j + V::LANES).min(hidden));
         let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let candidate = tanh(load_up_to::<V>(&a[block(2)]) + load_up_to::<V>(&bias[block(2)]));
+        let candidate = tanh(load_biased::<V>(a, bias, block(2)));
         let (z, h_prev) = (load_up_to::<V>(&a[block(0)]), load_up_to::<V>(&h_prev[start..end]));
         store_partial(&mut h[start..end], z.mul_add(candidate - h_prev, h_prev));
         store_partial(&mut a[block(2)], candidate);
