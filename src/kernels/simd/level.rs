@@ -69,7 +69,8 @@ impl std::fmt::Display for SimdLevel {
     }
 }
 
-/// The level in use, `0` until the first call of [`simd_level`] settles it.
+/// The level in use as 1 + its index in [`SimdLevel::ALL`]; `0` until the first call of
+/// [`simd_level`] settles it.
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 
 /// The level the kernels use in this process: the best this CPU supports, or the one
@@ -77,10 +78,8 @@ static LEVEL: AtomicU8 = AtomicU8::new(0);
 #[inline]
 pub fn simd_level() -> SimdLevel {
     match LEVEL.load(Ordering::Relaxed) {
-        1 => SimdLevel::Avx512,
-        2 => SimdLevel::Avx2,
-        3 => SimdLevel::Baseline,
-        _ => settle_level(),
+        0 => settle_level(),
+        code => SimdLevel::ALL[code as usize - 1],
     }
 }
 
@@ -101,13 +100,9 @@ fn settle_level() -> SimdLevel {
             }
         },
     };
-    let code = match level {
-        SimdLevel::Avx512 => 1,
-        SimdLevel::Avx2 => 2,
-        SimdLevel::Baseline => 3,
-    };
+    let index = SimdLevel::ALL.iter().position(|&l| l == level).expect("ALL holds every level");
     // Every thread that races here computes the same level.
-    LEVEL.store(code, Ordering::Relaxed);
+    LEVEL.store(index as u8 + 1, Ordering::Relaxed);
     level
 }
 

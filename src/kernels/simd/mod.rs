@@ -322,6 +322,11 @@ mod tests {
     }
 
     #[test]
+    fn the_level_reports_the_lanes_of_its_vector_type() {
+        assert_eq!(simd_level().lanes(), simd!(V => V::LANES));
+    }
+
+    #[test]
     fn tanh_special_values() {
         let mut v = [0.0, -0.0, 1e30, -1e30, f32::MAX, f32::MIN, 20.0, -20.0, 1e-40];
         tanh_inplace(&mut v);
