@@ -5,7 +5,6 @@ use super::*;
 
 /// Rows and columns of C that one dot-product tile computes: 24 accumulators.
 pub(super) const DOT_ROWS: usize = 3;
-
 pub(super) const DOT_COLS: usize = 8;
 
 /// Depth of one dot-product block: 8 rows of B (32 KiB) stay in L1.

@@ -62,8 +62,9 @@ pub(super) fn pack_panel<const W: usize>(
             }
         }
     } else {
+        // Under the level's target features, so that the copies use its widest registers.
         let first = k0 * depth_stride + free0;
-        simd!(V => copy_groups::<V, W>(&data[first..], (depth_stride, nfree), groups))
+        simd!(V => copy_groups::<W>(&data[first..], (depth_stride, nfree), groups))
     }
     if nfree < W {
         for group in groups.iter_mut() {
@@ -78,7 +79,7 @@ pub(super) fn pack_panel<const W: usize>(
 /// measured; copying a vector at a time let the compiler reorder the loops into one pass over
 /// B's rows per vector, which ran c6's `h * Wh` (20 x 2600 x 650) at a third of the speed).
 #[inline(always)]
-pub(super) fn copy_groups<V: Simd, const W: usize>(data: &[f32], (stride, n): (usize, usize), groups: &mut [[f32; W]]) {
+pub(super) fn copy_groups<const W: usize>(data: &[f32], (stride, n): (usize, usize), groups: &mut [[f32; W]]) {
     for (p, group) in groups.iter_mut().enumerate() {
         let source = &data[p * stride..][..n];
         if n == W {

@@ -61,7 +61,7 @@ impl PackedB {
     /// values, and every depth block before it in its own block column `kc * NR` per panel
     /// (`NR` is [`nr`]).
     fn block_start(&self, (jc, nc): (usize, usize), (pc, _): (usize, usize)) -> usize {
-        jc * self.k + pc * nc.div_ceil(nr()) * nr()
+        jc * self.k + pc * nc.next_multiple_of(nr())
     }
 }
 
