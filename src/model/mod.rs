@@ -148,9 +148,9 @@ impl Clone for Workspace {
     }
 }
 
-/// Seconds spent in each part of the model since the last
-/// [`reset_phase_times`](Rnnlm::reset_phase_times): what `rnnlm bench` reports as the
-/// split between the recurrent part and the output layer.
+/// Seconds spent in each part of the model since the phase clocks were started
+/// ([`set_phase_timing`](Rnnlm::set_phase_timing)): what `rnnlm bench` reports as the split
+/// between the recurrent part and the output layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PhaseTimes {
     /// Embedding, the recurrent layers over time (forward and backward) and their weight
@@ -317,17 +317,9 @@ impl Rnnlm {
         self.times = on.then(PhaseTimes::default);
     }
 
-    /// Time spent per part of the model since the clocks were started or reset; zero while
-    /// they are off.
+    /// Time spent per part of the model since the clocks were started; zero while they are off.
     pub fn phase_times(&self) -> PhaseTimes {
         self.times.unwrap_or_default()
-    }
-
-    /// Starts the phase clocks from zero (if they run).
-    pub fn reset_phase_times(&mut self) {
-        if let Some(times) = &mut self.times {
-            *times = PhaseTimes::default();
-        }
     }
 
     /// Sets the phase clocks (to what [`phase_times`](Self::phase_times) returned earlier),
