@@ -22,7 +22,7 @@ use wide::f32x8;
 use dot::*;
 use pack::*;
 pub use packed::{gemm_packed, gemm_packed_a, PackedA, PackedB};
-pub(super) use packed::{gemm_packed_a_into, gemm_packed_into};
+pub(super) use packed::{gemm_packed_a_into, gemm_packed_both_into, gemm_packed_into};
 use tile::*;
 
 /// Whether an operand is used as stored (`No`) or transposed (`Yes`).
@@ -115,6 +115,9 @@ macro_rules! at_tile_height {
             6 => $f::<6>,
             5 => $f::<5>,
             4 => $f::<4>,
+            3 => $f::<3>,
+            2 => $f::<2>,
+            1 => $f::<1>,
             _ => unreachable!("tile heights come from tile_heights()"),
         }
     };
@@ -156,9 +159,11 @@ fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, 
 /// multiplied by all of A's row panels.
 fn multiply_by_blocks_of_b(k: usize, alpha: f32, a: APanels<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
     let (m, n) = (c.rows(), c.cols());
-    // In place only where a block of B spans no more memory than its packed copy would: rows
-    // far apart (W with ld = V) would touch a page per row.
-    let in_place = b.trans == Transpose::No && m <= IN_PLACE_MAX_ROWS && KC.min(k) * b.ld <= KC * NC;
+    // In place only where a block of B spans no more memory than its packed copy would (rows
+    // far apart, W with ld = V, would touch a page per row), or where one row panel reads B
+    // once: a copy would only add a pass over it (one row of logits: 4 MB copied per token).
+    let one_panel = m <= a.tile_rows(m);
+    let in_place = b.trans == Transpose::No && m <= IN_PLACE_MAX_ROWS && (KC.min(k) * b.ld <= KC * NC || one_panel);
     with_pack_b(|pack_b| {
         for ((jc, nc), (pc, kc)) in blocks_of_b(k, n) {
             let b_panels = if in_place {

@@ -105,6 +105,31 @@ pub(in crate::kernels) fn gemm_packed_into(
     }
 }
 
+/// `C = alpha * A * B + beta * C` with both operands packed in advance (`m x k` and `k x n`):
+/// the same result, bit for bit, as [`gemm`] with the matrices that were packed (`C` is the
+/// view's `m x n`). The output layer's loss-only pass multiplies the same packed `hs` by each
+/// panel of `W`, packed once for many passes. Never allocates.
+pub(in crate::kernels) fn gemm_packed_both_into(
+    alpha: f32,
+    a: &PackedA,
+    b: &PackedB,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    let (k, n) = (b.k, b.n);
+    assert_eq!(c.rows(), a.m, "gemm_packed_both: C has {} rows, but the packed A {}", c.rows(), a.m);
+    assert_eq!(c.cols(), n, "gemm_packed_both: C has {} columns, but the packed B {n}", c.cols());
+    assert_eq!(a.k, k, "gemm_packed_both: the packed A is {} deep, the packed B {k}", a.k);
+    if empty_product(k, beta, c) {
+        return;
+    }
+    for (cols, depth) in blocks_of_b(k, n) {
+        let b_panels = BPanels::Packed { data: &b.data[b.block_start(cols, depth)..], kc: depth.1 };
+        let beta_block = if depth.0 == 0 { beta } else { 1.0 };
+        multiply_rows(APanels::Packed(a), depth, b_panels, cols, (alpha, beta_block), c);
+    }
+}
+
 /// `op(A)` packed once for many products with it: the output layer multiplies the same hidden
 /// states by each of its panels of `W` (forward), and their transpose by each panel of the
 /// gradient (backward); packed per product, the same copy was made forty times per pass.

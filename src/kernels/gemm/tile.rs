@@ -24,8 +24,18 @@ pub(super) fn tile_heights() -> &'static [usize] {
 /// The largest tile height of any level, which sizes the packing buffer for A.
 pub(super) const MAX_MR: usize = 14;
 
-/// The tile height for `m` rows: the fewest padded rows, the taller tile among equals.
+/// Heights below the level's own, for products of fewer rows than its smallest tile: one
+/// row (generating text, a token at a time) in an 8-row tile would multiply seven rows of
+/// padding.
+const SHORT_HEIGHTS: [usize; 6] = [1, 2, 3, 4, 5, 6];
+
+/// The tile height for `m` rows: the fewest padded rows, the taller tile among equals; `m`
+/// itself when it is shorter than every tile of the level and one of [`SHORT_HEIGHTS`].
 pub(super) fn tile_rows(m: usize) -> usize {
+    let shortest = tile_heights().iter().copied().min().expect("every level has tile heights");
+    if m < shortest && SHORT_HEIGHTS.contains(&m) {
+        return m;
+    }
     let heights = tile_heights().iter().copied();
     heights.min_by_key(|&mr| (m.div_ceil(mr) * mr, usize::MAX - mr)).expect("every level has tile heights")
 }
@@ -132,7 +142,7 @@ pub(super) enum APanels<'a> {
 
 impl APanels<'_> {
     /// Rows per panel for a product with `m` rows: a packed A's own.
-    fn tile_rows(&self, m: usize) -> usize {
+    pub(super) fn tile_rows(&self, m: usize) -> usize {
         match self {
             APanels::Unpacked(_) => tile_rows(m),
             APanels::Packed(packed) => packed.mr,
