@@ -1,5 +1,6 @@
 //! Sampling text from a trained model.
 
+use crate::kernels::sample_softmax;
 use crate::model::{ModelError, Rnnlm, Window};
 use crate::rng::Rng;
 
@@ -46,23 +47,9 @@ pub fn generate(
 }
 
 /// One draw from `softmax(logits / temperature)`, or the first largest logit when
-/// `temperature` is 0.
+/// `temperature` is 0 ([`sample_softmax`] with a uniform number from `rng`).
 pub fn sample(logits: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let argmax = logits.iter().position(|&z| z == max).unwrap_or(0);
-    if temperature == 0.0 {
-        return argmax as u32;
-    }
-    let weights = logits.iter().map(|&z| ((z - max) as f64 / temperature as f64).exp());
-    let total: f64 = weights.clone().sum();
-    let mut target = rng.uniform() * total;
-    for (id, w) in weights.enumerate() {
-        if target < w {
-            return id as u32;
-        }
-        target -= w;
-    }
-    argmax as u32
+    sample_softmax(logits, temperature, rng.uniform()) as u32
 }
 
 #[cfg(test)]

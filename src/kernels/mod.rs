@@ -27,6 +27,7 @@
 //! | [`embedding_gather`], [`embedding_scatter_add`] | row gather / scatter-add by token id |
 //! | [`dropout_forward`], [`dropout_backward`] | inverted dropout with masks keyed by (seed, window, site, element) |
 //! | [`column_sums`] | bias gradients |
+//! | [`sample_softmax`] | a class drawn from the softmax of a row of logits (generating text) |
 //! | [`sgd_update`], [`sum_of_squares`], [`scale_inplace`], [`clip_factor`] | optimizer pieces |
 //!
 //! Results never depend on the number of rayon threads: every output element is computed by
@@ -44,6 +45,7 @@ mod out_matrix;
 mod output;
 mod rnn;
 mod row_groups;
+mod sample;
 mod simd;
 
 pub use dropout::{dropout_backward, dropout_forward, dropout_keeps, MaskKey};
@@ -52,8 +54,9 @@ pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedB
 pub use gru::{gru_backward_window, gru_forward_window, GRU_GATES};
 pub use lstm::{lstm_backward_window, lstm_forward_window, LSTM_GATES};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
-pub use output::{OutputLayer, OutputUpdate, WeightLayout, IGNORE_TARGET, PANEL_COLS};
+pub use output::{OutputLayer, OutputUpdate, PackedWeights, WeightLayout, IGNORE_TARGET, PANEL_COLS};
 pub use rnn::{rnn_backward_window, rnn_forward_window};
+pub use sample::sample_softmax;
 pub use simd::{simd_level, tanh_inplace, SimdLevel, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 
 /// Panics unless `operand` of `kernel` has `len` elements equal to the product of `dims`,

@@ -23,10 +23,12 @@
 //! taken one at a time by whichever thread is free, so that the threads finish together.
 
 use super::embedding::sum_columns;
-use super::gemm::{gemm, gemm_packed_a, PackedA, Transpose, PARALLEL_MIN_WORK};
+use super::gemm::{gemm, gemm_packed_a, gemm_packed_both_into, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::out_matrix::{Axis, OutMatrix};
-use super::simd::{exp, lane_max, lane_sum, load_partial, map_inplace, simd, store_partial, zip_map_inplace, Simd};
+use super::simd::{
+    exp, lane_max, lane_sum, load_partial, map_inplace, simd, store_partial, zip_map_inplace, Simd, MAX_LANES,
+};
 use super::{check_len, check_targets, filled};
 mod tasks;
 mod weights;
@@ -36,7 +38,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 use tasks::{sum_and_transpose, take_panel, task_layout, BackwardShare, Lane, MAX_TASKS, TRANSPOSE_UNITS};
 use weights::PackedForGradient;
-pub use weights::WeightLayout;
+pub use weights::{PackedWeights, WeightLayout};
 
 /// A target id that is ignored: its row contributes no loss and a zero gradient.
 pub const IGNORE_TARGET: i32 = -1;
@@ -44,6 +46,8 @@ pub const IGNORE_TARGET: i32 = -1;
 /// Columns per panel. A c3 panel (700 rows x 256) is 700 KiB: it stays in L2 (2 MiB per core
 /// here) from its GEMM through its statistics, and from its gradient through both backward GEMMs.
 pub const PANEL_COLS: usize = 256;
+/// Weights (`hidden x classes`) from which even one row's pass is shared between threads.
+const PARALLEL_MIN_WEIGHTS: usize = 1 << 19;
 /// Rows per parallel job when combining the panels' statistics.
 const COMBINE_ROWS: usize = 64;
 /// Marks a panel row whose target is in another panel (or ignored).
@@ -89,6 +93,83 @@ enum Contents {
     Exponentials,
     /// The gradient `dz` of the last backward pass.
     Gradient,
+}
+
+/// What a forward pass leaves in the panels.
+#[derive(Clone, Copy)]
+enum ForwardPass<'a> {
+    /// `z = hs * W + b`.
+    Logits,
+    /// `exp(z - panel max)` and each row's statistics for these targets, for the loss and the
+    /// backward pass.
+    Exponentials(&'a [i32]),
+    /// Only each row's statistics for these targets (the panels keep `hs * W`, without the
+    /// bias): what the loss alone needs.
+    Statistics(&'a [i32]),
+}
+
+/// The weights a forward pass reads.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    /// `W` as stored, each panel packed by its GEMM.
+    Stored(&'a [f32], WeightLayout),
+    /// Packed in advance.
+    Packed(&'a PackedWeights),
+}
+
+/// What every panel of one forward pass reads.
+struct PanelForward<'a> {
+    packed_hs: &'a PackedA,
+    weights: Weights<'a>,
+    bias: &'a [f32],
+    hidden: usize,
+    classes: usize,
+    pass: ForwardPass<'a>,
+}
+
+impl PanelForward<'_> {
+    /// Panel `index`: `hs * W[:, panel]` into the start of `room` (`rows x width`), then what
+    /// the pass asks, with the panel's statistics into `stats` (`rows`).
+    fn panel(&self, index: usize, room: &mut [f32], stats: &mut [PanelRow]) {
+        let (hidden, classes, rows) = (self.hidden, self.classes, stats.len());
+        let j0 = index * PANEL_COLS;
+        let width = PANEL_COLS.min(classes - j0);
+        let panel = &mut room[..rows * width];
+        match self.weights {
+            Weights::Stored(w, layout) => {
+                let (w_panel, ldw, w_trans) = layout.panel(w, j0, (hidden, classes));
+                gemm_packed_a(width, 1.0, self.packed_hs, w_panel, ldw, w_trans, 0.0, panel, width);
+            }
+            Weights::Packed(packed) => {
+                let mut c = OutMatrix::new("OutputLayer::forward_loss_only", panel, rows, width, width);
+                gemm_packed_both_into(1.0, self.packed_hs, packed.panel(index), 0.0, &mut c);
+            }
+        }
+        let bias = &self.bias[j0..j0 + width];
+        let pass = self.pass;
+        simd!(V => {
+            for (r, (row, stat)) in panel.chunks_exact_mut(width).zip(stats.iter_mut()).enumerate() {
+                let target_in_panel = |targets: &[i32]| {
+                    let target = targets[r] as i64 - j0 as i64;
+                    (0..width as i64).contains(&target).then_some(target as usize)
+                };
+                match pass {
+                    ForwardPass::Statistics(targets) if targets[r] == IGNORE_TARGET => {
+                        *stat = PanelRow::default();
+                    }
+                    ForwardPass::Statistics(targets) => {
+                        *stat = biased_statistics::<V>(row, bias, target_in_panel(targets));
+                    }
+                    ForwardPass::Logits | ForwardPass::Exponentials(_) => {
+                        zip_map_inplace::<V>(row, bias, #[inline(always)] |z, b| z + b);
+                        if let ForwardPass::Exponentials(targets) = pass {
+                            *stat = exponentiate::<V>(row, target_in_panel(targets));
+                        }
+                    }
+                }
+            }
+        })
+    }
 }
 
 /// What [`OutputLayer::backward`] does with the weight gradients. `w` and `dw` are stored in the
@@ -187,7 +268,7 @@ impl OutputLayer {
     /// anything, if a length does not match.
     pub fn forward_logits(&mut self, hs: &[f32], w: &[f32], bias: &[f32]) {
         self.check_forward("OutputLayer::forward_logits", hs, w, bias);
-        self.forward_panels(hs, w, bias, None);
+        self.forward_panels(hs, Weights::Stored(w, self.layout), bias, ForwardPass::Logits);
         self.contents = Contents::Logits;
     }
 
@@ -206,10 +287,43 @@ impl OutputLayer {
         check_len(KERNEL, "targets", targets.len(), "rows", &[self.rows]);
         check_len(KERNEL, "row_loss", row_loss.len(), "rows", &[self.rows]);
         check_targets(KERNEL, targets, self.classes);
-        self.forward_panels(hs, w, bias, Some(targets));
+        self.forward_panels(hs, Weights::Stored(w, self.layout), bias, ForwardPass::Exponentials(targets));
         self.combine_panels(targets, inv_n, row_loss);
         self.inv_n = inv_n;
         self.contents = Contents::Exponentials;
+    }
+
+    /// Each row's loss alone: `row_loss[r]` as [`forward`](Self::forward) computes it, bit for
+    /// bit, with `W` packed in advance ([`PackedWeights`]) and nothing kept for a backward
+    /// pass (the bias is added and the exponentials summed on the fly, never stored, and the
+    /// panels' logits stay in the cache). What scoring text needs: afterwards
+    /// [`backward`](Self::backward) and the logit readers refuse until the next forward pass.
+    /// Rows whose target is [`IGNORE_TARGET`] cost only their share of the GEMM. Shapes and
+    /// panics as in [`forward`](Self::forward); `w` must have been made for this layer's
+    /// `hidden`, `classes` and layout.
+    pub fn forward_loss_only(
+        &mut self,
+        hs: &[f32],
+        w: &PackedWeights,
+        bias: &[f32],
+        targets: &[i32],
+        row_loss: &mut [f32],
+    ) {
+        const KERNEL: &str = "OutputLayer::forward_loss_only";
+        let ours = (self.hidden, self.classes, self.layout);
+        assert!(
+            w.shape() == ours,
+            "{KERNEL}: w was packed for (hidden, classes, layout) {:?}, the layer has {ours:?}",
+            w.shape()
+        );
+        check_len(KERNEL, "hs", hs.len(), "rows x hidden", &[self.rows, self.hidden]);
+        check_len(KERNEL, "bias", bias.len(), "classes", &[self.classes]);
+        check_len(KERNEL, "targets", targets.len(), "rows", &[self.rows]);
+        check_len(KERNEL, "row_loss", row_loss.len(), "rows", &[self.rows]);
+        check_targets(KERNEL, targets, self.classes);
+        self.contents = Contents::Nothing;
+        self.forward_panels(hs, Weights::Packed(w), bias, ForwardPass::Statistics(targets));
+        self.combine_panels(targets, 1.0, row_loss);
     }
 
     /// Whether the last pass was a [`forward`](Self::forward) with the loss, which
@@ -415,37 +529,41 @@ impl OutputLayer {
         })
     }
 
-    /// Fills every panel with `z = hs * W + b` and, given targets, replaces each panel row by
-    /// `exp(z - max)` and records its statistics.
-    fn forward_panels(&mut self, hs: &[f32], w: &[f32], bias: &[f32], targets: Option<&[i32]>) {
+    /// Fills every panel with `hs * W` and then, as `pass` says, adds the bias, or also replaces
+    /// each panel row by `exp(z - max)` and records its statistics, or only records them. For
+    /// the statistics alone no panel needs to be kept: each task runs its panels through the
+    /// room of its first one, which stays in the cache from one panel to the next (written to
+    /// memory and read back, the logits of a window cost a fifth of the time at `H = 100`).
+    fn forward_panels(&mut self, hs: &[f32], weights: Weights<'_>, bias: &[f32], pass: ForwardPass<'_>) {
         let (rows, hidden, classes) = (self.rows, self.hidden, self.classes);
-        // Panels are independent here: one job each, so that a thread slowed by other work
-        // leaves more of them to the others.
-        let panels_per_job = if self.is_parallel() { 1 } else { classes.div_ceil(PANEL_COLS) };
         self.packed_hs.pack(hs, hidden, Transpose::No);
-        let (packed_hs, layout) = (&self.packed_hs, self.layout);
-        self.panels
-            .par_chunks_mut(rows * PANEL_COLS)
-            .zip(self.stats.par_chunks_mut(rows))
-            .enumerate()
-            .with_min_len(panels_per_job)
-            .for_each(|(index, (panel, stats))| {
-                let j0 = index * PANEL_COLS;
-                let width = PANEL_COLS.min(classes - j0);
-                let (w_panel, ldw, w_trans) = layout.panel(w, j0, (hidden, classes));
-                gemm_packed_a(width, 1.0, packed_hs, w_panel, ldw, w_trans, 0.0, panel, width);
-                let bias = &bias[j0..j0 + width];
-                simd!(V => {
-                    for (r, (row, stat)) in panel.chunks_exact_mut(width).zip(stats.iter_mut()).enumerate() {
-                        zip_map_inplace::<V>(row, bias, #[inline(always)] |z, b| z + b);
-                        if let Some(targets) = targets {
-                            let target = targets[r] as i64 - j0 as i64;
-                            let target = if (0..width as i64).contains(&target) { Some(target as usize) } else { None };
-                            *stat = exponentiate::<V>(row, target);
-                        }
+        let panel_count = classes.div_ceil(PANEL_COLS);
+        let forward = PanelForward { packed_hs: &self.packed_hs, weights, bias, hidden, classes, pass };
+        if let ForwardPass::Statistics(_) = pass {
+            let tasks = task_layout(classes);
+            let panels_per_task = tasks.cols_per_task / PANEL_COLS;
+            let tasks_per_job = if self.is_parallel() { 1 } else { tasks.tasks };
+            self.panels
+                .par_chunks_mut(rows * tasks.cols_per_task)
+                .zip(self.stats.par_chunks_mut(rows * panels_per_task))
+                .enumerate()
+                .with_min_len(tasks_per_job)
+                .for_each(|(task, (room, stats))| {
+                    for (p, stats) in stats.chunks_mut(rows).enumerate() {
+                        forward.panel(task * panels_per_task + p, room, stats);
                     }
-                })
-            });
+                });
+        } else {
+            // Panels are independent here: one job each, so that a thread slowed by other work
+            // leaves more of them to the others.
+            let panels_per_job = if self.is_parallel() { 1 } else { panel_count };
+            self.panels
+                .par_chunks_mut(rows * PANEL_COLS)
+                .zip(self.stats.par_chunks_mut(rows))
+                .enumerate()
+                .with_min_len(panels_per_job)
+                .for_each(|(index, (panel, stats))| forward.panel(index, panel, stats));
+        }
     }
 
     /// Combines the panels' statistics into each row's loss and scale, in parallel over rows.
@@ -474,9 +592,12 @@ impl OutputLayer {
     }
 
     /// Whether the work is worth sharing between threads; if not, each parallel loop runs all
-    /// of its tasks, in order, as one job on the calling thread.
+    /// of its tasks, in order, as one job on the calling thread. Few rows against large
+    /// weights are shared too: reading `W` is then the work (one row of logits at `H = 100`,
+    /// `V = 10,000` reads 4 MB, 100 us on one core here, 55 on two).
     fn is_parallel(&self) -> bool {
         self.rows * self.hidden * self.classes >= PARALLEL_MIN_WORK
+            || self.hidden * self.classes >= PARALLEL_MIN_WEIGHTS
     }
 }
 
@@ -503,6 +624,35 @@ fn exponentiate<V: Simd>(row: &mut [f32], target: Option<usize>) -> PanelRow {
     if !tail.is_empty() {
         store_partial(tail, exp(load_partial::<V>(tail, max) - shift));
         sum += tail.iter().sum::<f32>();
+    }
+    PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit }
+}
+
+/// What [`exponentiate`] records for `row + bias`, computed the same way (the same sums in
+/// the same order, so the same bits) without storing anything.
+#[inline(always)]
+fn biased_statistics<V: Simd>(row: &[f32], bias: &[f32], target: Option<usize>) -> PanelRow {
+    let whole = row.len() / V::LANES * V::LANES;
+    let biased = |i: usize| V::load(&row[i..]) + V::load(&bias[i..]);
+    let mut max_lanes = V::splat(f32::NEG_INFINITY);
+    for i in (0..whole).step_by(V::LANES) {
+        max_lanes = max_lanes.max(biased(i));
+    }
+    let max = (whole..row.len()).fold(lane_max(max_lanes), |m, i| m.max(row[i] + bias[i]));
+    let target_logit = target.map_or(0.0, |t| row[t] + bias[t]);
+    let shift = V::splat(max);
+    let mut sum_lanes = V::zero();
+    for i in (0..whole).step_by(V::LANES) {
+        sum_lanes += exp(biased(i) - shift);
+    }
+    let mut sum = lane_sum(sum_lanes);
+    if whole < row.len() {
+        let mut lanes = [max; MAX_LANES];
+        for (lane, i) in lanes.iter_mut().zip(whole..row.len()) {
+            *lane = row[i] + bias[i];
+        }
+        let e = exp(V::load(&lanes) - shift);
+        sum += e.to_array().as_ref()[..row.len() - whole].iter().sum::<f32>();
     }
     PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit }
 }

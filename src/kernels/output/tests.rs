@@ -141,6 +141,17 @@ fn matches_the_definitions(layout: WeightLayout) {
                 "{rows}x{hidden}x{classes}: loss of row {r}: {got} vs {want}"
             );
         }
+
+        // The loss alone, with W packed in advance: the same bits, in a layer of its own (the
+        // backward pass below needs this one's forward).
+        let mut packed = PackedWeights::new(hidden, classes, layout).unwrap();
+        packed.pack(&w);
+        let mut alone = OutputLayer::with_layout(rows, hidden, classes, layout).unwrap();
+        let mut loss_only = vec![f32::NAN; rows];
+        alone.forward_loss_only(&hs, &packed, &b, &targets, &mut loss_only);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&loss_only), bits(&row_loss), "{rows}x{hidden}x{classes}: loss alone");
+        assert!(!alone.ready_for_backward());
         let (mut dw, mut db, mut dhs) =
             (vec![f32::NAN; hidden * classes], vec![f32::NAN; classes], vec![f32::NAN; rows * hidden]);
         layer.backward(&hs, OutputUpdate::Gradients { w: &w, dw: &mut dw, db: &mut db }, &mut dhs);
