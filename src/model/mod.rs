@@ -20,7 +20,7 @@ mod passes;
 pub use arch::{Arch, Cell, Dims, Tensor, Window};
 
 use crate::kernels::{
-    clip_factor, scale_inplace, sgd_update, sum_of_squares, OutputLayer, WeightLayout, IGNORE_TARGET,
+    clip_factor, scale_inplace, sgd_update, sum_of_squares, OutputLayer, PackedWeights, WeightLayout, IGNORE_TARGET,
 };
 use crate::rng::Rng;
 use dropout::DropoutSites;
@@ -183,6 +183,11 @@ pub struct Rnnlm {
     /// The phase clocks, while they run ([`set_phase_timing`](Self::set_phase_timing)); off,
     /// a step reads no clock.
     times: Option<PhaseTimes>,
+    /// The output layer's weights packed for [`forward_losses`](Self::forward_losses), made at
+    /// its first call, and whether they are those of the parameters now (anything that may
+    /// change the parameters marks them stale).
+    packed_output: Option<PackedWeights>,
+    packed_output_current: bool,
 }
 
 impl Rnnlm {
@@ -247,7 +252,7 @@ impl Rnnlm {
                 why: "must equal the hidden size when the weights are tied",
             });
         }
-        let output_layout = if arch.tied { WeightLayout::ClassesByHidden } else { WeightLayout::HiddenByClasses };
+        let output_layout = output_layout(arch);
         let n = window.batch.checked_mul(window.time).ok_or(too_big("window"))?;
         let param_count = arch.param_count().ok_or(too_big("model"))?;
         let big = |a: usize, b: usize| a.checked_mul(b).ok_or(too_big("window"));
@@ -279,6 +284,8 @@ impl Rnnlm {
             last_grad_norm: None,
             ws,
             times: None,
+            packed_output: None,
+            packed_output_current: false,
         })
     }
 
@@ -367,6 +374,7 @@ impl Rnnlm {
 
     /// The flat parameter buffer, writable (for loading checkpoints or custom optimizers).
     pub fn params_mut(&mut self) -> &mut [f32] {
+        self.packed_output_current = false;
         &mut self.params
     }
 
@@ -422,6 +430,19 @@ impl Rnnlm {
         Ok(loss)
     }
 
+    /// Each target's loss `-ln p(target)` for one window, into `losses` (`B x T`, batch-major
+    /// like `ts`; 0 where the target is ignored): what scoring text needs. The same values, bit
+    /// for bit, as the losses [`forward`](Self::forward) averages, but nothing is kept for a
+    /// backward pass (so less is written); advances the state like `forward`.
+    pub fn forward_losses(&mut self, xs: &[u32], ts: &[i32], losses: &mut [f32]) -> Result<(), ModelError> {
+        check_len("loss output", self.window.tokens(), losses.len())?;
+        self.forward_loss_only(xs, ts)?;
+        for (row, position) in self.rows_and_positions() {
+            losses[position] = self.ws.row_loss[row];
+        }
+        Ok(())
+    }
+
     /// Next-token guesses for one window: `out[b][t]` is the argmax of the logits after input
     /// `xs[b][t]`. Advances the state like [`forward`](Self::forward); clears the gradient of
     /// any earlier forward.
@@ -471,6 +492,7 @@ impl Rnnlm {
                 why: "must be a positive number",
             });
         }
+        self.packed_output_current = false;
         if let Some(max_norm) = clip {
             if !(max_norm.is_finite() && max_norm > 0.0) {
                 return Err(ModelError::InvalidHyperParameter {
@@ -564,6 +586,15 @@ impl Rnnlm {
             }
         }
         Ok(())
+    }
+}
+
+/// How the output layer's weights are stored: `affine.W`, or `embed.W` when tied.
+fn output_layout(arch: Arch) -> WeightLayout {
+    if arch.tied {
+        WeightLayout::ClassesByHidden
+    } else {
+        WeightLayout::HiddenByClasses
     }
 }
 

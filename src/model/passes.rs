@@ -4,6 +4,7 @@
 
 use super::{Arch, Dims, ModelError, Rnnlm, Tensor, Workspace};
 use super::{DropoutSites, Recurrence};
+use crate::kernels::PackedWeights;
 use crate::kernels::{
     column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, OutputUpdate, Transpose, IGNORE_TARGET,
 };
@@ -24,6 +25,45 @@ impl Rnnlm {
         self.add_time(start, |times| &mut times.affine);
         let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
         Ok((total * inv_n as f64) as f32)
+    }
+
+    /// The forward pass up to each row's loss (in the workspace's `row_loss`), keeping nothing
+    /// for a backward pass.
+    pub(super) fn forward_loss_only(&mut self, xs: &[u32], ts: &[i32]) -> Result<(), ModelError> {
+        self.load_window(xs, Some(ts))?;
+        self.pack_output_weights()?;
+        self.forward_hidden(false);
+        let start = self.clock();
+        let (_, b) = output_weights(&self.params, self.arch);
+        let packed = self.packed_output.as_ref().expect("packed above");
+        let ws = &mut self.ws;
+        let hs = output_input(&ws.layers, None, self.arch.layers);
+        ws.output.forward_loss_only(hs, packed, b, &ws.targets, &mut ws.row_loss);
+        self.add_time(start, |times| &mut times.affine);
+        Ok(())
+    }
+
+    /// Packs the output layer's weights for [`forward_loss_only`](Self::forward_loss_only),
+    /// unless they are packed from the parameters as they are (allocating the first time).
+    fn pack_output_weights(&mut self) -> Result<(), ModelError> {
+        if self.packed_output_current {
+            return Ok(());
+        }
+        let arch = self.arch;
+        let layout = super::output_layout(arch);
+        let packed = match &mut self.packed_output {
+            Some(packed) => packed,
+            None => self.packed_output.insert(PackedWeights::new(arch.dims.hidden, arch.dims.vocab, layout).ok_or(
+                ModelError::InvalidSize {
+                    name: "vocabulary size",
+                    value: arch.dims.vocab,
+                    why: "the packed output weights cannot be allocated",
+                },
+            )?),
+        };
+        packed.pack(output_weights(&self.params, arch).0);
+        self.packed_output_current = true;
+        Ok(())
     }
 
     /// The forward pass up to the logits, for inputs only; what `backward` could use is gone.
