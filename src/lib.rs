@@ -5,6 +5,7 @@
 //! - [`model`]: `Rnnlm` (embedding, stacked tanh, LSTM or GRU layers, affine) on one flat parameter buffer and a preallocated workspace;
 //! - [`reference`](mod@reference): the naive implementation every optimized path is tested against;
 //! - [`rng`]: the seeded generator behind initialisation;
+//! - [`score`]: the probability a trained model gives each token of sentences or of a stream;
 //! - [`atomic_file`]: writes that never leave a half-written file under the final name;
 //! - [`corpus`]: tokenizers, vocabulary and token files, from text to a memory-mapped `&[u16]`;
 //! - `data` (feature `cli`): the data and cache directories, and fetching and preparing the Penn Treebank;
@@ -36,6 +37,7 @@ pub mod model;
 pub mod plot;
 pub mod reference;
 pub mod rng;
+pub mod score;
 #[cfg(feature = "train")]
 pub mod train;
 

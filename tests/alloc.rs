@@ -104,3 +104,33 @@ fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
         }
     }
 }
+
+#[test]
+fn scoring_allocates_nothing_after_the_first_call() {
+    let _turn = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let arch = Arch { dims: Dims { vocab: 1200, embed: 64, hidden: 64 }, cell: Cell::Lstm, layers: 2, tied: false };
+    // Sentences of 1 to 30 tokens, back to back.
+    let lengths: Vec<usize> = (0..50).map(|i| 1 + (i * 7) % 30).collect();
+    let ids: Vec<u32> = (0..lengths.iter().sum::<usize>()).map(|i| (i * 31 % 1200) as u32).collect();
+    let mut losses = vec![0.0; ids.len()];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    pool.install(|| {
+        (0..128).into_par_iter().for_each(|_| std::thread::sleep(std::time::Duration::from_micros(50)));
+        let model = Rnnlm::new(arch, Window { batch: 16, time: 8 }, 1).unwrap();
+        let mut sentences = rnnlm::score::SentenceScorer::new(model, 0).unwrap();
+        let model = Rnnlm::new(arch, Window { batch: 1, time: 8 }, 1).unwrap();
+        let mut stream = rnnlm::score::StreamScorer::new(model, 0).unwrap();
+        sentences.score(&ids, &lengths, &mut losses).unwrap();
+        stream.score(&ids[..13], &mut losses[..13]).unwrap();
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            sentences.score(&ids, &lengths, &mut losses).unwrap();
+            // Pieces that end inside a window keep its tokens for the next piece.
+            for piece in ids.chunks(13) {
+                stream.score(piece, &mut losses[..piece.len()]).unwrap();
+            }
+        }
+        let count = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(count, 0, "{count} allocations while scoring");
+    });
+}
