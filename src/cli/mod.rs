@@ -15,11 +15,20 @@ mod model_commands;
 mod presets;
 mod run_config;
 mod run_files;
+mod score_command;
 mod train_command;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Sentences side by side when scoring ([`ScoreArgs::batch`], and `bench`'s scoring rounds).
+pub const SCORE_BATCH: usize = 256;
+/// Time steps per window when scoring sentences: one, so that a row whose sentence ends takes
+/// the next at once and no step is wasted on padding.
+pub const SCORE_TIME: usize = 1;
+/// Time steps per window when scoring one stream (`--carry-state`).
+pub const STREAM_TIME: usize = 32;
 
 /// Where `train` writes its checkpoint unless `--save` says otherwise.
 pub const DEFAULT_CHECKPOINT: &str = "rnnlm.safetensors";
@@ -45,6 +54,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Sample text from a checkpoint
     Generate(GenerateArgs),
+    /// Log10 probability of every line of a text, of every word, or of n-best hypotheses
+    Score(ScoreArgs),
     /// Training throughput (tokens/s, GFLOP/s) next to the GEMM ceiling measured in the same run
     Bench(BenchArgs),
     /// Download a data set (verified against its SHA-256, written atomically)
@@ -347,6 +358,44 @@ pub struct GenerateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The checkpoint
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// The text, one sentence per line [default: standard input; `-` is standard input too]
+    pub file: Option<PathBuf>,
+    /// Print every token's probability (with the end of each sentence) in the layout of Mikolov's
+    /// `rnnlm -debug 2`: `index<TAB>probability<TAB>word`
+    #[arg(long, conflicts_with = "nbest")]
+    pub per_word: bool,
+    /// Score the text as one stream, each line's state carried into the next (as `eval` does),
+    /// instead of every line from a zero state
+    #[arg(long, conflicts_with = "nbest")]
+    pub carry_state: bool,
+    /// Read an n-best list: lines `UTTID word word ...`, printed as `UTTID score`
+    #[arg(long)]
+    pub nbest: bool,
+    /// With --nbest: the field after UTTID is an acoustic score, added to the scaled LM score
+    #[arg(long, requires = "nbest")]
+    pub acoustic: bool,
+    /// With --nbest: the factor on the log10 LM probability in `acoustic + scale * log10 P`
+    #[arg(long, default_value_t = 1.0, requires = "nbest", allow_negative_numbers = true, value_parser = finite_f64)]
+    pub lm_scale: f64,
+    /// Check that the checkpoint reads text at this level (word or char); it always reads at its own
+    #[arg(long, value_parser = parse_level)]
+    pub level: Option<rnnlm::corpus::Level>,
+    /// Sentences scored side by side (one batch row each)
+    #[arg(long, default_value_t = SCORE_BATCH, value_parser = positive_usize)]
+    pub batch: usize,
+    /// Time steps per window [default: 1; with --carry-state, 32]
+    #[arg(long, value_parser = positive_usize)]
+    pub time: Option<usize>,
+    /// Worker threads [default: one per core]
+    #[arg(long, value_parser = positive_usize)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
 pub struct BenchArgs {
     /// A configuration of the performance table: c1 (the chapter), c2, c3, c4, c5 (LSTM), c6
     /// (two LSTMs of 650, dropout 0.5, tied)
@@ -436,6 +485,13 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     number(s, |v: &f64| v.is_finite() && *v > 0.0, "must be a positive number")
 }
 
+fn finite_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number")),
+    }
+}
+
 fn non_negative_f32(s: &str) -> Result<f32, String> {
     number(s, |v: &f32| v.is_finite() && *v >= 0.0, "must be zero or a positive number")
 }
@@ -461,6 +517,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => model_commands::eval(&data, args),
         Command::Predict(args) => model_commands::predict(&data, args),
         Command::Generate(args) => model_commands::generate(args),
+        Command::Score(args) => score_command::score(args),
         Command::Bench(args) => model_commands::bench(&data, args),
         Command::Download(args) => corpus_commands::download(&data, args),
         Command::Prepare(args) => corpus_commands::prepare(&data, args),

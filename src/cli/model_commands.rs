@@ -110,7 +110,7 @@ pub fn eval(data_dir: &Path, args: EvalArgs) -> anyhow::Result<()> {
 }
 
 /// How a token looks in a side-by-side listing: invisible characters made visible.
-fn shown(token: &str) -> String {
+pub(super) fn shown(token: &str) -> String {
     token
         .chars()
         .map(|c| match c {

@@ -1,0 +1,340 @@
+//! `rnnlm score`: the log10 probability of every line of a text (or of every hypothesis of an
+//! n-best list), optionally of every word, as the classic toolkits print them.
+//!
+//! The input is read in blocks of lines; each block is tokenized with the checkpoint's
+//! vocabulary, scored by the library's [`SentenceScorer`] (independent sentences, batched by
+//! length) or [`StreamScorer`] (`--carry-state`), and printed in input order.
+
+use super::{ScoreArgs, SCORE_TIME, STREAM_TIME};
+use anyhow::{anyhow, bail, Context};
+use rnnlm::checkpoint::{self, Checkpoint};
+use rnnlm::corpus::{Level, Tokenizer, Vocab, EOS, UNK};
+use rnnlm::score::{SentenceScorer, StreamScorer};
+use rnnlm::{Rnnlm, Window};
+use std::io::{BufRead, BufWriter, Write};
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+/// Lines scored together: enough to fill many batches, few enough to print results as a long
+/// input streams in.
+const BLOCK_LINES: usize = 16_384;
+
+/// `log10(p) = -loss / ln(10)` for a natural-log loss.
+fn log10_prob(loss: f64) -> f64 {
+    -loss / std::f64::consts::LN_10
+}
+
+/// How the model and its vocabulary read a line.
+struct Reader<'a> {
+    tokenizer: Tokenizer,
+    vocab: &'a Vocab,
+    /// The model's vocabulary size (a checkpoint's vocabulary may list more tokens).
+    classes: usize,
+    /// The end-of-sentence token: `<eos>`, or `\n` at character level.
+    end: u32,
+    unk: Option<u32>,
+}
+
+impl Reader<'_> {
+    fn id(&self, token: &str) -> Option<u32> {
+        self.vocab.id(token).filter(|&id| (id as usize) < self.classes)
+    }
+
+    /// Appends the ids of `text` and the end token to `ids`; counts the tokens mapped to
+    /// `<unk>`. `Err(())` (with `ids` as it was) if a token is unknown and there is no `<unk>`.
+    fn tokenize(&self, text: &str, ids: &mut Vec<u32>, unknown: &mut usize) -> Result<(), ()> {
+        let before = (ids.len(), *unknown);
+        let flow = self.tokenizer.for_each_token(text, |token, _| match self.id(token) {
+            Some(id) => {
+                ids.push(id);
+                ControlFlow::Continue(())
+            }
+            None => match self.unk {
+                Some(unk) => {
+                    ids.push(unk);
+                    *unknown += 1;
+                    ControlFlow::Continue(())
+                }
+                None => ControlFlow::Break(()),
+            },
+        });
+        if flow.is_break() {
+            ids.truncate(before.0);
+            *unknown = before.1;
+            return Err(());
+        }
+        ids.push(self.end);
+        Ok(())
+    }
+
+    /// The token as printed per word: invisible characters made visible.
+    fn shown(&self, id: u32) -> String {
+        super::model_commands::shown(self.vocab.token(id).unwrap_or("?"))
+    }
+}
+
+/// What comes before the words of an n-best line.
+struct NbestFields {
+    utterance: String,
+    acoustic: Option<f64>,
+}
+
+/// One input line: what comes before its text (n-best) and where its tokens are.
+struct Line {
+    nbest: Option<NbestFields>,
+    /// Its tokens in the block's `ids` (end token included), or `None` if it holds a word
+    /// outside the vocabulary and there is no `<unk>`.
+    tokens: Option<std::ops::Range<usize>>,
+    /// The number of tokens it would have had (for an OOV line's per-word output).
+    oov_tokens: usize,
+}
+
+/// One block of lines, tokenized.
+#[derive(Default)]
+struct Block {
+    lines: Vec<Line>,
+    ids: Vec<u32>,
+    lengths: Vec<usize>,
+    losses: Vec<f32>,
+}
+
+/// The totals the summary prints.
+#[derive(Default)]
+struct Totals {
+    log10: f64,
+    sentences: usize,
+    tokens: usize,
+    unknown: usize,
+    oov_lines: usize,
+    model_time: Duration,
+}
+
+enum Scorer {
+    Sentences(SentenceScorer),
+    Stream(StreamScorer),
+}
+
+pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
+    let ckpt = checkpoint::load(&args.checkpoint)?;
+    let Checkpoint { arch, params, meta } = ckpt;
+    let path = args.checkpoint.display();
+    let vocab = meta.vocab.as_ref().ok_or_else(|| anyhow!("{path} has no vocabulary to read text with"))?;
+    let level = meta.level.unwrap_or(Level::Word);
+    if let Some(asked) = args.level.filter(|&asked| asked != level) {
+        bail!("{path} is a {level}-level model; --level {asked} does not match (leave --level out to read the text at the model's level)");
+    }
+    let end_token = match level {
+        Level::Word => EOS,
+        Level::Char => "\n",
+    };
+    let classes = arch.dims.vocab;
+    let end = vocab.id(end_token).filter(|&id| (id as usize) < classes).ok_or_else(|| {
+        anyhow!(
+            "{path}'s vocabulary has no end-of-line token {end_token:?}, which scoring starts and ends sentences with"
+        )
+    })?;
+    let unk = vocab.id(UNK).filter(|&id| (id as usize) < classes);
+    let reader = Reader { tokenizer: Tokenizer { level, lowercase: meta.lowercase }, vocab, classes, end, unk };
+
+    let mut scorer = if args.carry_state {
+        let model = Rnnlm::from_params(arch, Window { batch: 1, time: args.time.unwrap_or(STREAM_TIME) }, &params)?;
+        Scorer::Stream(StreamScorer::new(model, end)?)
+    } else {
+        let window = Window { batch: args.batch, time: args.time.unwrap_or(SCORE_TIME) };
+        let model = Rnnlm::from_params(arch, window, &params)?;
+        Scorer::Sentences(SentenceScorer::new(model, end)?)
+    };
+    let (mut input, name): (Box<dyn BufRead>, String) = match args.file.as_deref() {
+        None => (Box::new(std::io::stdin().lock()), "standard input".to_owned()),
+        Some(p) if p.as_os_str() == "-" => (Box::new(std::io::stdin().lock()), "standard input".to_owned()),
+        Some(p) => {
+            let file = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            (Box::new(std::io::BufReader::new(file)), p.display().to_string())
+        }
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if args.per_word {
+        writeln!(out, "Index   P(NET)          Word")?;
+        writeln!(out, "----------------------------------")?;
+    }
+    let mut totals = Totals::default();
+    let mut block = Block::default();
+    let mut line_number = 0;
+    loop {
+        read_block(&mut input, &name, &mut line_number, &args, &reader, &mut block, &mut totals)?;
+        if block.lines.is_empty() {
+            break;
+        }
+        let start = Instant::now();
+        super::model_commands::with_threads(args.threads, || run(&mut scorer, &mut block))??;
+        totals.model_time += start.elapsed();
+        if print_block(&mut out, &args, &reader, &block, &mut totals).is_err() {
+            // A closed stdout (`| head`): nothing more can be shown.
+            return Ok(());
+        }
+    }
+    let perplexity = 10f64.powf(-totals.log10 / totals.tokens.max(1) as f64);
+    if args.per_word {
+        let _ = write!(out, "\ntest log probability: {:.6}\n\nPPL net: {perplexity:.6}\n", totals.log10);
+    }
+    let _ = out.flush();
+    eprintln!(
+        "{} sentences, {} tokens ({} mapped to {UNK}), {} lines left out for words outside the vocabulary; \
+         log10 probability {:.4}, perplexity {perplexity:.3}; {:.0} tokens/s in the model",
+        totals.sentences,
+        totals.tokens,
+        totals.unknown,
+        totals.oov_lines,
+        totals.log10,
+        totals.tokens as f64 / totals.model_time.as_secs_f64().max(1e-9),
+    );
+    Ok(())
+}
+
+/// Reads and tokenizes up to [`BLOCK_LINES`] lines into `block` (none at the end of the input).
+fn read_block(
+    input: &mut dyn BufRead,
+    name: &str,
+    line_number: &mut usize,
+    args: &ScoreArgs,
+    reader: &Reader<'_>,
+    block: &mut Block,
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
+    block.lines.clear();
+    block.ids.clear();
+    block.lengths.clear();
+    let mut bytes = Vec::new();
+    while block.lines.len() < BLOCK_LINES {
+        bytes.clear();
+        if input.read_until(b'\n', &mut bytes).with_context(|| format!("cannot read {name}"))? == 0 {
+            break;
+        }
+        *line_number += 1;
+        let text = line_text(&bytes).map_err(|e| {
+            anyhow!("{name}, line {line_number}: not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1)
+        })?;
+        let (nbest, text) =
+            if args.nbest { split_nbest(text, args.acoustic, name, *line_number)? } else { (None, text) };
+        let start = block.ids.len();
+        let tokens = match reader.tokenize(text, &mut block.ids, &mut totals.unknown) {
+            Ok(()) => {
+                block.lengths.push(block.ids.len() - start);
+                Some(start..block.ids.len())
+            }
+            Err(()) => None,
+        };
+        let oov_tokens = if tokens.is_none() { count_tokens(reader, text) } else { 0 };
+        block.lines.push(Line { nbest, tokens, oov_tokens });
+    }
+    Ok(())
+}
+
+/// A line's text without its line break (`\n` or `\r\n`).
+fn line_text(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    std::str::from_utf8(bytes)
+}
+
+/// Tokens of `text` with its end token, whatever the vocabulary.
+fn count_tokens(reader: &Reader<'_>, text: &str) -> usize {
+    let mut count = 1;
+    let _ = reader.tokenizer.for_each_token(text, |_, _| {
+        count += 1;
+        ControlFlow::<()>::Continue(())
+    });
+    count
+}
+
+/// An n-best line `UTTID [ACOUSTIC] word word ...`: the id, the acoustic score if asked for, and
+/// the hypothesis.
+fn split_nbest<'t>(
+    text: &'t str,
+    acoustic: bool,
+    name: &str,
+    line: usize,
+) -> anyhow::Result<(Option<NbestFields>, &'t str)> {
+    let mut rest = text.trim_start();
+    let mut field = || {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (field, after) = rest.split_at(end);
+        rest = after.trim_start();
+        field
+    };
+    let id = field();
+    if id.is_empty() {
+        bail!("{name}, line {line}: no utterance id (an n-best line is `UTTID word word ...`)");
+    }
+    let score = if acoustic {
+        let field = field();
+        let score = field.parse::<f64>().ok().filter(|s| s.is_finite()).ok_or_else(|| {
+            anyhow!("{name}, line {line}: the acoustic score {field:?} after {id} is not a finite number (--acoustic)")
+        })?;
+        Some(score)
+    } else {
+        None
+    };
+    Ok((Some(NbestFields { utterance: id.to_owned(), acoustic: score }), rest))
+}
+
+/// Scores every scorable line of `block` into `block.losses`.
+fn run(scorer: &mut Scorer, block: &mut Block) -> anyhow::Result<()> {
+    block.losses.clear();
+    block.losses.resize(block.ids.len(), 0.0);
+    match scorer {
+        Scorer::Sentences(scorer) => scorer.score(&block.ids, &block.lengths, &mut block.losses)?,
+        Scorer::Stream(scorer) => scorer.score(&block.ids, &mut block.losses)?,
+    }
+    Ok(())
+}
+
+/// A probability as `-debug 2` prints it, with ten decimals; below `1e-4`, where that would keep
+/// too few digits (or none), with seven significant digits in exponent notation.
+fn probability_text(p: f64) -> String {
+    if p >= 1e-4 {
+        format!("{p:.10}")
+    } else {
+        format!("{p:.6e}")
+    }
+}
+
+/// Prints the block's lines in input order and adds them to the totals.
+fn print_block(
+    out: &mut impl Write,
+    args: &ScoreArgs,
+    reader: &Reader<'_>,
+    block: &Block,
+    totals: &mut Totals,
+) -> std::io::Result<()> {
+    for line in &block.lines {
+        let Some(tokens) = line.tokens.clone() else {
+            totals.oov_lines += 1;
+            if args.per_word {
+                for _ in 0..line.oov_tokens {
+                    writeln!(out, "-1\t0\t\tOOV")?;
+                }
+            } else if let Some(fields) = &line.nbest {
+                writeln!(out, "{} OOV", fields.utterance)?;
+            } else {
+                writeln!(out, "OOV")?;
+            }
+            continue;
+        };
+        let losses = &block.losses[tokens.clone()];
+        let log10: f64 = losses.iter().map(|&l| log10_prob(l as f64)).sum();
+        totals.log10 += log10;
+        totals.sentences += 1;
+        totals.tokens += losses.len();
+        if args.per_word {
+            for (&id, &loss) in block.ids[tokens].iter().zip(losses) {
+                writeln!(out, "{id}\t{}\t{}", probability_text((-(loss as f64)).exp()), reader.shown(id))?;
+            }
+        } else if let Some(fields) = &line.nbest {
+            writeln!(out, "{} {:.6}", fields.utterance, fields.acoustic.unwrap_or(0.0) + args.lm_scale * log10)?;
+        } else {
+            writeln!(out, "{log10:.6}")?;
+        }
+    }
+    Ok(())
+}
