@@ -10,8 +10,11 @@
 //! same run makes their ratio meaningful on a shared, noisy machine.
 
 use crate::corpus::Ids;
+use crate::generate::sample;
 use crate::kernels::{gemm_parallel, Transpose};
 use crate::model::{Arch, Cell, Dims, ModelError, Rnnlm, Window};
+use crate::rng::Rng;
+use crate::score::{ScoreError, SentenceScorer};
 use crate::train::Batcher;
 use std::time::Instant;
 
@@ -128,6 +131,41 @@ pub struct BenchResult {
     /// With a one-thread pool to compare against: the speed-up over it, measured in rounds
     /// where the two pools take turns.
     pub one_thread: Option<ThreadScaling>,
+    /// Given sentences to score: tokens per second scoring them ([`SentenceScorer`]), one
+    /// round after each training round.
+    pub scoring_tokens_per_sec: Option<Spread>,
+}
+
+/// Sentences scored between the training rounds of [`run`], by a scorer of their own (with
+/// the model's weights as they were when it was made).
+pub struct ScoringRounds {
+    scorer: SentenceScorer,
+    ids: Vec<u32>,
+    lengths: Vec<usize>,
+    losses: Vec<f32>,
+}
+
+impl ScoringRounds {
+    /// Sentences back to back in `ids` (`lengths[i]` tokens each, the end token last), scored
+    /// in windows of `window` with `start` as every sentence's first input.
+    pub fn new(
+        model: &Rnnlm,
+        window: Window,
+        start: u32,
+        ids: Vec<u32>,
+        lengths: Vec<usize>,
+    ) -> Result<Self, ScoreError> {
+        let scorer = SentenceScorer::new(Rnnlm::from_params(model.arch(), window, model.params())?, start)?;
+        let losses = vec![0.0; ids.len()];
+        Ok(ScoringRounds { scorer, ids, lengths, losses })
+    }
+
+    /// Scores every sentence once; returns tokens per second.
+    fn round(&mut self) -> Result<f64, ScoreError> {
+        let start = Instant::now();
+        self.scorer.score(&self.ids, &self.lengths, &mut self.losses)?;
+        Ok(self.ids.len() as f64 / start.elapsed().as_secs_f64())
+    }
 }
 
 /// The same training steps on one thread against the main pool, in rounds where the two take
@@ -152,16 +190,17 @@ impl BenchResult {
 const SCALING_TURNS: usize = 10;
 
 /// Runs `repeats` timed rounds of `iters` training steps (SGD, lr 0.1, no clipping) on
-/// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling and, given
-/// `one_thread` (a pool of one thread), by a round of `iters` steps in each pool, the two pools
-/// taking turns of a tenth of that.
+/// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling, given
+/// `scoring` by a round of scoring its sentences, and given `one_thread` (a pool of one thread)
+/// by a round of `iters` steps in each pool, the two pools taking turns of a tenth of that.
 pub fn run(
     model: &mut Rnnlm,
     corpus: Ids<'_>,
     repeats: usize,
     iters: usize,
+    mut scoring: Option<&mut ScoringRounds>,
     one_thread: Option<&rayon::ThreadPool>,
-) -> Result<BenchResult, ModelError> {
+) -> Result<BenchResult, ScoreError> {
     let window = model.window();
     let arch = model.arch();
     let mut batcher = Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
@@ -187,6 +226,10 @@ pub fn run(
     let mut one_thread_rates = Vec::with_capacity(repeats);
     let round_tokens = (iters * window.tokens()) as f64;
     let mut speedups = Vec::with_capacity(repeats);
+    let mut scoring_rates = Vec::with_capacity(repeats);
+    if let Some(scoring) = scoring.as_deref_mut() {
+        scoring.round()?;
+    }
     for _ in 0..repeats {
         let start = Instant::now();
         for _ in 0..iters {
@@ -194,6 +237,9 @@ pub fn run(
         }
         rates.push(round_tokens / start.elapsed().as_secs_f64());
         ceiling_rates.push(ceiling.measure(iters));
+        if let Some(scoring) = scoring.as_deref_mut() {
+            scoring_rates.push(scoring.round()?);
+        }
         if let Some(pool) = one_thread {
             // Its phase times would blur the main split: measured apart and restored.
             let times = model.phase_times();
@@ -229,7 +275,39 @@ pub fn run(
         affine_fraction: times.affine / total,
         update_fraction: times.update / total,
         one_thread,
+        scoring_tokens_per_sec: (!scoring_rates.is_empty()).then(|| Spread::of(&scoring_rates)),
     })
+}
+
+/// Time per token of generating text one token at a time: the logits after the last token
+/// (a `1 x 1` window) and a draw from them at temperature 1, as `generate` does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenerationLatency {
+    /// Tokens generated.
+    pub tokens: usize,
+    /// Median microseconds per token.
+    pub median_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+}
+
+/// Generates tokens with `model`'s weights, one at a time, for about `seconds` (at least 20
+/// tokens, at most 100,000), timing each.
+pub fn generation_latency(model: &Rnnlm, seconds: f64) -> Result<GenerationLatency, ModelError> {
+    let mut generator = Rnnlm::from_params(model.arch(), Window { batch: 1, time: 1 }, model.params())?;
+    let mut logits = vec![0.0; model.dims().vocab];
+    let mut rng = Rng::new(1);
+    let mut times = Vec::new();
+    let (start, mut token) = (Instant::now(), 0);
+    while times.len() < 20 || (start.elapsed().as_secs_f64() < seconds && times.len() < 100_000) {
+        let step = Instant::now();
+        generator.logits(&[token], &mut logits)?;
+        token = sample(&logits, 1.0, &mut rng);
+        times.push(step.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(f64::total_cmp);
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    Ok(GenerationLatency { tokens: times.len(), median_us: Spread::of(&times).median, p99_us: p99 })
 }
 
 /// Seconds that `f` takes.
@@ -376,11 +454,27 @@ mod tests {
         let mut model = Rnnlm::new(dims, Window { batch: 2, time: 3 }, 1).unwrap();
         let ids: Vec<u32> = (0..200).map(|i| (i * 7 % 20) as u32).collect();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let result = run(&mut model, Ids::U32(&ids), 3, 2, Some(&pool)).unwrap();
+        let result = run(&mut model, Ids::U32(&ids), 3, 2, None, Some(&pool)).unwrap();
         let scaling = result.one_thread.expect("a one-thread pool was given");
         assert!(scaling.tokens_per_sec.min > 0.0);
         assert!(scaling.speedup.min > 0.0 && scaling.speedup.min <= scaling.speedup.median);
-        assert!(run(&mut model, Ids::U32(&ids), 1, 1, None).unwrap().one_thread.is_none());
+        assert!(run(&mut model, Ids::U32(&ids), 1, 1, None, None).unwrap().one_thread.is_none());
+    }
+
+    #[test]
+    fn scoring_rounds_follow_the_training_rounds() {
+        let dims = Dims { vocab: 20, embed: 4, hidden: 5 };
+        let mut model = Rnnlm::new(dims, Window { batch: 2, time: 3 }, 1).unwrap();
+        let ids: Vec<u32> = (0..200).map(|i| (i * 7 % 20) as u32).collect();
+        let lengths = vec![10; 20];
+        let mut scoring = ScoringRounds::new(&model, Window { batch: 4, time: 1 }, 0, ids.clone(), lengths).unwrap();
+        let result = run(&mut model, Ids::U32(&ids), 3, 2, Some(&mut scoring), None).unwrap();
+        let rates = result.scoring_tokens_per_sec.expect("sentences were given");
+        assert!(rates.min > 0.0 && rates.min <= rates.median && rates.median <= rates.max);
+        assert!(run(&mut model, Ids::U32(&ids), 1, 1, None, None).unwrap().scoring_tokens_per_sec.is_none());
+        let latency = generation_latency(&model, 0.0).unwrap();
+        assert_eq!(latency.tokens, 20, "at least 20 tokens, however short the time");
+        assert!(latency.median_us > 0.0 && latency.median_us <= latency.p99_us);
     }
 
     #[test]

@@ -179,10 +179,21 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sentences for the scoring rounds: the first 60,000 tokens of `corpus` cut after each `end`
+/// token, or into 22-token pieces when there is none (random ids).
+fn scoring_sentences(corpus: &[u32], end: Option<u32>) -> (Vec<u32>, Vec<usize>) {
+    let ids = &corpus[..corpus.len().min(60_000)];
+    let lengths = match end {
+        Some(end) => ids.split_inclusive(|&id| id == end).map(<[u32]>::len).collect(),
+        None => ids.chunks(22).map(<[u32]>::len).collect(),
+    };
+    (ids.to_vec(), lengths)
+}
+
 pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     // Sizes and corpus: a configuration trains on PTB (its first 1,000 words for c1, whose
     // vocabulary is then max id + 1 as in the spec); explicit sizes on random ids.
-    let (name, arch, window, corpus_ids) = match &args.config {
+    let (name, arch, window, corpus_ids, end) = match &args.config {
         Some(name) => {
             let config = rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).expect("clap checks the name");
             let tokenizer = Tokenizer { level: Level::Word, lowercase: false };
@@ -197,7 +208,8 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             };
             let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
             let arch = Arch { dims, cell: config.cell, layers: config.layers, tied: config.tied };
-            (name.clone(), arch, config.window, ids.to_vec())
+            let end = corpus.vocab.id(rnnlm::corpus::EOS).filter(|&id| (id as usize) < vocab);
+            (name.clone(), arch, config.window, ids.to_vec(), end)
         }
         None => {
             let vocab = args.vocab.expect("clap requires --config or --vocab");
@@ -207,7 +219,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
             let (cell, layers) = (args.cell.unwrap_or(Cell::Tanh), args.layers.unwrap_or(1));
             let arch = Arch { dims, cell, layers, tied: args.tie };
-            ("custom".to_owned(), arch, window, ids)
+            ("custom".to_owned(), arch, window, ids, None)
         }
     };
     let mut model = Rnnlm::new(arch, window, 1)?;
@@ -217,18 +229,23 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     };
     model.set_dropout(dropout, 1)?;
     let dims = arch.dims;
+    let (ids, lengths) = scoring_sentences(&corpus_ids, end);
+    let scoring_window = Window { batch: super::SCORE_BATCH, time: super::SCORE_TIME };
+    let mut scoring = rnnlm::bench::ScoringRounds::new(&model, scoring_window, end.unwrap_or(0), ids, lengths)?;
+    let generation = rnnlm::bench::generation_latency(&model, 0.5)?;
     let one_thread = if args.scaling { Some(rayon::ThreadPoolBuilder::new().num_threads(1).build()?) } else { None };
     let result = with_threads(args.threads, || -> anyhow::Result<rnnlm::bench::BenchResult> {
         let iters = match args.iters {
             Some(iters) => iters,
             None => {
                 // Time a few steps to size the rounds.
-                let probe = rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), 1, 3, None)?;
+                let probe = rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), 1, 3, None, None)?;
                 let per_round = args.seconds / args.repeats as f64;
                 ((per_round * probe.tokens_per_sec.median / window.tokens() as f64) as usize).max(1)
             }
         };
-        Ok(rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), args.repeats, iters, one_thread.as_ref())?)
+        let scoring = Some(&mut scoring);
+        Ok(rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), args.repeats, iters, scoring, one_thread.as_ref())?)
     })??;
     if args.json {
         let mut json = serde_json::json!({
@@ -246,6 +263,13 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 "batch": window.batch, "time": window.time,
                 "repeats": result.repeats, "iters_per_repeat": result.iters_per_repeat,
         });
+        if let Some(scoring) = result.scoring_tokens_per_sec {
+            json["scoring_tokens_per_sec"] = scoring.median.into();
+            json["scoring_tokens_per_sec_min"] = scoring.min.into();
+            json["scoring_tokens_per_sec_max"] = scoring.max.into();
+        }
+        json["generate_us_per_token"] = generation.median_us.into();
+        json["generate_us_per_token_p99"] = generation.p99_us.into();
         if let Some(scaling) = result.one_thread {
             json["one_thread_tokens_per_sec"] = scaling.tokens_per_sec.median.into();
             json["speedup"] = scaling.speedup.median.into();
@@ -287,6 +311,23 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             100.0 * result.rnn_fraction,
             100.0 * result.affine_fraction,
             100.0 * result.update_fraction
+        );
+        if let Some(scoring) = result.scoring_tokens_per_sec {
+            out!(
+                "scoring:   {:.0} tokens/s (median; range {:.0} - {:.0}; sentences independent, {} x {} windows), {:.2}x training",
+                scoring.median,
+                scoring.min,
+                scoring.max,
+                scoring_window.batch,
+                scoring_window.time,
+                scoring.median / t.median
+            );
+        }
+        out!(
+            "generating: {:.1} us per token (median of {}; 99th percentile {:.1}), batch 1, temperature 1",
+            generation.median_us,
+            generation.tokens,
+            generation.p99_us
         );
         if let Some(scaling) = result.one_thread {
             let (one, speedup) = (scaling.tokens_per_sec, scaling.speedup);
