@@ -256,6 +256,25 @@ fn packed_a_gives_the_same_bits_as_gemm() {
     }
 }
 
+/// A product of one row takes its own path (one-row tiles, B read in place, many panels at
+/// once): its bits are those of the same row inside a taller product.
+#[test]
+fn one_row_gives_the_bits_of_the_same_row_among_others() {
+    for (case, &(n, k, pad)) in [(256, 100, 0), (600, 300, 3), (1000, 650, 0), (40, 7, 1)].iter().enumerate() {
+        for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0)] {
+            let ldb = n + pad;
+            let (a, b) = (fill(3 * k, case as u64), fill(k * ldb, 50 + case as u64));
+            let c0 = fill(3 * n, 99);
+            let mut tall = c0.clone();
+            gemm(3, n, k, alpha, &a, k, Transpose::No, &b, ldb, Transpose::No, beta, &mut tall, n);
+            let mut one = c0[..n].to_vec();
+            gemm(1, n, k, alpha, &a[..k], k, Transpose::No, &b, ldb, Transpose::No, beta, &mut one, n);
+            let same = one.iter().zip(&tall[..n]).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "1x{n}x{k} alpha {alpha} beta {beta}");
+        }
+    }
+}
+
 #[test]
 fn both_packed_give_the_same_bits_as_gemm() {
     let shapes = [(1, 1, 1), (1, 300, 100), (7, 17, 5), (100, 256, 700), (50, 300, 100), (3, 40, 0)];

@@ -208,7 +208,8 @@ pub(super) fn multiply_panel_with<V: Simd, const MR: usize>(
     c: &mut OutMatrix<'_>,
 ) {
     let nr = 2 * V::LANES;
-    for jp in 0..nc.div_ceil(nr) {
+    let first_panel = if MR == 1 { multiply_row_wide::<V>(a_panel, ir, b_panels, jc, (alpha, beta), c) } else { 0 };
+    for jp in first_panel..nc.div_ceil(nr) {
         let j0 = jp * nr;
         let (b_panel, b_stride) = b_panels.panel(jp, nr);
         let cols = nr.min(nc - j0);
@@ -219,6 +220,46 @@ pub(super) fn multiply_panel_with<V: Simd, const MR: usize>(
             multiply_tile::<V, MR, 2>(a_panel, (b_panel, b_stride), c, tile, alpha, beta);
         }
     }
+}
+
+/// Panels of B multiplied at once by a single row of A: `WIDE_PANELS x NR` columns.
+const WIDE_PANELS: usize = 8;
+
+/// A single row of A (row `ir` of C) against B read in place, `WIDE_PANELS` panels at a time:
+/// each row of B is then read as one contiguous run instead of two vectors per panel, which
+/// the prefetchers follow (one row of logits reads all of `W`, from the last-level cache).
+/// Each element is the same sum in the same order as [`micro_kernel`]'s, stored as
+/// [`store_tile`] stores it, so the bits do not change. Returns the panels done (none unless B
+/// is in place).
+#[inline(always)]
+fn multiply_row_wide<V: Simd>(
+    a_row: &[f32],
+    ir: usize,
+    b_panels: BPanels<'_>,
+    jc: usize,
+    (alpha, beta): (f32, f32),
+    c: &mut OutMatrix<'_>,
+) -> usize {
+    let BPanels::InPlace { data, ld, whole_panels, .. } = b_panels else { return 0 };
+    let nr = 2 * V::LANES;
+    let groups = whole_panels / WIDE_PANELS;
+    for group in 0..groups {
+        let j0 = group * WIDE_PANELS * nr;
+        let mut acc = [V::zero(); 2 * WIDE_PANELS];
+        for (k, &a) in a_row.iter().enumerate() {
+            let (a, b) = (V::splat(a), &data[k * ld + j0..]);
+            for (v, acc_v) in acc.iter_mut().enumerate() {
+                *acc_v = a.mul_add(V::load(&b[v * V::LANES..]), *acc_v);
+            }
+        }
+        let (alpha_v, beta_v) = (V::splat(alpha), V::splat(beta));
+        let c_row = c.segment(ir, jc + j0, WIDE_PANELS * nr);
+        for (part, &a) in c_row.chunks_exact_mut(V::LANES).zip(&acc) {
+            let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + V::load(part) * beta_v };
+            v.store(part);
+        }
+    }
+    groups * WIDE_PANELS
 }
 
 /// One register tile: the micro-kernel over a panel of B whose rows are `b_stride` apart, then
