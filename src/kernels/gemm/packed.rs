@@ -98,10 +98,16 @@ pub(in crate::kernels) fn gemm_packed_into(
     if empty_product(k, beta, c) {
         return;
     }
-    for (cols, depth) in blocks_of_b(k, n) {
+    multiply_by_packed_b(alpha, APanels::Unpacked(a), b, beta, c);
+}
+
+/// `C = alpha * op(A) * B + beta * C` block by block of the packed B, in the order [`gemm`]
+/// takes the blocks of B, so that the sums are the same.
+fn multiply_by_packed_b(alpha: f32, a: APanels<'_>, b: &PackedB, beta: f32, c: &mut OutMatrix<'_>) {
+    for (cols, depth) in blocks_of_b(b.k, b.n) {
         let b_panels = BPanels::Packed { data: &b.data[b.block_start(cols, depth)..], kc: depth.1 };
         let beta_block = if depth.0 == 0 { beta } else { 1.0 };
-        multiply_rows(APanels::Unpacked(a), depth, b_panels, cols, (alpha, beta_block), c);
+        multiply_rows(a, depth, b_panels, cols, (alpha, beta_block), c);
     }
 }
 
@@ -123,11 +129,7 @@ pub(in crate::kernels) fn gemm_packed_both_into(
     if empty_product(k, beta, c) {
         return;
     }
-    for (cols, depth) in blocks_of_b(k, n) {
-        let b_panels = BPanels::Packed { data: &b.data[b.block_start(cols, depth)..], kc: depth.1 };
-        let beta_block = if depth.0 == 0 { beta } else { 1.0 };
-        multiply_rows(APanels::Packed(a), depth, b_panels, cols, (alpha, beta_block), c);
-    }
+    multiply_by_packed_b(alpha, APanels::Packed(a), b, beta, c);
 }
 
 /// `op(A)` packed once for many products with it: the output layer multiplies the same hidden
