@@ -240,3 +240,29 @@ fn bad_input_is_an_error_naming_the_line() {
     let output = rnnlm(&["score", "--checkpoint", no_end.to_str().unwrap()], Some(b"the cat\n"));
     assert!(String::from_utf8_lossy(&output.stderr).contains("has no end-of-line token \"<eos>\""));
 }
+
+#[test]
+fn a_closed_output_stops_the_scores_but_not_the_summary() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let model = word_checkpoint(dir.path(), "m.safetensors", Cell::Tanh, false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rnnlm"))
+        .args(["score", "--checkpoint", model.to_str().unwrap(), "--per-word"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = "the cat sat on the mat\n".repeat(20_000);
+    let mut input = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || input.write_all(text.as_bytes()));
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert_eq!(first, "Index   P(NET)          Word\n");
+    // The reader is dropped: the rest of the output has nowhere to go (`| head -1`).
+    writer.join().unwrap().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(summary.starts_with("20000 sentences, 140000 tokens"), "{summary}");
+}

@@ -163,7 +163,8 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
         let start = Instant::now();
         super::model_commands::with_threads(args.threads, || run(&mut scorer, &mut block))??;
         totals.model_time += start.elapsed();
-        writing = writing && print_block(&mut out, &args, &reader, &block, &mut totals).is_ok();
+        add_to_totals(&block, &mut totals);
+        writing = writing && print_block(&mut out, &args, &reader, &block).is_ok();
     }
     let perplexity = 10f64.powf(-totals.log10 / totals.tokens.max(1) as f64);
     if args.per_word && writing {
@@ -302,17 +303,29 @@ fn probability_text(p: f64) -> String {
     }
 }
 
-/// Prints the block's lines in input order and adds them to the totals.
-fn print_block(
-    out: &mut impl Write,
-    args: &ScoreArgs,
-    reader: &Reader<'_>,
-    block: &Block,
-    totals: &mut Totals,
-) -> std::io::Result<()> {
+/// Adds the block's lines to the totals.
+fn add_to_totals(block: &Block, totals: &mut Totals) {
     for line in &block.lines {
-        let Some(tokens) = line.tokens.clone() else {
-            totals.oov_lines += 1;
+        match &line.tokens {
+            Some(tokens) => {
+                totals.log10 += line_log10(block, tokens);
+                totals.sentences += 1;
+                totals.tokens += tokens.len();
+            }
+            None => totals.oov_lines += 1,
+        }
+    }
+}
+
+/// The log10 probability of the line whose tokens are `tokens` of the block.
+fn line_log10(block: &Block, tokens: &std::ops::Range<usize>) -> f64 {
+    block.losses[tokens.clone()].iter().map(|&l| log10_prob(l as f64)).sum()
+}
+
+/// Prints the block's lines in input order.
+fn print_block(out: &mut impl Write, args: &ScoreArgs, reader: &Reader<'_>, block: &Block) -> std::io::Result<()> {
+    for line in &block.lines {
+        let Some(tokens) = &line.tokens else {
             if args.per_word {
                 for _ in 0..line.oov_tokens {
                     writeln!(out, "-1\t0\t\tOOV")?;
@@ -324,13 +337,9 @@ fn print_block(
             }
             continue;
         };
-        let losses = &block.losses[tokens.clone()];
-        let log10: f64 = losses.iter().map(|&l| log10_prob(l as f64)).sum();
-        totals.log10 += log10;
-        totals.sentences += 1;
-        totals.tokens += losses.len();
+        let log10 = line_log10(block, tokens);
         if args.per_word {
-            for (&id, &loss) in block.ids[tokens].iter().zip(losses) {
+            for (&id, &loss) in block.ids[tokens.clone()].iter().zip(&block.losses[tokens.clone()]) {
                 writeln!(out, "{id}\t{}\t{}", probability_text((-(loss as f64)).exp()), reader.shown(id))?;
             }
         } else if let Some(fields) = &line.nbest {
