@@ -26,9 +26,7 @@ use super::embedding::sum_columns;
 use super::gemm::{gemm, gemm_packed_a, gemm_packed_both_into, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::out_matrix::{Axis, OutMatrix};
-use super::simd::{
-    exp, lane_max, lane_sum, load_partial, map_inplace, simd, store_partial, zip_map_inplace, Simd, MAX_LANES,
-};
+use super::simd::{exp, lane_max, lane_sum, map_inplace, simd, zip_map_inplace, Simd, MAX_LANES};
 use super::{check_len, check_targets, filled};
 mod tasks;
 mod weights;
@@ -158,14 +156,12 @@ impl PanelForward<'_> {
                         *stat = PanelRow::default();
                     }
                     ForwardPass::Statistics(targets) => {
-                        *stat = biased_statistics::<V>(row, bias, target_in_panel(targets));
+                        *stat = row_statistics::<V, false>(row, bias, target_in_panel(targets));
                     }
-                    ForwardPass::Logits | ForwardPass::Exponentials(_) => {
-                        zip_map_inplace::<V>(row, bias, #[inline(always)] |z, b| z + b);
-                        if let ForwardPass::Exponentials(targets) = pass {
-                            *stat = exponentiate::<V>(row, target_in_panel(targets));
-                        }
+                    ForwardPass::Exponentials(targets) => {
+                        *stat = row_statistics::<V, true>(row, bias, target_in_panel(targets));
                     }
+                    ForwardPass::Logits => zip_map_inplace::<V>(row, bias, #[inline(always)] |z, b| z + b),
                 }
             }
         })
@@ -601,58 +597,42 @@ impl OutputLayer {
     }
 }
 
-/// Replaces a panel row `z` by `exp(z - max)`; returns its statistics.
+/// The statistics of a panel row of logits `z = row + bias` (max, `sum of exp(z - max)`, the
+/// target's `z`), the bias added on the fly; with `KEEP`, the row is replaced by
+/// `exp(z - max)` for the backward pass, else nothing is stored (the loss alone). Either way
+/// the sums are the same, in the same order, so the loss has the same bits.
 #[inline(always)]
-fn exponentiate<V: Simd>(row: &mut [f32], target: Option<usize>) -> PanelRow {
-    let mut max_lanes = V::splat(f32::NEG_INFINITY);
-    let mut chunks = row.chunks_exact(V::LANES);
-    for chunk in &mut chunks {
-        max_lanes = max_lanes.max(V::load(chunk));
-    }
-    let max = chunks.remainder().iter().fold(lane_max(max_lanes), |m, &z| m.max(z));
-    let target_logit = target.map_or(0.0, |t| row[t]);
-    let shift = V::splat(max);
-    let mut sum_lanes = V::zero();
-    let mut chunks = row.chunks_exact_mut(V::LANES);
-    for chunk in &mut chunks {
-        let e = exp(V::load(chunk) - shift);
-        e.store(chunk);
-        sum_lanes += e;
-    }
-    let tail = chunks.into_remainder();
-    let mut sum = lane_sum(sum_lanes);
-    if !tail.is_empty() {
-        store_partial(tail, exp(load_partial::<V>(tail, max) - shift));
-        sum += tail.iter().sum::<f32>();
-    }
-    PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit }
-}
-
-/// What [`exponentiate`] records for `row + bias`, computed the same way (the same sums in
-/// the same order, so the same bits) without storing anything.
-#[inline(always)]
-fn biased_statistics<V: Simd>(row: &[f32], bias: &[f32], target: Option<usize>) -> PanelRow {
+fn row_statistics<V: Simd, const KEEP: bool>(row: &mut [f32], bias: &[f32], target: Option<usize>) -> PanelRow {
     let whole = row.len() / V::LANES * V::LANES;
-    let biased = |i: usize| V::load(&row[i..]) + V::load(&bias[i..]);
+    let biased = |row: &[f32], i: usize| V::load(&row[i..]) + V::load(&bias[i..]);
     let mut max_lanes = V::splat(f32::NEG_INFINITY);
     for i in (0..whole).step_by(V::LANES) {
-        max_lanes = max_lanes.max(biased(i));
+        max_lanes = max_lanes.max(biased(row, i));
     }
     let max = (whole..row.len()).fold(lane_max(max_lanes), |m, i| m.max(row[i] + bias[i]));
     let target_logit = target.map_or(0.0, |t| row[t] + bias[t]);
     let shift = V::splat(max);
     let mut sum_lanes = V::zero();
     for i in (0..whole).step_by(V::LANES) {
-        sum_lanes += exp(biased(i) - shift);
+        let e = exp(biased(row, i) - shift);
+        if KEEP {
+            e.store(&mut row[i..]);
+        }
+        sum_lanes += e;
     }
     let mut sum = lane_sum(sum_lanes);
-    if whole < row.len() {
+    let tail = &mut row[whole..];
+    if !tail.is_empty() {
         let mut lanes = [max; MAX_LANES];
-        for (lane, i) in lanes.iter_mut().zip(whole..row.len()) {
-            *lane = row[i] + bias[i];
+        for ((lane, &z), &b) in lanes.iter_mut().zip(tail.iter()).zip(&bias[whole..]) {
+            *lane = z + b;
         }
-        let e = exp(V::load(&lanes) - shift);
-        sum += e.to_array().as_ref()[..row.len() - whole].iter().sum::<f32>();
+        let e = exp(V::load(&lanes) - shift).to_array();
+        let e = &e.as_ref()[..tail.len()];
+        if KEEP {
+            tail.copy_from_slice(e);
+        }
+        sum += e.iter().sum::<f32>();
     }
     PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit }
 }
