@@ -142,8 +142,6 @@ pub struct SentenceScorer {
     /// What each batch row is scoring: `(sentence, next position)`, or `None` once the
     /// sentences have run out.
     rows: Vec<Option<(usize, usize)>>,
-    /// A copy of the model's state, to zero the rows that start a sentence.
-    state: Vec<f32>,
 }
 
 impl SentenceScorer {
@@ -152,8 +150,8 @@ impl SentenceScorer {
     pub fn new(model: Rnnlm, start: u32) -> Result<Self, ScoreError> {
         check_start(&model, start)?;
         let buffers = WindowBuffers::new(model.window());
-        let (rows, state) = (vec![None; model.window().batch], model.state().to_vec());
-        Ok(SentenceScorer { model, start, buffers, order: Vec::new(), offsets: Vec::new(), rows, state })
+        let rows = vec![None; model.window().batch];
+        Ok(SentenceScorer { model, start, buffers, order: Vec::new(), offsets: Vec::new(), rows })
     }
 
     /// The model.
@@ -219,29 +217,15 @@ impl SentenceScorer {
     /// Gives every row whose sentence is done (or that has none) the sentence `order[*next]`,
     /// moving `next` on, and zeroes the state of the rows that got one.
     fn take_next_sentences(&mut self, next: &mut usize, lengths: &[usize]) {
-        let mut refilled = false;
-        for row in self.rows.iter_mut() {
+        for (b, row) in self.rows.iter_mut().enumerate() {
             if row.is_none_or(|(s, position)| position >= lengths[s]) {
                 *row = self.order.get(*next).map(|&s| (s, 0));
-                *next += row.is_some() as usize;
-                refilled |= row.is_some();
-            }
-        }
-        if !refilled {
-            return;
-        }
-        // The state is `B x H` blocks (per layer `h`, and `c` for the LSTM): a row is `H`
-        // values in each.
-        let hidden = self.model.dims().hidden;
-        self.state.copy_from_slice(self.model.state());
-        for block in self.state.chunks_exact_mut(self.rows.len() * hidden) {
-            for (row, values) in self.rows.iter().zip(block.chunks_exact_mut(hidden)) {
-                if matches!(row, Some((_, 0))) {
-                    values.fill(0.0);
+                if row.is_some() {
+                    *next += 1;
+                    self.model.reset_state_row(b).expect("a row of the window");
                 }
             }
         }
-        self.model.set_state(&self.state).expect("the state's own length");
     }
 
     /// Checks the shapes and ids, and records where each sentence starts.

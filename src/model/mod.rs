@@ -411,6 +411,20 @@ impl Rnnlm {
         self.state.fill(0.0);
     }
 
+    /// Zeroes the carried state of batch row `row` alone (its `h` in every layer, and `c` for
+    /// the LSTM): that row starts a new sequence at the next window, the others go on.
+    pub fn reset_state_row(&mut self, row: usize) -> Result<(), ModelError> {
+        let Window { batch, .. } = self.window;
+        if row >= batch {
+            return Err(ModelError::InvalidSize { name: "batch row", value: row, why: "is not below the batch size" });
+        }
+        let hidden = self.arch.dims.hidden;
+        for block in self.state.chunks_exact_mut(batch * hidden) {
+            block[row * hidden..(row + 1) * hidden].fill(0.0);
+        }
+        Ok(())
+    }
+
     /// Forward pass over one window; returns the mean loss over the targets that are not `-1`
     /// (0 when every target is ignored) and leaves the loss gradient ready for
     /// [`backward`](Self::backward). `xs` and `ts` are `B x T`, batch-major (`[b][t]`).
@@ -609,6 +623,21 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Mode
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resetting_one_row_zeroes_its_state_in_every_layer_and_block_only() {
+        let arch = Arch { dims: Dims { vocab: 7, embed: 3, hidden: 4 }, cell: Cell::Lstm, layers: 2, tied: false };
+        let mut model = Rnnlm::new(arch, Window { batch: 3, time: 1 }, 1).unwrap();
+        let state: Vec<f32> = (1..=model.state().len()).map(|i| i as f32).collect();
+        model.set_state(&state).unwrap();
+        model.reset_state_row(1).unwrap();
+        // Four blocks of 3 x 4 (h and c of two layers): values 5..=8 of each block are row 1's.
+        for (i, (&got, &was)) in model.state().iter().zip(&state).enumerate() {
+            let want = if (4..8).contains(&(i % 12)) { 0.0 } else { was };
+            assert_eq!(got, want, "element {i}");
+        }
+        assert!(model.reset_state_row(3).is_err());
+    }
 
     #[test]
     fn backward_needs_a_forward_with_the_loss() {
