@@ -12,7 +12,7 @@ use rnnlm::corpus::{Level, Tokenizer, Vocab, EOS, UNK};
 use rnnlm::score::{SentenceScorer, StreamScorer};
 use rnnlm::{Rnnlm, Window};
 use std::io::{BufRead, BufWriter, Write};
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 use std::time::{Duration, Instant};
 
 /// Lines scored together: enough to fill many batches, few enough to print results as a long
@@ -61,31 +61,32 @@ impl<'a> Reader<'a> {
         self.vocab.id(token).filter(|&id| (id as usize) < self.classes)
     }
 
-    /// Appends the ids of `text` and the end token to `ids`; counts the tokens mapped to
-    /// `<unk>`. `Err(())` (with `ids` as it was) if a token is unknown and there is no `<unk>`.
-    fn tokenize(&self, text: &str, ids: &mut Vec<u32>, unknown: &mut usize) -> Result<(), ()> {
-        let before = (ids.len(), *unknown);
-        let flow = self.tokenizer.for_each_token(text, |token, _| match self.id(token) {
-            Some(id) => {
-                ids.push(id);
-                ControlFlow::Continue(())
-            }
-            None => match self.unk {
-                Some(unk) => {
+    /// Appends the ids of `text` and the end token to `ids` and returns where they are; counts
+    /// the tokens mapped to `<unk>`. If a token is unknown and there is no `<unk>`, leaves `ids`
+    /// and `unknown` as they were and returns the number of tokens the line has (end included).
+    fn tokenize(&self, text: &str, ids: &mut Vec<u32>, unknown: &mut usize) -> Result<Range<usize>, usize> {
+        let (before, unknown_before) = (ids.len(), *unknown);
+        // The end token, then every token of the text, known or not.
+        let (mut count, mut missing) = (1, false);
+        let _ = self.tokenizer.for_each_token(text, |token, _| {
+            count += 1;
+            match (self.id(token), self.unk) {
+                (Some(id), _) => ids.push(id),
+                (None, Some(unk)) => {
                     ids.push(unk);
                     *unknown += 1;
-                    ControlFlow::Continue(())
                 }
-                None => ControlFlow::Break(()),
-            },
+                (None, None) => missing = true,
+            }
+            ControlFlow::<()>::Continue(())
         });
-        if flow.is_break() {
-            ids.truncate(before.0);
-            *unknown = before.1;
-            return Err(());
+        if missing {
+            ids.truncate(before);
+            *unknown = unknown_before;
+            return Err(count);
         }
         ids.push(self.end);
-        Ok(())
+        Ok(before..ids.len())
     }
 
     /// The token as printed per word: invisible characters made visible.
@@ -103,11 +104,9 @@ struct NbestFields {
 /// One input line: what comes before its text (n-best) and where its tokens are.
 struct Line {
     nbest: Option<NbestFields>,
-    /// Its tokens in the block's `ids` (end token included), or `None` if it holds a word
-    /// outside the vocabulary and there is no `<unk>`.
-    tokens: Option<std::ops::Range<usize>>,
-    /// The number of tokens it would have had (for an OOV line's per-word output).
-    oov_tokens: usize,
+    /// Its tokens in the block's `ids` (end token included); or, if it holds a word outside
+    /// the vocabulary and there is no `<unk>`, how many tokens it has (for its per-word output).
+    tokens: Result<Range<usize>, usize>,
 }
 
 /// One block of lines, tokenized.
@@ -220,16 +219,11 @@ fn read_block(
         })?;
         let (nbest, text) =
             if args.nbest { split_nbest(text, args.acoustic, name, *line_number)? } else { (None, text) };
-        let start = block.ids.len();
-        let tokens = match reader.tokenize(text, &mut block.ids, &mut totals.unknown) {
-            Ok(()) => {
-                block.lengths.push(block.ids.len() - start);
-                Some(start..block.ids.len())
-            }
-            Err(()) => None,
-        };
-        let oov_tokens = if tokens.is_none() { count_tokens(reader, text) } else { 0 };
-        block.lines.push(Line { nbest, tokens, oov_tokens });
+        let tokens = reader.tokenize(text, &mut block.ids, &mut totals.unknown);
+        if let Ok(range) = &tokens {
+            block.lengths.push(range.len());
+        }
+        block.lines.push(Line { nbest, tokens });
     }
     Ok(())
 }
@@ -239,16 +233,6 @@ fn line_text(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     std::str::from_utf8(bytes)
-}
-
-/// Tokens of `text` with its end token, whatever the vocabulary.
-fn count_tokens(reader: &Reader<'_>, text: &str) -> usize {
-    let mut count = 1;
-    let _ = reader.tokenizer.for_each_token(text, |_, _| {
-        count += 1;
-        ControlFlow::<()>::Continue(())
-    });
-    count
 }
 
 /// An n-best line `UTTID [ACOUSTIC] word word ...`: the id, the acoustic score if asked for, and
@@ -307,12 +291,12 @@ fn probability_text(p: f64) -> String {
 fn add_to_totals(block: &Block, totals: &mut Totals) {
     for line in &block.lines {
         match &line.tokens {
-            Some(tokens) => {
+            Ok(tokens) => {
                 totals.log10 += line_log10(block, tokens);
                 totals.sentences += 1;
                 totals.tokens += tokens.len();
             }
-            None => totals.oov_lines += 1,
+            Err(_) => totals.oov_lines += 1,
         }
     }
 }
@@ -322,20 +306,29 @@ fn line_log10(block: &Block, tokens: &std::ops::Range<usize>) -> f64 {
     block.losses[tokens.clone()].iter().map(|&l| log10_prob(l as f64)).sum()
 }
 
+/// Prints a line left out for a word outside the vocabulary, of `count` tokens.
+fn print_oov_line(out: &mut impl Write, args: &ScoreArgs, line: &Line, count: usize) -> std::io::Result<()> {
+    if args.per_word {
+        for _ in 0..count {
+            writeln!(out, "-1\t0\t\tOOV")?;
+        }
+        Ok(())
+    } else if let Some(fields) = &line.nbest {
+        writeln!(out, "{} OOV", fields.utterance)
+    } else {
+        writeln!(out, "OOV")
+    }
+}
+
 /// Prints the block's lines in input order.
 fn print_block(out: &mut impl Write, args: &ScoreArgs, reader: &Reader<'_>, block: &Block) -> std::io::Result<()> {
     for line in &block.lines {
-        let Some(tokens) = &line.tokens else {
-            if args.per_word {
-                for _ in 0..line.oov_tokens {
-                    writeln!(out, "-1\t0\t\tOOV")?;
-                }
-            } else if let Some(fields) = &line.nbest {
-                writeln!(out, "{} OOV", fields.utterance)?;
-            } else {
-                writeln!(out, "OOV")?;
+        let tokens = match &line.tokens {
+            Ok(tokens) => tokens,
+            Err(count) => {
+                print_oov_line(out, args, line, *count)?;
+                continue;
             }
-            continue;
         };
         let log10 = line_log10(block, tokens);
         if args.per_word {
