@@ -11,7 +11,7 @@
 
 use crate::corpus::Ids;
 use crate::generate::sample;
-use crate::kernels::{gemm_parallel, Transpose};
+use crate::kernels::{fma_loop, gemm_parallel, Transpose};
 use crate::model::{Arch, Cell, Dims, ModelError, Rnnlm, Window};
 use crate::rng::Rng;
 use crate::score::{ScoreError, SentenceScorer};
@@ -122,6 +122,9 @@ pub struct BenchResult {
     pub gflops: f64,
     /// GFLOP/s of the step's GEMMs alone (median over the repeats).
     pub ceiling_gflops: f64,
+    /// GFLOP/s of multiply-adds in registers on every thread ([`fma_loop`]): the machine's
+    /// arithmetic peak at the SIMD level in use (median over the repeats).
+    pub peak_gflops: f64,
     /// Shares of the step's time in the RNN part, the affine/softmax part and the update.
     pub rnn_fraction: f64,
     /// The share in the affine layer, softmax and loss.
@@ -184,13 +187,41 @@ impl BenchResult {
     pub fn ceiling_tokens_per_sec(&self) -> f64 {
         self.ceiling_gflops * 1e9 / flops_per_token(self.arch)
     }
+
+    /// Training's GFLOP/s as a share of the arithmetic peak.
+    pub fn peak_fraction(&self) -> f64 {
+        self.gflops / self.peak_gflops
+    }
 }
+
+/// GFLOP/s of [`fma_loop`] on every thread of the current pool at once, run for about
+/// `seconds` (at least one slice of [`PEAK_SLICE`] rounds per thread).
+pub fn fma_peak(seconds: f64) -> f64 {
+    let start = Instant::now();
+    let mut flops = 0.0;
+    loop {
+        flops += rayon::broadcast(|_| fma_loop(PEAK_SLICE)).iter().sum::<f64>();
+        let elapsed = start.elapsed().as_secs_f64();
+        if elapsed >= seconds {
+            return flops / elapsed / 1e9;
+        }
+    }
+}
+
+/// Rounds of [`fma_loop`] per thread between two looks at the clock: about a millisecond, long
+/// next to the few microseconds that waking the threads costs.
+const PEAK_SLICE: usize = 1 << 18;
+
+/// The arithmetic peak's share of a round: a quarter of the training round's time, at least
+/// this many seconds.
+const PEAK_MIN_SECONDS: f64 = 0.02;
 
 /// Turns each pool takes in a scaling round.
 const SCALING_TURNS: usize = 10;
 
 /// Runs `repeats` timed rounds of `iters` training steps (SGD, lr 0.1, no clipping) on
-/// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling, given
+/// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling, a quarter
+/// round of the arithmetic peak ([`fma_peak`]), given
 /// `scoring` by a round of scoring its sentences, and given `one_thread` (a pool of one thread)
 /// by a round of `iters` steps in each pool, the two pools taking turns of a tenth of that.
 pub fn run(
@@ -223,6 +254,7 @@ pub fn run(
     // Training and ceiling rounds alternate, so that both see the same machine load.
     let mut rates = Vec::with_capacity(repeats);
     let mut ceiling_rates = Vec::with_capacity(repeats);
+    let mut peak_rates = Vec::with_capacity(repeats);
     let mut one_thread_rates = Vec::with_capacity(repeats);
     let round_tokens = (iters * window.tokens()) as f64;
     let mut speedups = Vec::with_capacity(repeats);
@@ -235,8 +267,10 @@ pub fn run(
         for _ in 0..iters {
             step(model)?;
         }
-        rates.push(round_tokens / start.elapsed().as_secs_f64());
+        let seconds = start.elapsed().as_secs_f64();
+        rates.push(round_tokens / seconds);
         ceiling_rates.push(ceiling.measure(iters));
+        peak_rates.push(fma_peak((seconds / 4.0).max(PEAK_MIN_SECONDS)));
         if let Some(scoring) = scoring.as_deref_mut() {
             scoring_rates.push(scoring.round()?);
         }
@@ -271,6 +305,7 @@ pub fn run(
         tokens_per_sec,
         gflops: tokens_per_sec.median * flops_per_token(arch) / 1e9,
         ceiling_gflops: Spread::of(&ceiling_rates).median,
+        peak_gflops: Spread::of(&peak_rates).median,
         rnn_fraction: times.rnn / total,
         affine_fraction: times.affine / total,
         update_fraction: times.update / total,
@@ -458,6 +493,8 @@ mod tests {
         let scaling = result.one_thread.expect("a one-thread pool was given");
         assert!(scaling.tokens_per_sec.min > 0.0);
         assert!(scaling.speedup.min > 0.0 && scaling.speedup.min <= scaling.speedup.median);
+        assert!(result.peak_gflops > 0.0 && result.peak_gflops.is_finite());
+        assert_eq!(result.peak_fraction(), result.gflops / result.peak_gflops);
         assert!(run(&mut model, Ids::U32(&ids), 1, 1, None, None).unwrap().one_thread.is_none());
     }
 

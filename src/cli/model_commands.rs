@@ -256,6 +256,8 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 "tokens_per_sec_max": result.tokens_per_sec.max,
                 "gflops": result.gflops, "ceiling_gflops": result.ceiling_gflops,
                 "ceiling_tokens_per_sec": result.ceiling_tokens_per_sec(),
+                "peak_gflops": result.peak_gflops, "peak_fraction": result.peak_fraction(),
+                "ceiling_peak_fraction": result.ceiling_gflops / result.peak_gflops,
                 "rnn_fraction": result.rnn_fraction, "affine_fraction": result.affine_fraction,
                 "update_fraction": result.update_fraction,
                 "vocab": dims.vocab, "embed": dims.embed, "hidden": dims.hidden,
@@ -305,6 +307,13 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             result.ceiling_gflops,
             result.ceiling_tokens_per_sec(),
             100.0 * result.gflops / result.ceiling_gflops
+        );
+        out!(
+            "peak:      {:.1} GFLOP/s of multiply-adds in registers on {} threads; training reaches {:.0}% of it, the GEMMs alone {:.0}%",
+            result.peak_gflops,
+            result.threads,
+            100.0 * result.peak_fraction(),
+            100.0 * result.ceiling_gflops / result.peak_gflops
         );
         out!(
             "time split: RNN {:.0}%, affine + softmax {:.0}%, update {:.0}%",
