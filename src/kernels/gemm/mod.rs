@@ -1,8 +1,10 @@
 //! Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, row-major.
 //!
 //! A small packed implementation in the style of BLIS and `matrixmultiply`: `op(B)` is packed
-//! into blocks of `KC x NC` (panels `NR` columns wide), `op(A)` into panels of `MR x KC`, and a
-//! `MR x NR` register-tiled micro-kernel does the multiply-adds. It exists because
+//! into blocks of `KC x NC` (panels `NR` columns wide), a transposed `op(A)` into panels of
+//! `MR x KC` (an `A` used as stored is read in place, which costs the micro-kernel the same
+//! loads and saves a transposing copy), and a `MR x NR` register-tiled micro-kernel does the
+//! multiply-adds. It exists because
 //! `matrixmultiply` and `gemm` allocate their packing buffers on the heap at every call, and a
 //! training step must not allocate: here the packing buffers are fixed-size thread-locals that
 //! live in each thread's static TLS block, so they are never taken from the heap.

@@ -46,6 +46,30 @@ pub(super) fn nr() -> usize {
     2 * simd_level().lanes()
 }
 
+/// One row panel of `op(A)` (rows `ir..ir + mr`, depths `pc..pc + kc`) as the micro-kernel
+/// reads it.
+#[derive(Clone, Copy)]
+pub(super) enum ARowPanel<'a> {
+    /// Packed: `kc` groups of `MR` values, depth after depth.
+    Packed(&'a [f32]),
+    /// In place in a row-major `op(A)` (not transposed): `data` starts at the panel's first
+    /// element, its `rows` rows (at most `MR`) are `ld` apart, `kc` values each. Packing such a
+    /// panel transposes it (each group takes one value from every row); reading it in place
+    /// costs the same loads, one broadcast per value either way, from `MR` runs that the
+    /// prefetchers follow.
+    InPlace { data: &'a [f32], ld: usize, rows: usize, kc: usize },
+}
+
+impl<'a> ARowPanel<'a> {
+    /// The values of a one-row panel, in depth order.
+    fn single_row(self) -> &'a [f32] {
+        match self {
+            ARowPanel::Packed(values) => values,
+            ARowPanel::InPlace { data, kc, .. } => &data[..kc],
+        }
+    }
+}
+
 /// The `MR x (VECS * LANES)` register tile: `sum over p of a_panel[p][i] * b_rows[p][j]`, for
 /// `p` in `0..a_panel.len() / MR`. `VECS` is 2 (a whole `NR`-column panel) or 1 (an edge panel of
 /// at most `LANES` columns, which would waste half of a two-vector tile). `b_rows` yields the
@@ -58,18 +82,48 @@ pub(super) fn micro_kernel<'b, V: Simd, const MR: usize, const VECS: usize>(
 ) -> [[V; VECS]; MR] {
     let mut acc = [[V::zero(); VECS]; MR];
     for (a, b) in a_panel.chunks_exact(MR).zip(b_rows) {
-        let mut b_vectors = [V::zero(); VECS];
-        for (v, b_vector) in b_vectors.iter_mut().enumerate() {
-            *b_vector = V::load(&b[v * V::LANES..]);
-        }
-        for (row, &ai) in acc.iter_mut().zip(a) {
-            let ai = V::splat(ai);
-            for (acc_v, &b_v) in row.iter_mut().zip(&b_vectors) {
-                *acc_v = ai.mul_add(b_v, *acc_v);
-            }
-        }
+        add_outer_product(&mut acc, |i| a[i], b);
     }
     acc
+}
+
+/// [`micro_kernel`] with A read in place: `rows` rows (at most `MR`) of `kc` values, `ld`
+/// apart from the start of `data`. Rows past `rows` repeat the last one (their sums are never
+/// stored).
+#[inline(always)]
+fn micro_kernel_in_place<'b, V: Simd, const MR: usize, const VECS: usize>(
+    (data, ld): (&[f32], usize),
+    (rows, kc): (usize, usize),
+    b_rows: impl Iterator<Item = &'b [f32]>,
+) -> [[V; VECS]; MR] {
+    let starts: [usize; MR] = std::array::from_fn(|i| i.min(rows - 1) * ld);
+    let data = &data[..(rows - 1) * ld + kc];
+    let mut acc = [[V::zero(); VECS]; MR];
+    for (p, b) in (0..kc).zip(b_rows) {
+        // SAFETY: `starts[i] <= (rows - 1) * ld` and `p < kc`, so the index is below
+        // `(rows - 1) * ld + kc`, the length of `data` (checked by the slicing above).
+        add_outer_product(&mut acc, |i| unsafe { *data.get_unchecked(starts[i] + p) }, b);
+    }
+    acc
+}
+
+/// One depth of the register tile: `acc[i][..] += a(i) * b[..VECS * LANES]`.
+#[inline(always)]
+fn add_outer_product<V: Simd, const MR: usize, const VECS: usize>(
+    acc: &mut [[V; VECS]; MR],
+    a: impl Fn(usize) -> f32,
+    b: &[f32],
+) {
+    let mut b_vectors = [V::zero(); VECS];
+    for (v, b_vector) in b_vectors.iter_mut().enumerate() {
+        *b_vector = V::load(&b[v * V::LANES..]);
+    }
+    for (i, row) in acc.iter_mut().enumerate() {
+        let ai = V::splat(a(i));
+        for (acc_v, &b_v) in row.iter_mut().zip(&b_vectors) {
+            *acc_v = ai.mul_add(b_v, *acc_v);
+        }
+    }
 }
 
 /// `C[i][j] = alpha * acc[i][j] + beta * C[i][j]` for the `rows x cols` corner of the tile at
@@ -175,20 +229,26 @@ pub(super) fn multiply_rows_tiled<const MR: usize>(
 ) {
     let m = c.rows();
     // Row panel `ir` of A against every panel of this block of B.
-    let multiply_panel = |ir: usize, a_panel: &[f32], c: &mut OutMatrix<'_>| {
+    let multiply_panel = |ir: usize, a_panel: ARowPanel<'_>, c: &mut OutMatrix<'_>| {
         let rows = (ir, MR.min(m - ir));
         simd!(V => multiply_panel_with::<V, MR>(a_panel, rows, b_panels, (jc, nc), (alpha, beta), c))
     };
     match a {
+        APanels::Unpacked(a) if a.trans == Transpose::No => {
+            for ir in (0..m).step_by(MR) {
+                let (data, ld, rows) = (&a.data[ir * a.ld + pc..], a.ld, MR.min(m - ir));
+                multiply_panel(ir, ARowPanel::InPlace { data, ld, rows, kc }, c);
+            }
+        }
         APanels::Unpacked(a) => with_pack_a(|pack_a| {
             for ir in (0..m).step_by(MR) {
                 pack_panel::<MR>(a.data, a.strides(), (ir, MR.min(m - ir)), (pc, kc), pack_a);
-                multiply_panel(ir, &pack_a[..kc * MR], c);
+                multiply_panel(ir, ARowPanel::Packed(&pack_a[..kc * MR]), c);
             }
         }),
         APanels::Packed(packed) => {
             for ir in (0..m).step_by(MR) {
-                multiply_panel(ir, packed.panel(ir, (pc, kc)), c);
+                multiply_panel(ir, ARowPanel::Packed(packed.panel(ir, (pc, kc))), c);
             }
         }
     }
@@ -200,7 +260,7 @@ pub(super) fn multiply_rows_tiled<const MR: usize>(
 /// `H = 100`.
 #[inline(always)]
 pub(super) fn multiply_panel_with<V: Simd, const MR: usize>(
-    a_panel: &[f32],
+    a_panel: ARowPanel<'_>,
     (ir, mr): (usize, usize),
     b_panels: BPanels<'_>,
     (jc, nc): (usize, usize),
@@ -208,7 +268,8 @@ pub(super) fn multiply_panel_with<V: Simd, const MR: usize>(
     c: &mut OutMatrix<'_>,
 ) {
     let nr = 2 * V::LANES;
-    let first_panel = if MR == 1 { multiply_row_wide::<V>(a_panel, ir, b_panels, jc, (alpha, beta), c) } else { 0 };
+    let first_panel =
+        if MR == 1 { multiply_row_wide::<V>(a_panel.single_row(), ir, b_panels, jc, (alpha, beta), c) } else { 0 };
     for jp in first_panel..nc.div_ceil(nr) {
         let j0 = jp * nr;
         let (b_panel, b_stride) = b_panels.panel(jp, nr);
@@ -266,7 +327,7 @@ fn multiply_row_wide<V: Simd>(
 /// the store into C at `position` (`size` rows x columns).
 #[inline(always)]
 pub(super) fn multiply_tile<V: Simd, const MR: usize, const VECS: usize>(
-    a_panel: &[f32],
+    a_panel: ARowPanel<'_>,
     (b_panel, b_stride): (&[f32], usize),
     c: &mut OutMatrix<'_>,
     (position, size): ((usize, usize), (usize, usize)),
@@ -274,10 +335,15 @@ pub(super) fn multiply_tile<V: Simd, const MR: usize, const VECS: usize>(
     beta: f32,
 ) {
     let nr = 2 * V::LANES;
-    let acc = if b_stride == nr {
-        micro_kernel::<V, MR, VECS>(a_panel, b_panel.chunks_exact(nr))
-    } else {
-        micro_kernel::<V, MR, VECS>(a_panel, b_panel.chunks(b_stride))
+    let acc = match a_panel {
+        ARowPanel::Packed(a) if b_stride == nr => micro_kernel::<V, MR, VECS>(a, b_panel.chunks_exact(nr)),
+        ARowPanel::Packed(a) => micro_kernel::<V, MR, VECS>(a, b_panel.chunks(b_stride)),
+        ARowPanel::InPlace { data, ld, rows, kc } if b_stride == nr => {
+            micro_kernel_in_place::<V, MR, VECS>((data, ld), (rows, kc), b_panel.chunks_exact(nr))
+        }
+        ARowPanel::InPlace { data, ld, rows, kc } => {
+            micro_kernel_in_place::<V, MR, VECS>((data, ld), (rows, kc), b_panel.chunks(b_stride))
+        }
     };
     store_tile(&acc, c, position, size, alpha, beta);
 }
