@@ -36,6 +36,16 @@ pub enum Transpose {
     Yes,
 }
 
+impl Transpose {
+    /// The other one: how the same stored matrix gives `op(X)^T`.
+    pub(in crate::kernels) fn flip(self) -> Transpose {
+        match self {
+            Transpose::No => Transpose::Yes,
+            Transpose::Yes => Transpose::No,
+        }
+    }
+}
+
 /// Depth of one packed block: `MR x KC` of A and `KC x NR` of B (at most 46 KiB) stay in L1.
 const KC: usize = 256;
 /// Columns of one packed block of B: `KC x NC` (256 KiB) stays in L2.

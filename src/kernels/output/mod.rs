@@ -34,7 +34,8 @@ mod weights;
 use rayon::prelude::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
-use tasks::{sum_and_transpose, take_panel, task_layout, BackwardShare, Lane, MAX_TASKS, TRANSPOSE_UNITS};
+use tasks::{sum_and_transpose, sum_partials, take_panel, task_layout, BackwardShare, Lane, PartialLayout};
+use tasks::{MAX_TASKS, SUM_ROWS, TRANSPOSE_UNITS};
 use weights::PackedForGradient;
 pub use weights::{PackedWeights, WeightLayout};
 
@@ -207,7 +208,7 @@ pub struct OutputLayer {
     stats: Vec<PanelRow>,
     /// One per row, from the last loss.
     row_scales: Vec<RowScale>,
-    /// One `hidden x rows` partial `dhs^T` per task.
+    /// One partial `dhs` per task, `rows x hidden` or transposed ([`PartialLayout`]).
     partial_dhs: Vec<f32>,
     /// One `hidden x PANEL_COLS` copy of a panel of `W` per task (SGD updates `W` in place,
     /// while the panel's share of `dhs` still needs the old values).
@@ -360,6 +361,7 @@ impl OutputLayer {
         }
         let (stored_rows, stored_cols) = weights.stored(hidden, classes);
         let layout = task_layout(classes);
+        let partial_layout = PartialLayout::for_shape(rows, hidden);
         let inv_n = self.inv_n;
         // `W` (or `dW`) is written through disjoint column blocks, one per panel; `W` is read
         // either in place (nothing writes it) or from a copy of the panel made before its update.
@@ -418,8 +420,40 @@ impl OutputLayer {
                 }
             };
             let beta_partial = if index == 0 { 0.0 } else { 1.0 };
-            let yes = Transpose::Yes;
-            gemm(hidden, rows, width, 1.0, w_panel, ldw, w_trans, panel, width, yes, beta_partial, share.partial, rows);
+            let (no, yes) = (Transpose::No, Transpose::Yes);
+            let w_panel_t = w_trans.flip();
+            match partial_layout {
+                PartialLayout::RowsByHidden => gemm(
+                    rows,
+                    hidden,
+                    width,
+                    1.0,
+                    panel,
+                    width,
+                    no,
+                    w_panel,
+                    ldw,
+                    w_panel_t,
+                    beta_partial,
+                    share.partial,
+                    hidden,
+                ),
+                PartialLayout::HiddenByRows => gemm(
+                    hidden,
+                    rows,
+                    width,
+                    1.0,
+                    w_panel,
+                    ldw,
+                    w_trans,
+                    panel,
+                    width,
+                    yes,
+                    beta_partial,
+                    share.partial,
+                    rows,
+                ),
+            }
             packed_for_gradient.weight_gradient(alpha, panel, width, beta, &mut out_block);
         };
         let panels_per_task = layout.cols_per_task / PANEL_COLS;
@@ -462,14 +496,23 @@ impl OutputLayer {
             }
         }
 
-        // dhs is the sum of the tasks' partial dhs^T, transposed, in blocks of hidden units.
+        // dhs is the sum of the tasks' partials, in blocks of rows or (transposed) of hidden units.
         let partials = &self.partial_dhs[..layout.tasks * hidden * rows];
-        let units_per_block = if parallel { TRANSPOSE_UNITS } else { hidden };
-        OutMatrix::new(KERNEL, dhs, rows, hidden, hidden).par_blocks(
-            Axis::Cols,
-            units_per_block,
-            |first_unit, block| sum_and_transpose(partials, (layout.tasks, hidden, rows), first_unit, block),
-        );
+        let mut dhs = OutMatrix::new(KERNEL, dhs, rows, hidden, hidden);
+        match partial_layout {
+            PartialLayout::RowsByHidden => {
+                let rows_per_block = if parallel { SUM_ROWS } else { rows };
+                dhs.par_blocks(Axis::Rows, rows_per_block, |first_row, block| {
+                    sum_partials(partials, (layout.tasks, rows * hidden), first_row, block)
+                });
+            }
+            PartialLayout::HiddenByRows => {
+                let units_per_block = if parallel { TRANSPOSE_UNITS } else { hidden };
+                dhs.par_blocks(Axis::Cols, units_per_block, |first_unit, block| {
+                    sum_and_transpose(partials, (layout.tasks, hidden, rows), first_unit, block)
+                });
+            }
+        }
         self.contents = Contents::Gradient;
     }
 

@@ -17,6 +17,56 @@ pub(super) const TRANSPOSE_UNITS: usize = 16;
 /// Rows of `dhs` per step of that sum: `TRANSPOSE_UNITS x TRANSPOSE_ROWS` sums (4 KiB) on the stack.
 const TRANSPOSE_ROWS: usize = 64;
 
+/// How each task's partial `dhs` is laid out. A panel's share is `dz * W[:, panel]^T`, a
+/// product over the panel's classes, along which both `dz` (row-major) and `W` (`hidden x
+/// classes`) are contiguous: one of the two is transposed for the GEMM (the other is read in
+/// place). `W`'s panel is, when it is much the smaller: at c3's shape (700 rows, 100 hidden
+/// units) that took 4 % off a step (pinned one-thread pairs 1.03 - 1.11); at c4's (700 and
+/// 650) it cost 5 - 10 %.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PartialLayout {
+    /// `rows x hidden`: `dhs = dz * W^T`, `W`'s panel transposed (at least twice as many rows
+    /// as hidden units).
+    RowsByHidden,
+    /// `hidden x rows`: `dhs^T = W * dz^T`, `dz` transposed.
+    HiddenByRows,
+}
+
+impl PartialLayout {
+    pub(super) fn for_shape(rows: usize, hidden: usize) -> Self {
+        if rows >= 2 * hidden {
+            PartialLayout::RowsByHidden
+        } else {
+            PartialLayout::HiddenByRows
+        }
+    }
+}
+
+/// Rows of `dhs` per parallel job of the sum of `rows x hidden` partials.
+pub(super) const SUM_ROWS: usize = 64;
+
+/// Writes the rows `first_row..` of `dhs` that `block` views as the sum of the tasks'
+/// `rows x hidden` partials (`tasks` of them, `size` values each, back to back in `partials`),
+/// added in task order.
+pub(super) fn sum_partials(
+    partials: &[f32],
+    (tasks, size): (usize, usize),
+    first_row: usize,
+    block: &mut OutMatrix<'_>,
+) {
+    let hidden = block.cols();
+    for r in 0..block.rows() {
+        let partial = |task: usize| &partials[task * size + (first_row + r) * hidden..][..hidden];
+        let row = block.segment(r, 0, hidden);
+        row.copy_from_slice(partial(0));
+        simd!(V => {
+            for task in 1..tasks {
+                zip_map_inplace::<V>(row, partial(task), #[inline(always)] |acc, v| acc + v);
+            }
+        })
+    }
+}
+
 /// Writes the columns `first_unit..` of `dhs` that `block` views as the sum of the tasks'
 /// partial `dhs^T` (`tasks` of them, each `hidden x rows`, back to back in `partials`), added in
 /// task order, so the result does not depend on how the columns are cut into blocks.
