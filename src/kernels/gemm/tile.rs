@@ -157,6 +157,27 @@ pub(super) fn store_tile<V: Simd, const MR: usize, const VECS: usize>(
     }
 }
 
+/// Asks for the cache lines of the tile of C at `(i0, j0)` (`rows x cols`) while the
+/// micro-kernel runs. The output layer's logits (28 MB for a c3 window) are written where
+/// nothing has been for a whole step, and the SGD update reads `W`'s rows 40 KB apart: each
+/// store or load of such a tile waited for memory, 6 - 10 % of a c3 step.
+#[inline(always)]
+fn prefetch_tile(c: &mut OutMatrix<'_>, (i0, j0): (usize, usize), (rows, cols): (usize, usize)) {
+    #[cfg(target_arch = "x86_64")]
+    for i in 0..rows {
+        let row = c.segment(i0 + i, j0, cols);
+        for offset in (0..cols).step_by(16) {
+            // SAFETY: a prefetch is a hint: it reads nothing into the program and never
+            // faults; the address is inside C (segment checked it).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    row[offset..].as_ptr().cast::<i8>(),
+                )
+            };
+        }
+    }
+}
+
 /// Where the micro-kernel finds the `kc x NR` panels of one `kc x nc` block of `op(B)`
 /// (`NR` is [`nr`]).
 #[derive(Clone, Copy)]
@@ -335,6 +356,7 @@ pub(super) fn multiply_tile<V: Simd, const MR: usize, const VECS: usize>(
     beta: f32,
 ) {
     let nr = 2 * V::LANES;
+    prefetch_tile(c, position, size);
     let acc = match a_panel {
         ARowPanel::Packed(a) if b_stride == nr => micro_kernel::<V, MR, VECS>(a, b_panel.chunks_exact(nr)),
         ARowPanel::Packed(a) => micro_kernel::<V, MR, VECS>(a, b_panel.chunks(b_stride)),
