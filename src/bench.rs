@@ -195,7 +195,7 @@ impl BenchResult {
 }
 
 /// GFLOP/s of [`fma_loop`] on every thread of the current pool at once, run for about
-/// `seconds` (at least one slice of [`PEAK_SLICE`] rounds per thread).
+/// `seconds` (at least one slice of 2^18 rounds per thread).
 pub fn fma_peak(seconds: f64) -> f64 {
     let start = Instant::now();
     let mut flops = 0.0;

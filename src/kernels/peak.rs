@@ -14,7 +14,7 @@ use std::hint::black_box;
 /// with the two operands, still fit AVX2's 16 vector registers (more would spill to memory).
 const CHAINS: usize = 12;
 
-/// Runs `rounds` rounds of [`CHAINS`] vector multiply-adds at the level in use on the calling
+/// Runs `rounds` rounds of 12 independent vector multiply-adds at the level in use on the calling
 /// thread and returns the floating-point operations done: two per lane of each multiply-add
 /// (the baseline level's multiply and add count the same, in two instructions).
 pub fn fma_loop(rounds: usize) -> f64 {

@@ -377,7 +377,7 @@ impl OutputLayer {
         self.packed_for_gradient.pack(hs, hidden);
         let (out, row_scales, packed_for_gradient) = (&out, &self.row_scales, &self.packed_for_gradient);
         // Panel `index` of task `task`: the gradient in place, the bias, this panel's share of
-        // dhs^T into the task's partial (with the panel's old W), then dW or the SGD update.
+        // dhs into the task's partial (with the panel's old W), then dW or the SGD update.
         let backward_panel = |task: usize, index: usize, share: &mut BackwardShare<'_>| {
             let j0 = task * layout.cols_per_task + index * PANEL_COLS;
             let width = PANEL_COLS.min(classes - j0);

@@ -1,6 +1,6 @@
 //! How the output layer's backward pass shares its panels among threads: runs of consecutive
 //! panels ("tasks") grouped by the number of classes alone, each task's panels taken one at a
-//! time by whichever thread is free, and the tasks' partial `dhs^T` summed in task order at the
+//! time by whichever thread is free, and the tasks' partial `dhs` summed in task order at the
 //! end, so results do not depend on the thread count.
 
 use super::super::out_matrix::OutMatrix;
@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 /// Most parallel tasks: each is a run of consecutive panels with its own partial `dhs`.
 pub(super) const MAX_TASKS: usize = 8;
 
-/// Hidden units per block of the final sum of the partial `dhs^T`.
+/// Hidden units per block of the final sum of `hidden x rows` partials.
 pub(super) const TRANSPOSE_UNITS: usize = 16;
 /// Rows of `dhs` per step of that sum: `TRANSPOSE_UNITS x TRANSPOSE_ROWS` sums (4 KiB) on the stack.
 const TRANSPOSE_ROWS: usize = 64;
@@ -103,7 +103,7 @@ pub(super) fn sum_and_transpose(
 }
 
 /// A task's share of the backward pass, taken one panel at a time, in order, by whichever
-/// thread holds it: the task's partial `dhs^T` is added to in panel order whatever the thread
+/// thread holds it: the task's partial `dhs` is added to in panel order whatever the thread
 /// count, yet a thread that runs out of work can take over another task's next panel.
 pub(super) struct Lane<'a> {
     pub(super) share: BackwardShare<'a>,
@@ -161,7 +161,7 @@ pub(super) struct BackwardShare<'a> {
     pub(super) panels: &'a mut [f32],
     /// Their statistics, panel-major.
     pub(super) stats: &'a mut [PanelRow],
-    /// Its partial `dhs^T`, `hidden x rows`.
+    /// Its partial `dhs`, laid out as [`PartialLayout`] says.
     pub(super) partial: &'a mut [f32],
     /// Room for one panel of `W`.
     pub(super) weight_copy: &'a mut [f32],
