@@ -420,40 +420,16 @@ impl OutputLayer {
                 }
             };
             let beta_partial = if index == 0 { 0.0 } else { 1.0 };
-            let (no, yes) = (Transpose::No, Transpose::Yes);
-            let w_panel_t = w_trans.flip();
-            match partial_layout {
-                PartialLayout::RowsByHidden => gemm(
-                    rows,
-                    hidden,
-                    width,
-                    1.0,
-                    panel,
-                    width,
-                    no,
-                    w_panel,
-                    ldw,
-                    w_panel_t,
-                    beta_partial,
-                    share.partial,
-                    hidden,
-                ),
-                PartialLayout::HiddenByRows => gemm(
-                    hidden,
-                    rows,
-                    width,
-                    1.0,
-                    w_panel,
-                    ldw,
-                    w_trans,
-                    panel,
-                    width,
-                    yes,
-                    beta_partial,
-                    share.partial,
-                    rows,
-                ),
-            }
+            // The same product either way round: `dz * W^T` (rows x hidden) or its transpose;
+            // each side is (the product's rows or columns, operand, leading dimension, transpose).
+            let dz: &[f32] = panel;
+            let (a, b) = match partial_layout {
+                PartialLayout::RowsByHidden => {
+                    ((rows, dz, width, Transpose::No), (hidden, w_panel, ldw, w_trans.flip()))
+                }
+                PartialLayout::HiddenByRows => ((hidden, w_panel, ldw, w_trans), (rows, dz, width, Transpose::Yes)),
+            };
+            gemm(a.0, b.0, width, 1.0, a.1, a.2, a.3, b.1, b.2, b.3, beta_partial, share.partial, b.0);
             packed_for_gradient.weight_gradient(alpha, panel, width, beta, &mut out_block);
         };
         let panels_per_task = layout.cols_per_task / PANEL_COLS;
