@@ -221,9 +221,9 @@ const SCALING_TURNS: usize = 10;
 
 /// Runs `repeats` timed rounds of `iters` training steps (SGD, lr 0.1, no clipping) on
 /// `corpus` after two warm-up steps, each followed by a round of the GEMM ceiling, a quarter
-/// round of the arithmetic peak ([`fma_peak`]), given
-/// `scoring` by a round of scoring its sentences, and given `one_thread` (a pool of one thread)
-/// by a round of `iters` steps in each pool, the two pools taking turns of a tenth of that.
+/// round of the arithmetic peak ([`fma_peak`]), given `scoring` by a round of scoring its
+/// sentences, and given `one_thread` (a pool of one thread) by a round of `iters` steps in
+/// each pool, the two pools taking turns of a tenth of that.
 pub fn run(
     model: &mut Rnnlm,
     corpus: Ids<'_>,

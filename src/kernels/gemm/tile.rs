@@ -138,15 +138,10 @@ pub(super) fn store_tile<V: Simd, const MR: usize, const VECS: usize>(
     alpha: f32,
     beta: f32,
 ) {
-    let alpha_v = V::splat(alpha);
-    let beta_v = V::splat(beta);
     for (i, row_acc) in acc.iter().enumerate().take(rows) {
         let c_row = c.segment(i0 + i, j0, cols);
         if cols == VECS * V::LANES {
-            for (part, &a) in c_row.chunks_exact_mut(V::LANES).zip(row_acc) {
-                let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + V::load(part) * beta_v };
-                v.store(part);
-            }
+            store_vectors(c_row, row_acc, alpha, beta);
         } else {
             for (part, &a) in c_row.chunks_mut(V::LANES).zip(row_acc) {
                 for (c_ij, &a) in part.iter_mut().zip(a.to_array().as_ref()) {
@@ -154,6 +149,17 @@ pub(super) fn store_tile<V: Simd, const MR: usize, const VECS: usize>(
                 }
             }
         }
+    }
+}
+
+/// `c_row = alpha * acc + beta * c_row` for whole vectors (`c_row` is `acc.len() * LANES` long);
+/// `beta == 0` never reads C.
+#[inline(always)]
+fn store_vectors<V: Simd>(c_row: &mut [f32], acc: &[V], alpha: f32, beta: f32) {
+    let (alpha_v, beta_v) = (V::splat(alpha), V::splat(beta));
+    for (part, &a) in c_row.chunks_exact_mut(V::LANES).zip(acc) {
+        let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + V::load(part) * beta_v };
+        v.store(part);
     }
 }
 
@@ -334,12 +340,7 @@ fn multiply_row_wide<V: Simd>(
                 *acc_v = a.mul_add(V::load(&b[v * V::LANES..]), *acc_v);
             }
         }
-        let (alpha_v, beta_v) = (V::splat(alpha), V::splat(beta));
-        let c_row = c.segment(ir, jc + j0, WIDE_PANELS * nr);
-        for (part, &a) in c_row.chunks_exact_mut(V::LANES).zip(&acc) {
-            let v = if beta == 0.0 { a * alpha_v } else { a * alpha_v + V::load(part) * beta_v };
-            v.store(part);
-        }
+        store_vectors(c.segment(ir, jc + j0, WIDE_PANELS * nr), &acc, alpha, beta);
     }
     groups * WIDE_PANELS
 }
