@@ -28,6 +28,17 @@ impl PackedB {
         Some(PackedB { k, n, trans: None, data })
     }
 
+    /// Makes the packed matrix `k` deep (`k` at most the depth it was made with), without
+    /// allocating: for products whose depth changes from call to call, such as a weight
+    /// gradient over as many rows as a window has in one cluster of an adaptive softmax.
+    /// Forgets the contents. Panics if `k` is 0 or larger than the room.
+    pub fn set_depth(&mut self, k: usize) {
+        let room = self.data.len() / self.n.next_multiple_of(nr());
+        assert!(k > 0 && k <= room, "PackedB::set_depth: {k} is not in 1..={room}");
+        self.k = k;
+        self.trans = None;
+    }
+
     /// Rows of the packed matrix (the depth of a product with it).
     pub fn k(&self) -> usize {
         self.k
@@ -159,6 +170,39 @@ impl PackedA {
         let mr = tile_rows(m);
         let data = crate::kernels::filled(m.checked_next_multiple_of(mr).and_then(|m| m.checked_mul(k)), 0.0)?;
         Some(PackedA { m, k, trans: None, mr, data })
+    }
+
+    /// Room for up to `m` rows of `k` columns, made `m` rows high at first: with
+    /// [`set_rows`](Self::set_rows), for products whose number of rows changes from call to
+    /// call without allocating. `None` if that much memory cannot be had.
+    pub fn with_room(m: usize, k: usize) -> Option<Self> {
+        let tallest = tile_heights().iter().copied().max().expect("every level has tile heights");
+        let data = crate::kernels::filled(m.checked_add(tallest).and_then(|m| m.checked_mul(k)), 0.0)?;
+        Some(PackedA { m, k, trans: None, mr: tile_rows(m), data })
+    }
+
+    /// Makes the packed matrix `m` rows high (with the tile height [`gemm`] would choose for
+    /// `m` rows), without allocating. Forgets the contents. Panics if `m` is 0 or the rows, with
+    /// their tile's padding, do not fit in the room.
+    pub fn set_rows(&mut self, m: usize) {
+        let mr = tile_rows(m.max(1));
+        let fits = m.checked_next_multiple_of(mr).and_then(|padded| padded.checked_mul(self.k));
+        assert!(
+            m > 0 && fits.is_some_and(|len| len <= self.data.len()),
+            "PackedA::set_rows: {m} rows of {} do not fit in the room of {} values",
+            self.k,
+            self.data.len()
+        );
+        (self.m, self.mr, self.trans) = (m, mr, None);
+    }
+
+    /// Makes the packed matrix `k` deep (at most the depth it was made with), without
+    /// allocating. Forgets the contents. Panics if `k` is 0 or larger than the room.
+    pub fn set_depth(&mut self, k: usize) {
+        let room = self.data.len() / self.m.next_multiple_of(self.mr);
+        assert!(k > 0 && k <= room, "PackedA::set_depth: {k} is not in 1..={room}");
+        self.k = k;
+        self.trans = None;
     }
 
     /// Rows of the packed matrix.

@@ -199,7 +199,10 @@ pub enum OutputUpdate<'a> {
 /// classes; allocated once by [`OutputLayer::new`], never again.
 #[derive(Clone, Debug)]
 pub struct OutputLayer {
+    /// Rows of the passes, at most `room` ([`set_rows`](Self::set_rows)).
     rows: usize,
+    /// Rows the buffers were made for.
+    room: usize,
     hidden: usize,
     classes: usize,
     /// `rows x classes` values, panel after panel: logits, exponentials or gradient.
@@ -242,6 +245,7 @@ impl OutputLayer {
         let tasks = task_layout(classes).tasks;
         Some(OutputLayer {
             rows,
+            room: rows,
             hidden,
             classes,
             panels: filled(rows.checked_mul(classes), 0.0)?,
@@ -250,11 +254,32 @@ impl OutputLayer {
             partial_dhs: filled(hidden.checked_mul(rows).and_then(|len| len.checked_mul(tasks)), 0.0)?,
             weight_copies: filled(hidden.checked_mul(PANEL_COLS * tasks), 0.0)?,
             layout,
-            packed_hs: PackedA::new(rows, hidden)?,
+            packed_hs: PackedA::with_room(rows, hidden)?,
             packed_for_gradient: PackedForGradient::new(layout, rows, hidden)?,
             inv_n: 0.0,
             contents: Contents::Nothing,
         })
+    }
+
+    /// Makes the next passes take `rows` rows (at most the rows the layer was made for), in the
+    /// same buffers: for a softmax over the rows of a window that fall into one cluster of an
+    /// adaptive softmax, a different number every window. Forgets what the last pass left.
+    /// Panics if `rows` is 0 or more than the layer was made for.
+    pub fn set_rows(&mut self, rows: usize) {
+        assert!(
+            rows > 0 && rows <= self.room,
+            "OutputLayer::set_rows: {rows} rows, but the layer was made for 1..={}",
+            self.room
+        );
+        self.rows = rows;
+        self.packed_hs.set_rows(rows);
+        self.packed_for_gradient.set_rows(rows);
+        self.contents = Contents::Nothing;
+    }
+
+    /// Rows of the passes ([`set_rows`](Self::set_rows)).
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     /// Logits only: afterwards [`logits_row`](Self::logits_row) and
@@ -434,10 +459,11 @@ impl OutputLayer {
         };
         let panels_per_task = layout.cols_per_task / PANEL_COLS;
         let parallel = self.is_parallel();
-        let mut shares = self
-            .panels
+        let (panels, stats) =
+            (&mut self.panels[..rows * classes], &mut self.stats[..classes.div_ceil(PANEL_COLS) * rows]);
+        let mut shares = panels
             .chunks_mut(rows * layout.cols_per_task)
-            .zip(self.stats.chunks_mut(rows * panels_per_task))
+            .zip(stats.chunks_mut(rows * panels_per_task))
             .zip(self.partial_dhs.chunks_mut(hidden * rows))
             .zip(self.weight_copies.chunks_mut(hidden * PANEL_COLS).zip(bias_out.chunks_mut(layout.cols_per_task)))
             .map(|(((panels, stats), partial), (weight_copy, bias_out))| BackwardShare {
@@ -553,14 +579,16 @@ impl OutputLayer {
         let (rows, hidden, classes) = (self.rows, self.hidden, self.classes);
         self.packed_hs.pack(hs, hidden, Transpose::No);
         let panel_count = classes.div_ceil(PANEL_COLS);
+        let parallel = self.is_parallel();
+        let (panels, stats) = (&mut self.panels[..rows * classes], &mut self.stats[..panel_count * rows]);
         let forward = PanelForward { packed_hs: &self.packed_hs, weights, bias, hidden, classes, pass };
         if let ForwardPass::Statistics(_) = pass {
             let tasks = task_layout(classes);
             let panels_per_task = tasks.cols_per_task / PANEL_COLS;
-            let tasks_per_job = if self.is_parallel() { 1 } else { tasks.tasks };
-            self.panels
+            let tasks_per_job = if parallel { 1 } else { tasks.tasks };
+            panels
                 .par_chunks_mut(rows * tasks.cols_per_task)
-                .zip(self.stats.par_chunks_mut(rows * panels_per_task))
+                .zip(stats.par_chunks_mut(rows * panels_per_task))
                 .enumerate()
                 .with_min_len(tasks_per_job)
                 .for_each(|(task, (room, stats))| {
@@ -571,10 +599,10 @@ impl OutputLayer {
         } else {
             // Panels are independent here: one job each, so that a thread slowed by other work
             // leaves more of them to the others.
-            let panels_per_job = if self.is_parallel() { 1 } else { panel_count };
-            self.panels
+            let panels_per_job = if parallel { 1 } else { panel_count };
+            panels
                 .par_chunks_mut(rows * PANEL_COLS)
-                .zip(self.stats.par_chunks_mut(rows))
+                .zip(stats.par_chunks_mut(rows))
                 .enumerate()
                 .with_min_len(panels_per_job)
                 .for_each(|(index, (panel, stats))| forward.panel(index, panel, stats));
@@ -583,7 +611,7 @@ impl OutputLayer {
 
     /// Combines the panels' statistics into each row's loss and scale, in parallel over rows.
     fn combine_panels(&mut self, targets: &[i32], inv_n: f32, row_loss: &mut [f32]) {
-        let (rows, stats) = (self.rows, &self.stats);
+        let (rows, stats) = (self.rows, &self.stats[..self.classes.div_ceil(PANEL_COLS) * self.rows]);
         let rows_per_job = if self.is_parallel() { COMBINE_ROWS } else { rows };
         row_loss
             .par_iter_mut()

@@ -130,6 +130,14 @@ impl PackedForGradient {
         })
     }
 
+    /// Room for `hs` of `rows` rows (at most those it was made for), without allocating.
+    pub(super) fn set_rows(&mut self, rows: usize) {
+        match self {
+            PackedForGradient::Transposed(packed) => packed.set_depth(rows),
+            PackedForGradient::AsRight(packed) => packed.set_depth(rows),
+        }
+    }
+
     /// Packs `hs`, `rows x hidden` row-major.
     pub(super) fn pack(&mut self, hs: &[f32], hidden: usize) {
         match self {
