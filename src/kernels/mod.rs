@@ -24,6 +24,7 @@
 //! | [`lstm_forward_window`], [`lstm_backward_window`] | the LSTM cell over a whole window: recurrent GEMM plus one fused pass over the gates per step, parallel over batch rows |
 //! | [`gru_forward_window`], [`gru_backward_window`] | the GRU cell (reset gate before `Wh`) over a whole window: two recurrent GEMMs and two fused passes per step, parallel over batch rows |
 //! | [`OutputLayer`] | the fused output layer: `hs * W + b`, softmax cross-entropy, backward, in L2-sized column panels |
+//! | [`AdaptiveOutput`] | the adaptive softmax (head plus tail clusters of an [`AdaptiveShape`]): loss, backward, exact log-probabilities of every class |
 //! | [`embedding_gather`], [`embedding_scatter_add`] | row gather / scatter-add by token id |
 //! | [`dropout_forward`], [`dropout_backward`] | inverted dropout with masks keyed by (seed, window, site, element) |
 //! | [`column_sums`] | bias gradients |
@@ -36,6 +37,7 @@
 //! and where partial sums must be combined (the output layer's `dhs`), they are grouped by the
 //! problem's shape alone and added in a fixed order.
 
+mod adaptive;
 mod dropout;
 mod embedding;
 mod gemm;
@@ -50,6 +52,7 @@ mod row_groups;
 mod sample;
 mod simd;
 
+pub use adaptive::{AdaptiveOutput, AdaptivePacked, AdaptiveShape, AdaptiveTensor, Slot, MAX_CLUSTERS};
 pub use dropout::{dropout_backward, dropout_forward, dropout_keeps, MaskKey};
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
 pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedB, Transpose};

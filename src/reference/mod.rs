@@ -11,6 +11,7 @@
 // Index loops read like the spec's formulas, which is the point of this module.
 #![allow(clippy::needless_range_loop)]
 
+pub mod adaptive;
 pub mod cells;
 
 use crate::kernels::{dropout_keeps, MaskKey};
