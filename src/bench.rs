@@ -4,15 +4,19 @@
 //! operations per token (`G` gate blocks per cell: 1 tanh, 4 LSTM, 3 GRU; `input` is `D` for
 //! the first layer, `H` above), all of them in GEMMs: the output layer's three (`hs * W`,
 //! `hs^T * dlogits`, `dlogits * W^T`) and six per recurrent layer (forward: `x * Wx`,
-//! `h * Wh`; backward: `da * Wh^T`, `h_prev^T * da`, `x^T * da`, `da * Wx^T`). The ceiling runs
-//! exactly those GEMMs, with the same shapes and the same GEMM code, and nothing else: the
+//! `h * Wh`; backward: `da * Wh^T`, `h_prev^T * da`, `x^T * da`, `da * Wx^T`). With an
+//! adaptive softmax the output layer's share is what it really computes: the head's three
+//! GEMMs over every row, and three for the projection and three for the softmax of each
+//! cluster over the rows whose target it holds ([`AdaptiveShape::training_flops`]), counted
+//! window by window. The ceiling runs exactly those GEMMs, with the same shapes (a cluster's
+//! rows: their mean over the measured windows) and the same GEMM code, and nothing else: the
 //! speed a step would have if everything that is not a GEMM were free. Measuring both in the
 //! same run makes their ratio meaningful on a shared, noisy machine.
 
 use crate::corpus::Ids;
 use crate::generate::sample;
-use crate::kernels::{fma_loop, gemm_parallel, Transpose};
-use crate::model::{Arch, Cell, Dims, ModelError, Rnnlm, Window};
+use crate::kernels::{fma_loop, gemm_parallel, AdaptiveShape, Transpose, MAX_CLUSTERS};
+use crate::model::{Arch, Cell, Dims, ModelError, Rnnlm, Softmax, Window};
 use crate::rng::Rng;
 use crate::score::{ScoreError, SentenceScorer};
 use crate::train::Batcher;
@@ -39,6 +43,10 @@ pub struct BenchConfig {
     pub window: Window,
     /// Train on the first N tokens of PTB's training split (None: all of it).
     pub corpus_tokens: Option<usize>,
+    /// Instead of PTB, a corpus of this many words drawn from a Zipf law ([`zipf_corpus`]).
+    pub zipf_vocab: Option<usize>,
+    /// An adaptive softmax's cutoffs and div value (None: the full softmax).
+    pub adaptive: Option<(&'static [usize], f32)>,
 }
 
 /// A tanh configuration on full PTB.
@@ -53,6 +61,8 @@ const fn tanh(name: &'static str, size: usize, window: Window) -> BenchConfig {
         hidden: size,
         window,
         corpus_tokens: None,
+        zipf_vocab: None,
+        adaptive: None,
     }
 }
 
@@ -60,25 +70,72 @@ const fn tanh(name: &'static str, size: usize, window: Window) -> BenchConfig {
 const SHORT: Window = Window { batch: 10, time: 5 };
 const LONG: Window = Window { batch: 20, time: 35 };
 
+/// WikiText-103's vocabulary size: c7's.
+pub const C7_VOCAB: usize = 267_735;
+
+/// Tokens of c7's Zipf corpus.
+pub const ZIPF_TOKENS: usize = 1_000_000;
+
 /// c1 (the chapter), c2 (full PTB, chapter window), c3 (full PTB, B = 20, T = 35), c4
-/// (H = 650), c5 (the next chapter's LSTM of 100), c6 (its two LSTMs of 650, dropout 0.5, tied).
-pub const CONFIGS: [BenchConfig; 6] = [
+/// (H = 650), c5 (the next chapter's LSTM of 100), c6 (its two LSTMs of 650, dropout 0.5, tied),
+/// c7 (a large vocabulary: an LSTM of 512 over [`C7_VOCAB`] words drawn from a Zipf law, with an
+/// adaptive softmax, cutoffs 20000,60000, div value 4).
+pub const CONFIGS: [BenchConfig; 7] = [
     BenchConfig { corpus_tokens: Some(1000), ..tanh("c1", 100, SHORT) },
     tanh("c2", 100, SHORT),
     tanh("c3", 100, LONG),
     tanh("c4", 650, LONG),
     BenchConfig { cell: Cell::Lstm, ..tanh("c5", 100, LONG) },
     BenchConfig { cell: Cell::Lstm, layers: 2, tied: true, dropout: 0.5, ..tanh("c6", 650, LONG) },
+    BenchConfig {
+        cell: Cell::Lstm,
+        zipf_vocab: Some(C7_VOCAB),
+        adaptive: Some((&[20_000, 60_000], 4.0)),
+        ..tanh("c7", 512, LONG)
+    },
 ];
 
-/// Floating-point operations per token of a training step:
-/// `6 H V + sum over layers of 6 G H (input + H)`.
-pub fn flops_per_token(arch: impl Into<Arch>) -> f64 {
-    let arch = arch.into();
-    let (v, h) = (arch.dims.vocab as f64, arch.dims.hidden as f64);
+/// `tokens` ids of a `vocab`-word vocabulary drawn from a Zipf law of exponent 1 (the
+/// probability of id `i` proportional to `1 / (i + 1)`: id 0 the most frequent), from `seed`.
+pub fn zipf_corpus(vocab: usize, tokens: usize, seed: u64) -> Vec<u32> {
+    let mut cumulative = Vec::with_capacity(vocab);
+    let mut total = 0.0;
+    for i in 0..vocab {
+        total += 1.0 / (i + 1) as f64;
+        cumulative.push(total);
+    }
+    let mut rng = Rng::new(seed);
+    (0..tokens)
+        .map(|_| {
+            let u = rng.uniform() * total;
+            cumulative.partition_point(|&c| c <= u).min(vocab - 1) as u32
+        })
+        .collect()
+}
+
+/// Floating-point operations of one training step of `arch` over `tokens` tokens, of which
+/// `cluster_rows[k]` fall in tail cluster `k` of an adaptive softmax (ignored with a full one).
+pub fn step_flops(arch: Arch, tokens: usize, cluster_rows: &[usize]) -> f64 {
+    let output = match arch.output {
+        Softmax::Full => 6.0 * (arch.dims.hidden * arch.dims.vocab) as f64 * tokens as f64,
+        Softmax::Adaptive(shape) => shape.training_flops(tokens, cluster_rows),
+    };
+    recurrent_flops_per_token(arch) * tokens as f64 + output
+}
+
+/// Floating-point operations per token of the recurrent layers' GEMMs:
+/// `sum over layers of 6 G H (input + H)`.
+fn recurrent_flops_per_token(arch: Arch) -> f64 {
+    let h = arch.dims.hidden as f64;
     let width = (arch.cell.gates() * arch.dims.hidden) as f64;
-    let layers: f64 = (0..arch.layers).map(|l| 6.0 * width * (arch.input_size(l) as f64 + h)).sum();
-    6.0 * h * v + layers
+    (0..arch.layers).map(|l| 6.0 * width * (arch.input_size(l) as f64 + h)).sum()
+}
+
+/// Floating-point operations per token of a training step with a full softmax:
+/// `6 H V + sum over layers of 6 G H (input + H)`. (With an adaptive softmax the count depends
+/// on the targets: [`step_flops`].)
+pub fn flops_per_token(arch: impl Into<Arch>) -> f64 {
+    step_flops(Arch { output: Softmax::Full, ..arch.into() }, 1, &[])
 }
 
 /// Median, minimum and maximum of some measurements.
@@ -118,6 +175,9 @@ pub struct BenchResult {
     pub iters_per_repeat: usize,
     /// Training tokens per second, over the repeats.
     pub tokens_per_sec: Spread,
+    /// Floating-point operations per token of the measured steps (with an adaptive softmax,
+    /// their mean: it depends on the targets).
+    pub flops_per_token: f64,
     /// Achieved GFLOP/s at the median.
     pub gflops: f64,
     /// GFLOP/s of the step's GEMMs alone (median over the repeats).
@@ -158,7 +218,7 @@ impl ScoringRounds {
         ids: Vec<u32>,
         lengths: Vec<usize>,
     ) -> Result<Self, ScoreError> {
-        let scorer = SentenceScorer::new(Rnnlm::from_params(model.arch(), window, model.params())?, start)?;
+        let scorer = SentenceScorer::new(model.with_window(window)?, start)?;
         let losses = vec![0.0; ids.len()];
         Ok(ScoringRounds { scorer, ids, lengths, losses })
     }
@@ -185,7 +245,7 @@ pub struct ThreadScaling {
 impl BenchResult {
     /// Tokens per second the GEMM ceiling allows.
     pub fn ceiling_tokens_per_sec(&self) -> f64 {
-        self.ceiling_gflops * 1e9 / flops_per_token(self.arch)
+        self.ceiling_gflops * 1e9 / self.flops_per_token
     }
 
     /// Training's GFLOP/s as a share of the arithmetic peak.
@@ -241,14 +301,23 @@ pub fn run(
     })?;
     let mut xs = vec![0u32; window.tokens()];
     let mut ts = vec![0i32; window.tokens()];
+    // The steps, and the rows each adaptive cluster computed summed over them.
+    let work = std::sync::Mutex::new((0usize, [0usize; MAX_CLUSTERS]));
     let mut step = |model: &mut Rnnlm| -> Result<(), ModelError> {
         batcher.next_window(corpus, &mut xs, &mut ts);
-        model.train_step(&xs, &ts, 0.1, None).map(|_| ())
+        model.train_step(&xs, &ts, 0.1, None)?;
+        let mut work = work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        work.0 += 1;
+        for (total, window_rows) in work.1.iter_mut().zip(model.cluster_rows().unwrap_or_default()) {
+            *total += window_rows;
+        }
+        Ok(())
     };
     for _ in 0..2 {
         step(model)?;
     }
-    let mut ceiling = GemmCeiling::new(arch, window);
+    let (steps, rows) = *work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut ceiling = GemmCeiling::new(arch, window, &mean_rows(rows, steps));
     ceiling.measure(1);
     model.set_phase_timing(true);
     // Training and ceiling rounds alternate, so that both see the same machine load.
@@ -296,6 +365,8 @@ pub fn run(
     let times = model.phase_times();
     let total = times.rnn + times.affine + times.update;
     let tokens_per_sec = Spread::of(&rates);
+    let (steps, rows) = *work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let flops_per_token = step_flops(arch, steps * window.tokens(), &rows) / (steps * window.tokens()) as f64;
     Ok(BenchResult {
         arch,
         window,
@@ -303,7 +374,8 @@ pub fn run(
         repeats,
         iters_per_repeat: iters,
         tokens_per_sec,
-        gflops: tokens_per_sec.median * flops_per_token(arch) / 1e9,
+        flops_per_token,
+        gflops: tokens_per_sec.median * flops_per_token / 1e9,
         ceiling_gflops: Spread::of(&ceiling_rates).median,
         peak_gflops: Spread::of(&peak_rates).median,
         rnn_fraction: times.rnn / total,
@@ -329,7 +401,7 @@ pub struct GenerationLatency {
 /// Generates tokens with `model`'s weights, one at a time, for about `seconds` (at least 20
 /// tokens, at most 100,000), timing each.
 pub fn generation_latency(model: &Rnnlm, seconds: f64) -> Result<GenerationLatency, ModelError> {
-    let mut generator = Rnnlm::from_params(model.arch(), Window { batch: 1, time: 1 }, model.params())?;
+    let mut generator = model.with_window(Window { batch: 1, time: 1 })?;
     let mut logits = vec![0.0; model.dims().vocab];
     let mut rng = Rng::new(1);
     let mut times = Vec::new();
@@ -352,15 +424,158 @@ fn timed(f: impl FnOnce() -> Result<(), ModelError>) -> Result<f64, ModelError> 
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// Each cluster's mean rows per step: `totals` summed over `steps` steps, rounded.
+fn mean_rows(totals: [usize; MAX_CLUSTERS], steps: usize) -> [usize; MAX_CLUSTERS] {
+    totals.map(|total| (total as f64 / steps.max(1) as f64).round() as usize)
+}
+
 /// Buffers for the GEMMs of one training step, filled with small values.
 pub struct GemmCeiling {
     arch: Arch,
     window: Window,
+    /// Floating-point operations of one step's GEMMs.
+    flops: f64,
     x: Vec<f32>,
+    output: OutputGemms,
+    layers: Vec<LayerGemms>,
+}
+
+/// The output layer's operands.
+enum OutputGemms {
+    /// `W` (`H x V`), the logits (`T*B x V`) and `dW`.
+    Full { w: Vec<f32>, logits: Vec<f32>, dw: Vec<f32> },
+    /// The head's (its weights `classes x H`) and each cluster's.
+    Adaptive { head: SoftmaxGemms, clusters: Vec<ClusterGemms> },
+}
+
+/// A softmax layer with weights stored `classes x inputs` over `rows` rows: `W`, the logits, `dW`.
+struct SoftmaxGemms {
+    rows: usize,
+    inputs: usize,
+    classes: usize,
     w: Vec<f32>,
     logits: Vec<f32>,
     dw: Vec<f32>,
-    layers: Vec<LayerGemms>,
+}
+
+impl SoftmaxGemms {
+    fn new(rows: usize, inputs: usize, classes: usize) -> Self {
+        SoftmaxGemms {
+            rows,
+            inputs,
+            classes,
+            w: fill(classes * inputs),
+            logits: fill(rows * classes),
+            dw: fill(classes * inputs),
+        }
+    }
+
+    /// `logits = x W^T`, `dW = logits^T x`, `dx = logits W`.
+    fn run(&mut self, x: &[f32], dx: &mut [f32]) {
+        let (m, k, c) = (self.rows, self.inputs, self.classes);
+        let (no, yes) = (Transpose::No, Transpose::Yes);
+        gemm_parallel(m, c, k, 1.0, x, k, no, &self.w, k, yes, 0.0, &mut self.logits, c);
+        gemm_parallel(c, k, m, 1.0, &self.logits, c, yes, x, k, no, 0.0, &mut self.dw, k);
+        gemm_parallel(m, k, c, 1.0, &self.logits, c, no, &self.w, k, no, 0.0, dx, k);
+    }
+}
+
+/// One cluster of an adaptive softmax over its rows: the gathered states and their gradient,
+/// the projection `P` (`h_k x H`) with its gradient and output, and the cluster's softmax.
+struct ClusterGemms {
+    inputs: Vec<f32>,
+    d_inputs: Vec<f32>,
+    p: Vec<f32>,
+    dp: Vec<f32>,
+    projected: Vec<f32>,
+    d_projected: Vec<f32>,
+    softmax: SoftmaxGemms,
+}
+
+impl ClusterGemms {
+    fn new(rows: usize, shape: &AdaptiveShape, k: usize) -> Self {
+        let (hidden, width) = (shape.hidden(), shape.projection(k));
+        ClusterGemms {
+            inputs: fill(rows * hidden),
+            d_inputs: fill(rows * hidden),
+            p: fill(width * hidden),
+            dp: fill(width * hidden),
+            projected: fill(rows * width),
+            d_projected: fill(rows * width),
+            softmax: SoftmaxGemms::new(rows, width, shape.cluster_size(k)),
+        }
+    }
+
+    /// The projection, the cluster's softmax, and the projection's two gradients.
+    fn run(&mut self) {
+        let (m, width, hidden) = (self.softmax.rows, self.softmax.inputs, self.p.len() / self.softmax.inputs);
+        let (no, yes) = (Transpose::No, Transpose::Yes);
+        gemm_parallel(
+            m,
+            width,
+            hidden,
+            1.0,
+            &self.inputs,
+            hidden,
+            no,
+            &self.p,
+            hidden,
+            yes,
+            0.0,
+            &mut self.projected,
+            width,
+        );
+        self.softmax.run(&self.projected, &mut self.d_projected);
+        gemm_parallel(
+            width,
+            hidden,
+            m,
+            1.0,
+            &self.d_projected,
+            width,
+            yes,
+            &self.inputs,
+            hidden,
+            no,
+            0.0,
+            &mut self.dp,
+            hidden,
+        );
+        gemm_parallel(
+            m,
+            hidden,
+            width,
+            1.0,
+            &self.d_projected,
+            width,
+            no,
+            &self.p,
+            hidden,
+            no,
+            0.0,
+            &mut self.d_inputs,
+            hidden,
+        );
+    }
+}
+
+impl OutputGemms {
+    /// The output layer's GEMMs over `top` (`n x H`), the gradient at it into `dhs`.
+    fn run(&mut self, top: &[f32], dhs: &mut [f32], (n, h): (usize, usize)) {
+        let (no, yes) = (Transpose::No, Transpose::Yes);
+        match self {
+            OutputGemms::Full { w, logits, dw } => {
+                let v = w.len() / h;
+                gemm_parallel(n, v, h, 1.0, top, h, no, w, v, no, 0.0, logits, v);
+                gemm_parallel(h, v, n, 1.0, top, h, yes, logits, v, no, 0.0, dw, v);
+                gemm_parallel(n, h, v, 1.0, logits, v, no, w, v, yes, 0.0, dhs, h);
+            }
+            OutputGemms::Adaptive { head, clusters } => {
+                head.run(top, dhs);
+                clusters.iter_mut().for_each(ClusterGemms::run);
+            }
+        }
+    }
 }
 
 /// One recurrent layer's operands: `input` values per position in, `G H` gate columns.
@@ -384,8 +599,10 @@ fn fill(len: usize) -> Vec<f32> {
 }
 
 impl GemmCeiling {
-    /// The GEMMs of one training step of `arch` on `window`, with operands of their shapes (allocated here, once).
-    pub fn new(arch: impl Into<Arch>, window: Window) -> GemmCeiling {
+    /// The GEMMs of one training step of `arch` on `window`, with operands of their shapes
+    /// (allocated here, once); with an adaptive softmax, cluster `k` over `cluster_rows[k]`
+    /// rows (none without rows).
+    pub fn new(arch: impl Into<Arch>, window: Window, cluster_rows: &[usize]) -> GemmCeiling {
         let arch = arch.into();
         let Dims { vocab: v, embed: d, hidden: h } = arch.dims;
         let (n, width) = (window.tokens(), arch.cell.gates() * h);
@@ -405,7 +622,20 @@ impl GemmCeiling {
                 }
             })
             .collect();
-        GemmCeiling { arch, window, x: fill(n * d), w: fill(h * v), logits: fill(n * v), dw: fill(h * v), layers }
+        let output = match arch.output {
+            Softmax::Full => OutputGemms::Full { w: fill(h * v), logits: fill(n * v), dw: fill(h * v) },
+            Softmax::Adaptive(shape) => OutputGemms::Adaptive {
+                head: SoftmaxGemms::new(n, h, shape.head_classes()),
+                clusters: (0..shape.clusters())
+                    .filter_map(|k| {
+                        let rows = cluster_rows.get(k).copied().unwrap_or(0);
+                        (rows > 0).then(|| ClusterGemms::new(rows, &shape, k))
+                    })
+                    .collect(),
+            },
+        };
+        let flops = step_flops(arch, n, cluster_rows);
+        GemmCeiling { arch, window, flops, x: fill(n * d), output, layers }
     }
 
     /// GFLOP/s of `iters` rounds of the step's GEMMs.
@@ -414,13 +644,12 @@ impl GemmCeiling {
         for _ in 0..iters {
             self.step();
         }
-        let tokens = (iters * self.window.tokens()) as f64;
-        tokens * flops_per_token(self.arch) / start.elapsed().as_secs_f64() / 1e9
+        iters as f64 * self.flops / start.elapsed().as_secs_f64() / 1e9
     }
 
     /// The GEMMs of one training step, in the model's order and with its shapes.
     fn step(&mut self) {
-        let Dims { vocab: v, hidden: h, .. } = self.arch.dims;
+        let h = self.arch.dims.hidden;
         let Window { batch, time } = self.window;
         let (n, block, width) = (batch * time, batch * h, self.arch.cell.gates() * h);
         let (no, yes) = (Transpose::No, Transpose::Yes);
@@ -449,11 +678,8 @@ impl GemmCeiling {
                 );
             }
         }
-        let top = &self.layers.last().expect("at least one layer").states[block..];
-        gemm_parallel(n, v, h, 1.0, top, h, no, &self.w, v, no, 0.0, &mut self.logits, v);
-        gemm_parallel(h, v, n, 1.0, top, h, yes, &self.logits, v, no, 0.0, &mut self.dw, v);
         let top = self.layers.last_mut().expect("at least one layer");
-        gemm_parallel(n, h, v, 1.0, &self.logits, v, no, &self.w, v, yes, 0.0, &mut top.dhs, h);
+        self.output.run(&top.states[block..], &mut top.dhs, (n, h));
         for l in (0..self.layers.len()).rev() {
             let (below, from_here) = self.layers.split_at_mut(l);
             let layer = &mut from_here[0];
@@ -518,8 +744,13 @@ mod tests {
     fn flops_formula() {
         assert_eq!(flops_per_token(Dims { vocab: 10_000, embed: 100, hidden: 100 }), 6.0 * 100.0 * 10_200.0);
         // Two LSTMs of 650: 6 H V + 6 (4 H) (D + H) twice.
-        let c6 =
-            Arch { dims: Dims { vocab: 10_000, embed: 650, hidden: 650 }, cell: Cell::Lstm, layers: 2, tied: true };
+        let c6 = Arch {
+            dims: Dims { vocab: 10_000, embed: 650, hidden: 650 },
+            cell: Cell::Lstm,
+            layers: 2,
+            tied: true,
+            output: Softmax::Full,
+        };
         assert_eq!(flops_per_token(c6), 6.0 * 650.0 * 10_000.0 + 2.0 * 6.0 * 2600.0 * 1300.0);
     }
 }

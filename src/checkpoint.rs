@@ -19,13 +19,24 @@
 //! | `dropout` | the dropout ratio the model trained with, `0` for none |
 //! | `epoch` | epochs trained so far, decimal |
 //! | `vocab` | the vocabulary, in the `vocab.txt` format (one escaped token per line) |
+//! | `cutoffs`, `div_value` | with an adaptive softmax: its cutoffs (`2000,6000`) and div value (`4`) |
+//!
+//! A model with an adaptive softmax has, instead of `affine.W` and `affine.b`, the tensors of
+//! PyTorch's `nn.AdaptiveLogSoftmaxWithLoss` state dict under the prefix `adaptive.`:
+//! `adaptive.head.weight` ((cutoff0 + clusters) x H), `adaptive.head.bias` (if the head has a
+//! bias), `adaptive.tail.{k}.0.weight` (h_k x H) and `adaptive.tail.{k}.1.weight` (n_k x h_k),
+//! plus `adaptive.order`, an I64 tensor with `order[rank] = word id`. Built with the same
+//! cutoffs and div value (and `head_bias`), PyTorch's module loads those tensors (prefix
+//! removed, without `order`) and gives the same log-probabilities for the same hidden states,
+//! word id `order[r]` being its class `r`.
 //!
 //! Metadata is optional on loading (a file made elsewhere may have none); commands that need
 //! the vocabulary say so when it is missing.
 
 use crate::atomic_file;
 use crate::corpus::{Level, Vocab};
-use crate::model::{Arch, Cell, Dims, Tensor};
+use crate::kernels::{AdaptiveShape, AdaptiveTensor};
+use crate::model::{Arch, Cell, Dims, ModelError, Rnnlm, Softmax, Tensor, Window};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::fmt;
@@ -48,6 +59,9 @@ pub struct Meta {
     pub dropout: f32,
     /// The vocabulary, when the checkpoint carries it.
     pub vocab: Option<Vocab>,
+    /// With an adaptive softmax: the word id of each rank (`adaptive.order`), most frequent
+    /// first ([`Rnnlm::word_order`]).
+    pub word_order: Option<Vec<u32>>,
 }
 
 /// Weights and metadata read from a checkpoint.
@@ -69,6 +83,21 @@ pub struct CheckpointError {
     /// What is wrong with it.
     pub why: String,
 }
+
+impl Checkpoint {
+    /// The model the checkpoint holds (its parameters and, with an adaptive softmax, its
+    /// word order), with a workspace for `window`.
+    pub fn model(&self, window: Window) -> Result<Rnnlm, ModelError> {
+        let mut model = Rnnlm::from_params(self.arch, window, &self.params)?;
+        if let Some(order) = &self.meta.word_order {
+            model.set_word_order(order)?;
+        }
+        Ok(model)
+    }
+}
+
+/// The tensor of an adaptive softmax's word order.
+const ORDER: &str = "adaptive.order";
 
 impl fmt::Display for CheckpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -111,6 +140,17 @@ fn encode_parts(arch: Arch, params: &[f32], meta: &Meta) -> Result<(Vec<u8>, Vec
             .map_err(|e| e.to_string())?;
         views.push((arch.name(tensor), view));
     }
+    let order_bytes: Vec<u8> = match (arch.adaptive(), &meta.word_order) {
+        (None, _) => Vec::new(),
+        (Some(_), Some(order)) if order.len() == arch.dims.vocab => {
+            order.iter().flat_map(|&id| (id as i64).to_le_bytes()).collect()
+        }
+        (Some(_), _) => return Err(format!("an adaptive softmax needs its word order ({} ids)", arch.dims.vocab)),
+    };
+    if !order_bytes.is_empty() {
+        let view = TensorView::new(Dtype::I64, vec![arch.dims.vocab], &order_bytes).map_err(|e| e.to_string())?;
+        views.push((ORDER.to_owned(), view));
+    }
     let dims = arch.dims;
     let mut metadata = HashMap::new();
     metadata.insert("format".to_owned(), FORMAT.to_owned());
@@ -128,6 +168,11 @@ fn encode_parts(arch: Arch, params: &[f32], meta: &Meta) -> Result<(Vec<u8>, Vec
     }
     if let Some(vocab) = &meta.vocab {
         metadata.insert("vocab".to_owned(), vocab.to_file_text());
+    }
+    if let Some(shape) = arch.adaptive() {
+        let cutoffs: Vec<String> = shape.cutoffs().iter().map(usize::to_string).collect();
+        metadata.insert("cutoffs".to_owned(), cutoffs.join(","));
+        metadata.insert("div_value".to_owned(), shape.div_value().to_string());
     }
     let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
     let (header, data_start) = sorted_header(&bytes)?;
@@ -183,7 +228,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         }
         Ok(view)
     };
-    let arch = infer_arch(&tensors, &tensor("embed.W")?)?;
+    let arch = infer_arch(&tensors, &tensor("embed.W")?, bytes)?;
     let mut params = Vec::new();
     for t in arch.tensors() {
         let name = arch.name(t);
@@ -200,20 +245,26 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         }
         params.extend(view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))));
     }
-    let known: Vec<String> = arch.tensors().map(|t| arch.name(t)).collect();
+    let mut known: Vec<String> = arch.tensors().map(|t| arch.name(t)).collect();
+    if arch.adaptive().is_some() {
+        known.push(ORDER.to_owned());
+    }
     let mut names = tensors.names();
     names.sort();
     if let Some(extra) = names.into_iter().find(|name| !known.iter().any(|k| k == *name)) {
         return Err(format!("the tensor {extra} is not part of a {}-layer {} model", arch.layers, arch.cell.name()));
     }
-    let meta = read_meta(bytes, arch)?;
+    let mut meta = read_meta(bytes, arch)?;
+    if arch.adaptive().is_some() {
+        meta.word_order = Some(read_order(&tensors, arch.dims.vocab)?);
+    }
     Ok(Checkpoint { arch, params, meta })
 }
 
 /// The architecture the tensor names and shapes describe: the cell from the prefix of the
 /// first layer's `Wh` (`rnn`, `lstm` or `gru`), the layers from the consecutive `{cell}.{l}.Wh`
 /// present, `V` and `D` from `embed.W`, `H` from the first layer's `Wh` (`H x G H`).
-fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>) -> Result<Arch, String> {
+fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>, bytes: &[u8]) -> Result<Arch, String> {
     let has = |name: &str| tensors.tensor(name).is_ok();
     let cells: Vec<Cell> = Cell::ALL.into_iter().filter(|c| has(&format!("{}.Wh", c.tensor_prefix()))).collect();
     let cell = match cells[..] {
@@ -244,14 +295,98 @@ fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>) -> Result<Arch,
     if vocab == 0 || embed_dim == 0 || hidden == 0 {
         return Err(format!("a size is zero: {dims:?}"));
     }
-    // Without an affine.W of its own, the output layer reads embed.W transposed.
-    let tied = !has("affine.W");
+    let output = match tensors.tensor("adaptive.head.weight") {
+        Ok(head) => Softmax::Adaptive(infer_adaptive(tensors, &head, dims, bytes)?),
+        Err(_) => Softmax::Full,
+    };
+    // Without an affine.W of its own, a full softmax reads embed.W transposed.
+    let tied = output == Softmax::Full && !has("affine.W");
     if tied && embed_dim != hidden {
         return Err(format!(
             "the tensor affine.W is missing (tied weights need embed.W's {embed_dim} columns to equal the hidden size {hidden})"
         ));
     }
-    Ok(Arch { dims, cell, layers, tied })
+    Ok(Arch { dims, cell, layers, tied, output })
+}
+
+/// The adaptive softmax the `adaptive.*` tensors and the metadata describe: the clusters from
+/// the consecutive `adaptive.tail.{k}.1.weight` present, the cutoffs from their rows (and the
+/// head's), the div value from the metadata (which must then agree on the cutoffs too).
+fn infer_adaptive(
+    tensors: &SafeTensors<'_>,
+    head: &TensorView<'_>,
+    dims: Dims,
+    bytes: &[u8],
+) -> Result<AdaptiveShape, String> {
+    let rows_of = |name: &str| -> Result<usize, String> {
+        let view = tensors.tensor(name).map_err(|_| format!("the tensor {name} is missing"))?;
+        match view.shape() {
+            &[rows, _] => Ok(rows),
+            other => Err(format!("{name} has shape {other:?}, expected a matrix")),
+        }
+    };
+    let cluster_name = |k: usize| format!("adaptive.{}", AdaptiveTensor::ClusterWeight(k).name());
+    let clusters = (0..).take_while(|&k| tensors.tensor(&cluster_name(k)).is_ok()).count();
+    let head_rows = match head.shape() {
+        &[rows, _] => rows,
+        other => return Err(format!("adaptive.head.weight has shape {other:?}, expected a matrix")),
+    };
+    let mut cutoffs = vec![head_rows.checked_sub(clusters).filter(|&c| c > 0).ok_or_else(|| {
+        format!("adaptive.head.weight has {head_rows} rows, too few for a shortlist and {clusters} clusters")
+    })?];
+    for k in 0..clusters.saturating_sub(1) {
+        cutoffs.push(cutoffs[k] + rows_of(&cluster_name(k))?);
+    }
+    let words = cutoffs[clusters.saturating_sub(1)] + rows_of(&cluster_name(clusters.saturating_sub(1)))?;
+    if clusters == 0 || words != dims.vocab {
+        return Err(format!(
+            "the adaptive softmax's head and clusters hold {words} words, but embed.W has {} rows",
+            dims.vocab
+        ));
+    }
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let values = metadata.metadata().clone().unwrap_or_default();
+    let div_value = match values.get("div_value").map(|v| (v, v.parse::<f32>())) {
+        Some((_, Ok(div))) => div,
+        Some((text, Err(_))) => return Err(format!("metadata div_value = {text:?} is not a number")),
+        None => return Err("metadata div_value is missing: an adaptive softmax needs it".to_owned()),
+    };
+    let stated = cutoffs.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    if let Some(given) = values.get("cutoffs").filter(|&given| *given != stated) {
+        return Err(format!("metadata cutoffs = {given:?} contradicts the tensors, which make them {stated}"));
+    }
+    let head_bias = tensors.tensor("adaptive.head.bias").is_ok();
+    AdaptiveShape::new(dims.vocab, dims.hidden, &cutoffs, div_value, head_bias)
+        .map_err(|e| format!("metadata div_value = {div_value} and cutoffs {stated}: {e}"))
+}
+
+/// The word order of an adaptive checkpoint: `adaptive.order`, integers forming a permutation
+/// of `0..vocab`.
+fn read_order(tensors: &SafeTensors<'_>, vocab: usize) -> Result<Vec<u32>, String> {
+    let view = tensors.tensor(ORDER).map_err(|_| format!("the tensor {ORDER} is missing"))?;
+    let values: Vec<i64> = match view.dtype() {
+        Dtype::I64 => view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(),
+        Dtype::I32 => {
+            view.data().chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64).collect()
+        }
+        other => return Err(format!("the tensor {ORDER} is {other:?}, rnnlm needs I64 (or I32)")),
+    };
+    if view.shape() != [vocab] {
+        return Err(format!("{ORDER} has shape {:?}, expected [{vocab}]", view.shape()));
+    }
+    let mut seen = vec![false; vocab];
+    let mut order = Vec::with_capacity(vocab);
+    for &id in &values {
+        match usize::try_from(id).ok().filter(|&id| id < vocab) {
+            Some(id) if !seen[id] => {
+                seen[id] = true;
+                order.push(id as u32);
+            }
+            Some(_) => return Err(format!("{ORDER} is not a permutation of 0..{vocab}: id {id} appears twice")),
+            None => return Err(format!("{ORDER} is not a permutation of 0..{vocab}: it holds {id}")),
+        }
+    }
+    Ok(order)
 }
 
 /// A clearer message than the parser's for the usual ways a file is not a checkpoint.
@@ -323,7 +458,7 @@ fn read_meta(bytes: &[u8], arch: Arch) -> Result<Meta, String> {
             _ => return Err(format!("metadata dropout = {text:?} is not a ratio in [0, 1)")),
         },
     };
-    Ok(Meta { level, lowercase, epoch: number("epoch")?.unwrap_or(0), dropout, vocab })
+    Ok(Meta { level, lowercase, epoch: number("epoch")?.unwrap_or(0), dropout, vocab, word_order: None })
 }
 
 /// Checks that a model whose vocabulary is `model_vocab` can read ids made with
@@ -358,7 +493,18 @@ mod tests {
         for t in ["a", "b", "\n", "d", "e"] {
             vocab.intern(t);
         }
-        (dims, params, Meta { level: Some(Level::Char), lowercase: true, epoch: 7, dropout: 0.25, vocab: Some(vocab) })
+        (
+            dims,
+            params,
+            Meta {
+                level: Some(Level::Char),
+                lowercase: true,
+                epoch: 7,
+                dropout: 0.25,
+                vocab: Some(vocab),
+                word_order: None,
+            },
+        )
     }
 
     #[test]

@@ -41,4 +41,4 @@ pub mod score;
 #[cfg(feature = "train")]
 pub mod train;
 
-pub use model::{Arch, Cell, Dims, ModelError, PhaseTimes, Rnnlm, Tensor, Window};
+pub use model::{Arch, Cell, Dims, ModelError, PhaseTimes, Rnnlm, Softmax, Tensor, Window};

@@ -4,7 +4,7 @@ mod common;
 
 use common::random_window;
 use rayon::prelude::*;
-use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -95,7 +95,7 @@ fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
         (Cell::Tanh, 2, false),
     ];
     for (cell, layers, tied) in cases {
-        let arch = Arch { dims, cell, layers, tied };
+        let arch = Arch { dims, cell, layers, tied, output: Softmax::Full };
         for (window, threads) in [(Window { batch: 10, time: 5 }, 1), (Window { batch: 20, time: 35 }, 2)] {
             for dropout in [0.0, 0.5] {
                 let count = allocations_with_dropout(arch, dropout, window, threads, Some(0.25));
@@ -108,7 +108,13 @@ fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
 #[test]
 fn scoring_allocates_nothing_after_the_first_call() {
     let _turn = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let arch = Arch { dims: Dims { vocab: 1200, embed: 64, hidden: 64 }, cell: Cell::Lstm, layers: 2, tied: false };
+    let arch = Arch {
+        dims: Dims { vocab: 1200, embed: 64, hidden: 64 },
+        cell: Cell::Lstm,
+        layers: 2,
+        tied: false,
+        output: Softmax::Full,
+    };
     // Sentences of 1 to 30 tokens, back to back.
     let lengths: Vec<usize> = (0..50).map(|i| 1 + (i * 7) % 30).collect();
     let ids: Vec<u32> = (0..lengths.iter().sum::<usize>()).map(|i| (i * 31 % 1200) as u32).collect();

@@ -5,7 +5,7 @@ mod common;
 
 use rnnlm::checkpoint::{self, Meta};
 use rnnlm::corpus::{Level, Vocab};
-use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use safetensors::tensor::{Dtype, TensorView};
 use std::path::Path;
 use std::process::Command;
@@ -17,7 +17,17 @@ fn small_model() -> (Rnnlm, Meta) {
     for i in 0..12 {
         vocab.intern(&format!("w{i}"));
     }
-    (model, Meta { level: Some(Level::Word), lowercase: false, epoch: 3, dropout: 0.0, vocab: Some(vocab) })
+    (
+        model,
+        Meta {
+            level: Some(Level::Word),
+            lowercase: false,
+            epoch: 3,
+            dropout: 0.0,
+            vocab: Some(vocab),
+            word_order: None,
+        },
+    )
 }
 
 #[test]
@@ -162,7 +172,7 @@ save_file(out, "theirs.safetensors")
 }
 
 fn gated(cell: Cell, layers: usize) -> Arch {
-    Arch { dims: Dims { vocab: 12, embed: 5, hidden: 7 }, cell, layers, tied: false }
+    Arch { dims: Dims { vocab: 12, embed: 5, hidden: 7 }, cell, layers, tied: false, output: Softmax::Full }
 }
 
 #[test]
@@ -252,7 +262,13 @@ print(repr(float(t["gru.1.Wh"][3, 11].astype(np.float32))))
         dir.path(),
     );
     let ckpt = checkpoint::load(&dir.path().join("numpy.safetensors")).unwrap();
-    let arch = Arch { dims: Dims { vocab: 6, embed: 4, hidden: 4 }, cell: Cell::Gru, layers: 2, tied: true };
+    let arch = Arch {
+        dims: Dims { vocab: 6, embed: 4, hidden: 4 },
+        cell: Cell::Gru,
+        layers: 2,
+        tied: true,
+        output: Softmax::Full,
+    };
     assert_eq!(ckpt.arch, arch);
     let last = ckpt.params[arch.range(rnnlm::Tensor::Wh(1))].last().copied().unwrap();
     assert_eq!(format!("{:?}", last as f64), printed.trim());

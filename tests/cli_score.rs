@@ -3,7 +3,7 @@
 
 use rnnlm::checkpoint::{self, Meta};
 use rnnlm::corpus::{Level, Vocab};
-use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,12 +21,13 @@ fn word_checkpoint(dir: &Path, name: &str, cell: Cell, unk: bool) -> PathBuf {
 
 fn save(dir: &Path, name: &str, cell: Cell, vocab: Vocab, level: Level) -> PathBuf {
     let dims = Dims { vocab: vocab.len(), embed: 6, hidden: 7 };
-    let arch = Arch { dims, cell, layers: 2, tied: false };
+    let arch = Arch { dims, cell, layers: 2, tied: false, output: Softmax::Full };
     let mut params = Rnnlm::new(arch, Window { batch: 1, time: 1 }, 3).unwrap().into_params();
     for p in &mut params {
         *p *= 3.0;
     }
-    let meta = Meta { level: Some(level), lowercase: false, epoch: 1, dropout: 0.0, vocab: Some(vocab) };
+    let meta =
+        Meta { level: Some(level), lowercase: false, epoch: 1, dropout: 0.0, vocab: Some(vocab), word_order: None };
     let path = dir.join(name);
     checkpoint::save(&path, arch, &params, &meta).unwrap();
     path

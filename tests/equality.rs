@@ -14,7 +14,7 @@ mod common;
 
 use common::{normwise_error, random_window};
 use rnnlm::reference::ReferenceRnnlm;
-use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 
 const LOSS_TOL: f64 = 1e-5;
 const TENSOR_TOL: f64 = 1e-4;
@@ -98,7 +98,7 @@ fn with_layers(case: &Case, cell: Cell, layers: usize, dropout: f32, tied: bool)
     if tied {
         dims.embed = dims.hidden;
     }
-    Case { arch: Arch { dims, cell, layers, tied }, dropout, ..*case }
+    Case { arch: Arch { dims, cell, layers, tied, output: Softmax::Full }, dropout, ..*case }
 }
 
 /// Every cell with 1, 2 and 3 layers, untied and tied, without dropout and with (but the
@@ -252,7 +252,13 @@ fn reset_state_starts_windows_afresh() {
 
 #[test]
 fn dropout_applies_in_training_only_and_its_masks_are_the_references() {
-    let arch = Arch { dims: Dims { vocab: 40, embed: 8, hidden: 12 }, cell: Cell::Lstm, layers: 2, tied: false };
+    let arch = Arch {
+        dims: Dims { vocab: 40, embed: 8, hidden: 12 },
+        cell: Cell::Lstm,
+        layers: 2,
+        tied: false,
+        output: Softmax::Full,
+    };
     let window = Window { batch: 3, time: 5 };
     let (xs, ts) = random_window(window, 40, 40, 0.0, 9);
     let mut model = Rnnlm::new(arch, window, 4).unwrap();

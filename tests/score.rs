@@ -5,7 +5,7 @@
 use rnnlm::reference::ReferenceRnnlm;
 use rnnlm::rng::Rng;
 use rnnlm::score::{ScoreError, SentenceScorer, StreamScorer};
-use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
+use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 
 const START: u32 = 0;
 
@@ -13,7 +13,7 @@ const START: u32 = 0;
 /// token (the initialisation alone gives nearly uniform predictions).
 fn params(cell: Cell, layers: usize, tied: bool) -> (Arch, Vec<f32>) {
     let dims = Dims { vocab: 37, embed: 11, hidden: 11 };
-    let arch = Arch { dims, cell, layers, tied };
+    let arch = Arch { dims, cell, layers, tied, output: Softmax::Full };
     let mut params = Rnnlm::new(arch, Window { batch: 1, time: 1 }, 5).unwrap().into_params();
     for p in &mut params {
         *p *= 2.0;

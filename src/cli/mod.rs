@@ -161,6 +161,43 @@ pub enum Preset {
     PtbLstm,
 }
 
+/// The output layer: `--output`, `--cutoffs`, `--div-value` (train and bench).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// A softmax over every word (the affine layer)
+    Full,
+    /// An adaptive softmax: a head over the most frequent words and tail clusters (--cutoffs)
+    Adaptive,
+}
+
+impl OutputKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Full => "full",
+            OutputKind::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// `--cutoffs`: ascending word ranks, comma-separated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cutoffs(pub Vec<usize>);
+
+impl std::fmt::Display for Cutoffs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let values: Vec<String> = self.0.iter().map(usize::to_string).collect();
+        write!(f, "{}", values.join(","))
+    }
+}
+
+fn parse_cutoffs(s: &str) -> Result<Cutoffs, String> {
+    let values: Result<Vec<usize>, _> = s.split(',').map(|v| v.trim().parse::<usize>()).collect();
+    match values {
+        Ok(values) if !s.trim().is_empty() => Ok(Cutoffs(values)),
+        _ => Err(format!("{s:?} is not a comma-separated list of word ranks, such as 2000,6000")),
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Default hyper-parameters; every flag below overrides its preset value [chapter]
@@ -214,6 +251,19 @@ pub struct TrainArgs {
     /// Hidden size H [100]
     #[arg(long, value_parser = positive_usize)]
     pub hidden: Option<usize>,
+    /// Output layer: full (a softmax over every word) or adaptive (a head over the most
+    /// frequent words and tail clusters; needs --cutoffs; not with --tie) [full; with --init:
+    /// the checkpoint's]
+    #[arg(long, value_enum)]
+    pub output: Option<OutputKind>,
+    /// With --output adaptive: where the head's shortlist and each tail cluster end, as word
+    /// ranks by training-corpus frequency, ascending and below the vocabulary size (2000,6000
+    /// for PTB)
+    #[arg(long, value_parser = parse_cutoffs)]
+    pub cutoffs: Option<Cutoffs>,
+    /// With --output adaptive: tail cluster k projects H to H / DIV^(k+1) values [4]
+    #[arg(long, value_name = "DIV", allow_negative_numbers = true, value_parser = positive_f32)]
+    pub div_value: Option<f32>,
     /// SGD learning rate [chapter: 0.1]
     #[arg(long, allow_negative_numbers = true, value_parser = positive_f32)]
     pub lr: Option<f32>,
@@ -398,8 +448,9 @@ pub struct ScoreArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// A configuration of the performance table: c1 (the chapter), c2, c3, c4, c5 (LSTM), c6
-    /// (two LSTMs of 650, dropout 0.5, tied)
-    #[arg(long, value_parser = ["c1", "c2", "c3", "c4", "c5", "c6"], required_unless_present = "vocab")]
+    /// (two LSTMs of 650, dropout 0.5, tied), c7 (an LSTM of 512 over 267,735 Zipf-distributed
+    /// words, adaptive softmax)
+    #[arg(long, value_parser = ["c1", "c2", "c3", "c4", "c5", "c6", "c7"], required_unless_present = "vocab")]
     pub config: Option<String>,
     /// Explicit sizes instead of --config: vocabulary V (random ids), with --embed, --hidden, --batch, --time
     #[arg(long, value_parser = positive_usize, conflicts_with = "config", requires_all = ["embed", "hidden", "batch", "time"])]
@@ -428,6 +479,16 @@ pub struct BenchArgs {
     /// Dropout ratio of training (with --vocab) [0]
     #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = dropout_ratio, requires = "vocab")]
     pub dropout: Option<f32>,
+    /// Output layer: full or adaptive (needs --cutoffs) [the configuration's; full with --vocab]
+    #[arg(long, value_enum)]
+    pub output: Option<OutputKind>,
+    /// With --output adaptive: the cutoffs, ascending word ranks (the corpus's ids ranked by
+    /// frequency)
+    #[arg(long, value_parser = parse_cutoffs)]
+    pub cutoffs: Option<Cutoffs>,
+    /// With --output adaptive: tail cluster k projects H to H / DIV^(k+1) values [4]
+    #[arg(long, value_name = "DIV", allow_negative_numbers = true, value_parser = positive_f32)]
+    pub div_value: Option<f32>,
     /// Worker threads [default: one per core]
     #[arg(long, value_parser = positive_usize)]
     pub threads: Option<usize>,

@@ -1,10 +1,11 @@
 //! `rnnlm eval`, `predict`, `generate` and `bench`, and what `train` shares with them.
 
-use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, PredictArgs};
+use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, OutputKind, PredictArgs};
 use anyhow::{anyhow, bail, Context};
 use rnnlm::checkpoint::{self, Checkpoint};
 use rnnlm::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown};
-use rnnlm::{data, generate, train, Arch, Cell, Dims, Rnnlm, Window};
+use rnnlm::kernels::AdaptiveShape;
+use rnnlm::{data, generate, train, Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use std::path::Path;
 
 fn log_to_stderr(line: &str) {
@@ -36,6 +37,33 @@ pub(super) fn with_threads<T: Send>(threads: Option<usize>, work: impl FnOnce() 
         Some(n) => Ok(rayon::ThreadPoolBuilder::new().num_threads(n).build()?.install(work)),
         None => Ok(work()),
     }
+}
+
+/// The output layer that `--output`, `--cutoffs` and `--div-value` ask for, for a model of
+/// `dims` (tied or not): a one-line error naming the flag when they do not go together.
+pub(super) fn output_layer(
+    kind: OutputKind,
+    cutoffs: Option<&[usize]>,
+    div_value: Option<f32>,
+    dims: Dims,
+    tie: bool,
+) -> anyhow::Result<Softmax> {
+    let Some(cutoffs) = cutoffs.filter(|_| kind == OutputKind::Adaptive) else {
+        match kind {
+            OutputKind::Adaptive => bail!("--output adaptive needs --cutoffs (for PTB, say 2000,6000)"),
+            OutputKind::Full if cutoffs.is_some() || div_value.is_some() => {
+                bail!("--cutoffs and --div-value need --output adaptive")
+            }
+            OutputKind::Full => return Ok(Softmax::Full),
+        }
+    };
+    if tie {
+        bail!("--tie needs the full softmax: the adaptive softmax has no H x V matrix to share with the embedding");
+    }
+    let list = cutoffs.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let shape = AdaptiveShape::new(dims.vocab, dims.hidden, cutoffs, div_value.unwrap_or(4.0), true)
+        .map_err(|e| anyhow!("--cutoffs {list}: {e}"))?;
+    Ok(Softmax::Adaptive(shape))
 }
 
 /// Makes sure an output file can be written later, before hours of training: its directory
@@ -100,7 +128,7 @@ pub fn eval(data_dir: &Path, args: EvalArgs) -> anyhow::Result<()> {
     let ids = checkpoint_corpus(data_dir, &ckpt, &args.corpus, args.split.split(), None)?;
     check_ids_fit(&ids, 0, ckpt.arch.dims.vocab)?;
     let window = Window { batch: args.batch, time: args.time };
-    let mut model = Rnnlm::from_params(ckpt.arch, window, &ckpt.params)?;
+    let mut model = ckpt.model(window)?;
     let ppl = with_threads(args.threads, || train::evaluate(&mut model, Ids::U32(&ids)))??.ok_or_else(|| {
         anyhow!("the corpus has {} tokens, fewer than one {} x {} window plus one", ids.len(), args.batch, args.time)
     })?;
@@ -142,7 +170,7 @@ pub fn predict(data_dir: &Path, args: PredictArgs) -> anyhow::Result<()> {
     check_ids_fit(block, args.offset, ckpt.arch.dims.vocab)?;
     let xs = &block[..window.tokens()];
     let ts: Vec<i32> = block[1..].iter().map(|&id| id as i32).collect();
-    let mut model = Rnnlm::from_params(ckpt.arch, window, &ckpt.params)?;
+    let mut model = ckpt.model(window)?;
     let mut guesses = vec![0u32; window.tokens()];
     model.predict(xs, &mut guesses)?;
 
@@ -173,7 +201,7 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     if start.is_empty() {
         bail!("--start holds no tokens");
     }
-    let mut model = Rnnlm::from_params(ckpt.arch, Window { batch: 1, time: 1 }, &ckpt.params)?;
+    let mut model = ckpt.model(Window { batch: 1, time: 1 })?;
     let sampled = generate::generate(&mut model, &start, args.len, args.temperature, args.seed)?;
     out!("{}", tokenizer.detokenize(start.iter().chain(&sampled).copied(), vocab));
     Ok(())
@@ -193,23 +221,38 @@ fn scoring_sentences(corpus: &[u32], end: Option<u32>) -> (Vec<u32>, Vec<usize>)
 pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     // Sizes and corpus: a configuration trains on PTB (its first 1,000 words for c1, whose
     // vocabulary is then max id + 1 as in the spec); explicit sizes on random ids.
+    // Sizes and corpus: a configuration trains on PTB (its first 1,000 words for c1, whose
+    // vocabulary is then max id + 1 as in the spec) or on Zipf-distributed ids (c7); explicit
+    // sizes on random ids. The output layer is the configuration's unless --output says.
     let (name, arch, window, corpus_ids, end) = match &args.config {
         Some(name) => {
             let config = rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).expect("clap checks the name");
-            let tokenizer = Tokenizer { level: Level::Word, lowercase: false };
-            let (corpus, _) = open_corpus(data_dir, &args.corpus, tokenizer)?;
-            let ids = corpus.train.ids();
-            let (ids, vocab) = match config.corpus_tokens {
-                Some(n) => {
-                    let kept = ids.slice(0..n.min(ids.len()));
-                    (kept, kept.max().map_or(1, |m| m as usize + 1))
+            let (ids, vocab, end) = match config.zipf_vocab {
+                Some(vocab) => (rnnlm::bench::zipf_corpus(vocab, rnnlm::bench::ZIPF_TOKENS, 1), vocab, None),
+                None => {
+                    let tokenizer = Tokenizer { level: Level::Word, lowercase: false };
+                    let (corpus, _) = open_corpus(data_dir, &args.corpus, tokenizer)?;
+                    let ids = corpus.train.ids();
+                    let (ids, vocab) = match config.corpus_tokens {
+                        Some(n) => {
+                            let kept = ids.slice(0..n.min(ids.len()));
+                            (kept, kept.max().map_or(1, |m| m as usize + 1))
+                        }
+                        None => (ids, corpus.vocab.len()),
+                    };
+                    let end = corpus.vocab.id(rnnlm::corpus::EOS).filter(|&id| (id as usize) < vocab);
+                    (ids.to_vec(), vocab, end)
                 }
-                None => (ids, corpus.vocab.len()),
             };
             let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
-            let arch = Arch { dims, cell: config.cell, layers: config.layers, tied: config.tied };
-            let end = corpus.vocab.id(rnnlm::corpus::EOS).filter(|&id| (id as usize) < vocab);
-            (name.clone(), arch, config.window, ids.to_vec(), end)
+            let kind =
+                args.output.unwrap_or(if config.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
+            let own = config.adaptive.filter(|_| kind == OutputKind::Adaptive);
+            let cutoffs = args.cutoffs.as_ref().map(|c| &c.0[..]).or(own.map(|(cutoffs, _)| cutoffs));
+            let div_value = args.div_value.or(own.map(|(_, div)| div));
+            let output = output_layer(kind, cutoffs, div_value, dims, config.tied)?;
+            let arch = Arch { dims, cell: config.cell, layers: config.layers, tied: config.tied, output };
+            (name.clone(), arch, config.window, ids, end)
         }
         None => {
             let vocab = args.vocab.expect("clap requires --config or --vocab");
@@ -218,11 +261,17 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             let window = Window { batch: args.batch.expect("required"), time: args.time.expect("required") };
             let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
             let (cell, layers) = (args.cell.unwrap_or(Cell::Tanh), args.layers.unwrap_or(1));
-            let arch = Arch { dims, cell, layers, tied: args.tie };
+            let cutoffs = args.cutoffs.as_ref().map(|c| &c.0[..]);
+            let output =
+                output_layer(args.output.unwrap_or(OutputKind::Full), cutoffs, args.div_value, dims, args.tie)?;
+            let arch = Arch { dims, cell, layers, tied: args.tie, output };
             ("custom".to_owned(), arch, window, ids, None)
         }
     };
     let mut model = Rnnlm::new(arch, window, 1)?;
+    if arch.adaptive().is_some() {
+        model.set_word_order(&rnnlm::corpus::frequency_order(Ids::U32(&corpus_ids), arch.dims.vocab))?;
+    }
     let dropout = match &args.config {
         Some(name) => rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).map_or(0.0, |c| c.dropout),
         None => args.dropout.unwrap_or(0.0),
@@ -262,6 +311,8 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 "update_fraction": result.update_fraction,
                 "vocab": dims.vocab, "embed": dims.embed, "hidden": dims.hidden,
                 "cell": arch.cell.name(), "layers": arch.layers,
+                "output": if arch.adaptive().is_some() { "adaptive" } else { "full" },
+                "flops_per_token": result.flops_per_token,
                 "batch": window.batch, "time": window.time,
                 "repeats": result.repeats, "iters_per_repeat": result.iters_per_repeat,
         });

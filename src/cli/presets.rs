@@ -1,6 +1,6 @@
 //! The training presets: every value a preset sets, each overridden by its flag.
 
-use super::{Preset, TrainArgs};
+use super::{Cutoffs, OutputKind, Preset, TrainArgs};
 use rnnlm::train::schedule::NEWBOB_THRESHOLD;
 use rnnlm::train::{Schedule, TrainOptions};
 use rnnlm::{Cell, Window};
@@ -22,6 +22,8 @@ struct PresetValues {
     tie: bool,
     /// Stop after this much wall time.
     time_budget: Option<f64>,
+    /// An adaptive softmax's cutoffs and div value, or the full softmax.
+    adaptive: Option<(&'static [usize], f32)>,
 }
 
 /// The `ptb` preset's wall time for training and validation, leaving room in ten minutes for
@@ -45,6 +47,7 @@ fn preset_values(preset: Preset) -> PresetValues {
         dropout: 0.0,
         tie: false,
         time_budget: None,
+        adaptive: None,
     };
     match preset {
         Preset::Chapter => chapter,
@@ -89,6 +92,7 @@ fn preset_values(preset: Preset) -> PresetValues {
             dropout: 0.5,
             tie: true,
             time_budget: None,
+            adaptive: None,
         },
         // The best test perplexity found within ten minutes here (README.md).
         Preset::PtbLstm => PresetValues {
@@ -104,6 +108,7 @@ fn preset_values(preset: Preset) -> PresetValues {
             dropout: PTB_LSTM.dropout,
             tie: PTB_LSTM.tie,
             time_budget: None,
+            adaptive: None,
         },
     }
 }
@@ -136,6 +141,10 @@ pub struct Settings {
     pub layers: usize,
     pub tie: bool,
     pub dropout: f32,
+    /// The output layer: full, or adaptive with its cutoffs and div value.
+    pub output: OutputKind,
+    pub cutoffs: Option<Vec<usize>>,
+    pub div_value: Option<f32>,
     pub options: TrainOptions,
     pub corpus_size: Option<usize>,
     pub seed: u64,
@@ -156,8 +165,11 @@ pub fn settings(args: &TrainArgs) -> Settings {
         hidden: args.hidden.unwrap_or(p.size),
         cell: args.cell.unwrap_or(p.cell),
         layers: args.layers.unwrap_or(p.layers),
-        tie: args.tie || p.tie,
+        tie: args.tie || (p.tie && args.output != Some(OutputKind::Adaptive)),
         dropout: args.dropout.unwrap_or(p.dropout),
+        output: args.output.unwrap_or(if p.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full }),
+        cutoffs: args.cutoffs.clone().map(|Cutoffs(c)| c).or(p.adaptive.map(|(c, _)| c.to_vec())),
+        div_value: args.div_value.or(p.adaptive.map(|(_, div)| div)),
         options: TrainOptions {
             epochs: args.epochs.unwrap_or(p.epochs),
             max_iters: args.max_iters,

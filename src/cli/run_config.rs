@@ -2,7 +2,7 @@
 //! computes, resolved (preset, defaults and `--init` applied), so that `--resume` rebuilds the
 //! same run from the state file alone, and refuses flags that say otherwise.
 
-use super::{CorpusArgs, TrainArgs};
+use super::{CorpusArgs, Cutoffs, OutputKind, TrainArgs};
 use anyhow::{anyhow, bail};
 use clap::Parser;
 use rnnlm::train::Schedule;
@@ -75,7 +75,7 @@ fn path_value(path: &Option<PathBuf>) -> Option<String> {
 /// The flags given in `args` that a state file keeps, as typed: `(flag, value)`, with no
 /// value for a switch.
 fn flags(args: &TrainArgs) -> Vec<(&'static str, Option<String>)> {
-    let valued: [(&'static str, Option<String>); 22] = [
+    let valued: [(&'static str, Option<String>); 25] = [
         ("--text", path_value(&args.corpus.text)),
         ("--prepared", path_value(&args.corpus.prepared)),
         ("--level", args.level.map(|l| l.name().to_owned())),
@@ -89,6 +89,9 @@ fn flags(args: &TrainArgs) -> Vec<(&'static str, Option<String>)> {
         ("--dropout", args.dropout.map(|d| d.to_string())),
         ("--embed", args.embed.map(|n| n.to_string())),
         ("--hidden", args.hidden.map(|n| n.to_string())),
+        ("--output", args.output.map(|o| o.name().to_owned())),
+        ("--cutoffs", args.cutoffs.as_ref().map(Cutoffs::to_string)),
+        ("--div-value", args.div_value.map(|v| v.to_string())),
         ("--lr", args.lr.map(|v| v.to_string())),
         ("--clip", args.clip.map(|v| v.to_string())),
         (
@@ -182,6 +185,9 @@ pub fn resolved(args: &TrainArgs, s: &super::presets::Settings, arch: Arch, drop
         dropout: Some(dropout),
         embed: Some(arch.dims.embed),
         hidden: Some(arch.dims.hidden),
+        output: Some(if arch.adaptive().is_some() { OutputKind::Adaptive } else { OutputKind::Full }),
+        cutoffs: arch.adaptive().map(|shape| Cutoffs(shape.cutoffs().to_vec())),
+        div_value: arch.adaptive().map(|shape| shape.div_value()),
         lr: Some(s.options.lr),
         clip: s.options.clip,
         lr_decay: None,

@@ -7,10 +7,10 @@
 
 use super::{ScoreArgs, SCORE_TIME, STREAM_TIME};
 use anyhow::{anyhow, bail, Context};
-use rnnlm::checkpoint::{self, Checkpoint, Meta};
+use rnnlm::checkpoint::{self, Meta};
 use rnnlm::corpus::{Level, Tokenizer, Vocab, EOS, UNK};
 use rnnlm::score::{SentenceScorer, StreamScorer};
-use rnnlm::{Rnnlm, Window};
+use rnnlm::Window;
 use std::io::{BufRead, BufWriter, Write};
 use std::ops::{ControlFlow, Range};
 use std::time::{Duration, Instant};
@@ -135,16 +135,17 @@ enum Scorer {
 }
 
 pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
-    let Checkpoint { arch, params, meta } = checkpoint::load(&args.checkpoint)?;
+    let ckpt = checkpoint::load(&args.checkpoint)?;
+    let (arch, meta) = (ckpt.arch, &ckpt.meta);
     let path = args.checkpoint.display().to_string();
     let vocab = meta.vocab.as_ref().ok_or_else(|| anyhow!("{path} has no vocabulary to read text with"))?;
-    let reader = Reader::new(&path, &meta, vocab, arch.dims.vocab, args.level)?;
+    let reader = Reader::new(&path, meta, vocab, arch.dims.vocab, args.level)?;
     let mut scorer = if args.carry_state {
-        let model = Rnnlm::from_params(arch, Window { batch: 1, time: args.time.unwrap_or(STREAM_TIME) }, &params)?;
+        let model = ckpt.model(Window { batch: 1, time: args.time.unwrap_or(STREAM_TIME) })?;
         Scorer::Stream(StreamScorer::new(model, reader.end)?)
     } else {
         let window = Window { batch: args.batch, time: args.time.unwrap_or(SCORE_TIME) };
-        let model = Rnnlm::from_params(arch, window, &params)?;
+        let model = ckpt.model(window)?;
         Scorer::Sentences(SentenceScorer::new(model, reader.end)?)
     };
     let (mut input, name) = open_input(args.file.as_deref())?;

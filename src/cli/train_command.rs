@@ -1,6 +1,6 @@
 //! `rnnlm train`: a new run, a run from `--init`, or a resumed run (`--resume`).
 
-use super::model_commands::{check_output, open_corpus, with_threads};
+use super::model_commands::{check_output, open_corpus, output_layer, with_threads};
 use super::presets::{settings, Settings};
 use super::run_config::{self, Fingerprint, RunConfig};
 use super::run_files::{self, RunFiles};
@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnnlm::checkpoint::{self, Checkpoint, Meta};
 use rnnlm::corpus::{Ids, Level, Tokenizer, Vocab};
 use rnnlm::train::{RunState, Stop};
-use rnnlm::{train, Arch, Cell, Dims, Rnnlm};
+use rnnlm::{train, Arch, Cell, Dims, Rnnlm, Softmax};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -98,7 +98,8 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     };
     let vocab = corpus.vocab.truncated(vocab_size);
     let dims = Dims { vocab: vocab_size, embed: s.embed, hidden: s.hidden };
-    let flag_arch = Arch { dims, cell: s.cell, layers: s.layers, tied: s.tie };
+    let output = output_layer(s.output, s.cutoffs.as_deref(), s.div_value, dims, s.tie)?;
+    let flag_arch = Arch { dims, cell: s.cell, layers: s.layers, tied: s.tie, output };
     if train::Batcher::new(train_ids.len(), s.window).is_none() {
         return Err(train::TrainError::CorpusTooShort { tokens: train_ids.len(), needed: s.window.tokens() + 1 }.into());
     }
@@ -117,19 +118,32 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    // An adaptive softmax ranks the words by their count in the training tokens (a run from
+    // --init keeps its checkpoint's ranking, which its weights were trained with).
+    let frequency_order = || rnnlm::corpus::frequency_order(train_ids, vocab_size);
     let (mut model, start_epoch, dropout) = match (&resume, &args.init) {
         (Some(r), _) => {
-            let model = Rnnlm::from_params(flag_arch, s.window, &r.state.now.model.params)
+            let mut model = Rnnlm::from_params(flag_arch, s.window, &r.state.now.model.params)
                 .map_err(|e| anyhow!("--resume {}: {e}", r.state_file.display()))?;
+            if flag_arch.adaptive().is_some() {
+                model.set_word_order(&frequency_order())?;
+            }
             (model, r.config.start_epoch, s.dropout)
         }
         (None, Some(path)) => {
             let ckpt = checkpoint::load(path)?;
-            check_init(&ckpt, dims, (args.cell, args.layers, args.tie), &vocab, corpus.level, path)?;
+            let output = args.output.map(|_| flag_arch.output);
+            check_init(&ckpt, dims, (args.cell, args.layers, args.tie, output), &vocab, corpus.level, path)?;
             let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
-            (Rnnlm::from_params(ckpt.arch, s.window, &ckpt.params)?, ckpt.meta.epoch, dropout)
+            (ckpt.model(s.window)?, ckpt.meta.epoch, dropout)
         }
-        (None, None) => (Rnnlm::new(flag_arch, s.window, s.seed)?, 0, s.dropout),
+        (None, None) => {
+            let mut model = Rnnlm::new(flag_arch, s.window, s.seed)?;
+            if flag_arch.adaptive().is_some() {
+                model.set_word_order(&frequency_order())?;
+            }
+            (model, 0, s.dropout)
+        }
     };
     model.set_dropout(dropout, s.seed)?;
     let arch = model.arch();
@@ -166,7 +180,14 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
         log: args.log.clone(),
         log_lines,
         arch,
-        meta: Meta { level: Some(corpus.level), lowercase: args.lowercase, epoch: 0, dropout, vocab: Some(vocab) },
+        meta: Meta {
+            level: Some(corpus.level),
+            lowercase: args.lowercase,
+            epoch: 0,
+            dropout,
+            vocab: Some(vocab),
+            word_order: model.word_order().map(<[u32]>::to_vec),
+        },
         start_epoch,
         config: config.to_json(),
         stop,
@@ -234,7 +255,11 @@ fn announce(
         arch.layers,
         arch.cell.name(),
         if dropout > 0.0 { format!(", dropout {dropout}") } else { String::new() },
-        if arch.tied { ", tied" } else { "" },
+        match arch.adaptive() {
+            Some(shape) => format!(", adaptive softmax (cutoffs {:?}, div value {})", shape.cutoffs(), shape.div_value()),
+            None if arch.tied => ", tied".to_owned(),
+            None => String::new(),
+        },
         s.embed,
         s.hidden,
         s.window.batch,
@@ -266,7 +291,7 @@ fn progress_bar(tokens: usize, s: &Settings, done: usize) -> Option<ProgressBar>
 fn check_init(
     ckpt: &Checkpoint,
     dims: Dims,
-    (cell, layers, tie): (Option<Cell>, Option<usize>, bool),
+    (cell, layers, tie, output): (Option<Cell>, Option<usize>, bool, Option<Softmax>),
     vocab: &Vocab,
     level: Level,
     path: &Path,
@@ -292,6 +317,20 @@ fn check_init(
     }
     if tie && !ckpt.arch.tied {
         bail!("checkpoint {} has an affine.W of its own, but --tie asks for tied weights", path.display());
+    }
+    if let Some(output) = output.filter(|&o| o != ckpt.arch.output) {
+        let describe = |o: Softmax| match o.adaptive_shape() {
+            None => "a full softmax".to_owned(),
+            Some(shape) => {
+                format!("an adaptive softmax with cutoffs {:?} and div value {}", shape.cutoffs(), shape.div_value())
+            }
+        };
+        bail!(
+            "checkpoint {} has {}, but the flags ask for {}",
+            path.display(),
+            describe(ckpt.arch.output),
+            describe(output)
+        );
     }
     if let Some(ckpt_level) = ckpt.meta.level {
         if ckpt_level != level {

@@ -138,6 +138,21 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CorpusError + '_ {
     move |source| CorpusError::Io { path: path.to_owned(), source }
 }
 
+/// The ids of a `vocab`-word vocabulary ranked by their count in `ids`, most frequent first,
+/// ties by the smaller id: `order[rank] = id`, what an adaptive softmax ranks its classes by.
+/// Ids of `ids` not below `vocab` are not counted.
+pub fn frequency_order(ids: Ids<'_>, vocab: usize) -> Vec<u32> {
+    let mut counts = vec![0u64; vocab];
+    for i in 0..ids.len() {
+        if let Some(count) = counts.get_mut(ids.get(i) as usize) {
+            *count += 1;
+        }
+    }
+    let mut order: Vec<u32> = (0..vocab as u32).collect();
+    order.sort_by_key(|&id| (std::cmp::Reverse(counts[id as usize]), id));
+    order
+}
+
 /// Reads a whole file.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CorpusError> {
     std::fs::read(path).map_err(io_error(path))

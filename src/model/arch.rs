@@ -1,6 +1,7 @@
 //! What a model is made of: its sizes, its recurrent layers, and where each parameter tensor
 //! lives in the one flat parameter buffer.
 
+use crate::kernels::{AdaptiveShape, AdaptiveTensor};
 use std::ops::Range;
 
 /// The model's sizes: `V`, `D` and `H` of the spec.
@@ -87,7 +88,29 @@ impl Cell {
     }
 }
 
-/// The model's architecture: sizes, cell and number of stacked recurrent layers.
+/// The output layer: a softmax over every word, or an adaptive softmax.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Softmax {
+    /// The affine layer (`affine.W`, `H x V`, or the tied `embed.W^T`; `affine.b`) and a
+    /// softmax over all `V` words.
+    Full,
+    /// An adaptive softmax over the words ranked by frequency (its shape's `vocab` and `hidden`
+    /// are the model's `V` and `H`): the `adaptive.*` tensors, named as the state dict of
+    /// PyTorch's `nn.AdaptiveLogSoftmaxWithLoss`. It cannot be tied to the embedding.
+    Adaptive(AdaptiveShape),
+}
+
+impl Softmax {
+    /// The adaptive softmax's shape, if that is the layer.
+    pub fn adaptive_shape(self) -> Option<AdaptiveShape> {
+        match self {
+            Softmax::Full => None,
+            Softmax::Adaptive(shape) => Some(shape),
+        }
+    }
+}
+
+/// The model's architecture: sizes, cell, number of stacked recurrent layers, output layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arch {
     /// `V`, `D`, `H`.
@@ -100,12 +123,14 @@ pub struct Arch {
     /// Tied weights (needs `D = H`): the affine layer uses `embed.W^T` as its `H x V` matrix
     /// and has no `affine.W` of its own (it keeps its bias).
     pub tied: bool,
+    /// The output layer.
+    pub output: Softmax,
 }
 
 /// Sizes alone are the chapter's SimpleRnnlm: one tanh layer.
 impl From<Dims> for Arch {
     fn from(dims: Dims) -> Arch {
-        Arch { dims, cell: Cell::Tanh, layers: 1, tied: false }
+        Arch { dims, cell: Cell::Tanh, layers: 1, tied: false, output: Softmax::Full }
     }
 }
 
@@ -124,15 +149,42 @@ pub enum Tensor {
     AffineW,
     /// `affine.b`, `V`.
     AffineB,
+    /// A tensor of the adaptive softmax, `adaptive.` + its PyTorch name.
+    Adaptive(AdaptiveTensor),
 }
 
 impl Arch {
     /// Every tensor in the order of the flat buffer: `embed.W`, each layer's `Wx`, `Wh`, `b`,
-    /// then `affine.W` (unless tied) and `affine.b`. For one tanh layer that is the spec's order.
+    /// then `affine.W` (unless tied) and `affine.b`, or the adaptive softmax's tensors. For one
+    /// tanh layer that is the spec's order.
     pub fn tensors(&self) -> impl Iterator<Item = Tensor> + Clone {
         let layers = (0..self.layers).flat_map(|l| [Tensor::Wx(l), Tensor::Wh(l), Tensor::B(l)]);
-        let affine_w = (!self.tied).then_some(Tensor::AffineW);
-        std::iter::once(Tensor::EmbedW).chain(layers).chain(affine_w).chain([Tensor::AffineB])
+        let (full, adaptive) = match self.output {
+            Softmax::Full => {
+                let affine_w = (!self.tied).then_some(Tensor::AffineW);
+                (Some(affine_w.into_iter().chain([Tensor::AffineB])), None)
+            }
+            Softmax::Adaptive(shape) => (None, Some(shape.tensors().map(Tensor::Adaptive))),
+        };
+        let output = full.into_iter().flatten().chain(adaptive.into_iter().flatten());
+        std::iter::once(Tensor::EmbedW).chain(layers).chain(output)
+    }
+
+    /// The adaptive softmax's shape, when that is the output layer.
+    pub fn adaptive(&self) -> Option<AdaptiveShape> {
+        self.output.adaptive_shape()
+    }
+
+    /// The elements of the output layer's own tensors in the flat buffer (`affine.W` and
+    /// `affine.b`, only `affine.b` when tied, or every adaptive tensor): the end of the buffer.
+    pub fn output_range(&self) -> Range<usize> {
+        let first = match self.output {
+            Softmax::Full if self.tied => Tensor::AffineB,
+            Softmax::Full => Tensor::AffineW,
+            Softmax::Adaptive(_) => Tensor::Adaptive(AdaptiveTensor::HeadWeight),
+        };
+        let end = self.param_count().expect("sizes checked when the model was made");
+        self.range(first).start..end
     }
 
     /// The tensor the output layer reads as its weights: `affine.W` (`H x V`), or `embed.W`
@@ -165,6 +217,10 @@ impl Arch {
             Tensor::B(_) => (1, width),
             Tensor::AffineW => (hidden, vocab),
             Tensor::AffineB => (1, vocab),
+            Tensor::Adaptive(t) => match self.output {
+                Softmax::Adaptive(shape) => shape.shape(t),
+                Softmax::Full => panic!("{tensor:?} is not a tensor of a model with a full softmax"),
+            },
         }
     }
 
@@ -173,12 +229,13 @@ impl Arch {
     pub fn spec_shape(&self, tensor: Tensor) -> Vec<usize> {
         let (rows, cols) = self.shape(tensor);
         match tensor {
-            Tensor::B(_) | Tensor::AffineB => vec![cols],
+            Tensor::B(_) | Tensor::AffineB | Tensor::Adaptive(AdaptiveTensor::HeadBias) => vec![cols],
             _ => vec![rows, cols],
         }
     }
 
-    /// The name in checkpoints: `embed.W`, `affine.W`, `affine.b`; layer 0's `{cell}.Wx`,
+    /// The name in checkpoints: `embed.W`, `affine.W`, `affine.b`, `adaptive.head.weight` and
+    /// the other adaptive tensors ([`AdaptiveTensor::name`]); layer 0's `{cell}.Wx`,
     /// `{cell}.Wh`, `{cell}.b` and layer `l`'s `{cell}.{l}.Wx` and so on, with `{cell}` the
     /// cell's [`tensor_prefix`](Cell::tensor_prefix) (`rnn.Wx` for the chapter's model).
     pub fn name(&self, tensor: Tensor) -> String {
@@ -197,6 +254,7 @@ impl Arch {
             Tensor::B(layer) => layer_name(layer, "b"),
             Tensor::AffineW => "affine.W".to_owned(),
             Tensor::AffineB => "affine.b".to_owned(),
+            Tensor::Adaptive(t) => format!("adaptive.{}", t.name()),
         }
     }
 
@@ -243,7 +301,13 @@ mod tests {
 
     #[test]
     fn stacked_gated_layers_are_named_and_shaped_by_cell_and_layer() {
-        let arch = Arch { dims: Dims { vocab: 7, embed: 3, hidden: 2 }, cell: Cell::Lstm, layers: 3, tied: false };
+        let arch = Arch {
+            dims: Dims { vocab: 7, embed: 3, hidden: 2 },
+            cell: Cell::Lstm,
+            layers: 3,
+            tied: false,
+            output: Softmax::Full,
+        };
         let names: Vec<String> = arch.tensors().map(|t| arch.name(t)).collect();
         assert_eq!(names[1..7], ["lstm.Wx", "lstm.Wh", "lstm.b", "lstm.1.Wx", "lstm.1.Wh", "lstm.1.b"]);
         assert_eq!(names[10], "affine.W");

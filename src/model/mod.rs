@@ -15,16 +15,16 @@
 mod arch;
 mod dropout;
 mod layers;
+mod output;
 mod passes;
 
-pub use arch::{Arch, Cell, Dims, Tensor, Window};
+pub use arch::{Arch, Cell, Dims, Softmax, Tensor, Window};
 
-use crate::kernels::{
-    clip_factor, scale_inplace, sgd_update, sum_of_squares, OutputLayer, PackedWeights, WeightLayout, IGNORE_TARGET,
-};
+use crate::kernels::{clip_factor, scale_inplace, sgd_update, sum_of_squares, AdaptiveTensor, IGNORE_TARGET};
 use crate::rng::Rng;
 use dropout::DropoutSites;
 use layers::{new_layer, Recurrence};
+use output::{new_output, OutputHead};
 use std::fmt;
 use std::time::Instant;
 
@@ -74,6 +74,12 @@ pub enum ModelError {
     },
     /// `backward` was called before any `forward`.
     BackwardBeforeForward,
+    /// Parts of the architecture that do not go together, or a ranking of the words that is
+    /// not one.
+    InvalidArchitecture {
+        /// What is wrong, in a sentence.
+        why: String,
+    },
 }
 
 impl fmt::Display for ModelError {
@@ -88,6 +94,7 @@ impl fmt::Display for ModelError {
             }
             ModelError::InvalidHyperParameter { name, value, why } => write!(f, "invalid {name} {value}: {why}"),
             ModelError::BackwardBeforeForward => write!(f, "backward called before any forward pass"),
+            ModelError::InvalidArchitecture { why } => write!(f, "{why}"),
         }
     }
 }
@@ -97,13 +104,25 @@ impl std::error::Error for ModelError {}
 /// A zero-filled buffer, or an error instead of an abort when the memory cannot be had.
 fn zeroed<T: Clone + Default>(name: &'static str, len: usize) -> Result<Vec<T>, ModelError> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| ModelError::InvalidSize {
-        name,
-        value: len,
-        why: "cannot allocate that many elements",
-    })?;
+    v.try_reserve_exact(len).map_err(|_| cannot_allocate(name, len))?;
     v.resize(len, T::default());
     Ok(v)
+}
+
+/// A zero-filled buffer whose pages the operating system provides only when they are first
+/// written: the gradient buffer, of which a step writes the embedding's rows of the window's
+/// words alone (with a vocabulary of 267,735 words and D = 512, the 548 MB of the embedding's
+/// gradient would otherwise all be memory in use).
+fn lazily_zeroed(name: &'static str, len: usize) -> Result<Vec<f32>, ModelError> {
+    // The same request `vec!` makes, tried first so that a size that cannot be had is an
+    // error, not an abort; `vec![0.0; len]` asks the allocator for zeroed memory, which large
+    // allocations get as untouched pages.
+    Vec::<f32>::new().try_reserve_exact(len).map_err(|_| cannot_allocate(name, len))?;
+    Ok(vec![0.0; len])
+}
+
+fn cannot_allocate(name: &'static str, len: usize) -> ModelError {
+    ModelError::InvalidSize { name, value: len, why: "cannot allocate that many elements" }
 }
 
 /// Every activation of one window, allocated once. Rows are time-major (`t * batch + b`).
@@ -116,8 +135,11 @@ struct Workspace {
     x: Vec<f32>,
     /// The recurrent layers' buffers, bottom first.
     layers: Vec<Box<dyn Recurrence>>,
-    /// The output layer's logits (in column panels) and scratch.
-    output: OutputLayer,
+    /// The output layer's buffers (logits in column panels, or the adaptive softmax's).
+    output: Box<dyn OutputHead>,
+    /// One row of scores in the output layer's class order (ranks), before they are put in
+    /// word-id order (adaptive softmax only; empty otherwise).
+    class_scores: Vec<f32>,
     /// Loss of each row, `B*T`.
     row_loss: Vec<f32>,
     /// Gradient with respect to the gathered word vectors, `B*T x D`.
@@ -138,7 +160,8 @@ impl Clone for Workspace {
             targets: self.targets.clone(),
             x: self.x.clone(),
             layers: self.layers.iter().map(|layer| layer.boxed_clone()).collect(),
-            output: self.output.clone(),
+            output: self.output.boxed_clone(),
+            class_scores: self.class_scores.clone(),
             row_loss: self.row_loss.clone(),
             dx: self.dx.clone(),
             touched: self.touched.clone(),
@@ -183,11 +206,10 @@ pub struct Rnnlm {
     /// The phase clocks, while they run ([`set_phase_timing`](Self::set_phase_timing)); off,
     /// a step reads no clock.
     times: Option<PhaseTimes>,
-    /// The output layer's weights packed for [`forward_losses`](Self::forward_losses), made at
-    /// its first call, and whether they are those of the parameters now (anything that may
-    /// change the parameters marks them stale).
-    packed_output: Option<PackedWeights>,
-    packed_output_current: bool,
+    /// With an adaptive softmax: `order[rank]` is the word id of each rank, and `rank[id]` its
+    /// inverse (empty with a full softmax, whose classes are the ids).
+    word_order: Vec<u32>,
+    word_rank: Vec<u32>,
 }
 
 impl Rnnlm {
@@ -208,7 +230,11 @@ impl Rnnlm {
                 Tensor::EmbedW => 0.01,
                 Tensor::Wx(layer) => 1.0 / (arch.input_size(layer) as f64).sqrt(),
                 Tensor::Wh(_) | Tensor::AffineW => hidden_scale,
-                Tensor::B(_) | Tensor::AffineB => continue,
+                // Every weight by its input size: the head and projections read H values,
+                // cluster k's output weights its projection's (the columns of its matrix).
+                Tensor::Adaptive(AdaptiveTensor::HeadWeight | AdaptiveTensor::Projection(_)) => hidden_scale,
+                Tensor::Adaptive(AdaptiveTensor::ClusterWeight(_)) => 1.0 / (arch.shape(tensor).1 as f64).sqrt(),
+                Tensor::B(_) | Tensor::AffineB | Tensor::Adaptive(AdaptiveTensor::HeadBias) => continue,
             };
             for p in &mut model.params[arch.range(tensor)] {
                 *p = (rng.normal() * scale) as f32;
@@ -252,7 +278,23 @@ impl Rnnlm {
                 why: "must equal the hidden size when the weights are tied",
             });
         }
-        let output_layout = output_layout(arch);
+        if let Some(shape) = arch.adaptive() {
+            let why = if arch.tied {
+                "tied weights need the full softmax: the adaptive softmax has no H x V matrix to share with the embedding"
+                    .to_owned()
+            } else if (shape.vocab(), shape.hidden()) != (v, h) {
+                format!(
+                    "the adaptive softmax is shaped for {} words and {} hidden units, the model has {v} and {h}",
+                    shape.vocab(),
+                    shape.hidden()
+                )
+            } else {
+                String::new()
+            };
+            if !why.is_empty() {
+                return Err(ModelError::InvalidArchitecture { why });
+            }
+        }
         let n = window.batch.checked_mul(window.time).ok_or(too_big("window"))?;
         let param_count = arch.param_count().ok_or(too_big("model"))?;
         let big = |a: usize, b: usize| a.checked_mul(b).ok_or(too_big("window"));
@@ -262,31 +304,75 @@ impl Rnnlm {
             targets: zeroed("window", n)?,
             x: zeroed("window", big(n, d)?)?,
             layers: (0..arch.layers).map(|_| new_layer(arch.cell, h, window)).collect::<Result<_, _>>()?,
-            output: OutputLayer::with_layout(n, h, v, output_layout).ok_or(ModelError::InvalidSize {
-                name: "window",
-                value: n,
-                why: "the output layer's buffers cannot be allocated",
-            })?,
+            output: new_output(arch, window)?,
+            class_scores: zeroed("vocabulary", if arch.adaptive().is_some() { v } else { 0 })?,
             row_loss: zeroed("window", n)?,
             dx: zeroed("window", big(n, d)?)?,
             touched: Vec::with_capacity(n.min(v)),
             touched_mark: zeroed("vocabulary", v)?,
             dropped: false,
         };
+        let identity = || (0..v as u32).collect::<Vec<u32>>();
+        let (word_order, word_rank) =
+            if arch.adaptive().is_some() { (identity(), identity()) } else { (Vec::new(), Vec::new()) };
         Ok(Rnnlm {
             arch,
             window,
             params: zeroed("model", param_count)?,
-            grads: zeroed("model", param_count)?,
+            grads: lazily_zeroed("model", param_count)?,
             state: zeroed("window", state_len)?,
             dropout: None,
             training_windows: 0,
             last_grad_norm: None,
             ws,
             times: None,
-            packed_output: None,
-            packed_output_current: false,
+            word_order,
+            word_rank,
         })
+    }
+
+    /// A model with this one's architecture, parameters and word ranking, and a workspace for
+    /// `window` (to score or generate with a model trained on another window shape).
+    pub fn with_window(&self, window: Window) -> Result<Rnnlm, ModelError> {
+        let mut model = Rnnlm::from_params(self.arch, window, &self.params)?;
+        model.word_order.clone_from(&self.word_order);
+        model.word_rank.clone_from(&self.word_rank);
+        Ok(model)
+    }
+
+    /// With an adaptive softmax, the word id of each rank (`order[rank]`, most frequent first):
+    /// which words the head's shortlist and each cluster hold. `None` with a full softmax.
+    pub fn word_order(&self) -> Option<&[u32]> {
+        self.arch.adaptive().map(|_| &self.word_order[..])
+    }
+
+    /// Sets the ranking of the words for an adaptive softmax: `order[rank]` is the id of the
+    /// word of that rank, a permutation of `0..V` (a new model ranks the ids as they are). An
+    /// error, changing nothing, with a full softmax or if `order` is not a permutation.
+    pub fn set_word_order(&mut self, order: &[u32]) -> Result<(), ModelError> {
+        let vocab = self.arch.dims.vocab;
+        if self.arch.adaptive().is_none() {
+            let why = "the model has a full softmax, which ranks no words".to_owned();
+            return Err(ModelError::InvalidArchitecture { why });
+        }
+        check_len("word order", vocab, order.len())?;
+        let mut rank = vec![u32::MAX; vocab];
+        for (r, &id) in order.iter().enumerate() {
+            match rank.get_mut(id as usize) {
+                Some(slot) if *slot == u32::MAX => *slot = r as u32,
+                Some(_) => {
+                    let why = format!("the word order is not a permutation of 0..{vocab}: id {id} appears twice");
+                    return Err(ModelError::InvalidArchitecture { why });
+                }
+                None => {
+                    let why = format!("the word order is not a permutation of 0..{vocab}: it holds id {id}");
+                    return Err(ModelError::InvalidArchitecture { why });
+                }
+            }
+        }
+        self.word_order.copy_from_slice(order);
+        self.word_rank = rank;
+        Ok(())
     }
 
     /// Trains with inverted dropout of ratio `p` (`0 <= p < 1`; 0 turns it off) on the word
@@ -374,7 +460,7 @@ impl Rnnlm {
 
     /// The flat parameter buffer, writable (for loading checkpoints or custom optimizers).
     pub fn params_mut(&mut self) -> &mut [f32] {
-        self.packed_output_current = false;
+        self.ws.output.params_changed();
         &mut self.params
     }
 
@@ -464,20 +550,30 @@ impl Rnnlm {
         check_len("prediction output", self.window.tokens(), out.len())?;
         self.forward_without_loss(xs)?;
         for (row, position) in self.rows_and_positions() {
-            out[position] = self.ws.output.argmax_row(row);
+            let class = self.ws.output.argmax_row(row);
+            out[position] = self.word_order.get(class as usize).copied().unwrap_or(class);
         }
         Ok(())
     }
 
     /// The logits (bias included) after every input of one window: `out[(b * T + t) * V + v]`
-    /// for batch-major `xs[b][t]`. Advances the state like [`forward`](Self::forward); clears
-    /// the gradient of any earlier forward.
+    /// for batch-major `xs[b][t]`; with an adaptive softmax, the log-probabilities of every
+    /// word (exact: their softmax is the same distribution). Advances the state like
+    /// [`forward`](Self::forward); clears the gradient of any earlier forward.
     pub fn logits(&mut self, xs: &[u32], out: &mut [f32]) -> Result<(), ModelError> {
         let vocab = self.arch.dims.vocab;
         check_len("logits output", self.window.tokens() * vocab, out.len())?;
         self.forward_without_loss(xs)?;
         for (row, position) in self.rows_and_positions() {
-            self.ws.output.logits_row(row, &mut out[position * vocab..(position + 1) * vocab]);
+            let out = &mut out[position * vocab..(position + 1) * vocab];
+            if self.word_order.is_empty() {
+                self.ws.output.scores_row(row, out);
+            } else {
+                self.ws.output.scores_row(row, &mut self.ws.class_scores);
+                for (&score, &id) in self.ws.class_scores.iter().zip(&self.word_order) {
+                    out[id as usize] = score;
+                }
+            }
         }
         Ok(())
     }
@@ -506,7 +602,7 @@ impl Rnnlm {
                 why: "must be a positive number",
             });
         }
-        self.packed_output_current = false;
+        self.ws.output.params_changed();
         if let Some(max_norm) = clip {
             if !(max_norm.is_finite() && max_norm > 0.0) {
                 return Err(ModelError::InvalidHyperParameter {
@@ -536,6 +632,12 @@ impl Rnnlm {
         Ok(loss)
     }
 
+    /// With an adaptive softmax, the rows of the last window with a target that each tail
+    /// cluster computed (its work; clusters past the last count 0). `None` with a full softmax.
+    pub fn cluster_rows(&self) -> Option<[usize; crate::kernels::MAX_CLUSTERS]> {
+        self.ws.output.cluster_rows()
+    }
+
     /// The global gradient norm of the last [`train_step`](Self::train_step), when it clipped
     /// (without clipping the output layer's gradient is folded into its update and never
     /// formed whole).
@@ -557,7 +659,7 @@ impl Rnnlm {
     fn for_each_live_grad(&mut self, with_output_layer: bool, mut f: impl FnMut(&mut [f32], &mut [f32])) {
         let d = self.arch.dims.embed;
         let dense_start = if self.arch.tied { 0 } else { self.arch.range(Tensor::Wx(0)).start };
-        let dense_end = if with_output_layer { self.params.len() } else { self.arch.range(Tensor::AffineW).start };
+        let dense_end = if with_output_layer { self.params.len() } else { self.arch.output_range().start };
         let (embed_params, dense_params) = self.params[..dense_end].split_at_mut(dense_start);
         let (embed_grads, dense_grads) = self.grads[..dense_end].split_at_mut(dense_start);
         f(dense_params, dense_grads);
@@ -595,20 +697,16 @@ impl Rnnlm {
                             vocab,
                         });
                     }
-                    self.ws.targets[t * batch + b] = target;
+                    // The adaptive softmax's classes are ranks.
+                    let class = match self.word_rank.get(target as usize) {
+                        Some(&rank) if target != IGNORE_TARGET => rank as i32,
+                        _ => target,
+                    };
+                    self.ws.targets[t * batch + b] = class;
                 }
             }
         }
         Ok(())
-    }
-}
-
-/// How the output layer's weights are stored: `affine.W`, or `embed.W` when tied.
-fn output_layout(arch: Arch) -> WeightLayout {
-    if arch.tied {
-        WeightLayout::ClassesByHidden
-    } else {
-        WeightLayout::HiddenByClasses
     }
 }
 
@@ -626,7 +724,13 @@ mod tests {
 
     #[test]
     fn resetting_one_row_zeroes_its_state_in_every_layer_and_block_only() {
-        let arch = Arch { dims: Dims { vocab: 7, embed: 3, hidden: 4 }, cell: Cell::Lstm, layers: 2, tied: false };
+        let arch = Arch {
+            dims: Dims { vocab: 7, embed: 3, hidden: 4 },
+            cell: Cell::Lstm,
+            layers: 2,
+            tied: false,
+            output: Softmax::Full,
+        };
         let mut model = Rnnlm::new(arch, Window { batch: 3, time: 1 }, 1).unwrap();
         let state: Vec<f32> = (1..=model.state().len()).map(|i| i as f32).collect();
         model.set_state(&state).unwrap();

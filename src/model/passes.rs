@@ -2,12 +2,9 @@
 //! projection as one GEMM, then its recurrence) and the output layer forward; the same in
 //! reverse backward, with dropout at its sites when the forward pass applied it.
 
-use super::{Arch, Dims, ModelError, Rnnlm, Tensor, Workspace};
+use super::{Dims, ModelError, Rnnlm, Tensor, Workspace};
 use super::{DropoutSites, Recurrence};
-use crate::kernels::PackedWeights;
-use crate::kernels::{
-    column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, OutputUpdate, Transpose, IGNORE_TARGET,
-};
+use crate::kernels::{column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, Transpose, IGNORE_TARGET};
 
 impl Rnnlm {
     /// The forward pass with the loss, with dropout at training's sites if `training` and the
@@ -18,10 +15,9 @@ impl Rnnlm {
         let kept = self.ws.targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
         let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f32 };
         let start = self.clock();
-        let (w, b) = output_weights(&self.params, self.arch);
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
-        ws.output.forward(hs, w, b, &ws.targets, inv_n, &mut ws.row_loss);
+        ws.output.forward(hs, &self.params, &ws.targets, inv_n, &mut ws.row_loss);
         self.add_time(start, |times| &mut times.affine);
         let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
         Ok((total * inv_n as f64) as f32)
@@ -31,38 +27,12 @@ impl Rnnlm {
     /// for a backward pass.
     pub(super) fn forward_loss_only(&mut self, xs: &[u32], ts: &[i32]) -> Result<(), ModelError> {
         self.load_window(xs, Some(ts))?;
-        self.pack_output_weights()?;
         self.forward_hidden(false);
         let start = self.clock();
-        let (_, b) = output_weights(&self.params, self.arch);
-        let packed = self.packed_output.as_ref().expect("packed above");
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, None, self.arch.layers);
-        ws.output.forward_loss_only(hs, packed, b, &ws.targets, &mut ws.row_loss);
+        ws.output.forward_loss_only(hs, &self.params, &ws.targets, &mut ws.row_loss)?;
         self.add_time(start, |times| &mut times.affine);
-        Ok(())
-    }
-
-    /// Packs the output layer's weights for [`forward_loss_only`](Self::forward_loss_only),
-    /// unless they are packed from the parameters as they are (allocating the first time).
-    fn pack_output_weights(&mut self) -> Result<(), ModelError> {
-        if self.packed_output_current {
-            return Ok(());
-        }
-        let arch = self.arch;
-        let layout = super::output_layout(arch);
-        let packed = match &mut self.packed_output {
-            Some(packed) => packed,
-            None => self.packed_output.insert(PackedWeights::new(arch.dims.hidden, arch.dims.vocab, layout).ok_or(
-                ModelError::InvalidSize {
-                    name: "vocabulary size",
-                    value: arch.dims.vocab,
-                    why: "the packed output weights cannot be allocated",
-                },
-            )?),
-        };
-        packed.pack(output_weights(&self.params, arch).0);
-        self.packed_output_current = true;
         Ok(())
     }
 
@@ -71,10 +41,9 @@ impl Rnnlm {
         self.load_window(xs, None)?;
         self.forward_hidden(false);
         let start = self.clock();
-        let (w, b) = output_weights(&self.params, self.arch);
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
-        ws.output.forward_logits(hs, w, b);
+        ws.output.forward_scores(hs, &self.params);
         self.add_time(start, |times| &mut times.affine);
         Ok(())
     }
@@ -163,25 +132,13 @@ impl Rnnlm {
     /// gradient of `embed.W` is overwritten here, whole; the embedding's own adds to it.
     fn output_backward(&mut self, fold_lr: Option<f32>) {
         let arch = self.arch;
-        let (params, grads) = (&mut self.params, &mut self.grads);
-        let (w_range, b_range) = (arch.range(arch.output_weights()), arch.range(Tensor::AffineB));
         let top = self.ws.layers.last_mut().expect("at least one layer");
         let dropout = self.dropout.as_ref().filter(|_| self.ws.dropped);
         let (hs, dhs) = match dropout {
             Some(dropout) => (dropout.dropped(arch.layers), top.output_grads()),
             None => top.outputs_and_grads(),
         };
-        let update = match fold_lr {
-            Some(lr) => {
-                let (w, b) = two_mut(params, w_range, b_range);
-                OutputUpdate::Sgd { w, b, lr }
-            }
-            None => {
-                let (dw, db) = two_mut(grads, w_range.clone(), b_range);
-                OutputUpdate::Gradients { w: &params[w_range], dw, db }
-            }
-        };
-        self.ws.output.backward(hs, update, dhs);
+        self.ws.output.backward(hs, &mut self.params, &mut self.grads, fold_lr, dhs);
         if let Some(dropout) = dropout {
             dropout.backward(arch.layers, dhs);
         }
@@ -252,19 +209,4 @@ fn output_input<'a>(layers: &'a [Box<dyn Recurrence>], dropout: Option<&'a Dropo
         Some(dropout) => dropout.dropped(site),
         None => layers.last().expect("at least one layer").outputs(),
     }
-}
-
-/// Two disjoint parts of `buffer`: `first` and `second`, `first` before `second`.
-fn two_mut(
-    buffer: &mut [f32],
-    first: std::ops::Range<usize>,
-    second: std::ops::Range<usize>,
-) -> (&mut [f32], &mut [f32]) {
-    let (head, tail) = buffer.split_at_mut(second.start);
-    (&mut head[first], &mut tail[..second.len()])
-}
-
-/// The output layer's weights (`affine.W`, or `embed.W` when tied) and bias in `params`.
-fn output_weights(params: &[f32], arch: Arch) -> (&[f32], &[f32]) {
-    (&params[arch.range(arch.output_weights())], &params[arch.range(Tensor::AffineB)])
 }

@@ -4,11 +4,11 @@
 
 use rnnlm::kernels::tanh_inplace;
 use rnnlm::reference::ReferenceRnnlm;
-use rnnlm::{Arch, Cell, Dims, Rnnlm, Window};
+use rnnlm::{Arch, Cell, Dims, Softmax, Rnnlm, Window};
 
 fn main() {
     let dims = Dims { vocab: 50, embed: 16, hidden: 24 };
-    let arch = Arch { dims, cell: Cell::Lstm, layers: 2, tied: false };
+    let arch = Arch { dims, cell: Cell::Lstm, layers: 2, tied: false, output: Softmax::Full };
     let window = Window { batch: 4, time: 7 };
     let mut model = Rnnlm::new(arch, window, 7).expect("a valid architecture");
     let mut reference = ReferenceRnnlm::<f64>::from_params(arch, window, model.params());

@@ -1,0 +1,252 @@
+//! The model's output layer behind one interface, so that the passes never ask which one it
+//! is: the full softmax over `V` ([`OutputLayer`], on `affine.W` or the tied `embed.W`) or the
+//! adaptive softmax ([`AdaptiveOutput`], on the `adaptive.*` tensors). Both take the model's
+//! whole parameter and gradient buffers and find their own tensors in them, and both count
+//! classes as the layer does: word ids for the full softmax, ranks for the adaptive one (the
+//! model maps ids to ranks before and after).
+
+use super::arch::{Arch, Softmax, Tensor, Window};
+use super::ModelError;
+use crate::kernels::{
+    sgd_update, AdaptiveOutput, AdaptivePacked, OutputLayer, OutputUpdate, PackedWeights, WeightLayout, MAX_CLUSTERS,
+};
+use std::ops::Range;
+
+/// The output layer of a window: its buffers and passes.
+pub(super) trait OutputHead: Send + Sync {
+    /// A copy of the layer with its buffers as they are.
+    fn boxed_clone(&self) -> Box<dyn OutputHead>;
+
+    /// Each row's loss into `row_loss` (0 for ignored targets), keeping what
+    /// [`backward`](Self::backward) needs; `inv_n` is `1 / (rows with a target)`.
+    fn forward(&mut self, hs: &[f32], params: &[f32], targets: &[i32], inv_n: f32, row_loss: &mut [f32]);
+
+    /// Each row's loss alone, bit for bit as [`forward`](Self::forward) computes it, with the
+    /// weights packed once for as long as they do not change ([`params_changed`](Self::params_changed));
+    /// errors only if the packed copy cannot be allocated.
+    fn forward_loss_only(
+        &mut self,
+        hs: &[f32],
+        params: &[f32],
+        targets: &[i32],
+        row_loss: &mut [f32],
+    ) -> Result<(), ModelError>;
+
+    /// Every class's score over every row, for [`scores_row`](Self::scores_row) and
+    /// [`argmax_row`](Self::argmax_row).
+    fn forward_scores(&mut self, hs: &[f32], params: &[f32]);
+
+    /// Row `row`'s scores of every class (`V` values in the layer's class order): logits
+    /// whose softmax is the model's distribution (the adaptive layer gives log-probabilities).
+    fn scores_row(&mut self, row: usize, out: &mut [f32]);
+
+    /// The class of row `row`'s largest score, the lowest among equals.
+    fn argmax_row(&mut self, row: usize) -> u32;
+
+    /// Whether the last pass was a [`forward`](Self::forward).
+    fn ready_for_backward(&self) -> bool;
+
+    /// The backward pass of the last [`forward`](Self::forward): `dhs`, and the layer's
+    /// gradients into `grads`, or with `fold_lr` its SGD update applied to `params` in their
+    /// place (its gradients are then not kept).
+    fn backward(&mut self, hs: &[f32], params: &mut [f32], grads: &mut [f32], fold_lr: Option<f32>, dhs: &mut [f32]);
+
+    /// Rows of the last pass with targets that each tail cluster computed (adaptive only).
+    fn cluster_rows(&self) -> Option<[usize; MAX_CLUSTERS]>;
+
+    /// The parameters may have changed: a packed copy must be made again.
+    fn params_changed(&mut self);
+}
+
+/// The output layer `arch` names, with buffers for `window`.
+pub(super) fn new_output(arch: Arch, window: Window) -> Result<Box<dyn OutputHead>, ModelError> {
+    let rows = window.tokens();
+    let unavailable =
+        ModelError::InvalidSize { name: "window", value: rows, why: "the output layer's buffers cannot be allocated" };
+    Ok(match arch.output {
+        Softmax::Full => {
+            let layout = if arch.tied { WeightLayout::ClassesByHidden } else { WeightLayout::HiddenByClasses };
+            let layer = OutputLayer::with_layout(rows, arch.dims.hidden, arch.dims.vocab, layout).ok_or(unavailable)?;
+            let (weights, bias) = (arch.range(arch.output_weights()), arch.range(Tensor::AffineB));
+            Box::new(FullSoftmax { layer, layout, weights, bias, packed: None, packed_current: false })
+        }
+        Softmax::Adaptive(shape) => {
+            let layer = AdaptiveOutput::new(rows, shape).ok_or(unavailable)?;
+            Box::new(AdaptiveSoftmax { layer, block: arch.output_range(), packed: None, packed_current: false })
+        }
+    })
+}
+
+/// The affine layer and the softmax over every word.
+#[derive(Clone)]
+struct FullSoftmax {
+    layer: OutputLayer,
+    layout: WeightLayout,
+    /// `affine.W` (or, tied, `embed.W`) and `affine.b` in the parameter buffer.
+    weights: Range<usize>,
+    bias: Range<usize>,
+    /// The weights packed for loss-only passes, and whether they are the parameters' now.
+    packed: Option<PackedWeights>,
+    packed_current: bool,
+}
+
+impl OutputHead for FullSoftmax {
+    fn boxed_clone(&self) -> Box<dyn OutputHead> {
+        Box::new(self.clone())
+    }
+
+    fn forward(&mut self, hs: &[f32], params: &[f32], targets: &[i32], inv_n: f32, row_loss: &mut [f32]) {
+        let (w, b) = (&params[self.weights.clone()], &params[self.bias.clone()]);
+        self.layer.forward(hs, w, b, targets, inv_n, row_loss);
+    }
+
+    fn forward_loss_only(
+        &mut self,
+        hs: &[f32],
+        params: &[f32],
+        targets: &[i32],
+        row_loss: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let (w, b) = (&params[self.weights.clone()], &params[self.bias.clone()]);
+        if !self.packed_current {
+            let (classes, hidden) = (self.bias.len(), w.len() / self.bias.len());
+            let packed = match &mut self.packed {
+                Some(packed) => packed,
+                None => self.packed.insert(PackedWeights::new(hidden, classes, self.layout).ok_or(
+                    ModelError::InvalidSize {
+                        name: "vocabulary size",
+                        value: classes,
+                        why: "the packed output weights cannot be allocated",
+                    },
+                )?),
+            };
+            packed.pack(w);
+            self.packed_current = true;
+        }
+        let packed = self.packed.as_ref().expect("packed above");
+        self.layer.forward_loss_only(hs, packed, b, targets, row_loss);
+        Ok(())
+    }
+
+    fn forward_scores(&mut self, hs: &[f32], params: &[f32]) {
+        self.layer.forward_logits(hs, &params[self.weights.clone()], &params[self.bias.clone()]);
+    }
+
+    fn scores_row(&mut self, row: usize, out: &mut [f32]) {
+        self.layer.logits_row(row, out);
+    }
+
+    fn argmax_row(&mut self, row: usize) -> u32 {
+        self.layer.argmax_row(row)
+    }
+
+    fn ready_for_backward(&self) -> bool {
+        self.layer.ready_for_backward()
+    }
+
+    fn backward(&mut self, hs: &[f32], params: &mut [f32], grads: &mut [f32], fold_lr: Option<f32>, dhs: &mut [f32]) {
+        let (weights, bias) = (self.weights.clone(), self.bias.clone());
+        let update = match fold_lr {
+            Some(lr) => {
+                let (w, b) = two_mut(params, weights, bias);
+                OutputUpdate::Sgd { w, b, lr }
+            }
+            None => {
+                let (dw, db) = two_mut(grads, weights.clone(), bias);
+                OutputUpdate::Gradients { w: &params[weights], dw, db }
+            }
+        };
+        self.layer.backward(hs, update, dhs);
+    }
+
+    fn cluster_rows(&self) -> Option<[usize; MAX_CLUSTERS]> {
+        None
+    }
+
+    fn params_changed(&mut self) {
+        self.packed_current = false;
+    }
+}
+
+/// The adaptive softmax on the `adaptive.*` tensors, one block of the parameter buffer.
+#[derive(Clone)]
+struct AdaptiveSoftmax {
+    layer: AdaptiveOutput,
+    block: Range<usize>,
+    packed: Option<AdaptivePacked>,
+    packed_current: bool,
+}
+
+impl OutputHead for AdaptiveSoftmax {
+    fn boxed_clone(&self) -> Box<dyn OutputHead> {
+        Box::new(self.clone())
+    }
+
+    fn forward(&mut self, hs: &[f32], params: &[f32], targets: &[i32], inv_n: f32, row_loss: &mut [f32]) {
+        self.layer.forward(hs, &params[self.block.clone()], targets, inv_n, row_loss);
+    }
+
+    fn forward_loss_only(
+        &mut self,
+        hs: &[f32],
+        params: &[f32],
+        targets: &[i32],
+        row_loss: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let block = &params[self.block.clone()];
+        if !self.packed_current {
+            let shape = *self.layer.shape();
+            let packed = match &mut self.packed {
+                Some(packed) => packed,
+                None => self.packed.insert(AdaptivePacked::new(shape).ok_or(ModelError::InvalidSize {
+                    name: "vocabulary size",
+                    value: shape.vocab(),
+                    why: "the packed output weights cannot be allocated",
+                })?),
+            };
+            packed.pack(block);
+            self.packed_current = true;
+        }
+        let packed = self.packed.as_ref().expect("packed above");
+        self.layer.forward_loss_only(hs, block, packed, targets, row_loss);
+        Ok(())
+    }
+
+    fn forward_scores(&mut self, hs: &[f32], params: &[f32]) {
+        self.layer.forward_log_probs(hs, &params[self.block.clone()]);
+    }
+
+    fn scores_row(&mut self, row: usize, out: &mut [f32]) {
+        self.layer.log_probs_row(row, out);
+    }
+
+    fn argmax_row(&mut self, row: usize) -> u32 {
+        self.layer.argmax_row(row)
+    }
+
+    fn ready_for_backward(&self) -> bool {
+        self.layer.ready_for_backward()
+    }
+
+    fn backward(&mut self, hs: &[f32], params: &mut [f32], grads: &mut [f32], fold_lr: Option<f32>, dhs: &mut [f32]) {
+        let (block, block_grads) = (&mut params[self.block.clone()], &mut grads[self.block.clone()]);
+        self.layer.backward(hs, block, block_grads, dhs);
+        if let Some(lr) = fold_lr {
+            sgd_update(block, block_grads, lr);
+        }
+    }
+
+    fn cluster_rows(&self) -> Option<[usize; MAX_CLUSTERS]> {
+        Some(self.layer.cluster_rows())
+    }
+
+    fn params_changed(&mut self) {
+        self.packed_current = false;
+    }
+}
+
+/// Two disjoint parts of `buffer`: `first` and `second`, `first` before `second`.
+fn two_mut(buffer: &mut [f32], first: Range<usize>, second: Range<usize>) -> (&mut [f32], &mut [f32]) {
+    let (head, tail) = buffer.split_at_mut(second.start);
+    (&mut head[first], &mut tail[..second.len()])
+}
