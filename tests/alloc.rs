@@ -106,6 +106,21 @@ fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
 }
 
 #[test]
+fn adaptive_softmax_training_steps_allocate_nothing_after_the_first() {
+    let dims = Dims { vocab: 1200, embed: 64, hidden: 64 };
+    let shape = rnnlm::kernels::AdaptiveShape::new(1200, 64, &[100, 500], 4.0, true).unwrap();
+    for cell in [Cell::Tanh, Cell::Lstm] {
+        let arch = Arch { dims, cell, layers: 1, tied: false, output: Softmax::Adaptive(shape) };
+        for (window, threads) in [(Window { batch: 10, time: 5 }, 1), (Window { batch: 20, time: 35 }, 2)] {
+            for (dropout, clip) in [(0.0, None), (0.5, Some(0.25))] {
+                let count = allocations_with_dropout(arch, dropout, window, threads, clip);
+                assert_eq!(count, 0, "{arch:?} {window:?}, {threads} threads, dropout {dropout}: {count} allocations");
+            }
+        }
+    }
+}
+
+#[test]
 fn scoring_allocates_nothing_after_the_first_call() {
     let _turn = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let arch = Arch {

@@ -13,6 +13,7 @@
 mod common;
 
 use common::{normwise_error, random_window};
+use rnnlm::kernels::AdaptiveShape;
 use rnnlm::reference::ReferenceRnnlm;
 use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 
@@ -121,6 +122,46 @@ fn gated_and_stacked_cases() -> Vec<Case> {
     all
 }
 
+/// A permutation of `0..n` drawn from `seed`: the word ranking of an adaptive softmax.
+fn shuffled(n: usize, seed: u64) -> Vec<u32> {
+    let mut rng = rnnlm::rng::Rng::new(seed);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+/// Adaptive softmaxes on awkward shapes: one cutoff with div 1, three cutoffs, a cluster of
+/// one word, a vocabulary no multiple of any vector width; every cell, stacked, with dropout
+/// and clipping, and the words ranked in a shuffled order.
+fn adaptive_cases() -> Vec<Case> {
+    let shapes: [((usize, usize, usize), (usize, usize), &[usize], f32, Option<f32>); 6] = [
+        ((13, 5, 7), (3, 4), &[4, 9], 4.0, None),
+        ((37, 6, 5), (2, 6), &[4, 11, 20], 2.0, Some(0.5)),
+        ((101, 9, 17), (4, 5), &[30], 1.0, None),
+        ((40, 8, 8), (5, 3), &[30, 39], 4.0, Some(0.1)),
+        ((257, 20, 24), (20, 35), &[50, 120], 4.0, Some(0.25)),
+        ((2100, 24, 40), (12, 5), &[256, 1000], 4.0, None),
+    ];
+    let mut all = Vec::new();
+    for (index, &(dims, window, cutoffs, div, clip)) in shapes.iter().enumerate() {
+        let base = case(dims, window, dims.0, 0.1, clip);
+        let shape = AdaptiveShape::new(dims.0, dims.2, cutoffs, div, index % 2 == 0).unwrap();
+        for (cell, layers, dropout) in [(Cell::Tanh, 1, 0.0), (Cell::Lstm, 2, 0.3), (Cell::Gru, 1, 0.0)] {
+            let mut case = with_layers(&base, cell, layers, dropout, false);
+            case.arch.output = Softmax::Adaptive(shape);
+            all.push(case);
+        }
+    }
+    all
+}
+
+#[test]
+fn adaptive_softmax_models_match_the_reference() {
+    check_against_the_reference(adaptive_cases());
+}
+
 #[test]
 fn optimized_model_matches_the_reference_on_awkward_and_random_shapes() {
     check_against_the_reference(cases().into_iter().chain(random_cases(16)).collect());
@@ -138,6 +179,11 @@ fn check_against_the_reference(cases: Vec<Case>) {
         let label = format!("case {index} {arch:?} {:?} clip {:?} dropout {}", case.window, case.clip, case.dropout);
         let mut model = Rnnlm::new(arch, case.window, 1000 + index as u64).unwrap();
         let mut reference = ReferenceRnnlm::<f64>::from_params(arch, case.window, model.params());
+        let order = shuffled(arch.dims.vocab, index as u64);
+        if arch.adaptive().is_some() {
+            model.set_word_order(&order).unwrap();
+            reference.set_word_order(&order);
+        }
         let seed = 31 * index as u64;
         model.set_dropout(case.dropout, seed).unwrap();
         reference.set_dropout(case.dropout, seed);
@@ -153,6 +199,7 @@ fn check_against_the_reference(cases: Vec<Case>) {
             let loss = model.train_step(&xs, &ts, lr, case.clip).unwrap();
             let mut unclipped = ReferenceRnnlm::<f64>::from_params(arch, case.window, probe.params());
             unclipped.set_state(&reference.state());
+            unclipped.set_word_order(&reference.word_order);
             unclipped.set_dropout(case.dropout, seed);
             unclipped.training_windows = reference.training_windows;
             unclipped.forward_training(&xs, &ts);
@@ -235,6 +282,43 @@ fn predictions_match_the_reference() {
         }
     }
     assert!(exact >= 3 * window.tokens() - 2, "only {exact} of {} predictions agree", 3 * window.tokens());
+}
+
+#[test]
+fn adaptive_predictions_and_probabilities_match_the_reference() {
+    let dims = Dims { vocab: 61, embed: 9, hidden: 13 };
+    let window = Window { batch: 3, time: 5 };
+    let shape = AdaptiveShape::new(61, 13, &[10, 30], 2.0, true).unwrap();
+    let arch = Arch { dims, cell: Cell::Lstm, layers: 1, tied: false, output: Softmax::Adaptive(shape) };
+    let mut model = Rnnlm::new(arch, window, 9).unwrap();
+    for p in model.params_mut() {
+        *p *= 4.0;
+    }
+    let order = shuffled(61, 5);
+    model.set_word_order(&order).unwrap();
+    let mut reference = ReferenceRnnlm::<f64>::from_params(arch, window, model.params());
+    reference.set_word_order(&order);
+    for step in 0..3 {
+        let (xs, _) = random_window(window, dims.vocab, dims.vocab, 0.0, step);
+        let state = model.state().to_vec();
+        let mut log_probs = vec![0.0; window.tokens() * dims.vocab];
+        model.logits(&xs, &mut log_probs).unwrap();
+        model.set_state(&state).unwrap();
+        let mut guesses = vec![0u32; window.tokens()];
+        model.predict(&xs, &mut guesses).unwrap();
+        let want = reference.predict(&xs);
+        for (i, row) in log_probs.chunks(dims.vocab).enumerate() {
+            let total: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-5, "window {step}, position {i}: probabilities sum to {total}");
+            let gap = row[want[i] as usize] - row[guesses[i] as usize];
+            assert!(
+                gap <= 1e-5,
+                "window {step}, position {i}: guessed {} below the reference's {} by {gap}",
+                guesses[i],
+                want[i]
+            );
+        }
+    }
 }
 
 #[test]

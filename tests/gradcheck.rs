@@ -24,6 +24,22 @@ fn reference_gradients_match_central_differences() {
     }
 }
 
+#[test]
+fn adaptive_softmax_gradients_match_central_differences() {
+    // Two cutoffs (a shortlist of 2, clusters of 3 and 2 words), div 2, with and without the
+    // head's bias, under an LSTM with dropout and a GRU.
+    let dims = Dims { vocab: 7, embed: 3, hidden: 4 };
+    let window = Window { batch: 2, time: 3 };
+    for (cell, layers, dropout, head_bias) in
+        [(Cell::Tanh, 1, 0.0, true), (Cell::Lstm, 2, 0.4, false), (Cell::Gru, 1, 0.0, true)]
+    {
+        let shape = rnnlm::kernels::AdaptiveShape::new(dims.vocab, dims.hidden, &[2, 5], 2.0, head_bias).unwrap();
+        let arch = Arch { dims, cell, layers, tied: false, output: Softmax::Adaptive(shape) };
+        let worst = check(arch, window, dropout);
+        println!("{} x {layers} adaptive, dropout {dropout}: worst relative error {worst:e}", cell.name());
+    }
+}
+
 /// Checks every parameter's gradient with dropout `dropout` (the same masks at every
 /// evaluation: the checked window is always training window 1); returns the worst relative
 /// error.

@@ -44,6 +44,13 @@ fn one_two_and_three_threads_give_bit_identical_parameters() {
 }
 
 #[test]
+fn adaptive_softmax_models_give_the_same_bits_for_any_thread_count() {
+    let shape = rnnlm::kernels::AdaptiveShape::new(DIMS.vocab, DIMS.hidden, &[300, 1000], 4.0, true).unwrap();
+    let arch = Arch { dims: DIMS, cell: Cell::Lstm, layers: 2, tied: false, output: Softmax::Adaptive(shape) };
+    same_bits_for_1_2_and_3_threads(arch, 0.5, &[None, Some(1.0)]);
+}
+
+#[test]
 fn gated_and_stacked_models_give_the_same_bits_for_any_thread_count() {
     for cell in [Cell::Lstm, Cell::Gru] {
         same_bits_for_1_2_and_3_threads(

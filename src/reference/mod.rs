@@ -14,8 +14,9 @@
 pub mod adaptive;
 pub mod cells;
 
-use crate::kernels::{dropout_keeps, MaskKey};
+use crate::kernels::{dropout_keeps, AdaptiveTensor, MaskKey};
 use crate::model::{Arch, Tensor, Window};
+use adaptive::AdaptiveSoftmax;
 use cells::{time_layer, TimeLayer};
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
@@ -252,10 +253,15 @@ pub struct ReferenceRnnlm<R> {
     pub embed: Embedding<R>,
     /// The recurrent layers, bottom first.
     pub layers: Vec<Box<dyn TimeLayer<R>>>,
-    /// The output layer (its `w` unused when the weights are tied).
+    /// The output layer (its `w` unused when the weights are tied; unused with an adaptive
+    /// softmax).
     pub affine: Affine<R>,
     /// Softmax with the loss.
     pub loss: SoftmaxWithLoss<R>,
+    /// The adaptive softmax, when that is the output layer (its classes are ranks).
+    pub adaptive: Option<AdaptiveSoftmax<R>>,
+    /// With an adaptive softmax, `word_order[rank]` is the word id of each rank.
+    pub word_order: Vec<u32>,
     /// Dropout's ratio and seed, when training drops out.
     pub dropout: Option<(f32, u64)>,
     /// Training windows so far: the index of the next one's dropout masks.
@@ -282,16 +288,27 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
             window,
             embed: Embedding { w: tensor(Tensor::EmbedW), dw: zeros(v * d), dim: d, ids: Vec::new() },
             layers,
+            // Empty beside an adaptive softmax, which has no affine layer.
             affine: Affine {
-                w: if arch.tied { zeros(h * v) } else { tensor(Tensor::AffineW) },
-                b: tensor(Tensor::AffineB),
-                dw: zeros(h * v),
-                db: zeros(v),
+                w: match (arch.adaptive(), arch.tied) {
+                    (Some(_), _) => Vec::new(),
+                    (None, true) => zeros(h * v),
+                    (None, false) => tensor(Tensor::AffineW),
+                },
+                b: if arch.adaptive().is_some() { Vec::new() } else { tensor(Tensor::AffineB) },
+                dw: zeros(if arch.adaptive().is_some() { 0 } else { h * v }),
+                db: zeros(if arch.adaptive().is_some() { 0 } else { v }),
                 inputs: h,
                 outputs: v,
                 x: Vec::new(),
             },
             loss: SoftmaxWithLoss { classes: v, probs: Vec::new(), targets: Vec::new(), kept: 0 },
+            adaptive: arch.adaptive().map(|shape| {
+                let block = arch.range(Tensor::Adaptive(AdaptiveTensor::HeadWeight)).start;
+                let values = params[block..].iter().map(|&v| R::from_f64(v as f64)).collect();
+                AdaptiveSoftmax::new(shape, values)
+            }),
+            word_order: if arch.adaptive().is_some() { (0..v as u32).collect() } else { Vec::new() },
             dropout: None,
             training_windows: 0,
             masks: Vec::new(),
@@ -304,20 +321,62 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
         self.dropout = (p > 0.0).then_some((p, seed));
     }
 
-    /// The scores after every position of one window, `[b][t][V]`, dropping out at every site
-    /// with the masks of training window `training_windows` when `dropout` is on.
-    fn scores(&mut self, xs: &[u32], dropout: bool) -> Vec<R> {
+    /// Ranks the words for the adaptive softmax: `order[rank]` is the id of that rank.
+    pub fn set_word_order(&mut self, order: &[u32]) {
+        self.word_order = order.to_vec();
+    }
+
+    /// The output layer's input after every position of one window, `[b][t][H]`, dropping out
+    /// at every site with the masks of training window `training_windows` when `dropout` is on.
+    fn hidden_states(&mut self, xs: &[u32], dropout: bool) -> Vec<R> {
         self.masks.clear();
         let mut hs = self.embed.forward(xs);
         for l in 0..self.layers.len() {
             hs = self.drop_out(hs, dropout);
             hs = self.layers[l].forward(&hs);
         }
-        hs = self.drop_out(hs, dropout);
+        self.drop_out(hs, dropout)
+    }
+
+    /// The scores after every position of one window, `[b][t][V]` (with an adaptive softmax,
+    /// the log-probabilities of the words by id), as [`hidden_states`](Self::hidden_states).
+    fn scores(&mut self, xs: &[u32], dropout: bool) -> Vec<R> {
+        let hs = self.hidden_states(xs, dropout);
+        if let Some(adaptive) = &self.adaptive {
+            let hidden = self.arch.dims.hidden;
+            let mut scores = zeros(hs.len() / hidden * self.arch.dims.vocab);
+            for (h, row) in hs.chunks(hidden).zip(scores.chunks_mut(self.arch.dims.vocab)) {
+                for (rank, log_prob) in adaptive.log_probs(h).into_iter().enumerate() {
+                    row[self.word_order[rank] as usize] = log_prob;
+                }
+            }
+            return scores;
+        }
         if self.arch.tied {
             self.affine.w = transposed(&self.embed.w, self.arch.dims.vocab, self.arch.dims.hidden);
         }
         self.affine.forward(&hs)
+    }
+
+    /// The mean loss of the output layer over the hidden states of a window.
+    fn output_loss(&mut self, hs: Vec<R>, ts: &[i32]) -> R {
+        match &mut self.adaptive {
+            Some(adaptive) => {
+                let mut rank = vec![0i32; self.word_order.len()];
+                for (r, &id) in self.word_order.iter().enumerate() {
+                    rank[id as usize] = r as i32;
+                }
+                let ranks: Vec<i32> = ts.iter().map(|&t| if t == -1 { -1 } else { rank[t as usize] }).collect();
+                adaptive.forward(&hs, &ranks)
+            }
+            None => {
+                if self.arch.tied {
+                    self.affine.w = transposed(&self.embed.w, self.arch.dims.vocab, self.arch.dims.hidden);
+                }
+                let scores = self.affine.forward(&hs);
+                self.loss.forward(&scores, ts)
+            }
+        }
     }
 
     /// `values` (`[b][t][width]`) times the next site's mask, which it keeps for the backward
@@ -343,21 +402,26 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
 
     /// Mean loss of one window without dropout; `xs`, `ts` are `[b][t]`.
     pub fn forward(&mut self, xs: &[u32], ts: &[i32]) -> R {
-        let scores = self.scores(xs, false);
-        self.loss.forward(&scores, ts)
+        let hs = self.hidden_states(xs, false);
+        self.output_loss(hs, ts)
     }
 
     /// The forward pass of a training step: with dropout, if on, then counts the window.
     pub fn forward_training(&mut self, xs: &[u32], ts: &[i32]) -> R {
-        let scores = self.scores(xs, true);
+        let hs = self.hidden_states(xs, true);
         self.training_windows += 1;
-        self.loss.forward(&scores, ts)
+        self.output_loss(hs, ts)
     }
 
     /// Gradients of the last forward window (overwritten, not accumulated).
     pub fn backward(&mut self) {
-        let dscores = self.loss.backward();
-        let mut d = self.affine.backward(&dscores);
+        let mut d = match &mut self.adaptive {
+            Some(adaptive) => adaptive.backward(),
+            None => {
+                let dscores = self.loss.backward();
+                self.affine.backward(&dscores)
+            }
+        };
         for l in (0..self.layers.len()).rev() {
             d = self.drop_out_backward(l + 1, d);
             d = self.layers[l].backward(&d);
@@ -378,6 +442,11 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
         let mut tensors = vec![(&mut self.embed.w, &mut self.embed.dw)];
         for layer in &mut self.layers {
             tensors.extend(layer.tensors_mut());
+        }
+        if let Some(adaptive) = &mut self.adaptive {
+            // The layer's tensors are one block, in the flat buffer's order.
+            tensors.push((&mut adaptive.params, &mut adaptive.grads));
+            return tensors;
         }
         if !self.arch.tied {
             tensors.push((&mut self.affine.w, &mut self.affine.dw));
@@ -413,7 +482,8 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
         loss
     }
 
-    /// Argmax of the scores at every position, `[b][t]`; advances the state like `forward`.
+    /// Argmax of the scores at every position, `[b][t]` (the most probable word id); advances
+    /// the state like `forward`.
     pub fn predict(&mut self, xs: &[u32]) -> Vec<u32> {
         let scores = self.scores(xs, false);
         scores
