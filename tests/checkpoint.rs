@@ -278,3 +278,222 @@ print(repr(float(t["gru.1.Wh"][3, 11].astype(np.float32))))
     let message = load_error(&std::fs::read(dir.path().join("two_blocks.safetensors")).unwrap());
     assert!(message.contains("gru.1.Wh has shape [4, 8]") && message.contains("[4, 12]"), "{message}");
 }
+
+/// A two-layer LSTM over 23 words with an adaptive softmax (cutoffs 5 and 12, div 2), its
+/// words ranked in a shuffled order.
+fn adaptive_model() -> (Rnnlm, Meta) {
+    let shape = rnnlm::kernels::AdaptiveShape::new(23, 8, &[5, 12], 2.0, true).unwrap();
+    let arch = Arch {
+        dims: Dims { vocab: 23, embed: 6, hidden: 8 },
+        cell: Cell::Lstm,
+        layers: 2,
+        tied: false,
+        output: Softmax::Adaptive(shape),
+    };
+    let mut model = Rnnlm::new(arch, Window { batch: 2, time: 3 }, 7).unwrap();
+    let order: Vec<u32> = (0..23).map(|i| (i * 7 + 3) % 23).collect();
+    model.set_word_order(&order).unwrap();
+    let meta = Meta { epoch: 2, word_order: Some(order), ..Meta::default() };
+    (model, meta)
+}
+
+#[test]
+fn an_adaptive_model_round_trips_with_its_ranking() {
+    let (mut model, meta) = adaptive_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.safetensors");
+    checkpoint::save(&path, model.arch(), model.params(), &meta).unwrap();
+    let loaded = checkpoint::load(&path).unwrap();
+    assert_eq!(loaded.arch, model.arch());
+    assert_eq!(loaded.meta, meta);
+    let names: Vec<String> = model.arch().tensors().map(|t| model.arch().name(t)).collect();
+    assert_eq!(
+        names[7..],
+        [
+            "adaptive.head.weight",
+            "adaptive.head.bias",
+            "adaptive.tail.0.0.weight",
+            "adaptive.tail.0.1.weight",
+            "adaptive.tail.1.0.weight",
+            "adaptive.tail.1.1.weight"
+        ]
+    );
+    let mut again = loaded.model(model.window()).unwrap();
+    let xs = [1, 5, 9, 22, 0, 3];
+    let (mut a, mut b) = (vec![0.0; 6 * 23], vec![0.0; 6 * 23]);
+    model.logits(&xs, &mut a).unwrap();
+    again.logits(&xs, &mut b).unwrap();
+    assert_eq!(a, b, "the same log-probabilities, word by word");
+}
+
+/// The adaptive model's checkpoint with one tensor replaced (or dropped) and metadata `meta`.
+fn adaptive_with(name: &str, replacement: Option<(Dtype, Vec<usize>, Vec<u8>)>, meta: &[(&str, &str)]) -> Vec<u8> {
+    let (model, saved) = adaptive_model();
+    let bytes = checkpoint::encode(model.arch(), model.params(), &saved).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != name)
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    if let Some((dtype, shape, data)) = replacement {
+        tensors.push((name.to_owned(), dtype, shape, data));
+    }
+    let views: Vec<(String, TensorView<'_>)> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    let meta: std::collections::HashMap<String, String> =
+        meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    safetensors::tensor::serialize(views, Some(meta)).unwrap()
+}
+
+fn order_bytes(order: &[i64]) -> Vec<u8> {
+    order.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn a_bad_adaptive_checkpoint_is_refused_naming_the_tensor_or_key() {
+    let div = [("div_value", "2")];
+    let mut repeated: Vec<i64> = (0..23).collect();
+    repeated[4] = 3;
+    let cases: [(Vec<u8>, &str); 7] = [
+        (adaptive_with("adaptive.order", None, &div), "adaptive.order is missing"),
+        (
+            adaptive_with("adaptive.order", Some((Dtype::I64, vec![23], order_bytes(&repeated))), &div),
+            "adaptive.order is not a permutation of 0..23: id 3 appears twice",
+        ),
+        (
+            adaptive_with("adaptive.order", Some((Dtype::I64, vec![23], order_bytes(&[23; 23]))), &div),
+            "adaptive.order is not a permutation of 0..23: it holds 23",
+        ),
+        (adaptive_with("adaptive.order", Some((Dtype::F32, vec![23], vec![0; 92])), &div), "adaptive.order is F32"),
+        (adaptive_with("", None, &[]), "metadata div_value is missing"),
+        (adaptive_with("", None, &[("div_value", "2"), ("cutoffs", "5,13")]), "metadata cutoffs = \"5,13\""),
+        (adaptive_with("adaptive.tail.1.1.weight", None, &div), "hold 13 words, but embed.W has 23 rows"),
+    ];
+    for (bytes, expected) in cases {
+        let message = load_error(&bytes);
+        assert!(message.contains(expected), "{expected:?} not in {message:?}");
+    }
+    let fine = load_error_or_ok(&adaptive_with("", None, &div));
+    assert!(fine.is_ok(), "{fine:?}");
+}
+
+fn load_error_or_ok(bytes: &[u8]) -> Result<(), String> {
+    checkpoint::decode(bytes).map(|_| ())
+}
+
+/// Hidden states, and the adaptive softmax's log-probabilities of every word (by id) for
+/// them, computed by the crate from the checkpoint's tensors.
+fn adaptive_log_probs(ckpt: &checkpoint::Checkpoint, rows: usize) -> (Vec<f32>, Vec<f32>) {
+    let shape = ckpt.arch.adaptive().unwrap();
+    let (hidden, vocab) = (shape.hidden(), shape.vocab());
+    let hs: Vec<f32> = (0..rows * hidden).map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.2).collect();
+    let mut layer = rnnlm::kernels::AdaptiveOutput::new(rows, shape).unwrap();
+    layer.forward_log_probs(&hs, &ckpt.params[ckpt.arch.output_range()]);
+    let order = ckpt.meta.word_order.as_ref().unwrap();
+    let mut by_rank = vec![0.0; vocab];
+    let mut by_id = vec![0.0; rows * vocab];
+    for r in 0..rows {
+        layer.log_probs_row(r, &mut by_rank);
+        for (rank, &id) in order.iter().enumerate() {
+            by_id[r * vocab + id as usize] = by_rank[rank];
+        }
+    }
+    (hs, by_id)
+}
+
+/// Writes the model's checkpoint and `hs.safetensors` (hidden states and our log-probabilities
+/// by word id) into `dir`.
+fn adaptive_files(dir: &Path) {
+    let (model, meta) = adaptive_model();
+    checkpoint::save(&dir.join("adaptive.safetensors"), model.arch(), model.params(), &meta).unwrap();
+    let ckpt = checkpoint::load(&dir.join("adaptive.safetensors")).unwrap();
+    let rows = 5;
+    let (hs, ours) = adaptive_log_probs(&ckpt, rows);
+    let (hs, ours): (&[u8], &[u8]) = (bytemuck::cast_slice(&hs), bytemuck::cast_slice(&ours));
+    let views = [
+        ("hs", TensorView::new(Dtype::F32, vec![rows, 8], hs).unwrap()),
+        ("ours", TensorView::new(Dtype::F32, vec![rows, 23], ours).unwrap()),
+    ];
+    std::fs::write(dir.join("hs.safetensors"), safetensors::tensor::serialize(views, None).unwrap()).unwrap();
+}
+
+/// PyTorch's `AdaptiveLogSoftmaxWithLoss.log_prob`, transcribed into numpy over the
+/// checkpoint's `adaptive.*` tensors, then put in word-id order through `adaptive.order`.
+const NUMPY_ADAPTIVE: &str = r#"
+from safetensors.numpy import load_file
+from safetensors import safe_open
+import numpy as np
+t = load_file("adaptive.safetensors")
+with safe_open("adaptive.safetensors", "np") as f:
+    m = f.metadata()
+cutoffs = [int(c) for c in m["cutoffs"].split(",")] + [t["embed.W"].shape[0]]
+x = load_file("hs.safetensors")
+h, ours = x["hs"].astype(np.float64), x["ours"].astype(np.float64)
+def log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+head = log_softmax(h @ t["adaptive.head.weight"].T + t["adaptive.head.bias"])
+out = np.empty((h.shape[0], cutoffs[-1]))
+out[:, :cutoffs[0]] = head[:, :cutoffs[0]]
+for i in range(len(cutoffs) - 1):
+    u = (h @ t["adaptive.tail.%d.0.weight" % i].T) @ t["adaptive.tail.%d.1.weight" % i].T
+    out[:, cutoffs[i]:cutoffs[i + 1]] = log_softmax(u) + head[:, cutoffs[0] + i:cutoffs[0] + i + 1]
+by_id = np.empty_like(out)
+by_id[:, t["adaptive.order"]] = out
+print("order", t["adaptive.order"].dtype, "div", m["div_value"], "cutoffs", m["cutoffs"])
+print("max difference %.3g" % np.abs(by_id - ours).max())
+"#;
+
+#[test]
+fn adaptive_checkpoints_give_pytorchs_log_probabilities_in_numpy() {
+    if !common::python_with_safetensors() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    adaptive_files(dir.path());
+    let printed = python(NUMPY_ADAPTIVE, dir.path());
+    assert!(printed.contains("order int64 div 2 cutoffs 5,12"), "{printed}");
+    let difference: f64 = printed.split("max difference ").nth(1).unwrap().trim().parse().unwrap();
+    assert!(difference < 1e-5, "{printed}");
+}
+
+/// PyTorch itself: the module built with the checkpoint's cutoffs and div value loads the
+/// `adaptive.*` tensors (prefix removed, strict) and gives the same log-probabilities. Runs
+/// where `RNNLM_TORCH_PYTHON` names a Python with torch, safetensors and numpy.
+#[test]
+fn adaptive_checkpoints_load_into_pytorchs_module() {
+    let Ok(python) = std::env::var("RNNLM_TORCH_PYTHON") else {
+        eprintln!(
+            "skipped adaptive_checkpoints_load_into_pytorchs_module: set RNNLM_TORCH_PYTHON to a Python with torch"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    adaptive_files(dir.path());
+    let script = r#"
+import torch
+from safetensors.torch import load_file
+from safetensors import safe_open
+t = load_file("adaptive.safetensors")
+with safe_open("adaptive.safetensors", "pt") as f:
+    m = f.metadata()
+vocab, hidden = t["embed.W"].shape[0], t["adaptive.head.weight"].shape[1]
+cutoffs = [int(c) for c in m["cutoffs"].split(",")]
+module = torch.nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab, cutoffs, div_value=float(m["div_value"]), head_bias=True)
+state = {k[len("adaptive."):]: v for k, v in t.items() if k.startswith("adaptive.") and k != "adaptive.order"}
+module.load_state_dict(state, strict=True)
+x = load_file("hs.safetensors")
+with torch.no_grad():
+    by_rank = module.log_prob(x["hs"].double().float())
+by_id = torch.empty_like(by_rank)
+by_id[:, t["adaptive.order"]] = by_rank
+print("max difference %.3g" % (by_id - x["ours"]).abs().max().item())
+"#;
+    let output = Command::new(python).arg("-c").arg(script).current_dir(dir.path()).output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let difference: f64 = printed.split("max difference ").nth(1).unwrap().trim().parse().unwrap();
+    assert!(difference < 1e-5, "{printed}");
+}
