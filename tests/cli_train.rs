@@ -270,3 +270,91 @@ fn bad_model_options_fail_with_one_line_naming_the_flag() {
         assert_eq!(stderr(&output).lines().count(), 1, "{args:?}: {}", stderr(&output));
     }
 }
+
+#[test]
+fn an_adaptive_softmax_trains_and_every_command_reads_it_and_bad_cutoffs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/samples/japanese.txt");
+    let save = dir.path().join("adaptive.safetensors");
+    let (t, s) = (sample.to_str().unwrap(), save.to_str().unwrap());
+    let corpus = ["--text", t, "--level", "char", "--corpus-size", "600"];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> =
+            ["train"].iter().chain(&corpus).chain(&["--embed", "16", "--hidden", "16"]).chain(extra).copied().collect();
+        rnnlm(&args, dir.path(), &cache)
+    };
+    let output = run(&[
+        "--epochs",
+        "2",
+        "--lr",
+        "1",
+        "--cell",
+        "lstm",
+        "--output",
+        "adaptive",
+        "--cutoffs",
+        "20,60",
+        "--div-value",
+        "2",
+        "--save",
+        s,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("adaptive softmax (cutoffs [20, 60], div value 2)"), "{}", stderr(&output));
+    let ckpt = rnnlm::checkpoint::load(&save).unwrap();
+    let shape = ckpt.arch.adaptive().expect("an adaptive softmax");
+    assert_eq!((shape.cutoffs(), shape.div_value(), shape.projection(0)), (&[20, 60][..], 2.0, 8));
+    let order = ckpt.meta.word_order.clone().expect("the ranking");
+    assert_eq!(order.len(), ckpt.arch.dims.vocab);
+
+    // The first characters of the sample, all in the vocabulary of its first 600.
+    let head: String = std::fs::read_to_string(&sample).unwrap().chars().take(300).collect();
+    let head_file = dir.path().join("head.txt");
+    std::fs::write(&head_file, head).unwrap();
+    let h = head_file.to_str().unwrap();
+    for args in [
+        &["eval", "--checkpoint", s, "--text", h, "--batch", "2", "--time", "5"][..],
+        &["predict", "--checkpoint", s, "--text", t],
+        &["generate", "--checkpoint", s, "--start", "小さな", "--len", "5"],
+        &["score", "--checkpoint", s, h],
+        &["score", "--checkpoint", s, "--per-word", h],
+    ] {
+        let output = rnnlm(args, dir.path(), &cache);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    // --init keeps the checkpoint's ranking and layer, and refuses another.
+    let again = dir.path().join("again.safetensors");
+    let output = run(&["--epochs", "1", "--init", s, "--save", again.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let continued = rnnlm::checkpoint::load(&again).unwrap();
+    assert_eq!((continued.arch, continued.meta.word_order), (ckpt.arch, Some(order)));
+    assert_one_line_error(
+        &run(&["--init", s, "--output", "full", "--no-save"]),
+        "has an adaptive softmax with cutoffs [20, 60] and div value 2, but the flags ask for a full softmax",
+    );
+
+    let keep = dir.path().join("keep.safetensors");
+    std::fs::write(&keep, "the user's previous checkpoint").unwrap();
+    let k = keep.to_str().unwrap();
+    for (args, needle) in [
+        (
+            &["--output", "adaptive", "--cutoffs", "60,20"][..],
+            "--cutoffs 60,20: the cutoffs must be strictly ascending: 20 comes after a larger one",
+        ),
+        (&["--output", "adaptive", "--cutoffs", "20,20"], "20 is repeated"),
+        (&["--output", "adaptive", "--cutoffs", "20,1000"], "the cutoff 1000 is not below the vocabulary size"),
+        (&["--output", "adaptive", "--cutoffs", "0,20"], "leaves the head's shortlist with no word"),
+        (&["--output", "adaptive"], "--output adaptive needs --cutoffs"),
+        (&["--cutoffs", "20"], "--cutoffs and --div-value need --output adaptive"),
+        (&["--output", "adaptive", "--cutoffs", "20", "--tie"], "--tie needs the full softmax"),
+        (&["--output", "adaptive", "--cutoffs", "20", "--div-value", "0"], "--div-value"),
+        (&["--output", "adaptive", "--cutoffs", "20", "--div-value", "nan"], "--div-value"),
+        (&["--output", "adaptive", "--cutoffs", "20,x"], "is not a comma-separated list of word ranks"),
+        (&["--output", "adaptive", "--cutoffs", ""], "is not a comma-separated list of word ranks"),
+    ] {
+        let output = run(&[args, &["--save", k]].concat());
+        assert_one_line_error(&output, needle);
+        assert_eq!(std::fs::read_to_string(&keep).unwrap(), "the user's previous checkpoint", "{args:?}");
+    }
+}

@@ -136,7 +136,8 @@ fn shuffled(n: usize, seed: u64) -> Vec<u32> {
 /// one word, a vocabulary no multiple of any vector width; every cell, stacked, with dropout
 /// and clipping, and the words ranked in a shuffled order.
 fn adaptive_cases() -> Vec<Case> {
-    let shapes: [((usize, usize, usize), (usize, usize), &[usize], f32, Option<f32>); 6] = [
+    type Shape = ((usize, usize, usize), (usize, usize), &'static [usize], f32, Option<f32>);
+    let shapes: [Shape; 6] = [
         ((13, 5, 7), (3, 4), &[4, 9], 4.0, None),
         ((37, 6, 5), (2, 6), &[4, 11, 20], 2.0, Some(0.5)),
         ((101, 9, 17), (4, 5), &[30], 1.0, None),

@@ -5,7 +5,10 @@ use crate::reference::adaptive::AdaptiveSoftmax;
 /// `(rows, hidden, vocab, cutoffs, div_value, head bias)`: one cutoff with div 1 (projections
 /// as wide as the state), three cutoffs, sizes that are no multiple of a vector or a panel,
 /// a cluster of one word, no head bias, and a case large enough to run in parallel.
-const CASES: [(usize, usize, usize, &[usize], f32, bool); 6] = [
+/// `(rows, hidden, vocab, cutoffs, div_value, head bias)`.
+type CaseShape = (usize, usize, usize, &'static [usize], f32, bool);
+
+const CASES: [CaseShape; 6] = [
     (1, 3, 7, &[2], 1.0, true),
     (13, 5, 37, &[4, 11, 20], 2.0, false),
     (20, 17, 601, &[100, 300], 4.0, true),
