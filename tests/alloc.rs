@@ -123,13 +123,22 @@ fn adaptive_softmax_training_steps_allocate_nothing_after_the_first() {
 #[test]
 fn scoring_allocates_nothing_after_the_first_call() {
     let _turn = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let arch = Arch {
+    let full = Arch {
         dims: Dims { vocab: 1200, embed: 64, hidden: 64 },
         cell: Cell::Lstm,
         layers: 2,
         tied: false,
         output: Softmax::Full,
     };
+    let shape = rnnlm::kernels::AdaptiveShape::new(1200, 64, &[100, 500], 4.0, true).unwrap();
+    for arch in [full, Arch { output: Softmax::Adaptive(shape), ..full }] {
+        scoring_allocations(arch);
+    }
+}
+
+/// Scores sentences and a stream with a model of `arch`; panics on any allocation after the
+/// first calls.
+fn scoring_allocations(arch: Arch) {
     // Sentences of 1 to 30 tokens, back to back.
     let lengths: Vec<usize> = (0..50).map(|i| 1 + (i * 7) % 30).collect();
     let ids: Vec<u32> = (0..lengths.iter().sum::<usize>()).map(|i| (i * 31 % 1200) as u32).collect();
@@ -152,6 +161,6 @@ fn scoring_allocates_nothing_after_the_first_call() {
             }
         }
         let count = ALLOCATIONS.load(Ordering::SeqCst) - before;
-        assert_eq!(count, 0, "{count} allocations while scoring");
+        assert_eq!(count, 0, "{arch:?}: {count} allocations while scoring");
     });
 }

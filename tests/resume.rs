@@ -90,12 +90,27 @@ fn window_lines(log: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Small models of every cell, with dropout, stacking and tying among them, under `newbob`
-/// (so that rollbacks to the best epoch happen) and a save point every 7 windows.
-const MODELS: [&[&str]; 3] = [
+/// Small models of every cell, with dropout, stacking, tying and an adaptive softmax among
+/// them, under `newbob` (so that rollbacks to the best epoch happen) and a save point every 7
+/// windows.
+const MODELS: [&[&str]; 4] = [
     &["--cell", "tanh", "--embed", "12", "--hidden", "16"],
     &["--cell", "lstm", "--layers", "2", "--embed", "12", "--hidden", "16", "--dropout", "0.3"],
     &["--cell", "gru", "--embed", "16", "--hidden", "16", "--tie", "--dropout", "0.2"],
+    &[
+        "--cell",
+        "lstm",
+        "--embed",
+        "12",
+        "--hidden",
+        "16",
+        "--output",
+        "adaptive",
+        "--cutoffs",
+        "4,10",
+        "--dropout",
+        "0.2",
+    ],
 ];
 const RECIPE: [&str; 12] = [
     "--batch",

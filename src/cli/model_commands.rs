@@ -280,8 +280,14 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let dims = arch.dims;
     let (ids, lengths) = scoring_sentences(&corpus_ids, end);
     let scoring_window = Window { batch: super::SCORE_BATCH, time: super::SCORE_TIME };
-    let mut scoring = rnnlm::bench::ScoringRounds::new(&model, scoring_window, end.unwrap_or(0), ids, lengths)?;
+    // Generation first: its model copy is gone before the scorer's is made, so that at most
+    // two copies of the weights are alive at once.
     let generation = rnnlm::bench::generation_latency(&model, 0.5)?;
+    let config = args.config.as_ref().and_then(|name| rnnlm::bench::CONFIGS.iter().find(|c| c.name == name));
+    let mut scoring = match config {
+        Some(config) if !config.scoring => None,
+        _ => Some(rnnlm::bench::ScoringRounds::new(&model, scoring_window, end.unwrap_or(0), ids, lengths)?),
+    };
     let one_thread = if args.scaling { Some(rayon::ThreadPoolBuilder::new().num_threads(1).build()?) } else { None };
     let result = with_threads(args.threads, || -> anyhow::Result<rnnlm::bench::BenchResult> {
         let iters = match args.iters {
@@ -293,7 +299,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 ((per_round * probe.tokens_per_sec.median / window.tokens() as f64) as usize).max(1)
             }
         };
-        let scoring = Some(&mut scoring);
+        let scoring = scoring.as_mut();
         Ok(rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), args.repeats, iters, scoring, one_thread.as_ref())?)
     })??;
     if args.json {

@@ -157,6 +157,18 @@ fn filled<T: Clone>(len: Option<usize>, value: T) -> Option<Vec<T>> {
     Some(v)
 }
 
+/// `len` zeros, or `None` if the length overflowed or the memory cannot be had. Unlike
+/// [`filled`], the memory comes from the allocator already zeroed, which for large buffers
+/// means pages the operating system provides only when they are first written: a buffer
+/// sized for the worst case (a softmax's logits when every row of a window falls into the
+/// largest cluster) is memory in use only as far as it is written.
+pub(crate) fn lazy_zeros(len: Option<usize>) -> Option<Vec<f32>> {
+    let len = len?;
+    // `vec!` aborts when the memory cannot be had; asking first turns that into `None`.
+    Vec::<f32>::new().try_reserve_exact(len).ok()?;
+    Some(vec![0.0; len])
+}
+
 /// max |got - want| / max |want|: a normwise relative error, meaningful where single elements
 /// cancel to nearly nothing.
 #[cfg(test)]

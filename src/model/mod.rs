@@ -114,11 +114,7 @@ fn zeroed<T: Clone + Default>(name: &'static str, len: usize) -> Result<Vec<T>, 
 /// words alone (with a vocabulary of 267,735 words and D = 512, the 548 MB of the embedding's
 /// gradient would otherwise all be memory in use).
 fn lazily_zeroed(name: &'static str, len: usize) -> Result<Vec<f32>, ModelError> {
-    // The same request `vec!` makes, tried first so that a size that cannot be had is an
-    // error, not an abort; `vec![0.0; len]` asks the allocator for zeroed memory, which large
-    // allocations get as untouched pages.
-    Vec::<f32>::new().try_reserve_exact(len).map_err(|_| cannot_allocate(name, len))?;
-    Ok(vec![0.0; len])
+    crate::kernels::lazy_zeros(Some(len)).ok_or_else(|| cannot_allocate(name, len))
 }
 
 fn cannot_allocate(name: &'static str, len: usize) -> ModelError {

@@ -29,7 +29,7 @@ pub use shape::{AdaptiveShape, AdaptiveTensor, Slot, MAX_CLUSTERS};
 
 use super::gemm::{gemm_parallel, Transpose};
 use super::output::{OutputLayer, OutputUpdate, PackedWeights, WeightLayout, IGNORE_TARGET};
-use super::simd::{simd, zip_map_inplace};
+use super::simd::{exp, lane_max, lane_sum, map_inplace, simd, zip_map_inplace, Simd};
 use super::{check_len, check_targets, filled};
 
 /// Buffers of one tail cluster's softmax, for up to a whole window of rows.
@@ -489,12 +489,23 @@ fn head_bias<'a>(shape: &AdaptiveShape, params: &'a [f32], zero: &'a [f32]) -> &
     }
 }
 
-/// `z - log(sum(exp(z)))` in place, the sum taken stably (after the maximum) in f64.
+/// `z - log(sum(exp(z)))` in place, the sum taken stably (after the maximum) with the
+/// kernels' vector `exp` (a scalar f64 `exp` per word was most of generating a token).
 fn log_softmax_inplace(z: &mut [f32]) {
-    let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let sum: f64 = z.iter().map(|&v| ((v - max) as f64).exp()).sum();
-    let shift = max + sum.ln() as f32;
-    z.iter_mut().for_each(|v| *v -= shift);
+    simd!(V => {
+        let mut chunks = z.chunks_exact(V::LANES);
+        let max_lanes = (&mut chunks).fold(V::splat(f32::NEG_INFINITY), |m, chunk| m.max(V::load(chunk)));
+        let max = chunks.remainder().iter().fold(lane_max(max_lanes), |m, &v| m.max(v));
+        let shift = V::splat(max);
+        let mut sum_lanes = V::zero();
+        let mut chunks = z.chunks_exact(V::LANES);
+        for chunk in &mut chunks {
+            sum_lanes += exp(V::load(chunk) - shift);
+        }
+        let tail: f32 = chunks.remainder().iter().map(|&v| (v - max).exp()).sum();
+        let log_sum = V::splat(max + ((lane_sum(sum_lanes) + tail) as f64).ln() as f32);
+        map_inplace::<V>(z, #[inline(always)] |v| v - log_sum);
+    })
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use super::gemm::{gemm, gemm_packed_a, gemm_packed_both_into, PackedA, Transpose
 use super::optim::sgd_update;
 use super::out_matrix::{Axis, OutMatrix};
 use super::simd::{exp, lane_max, lane_sum, map_inplace, simd, zip_map_inplace, Simd, MAX_LANES};
-use super::{check_len, check_targets, filled};
+use super::{check_len, check_targets, filled, lazy_zeros};
 mod tasks;
 mod weights;
 
@@ -248,7 +248,7 @@ impl OutputLayer {
             room: rows,
             hidden,
             classes,
-            panels: filled(rows.checked_mul(classes), 0.0)?,
+            panels: lazy_zeros(rows.checked_mul(classes))?,
             stats: filled(classes.div_ceil(PANEL_COLS).checked_mul(rows), PanelRow::default())?,
             row_scales: filled(Some(rows), RowScale::default())?,
             partial_dhs: filled(hidden.checked_mul(rows).and_then(|len| len.checked_mul(tasks)), 0.0)?,
