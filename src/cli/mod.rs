@@ -201,6 +201,24 @@ fn parse_cutoffs(s: &str) -> Result<Cutoffs, String> {
     }
 }
 
+/// The output layer's flags, of `train` and `bench`.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Output layer: full (a softmax over every word) or adaptive (a head over the most
+    /// frequent words and tail clusters; needs --cutoffs; not with --tie) [full, or the
+    /// preset's, the configuration's or the --init checkpoint's]
+    #[arg(long, value_enum)]
+    pub output: Option<OutputKind>,
+    /// With --output adaptive: where the head's shortlist and each tail cluster end, as word
+    /// ranks by training-corpus frequency, ascending and below the vocabulary size (2000,6000
+    /// for PTB)
+    #[arg(long, value_parser = parse_cutoffs)]
+    pub cutoffs: Option<Cutoffs>,
+    /// With --output adaptive: tail cluster k projects H to H / DIV^(k+1) values [4]
+    #[arg(long, value_name = "DIV", allow_negative_numbers = true, value_parser = positive_f32)]
+    pub div_value: Option<f32>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Default hyper-parameters; every flag below overrides its preset value [chapter]
@@ -254,19 +272,8 @@ pub struct TrainArgs {
     /// Hidden size H [100]
     #[arg(long, value_parser = positive_usize)]
     pub hidden: Option<usize>,
-    /// Output layer: full (a softmax over every word) or adaptive (a head over the most
-    /// frequent words and tail clusters; needs --cutoffs; not with --tie) [full; with --init:
-    /// the checkpoint's]
-    #[arg(long, value_enum)]
-    pub output: Option<OutputKind>,
-    /// With --output adaptive: where the head's shortlist and each tail cluster end, as word
-    /// ranks by training-corpus frequency, ascending and below the vocabulary size (2000,6000
-    /// for PTB)
-    #[arg(long, value_parser = parse_cutoffs)]
-    pub cutoffs: Option<Cutoffs>,
-    /// With --output adaptive: tail cluster k projects H to H / DIV^(k+1) values [4]
-    #[arg(long, value_name = "DIV", allow_negative_numbers = true, value_parser = positive_f32)]
-    pub div_value: Option<f32>,
+    #[command(flatten)]
+    pub softmax: OutputArgs,
     /// SGD learning rate [chapter: 0.1]
     #[arg(long, allow_negative_numbers = true, value_parser = positive_f32)]
     pub lr: Option<f32>,
@@ -482,16 +489,8 @@ pub struct BenchArgs {
     /// Dropout ratio of training (with --vocab) [0]
     #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = dropout_ratio, requires = "vocab")]
     pub dropout: Option<f32>,
-    /// Output layer: full or adaptive (needs --cutoffs) [the configuration's; full with --vocab]
-    #[arg(long, value_enum)]
-    pub output: Option<OutputKind>,
-    /// With --output adaptive: the cutoffs, ascending word ranks (the corpus's ids ranked by
-    /// frequency)
-    #[arg(long, value_parser = parse_cutoffs)]
-    pub cutoffs: Option<Cutoffs>,
-    /// With --output adaptive: tail cluster k projects H to H / DIV^(k+1) values [4]
-    #[arg(long, value_name = "DIV", allow_negative_numbers = true, value_parser = positive_f32)]
-    pub div_value: Option<f32>,
+    #[command(flatten)]
+    pub softmax: OutputArgs,
     /// Worker threads [default: one per core]
     #[arg(long, value_parser = positive_usize)]
     pub threads: Option<usize>,

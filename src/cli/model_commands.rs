@@ -246,10 +246,10 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             };
             let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
             let kind =
-                args.output.unwrap_or(if config.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
+                args.softmax.output.unwrap_or(if config.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
             let own = config.adaptive.filter(|_| kind == OutputKind::Adaptive);
-            let cutoffs = args.cutoffs.as_ref().map(|c| &c.0[..]).or(own.map(|(cutoffs, _)| cutoffs));
-            let div_value = args.div_value.or(own.map(|(_, div)| div));
+            let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]).or(own.map(|(cutoffs, _)| cutoffs));
+            let div_value = args.softmax.div_value.or(own.map(|(_, div)| div));
             let output = output_layer(kind, cutoffs, div_value, dims, config.tied)?;
             let arch = Arch { dims, cell: config.cell, layers: config.layers, tied: config.tied, output };
             (name.clone(), arch, config.window, ids, end)
@@ -261,9 +261,9 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             let window = Window { batch: args.batch.expect("required"), time: args.time.expect("required") };
             let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
             let (cell, layers) = (args.cell.unwrap_or(Cell::Tanh), args.layers.unwrap_or(1));
-            let cutoffs = args.cutoffs.as_ref().map(|c| &c.0[..]);
+            let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]);
             let output =
-                output_layer(args.output.unwrap_or(OutputKind::Full), cutoffs, args.div_value, dims, args.tie)?;
+                output_layer(args.softmax.output.unwrap_or(OutputKind::Full), cutoffs, args.softmax.div_value, dims, args.tie)?;
             let arch = Arch { dims, cell, layers, tied: args.tie, output };
             ("custom".to_owned(), arch, window, ids, None)
         }

@@ -170,7 +170,7 @@ pub fn settings(args: &TrainArgs) -> Settings {
     let is_ptb = args.corpus.text.is_none() && args.corpus.prepared.is_none();
     let p = preset_values(args.preset.unwrap_or(Preset::Chapter));
     let schedule = args.lr_schedule.or(args.lr_decay.map(|factor| Schedule::Plateau { factor })).unwrap_or(p.schedule);
-    let output = args.output.unwrap_or(if p.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
+    let output = args.softmax.output.unwrap_or(if p.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
     // The preset's cutoffs go with its adaptive softmax, not with a full one asked for by flag.
     let adaptive = p.adaptive.filter(|_| output == OutputKind::Adaptive);
     let keep_best = match (args.keep_best, args.no_keep_best) {
@@ -184,11 +184,11 @@ pub fn settings(args: &TrainArgs) -> Settings {
         hidden: args.hidden.unwrap_or(p.size),
         cell: args.cell.unwrap_or(p.cell),
         layers: args.layers.unwrap_or(p.layers),
-        tie: args.tie || (p.tie && args.output != Some(OutputKind::Adaptive)),
+        tie: args.tie || (p.tie && args.softmax.output != Some(OutputKind::Adaptive)),
         dropout: args.dropout.unwrap_or(p.dropout),
         output,
-        cutoffs: args.cutoffs.clone().map(|Cutoffs(c)| c).or(adaptive.map(|(c, _)| c.to_vec())),
-        div_value: args.div_value.or(adaptive.map(|(_, div)| div)),
+        cutoffs: args.softmax.cutoffs.clone().map(|Cutoffs(c)| c).or(adaptive.map(|(c, _)| c.to_vec())),
+        div_value: args.softmax.div_value.or(adaptive.map(|(_, div)| div)),
         options: TrainOptions {
             epochs: args.epochs.unwrap_or(p.epochs),
             max_iters: args.max_iters,

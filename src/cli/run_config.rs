@@ -2,7 +2,7 @@
 //! computes, resolved (preset, defaults and `--init` applied), so that `--resume` rebuilds the
 //! same run from the state file alone, and refuses flags that say otherwise.
 
-use super::{CorpusArgs, Cutoffs, OutputKind, TrainArgs};
+use super::{CorpusArgs, Cutoffs, OutputArgs, OutputKind, TrainArgs};
 use anyhow::{anyhow, bail};
 use clap::Parser;
 use rnnlm::train::Schedule;
@@ -89,9 +89,9 @@ fn flags(args: &TrainArgs) -> Vec<(&'static str, Option<String>)> {
         ("--dropout", args.dropout.map(|d| d.to_string())),
         ("--embed", args.embed.map(|n| n.to_string())),
         ("--hidden", args.hidden.map(|n| n.to_string())),
-        ("--output", args.output.map(|o| o.name().to_owned())),
-        ("--cutoffs", args.cutoffs.as_ref().map(Cutoffs::to_string)),
-        ("--div-value", args.div_value.map(|v| v.to_string())),
+        ("--output", args.softmax.output.map(|o| o.name().to_owned())),
+        ("--cutoffs", args.softmax.cutoffs.as_ref().map(Cutoffs::to_string)),
+        ("--div-value", args.softmax.div_value.map(|v| v.to_string())),
         ("--lr", args.lr.map(|v| v.to_string())),
         ("--clip", args.clip.map(|v| v.to_string())),
         (
@@ -185,9 +185,11 @@ pub fn resolved(args: &TrainArgs, s: &super::presets::Settings, arch: Arch, drop
         dropout: Some(dropout),
         embed: Some(arch.dims.embed),
         hidden: Some(arch.dims.hidden),
-        output: Some(if arch.adaptive().is_some() { OutputKind::Adaptive } else { OutputKind::Full }),
-        cutoffs: arch.adaptive().map(|shape| Cutoffs(shape.cutoffs().to_vec())),
-        div_value: arch.adaptive().map(|shape| shape.div_value()),
+        softmax: OutputArgs {
+            output: Some(if arch.adaptive().is_some() { OutputKind::Adaptive } else { OutputKind::Full }),
+            cutoffs: arch.adaptive().map(|shape| Cutoffs(shape.cutoffs().to_vec())),
+            div_value: arch.adaptive().map(|shape| shape.div_value()),
+        },
         lr: Some(s.options.lr),
         clip: s.options.clip,
         lr_decay: None,

@@ -132,7 +132,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
         }
         (None, Some(path)) => {
             let ckpt = checkpoint::load(path)?;
-            let output = args.output.map(|_| flag_arch.output);
+            let output = args.softmax.output.map(|_| flag_arch.output);
             check_init(&ckpt, dims, (args.cell, args.layers, args.tie, output), &vocab, corpus.level, path)?;
             let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
             (ckpt.model(s.window)?, ckpt.meta.epoch, dropout)

@@ -68,13 +68,48 @@ pub(super) fn new_output(arch: Arch, window: Window) -> Result<Box<dyn OutputHea
             let layout = if arch.tied { WeightLayout::ClassesByHidden } else { WeightLayout::HiddenByClasses };
             let layer = OutputLayer::with_layout(rows, arch.dims.hidden, arch.dims.vocab, layout).ok_or(unavailable)?;
             let (weights, bias) = (arch.range(arch.output_weights()), arch.range(Tensor::AffineB));
-            Box::new(FullSoftmax { layer, layout, weights, bias, packed: None, packed_current: false })
+            Box::new(FullSoftmax { layer, layout, weights, bias, packed: PackedCopy::new() })
         }
         Softmax::Adaptive(shape) => {
             let layer = AdaptiveOutput::new(rows, shape).ok_or(unavailable)?;
-            Box::new(AdaptiveSoftmax { layer, block: arch.output_range(), packed: None, packed_current: false })
+            Box::new(AdaptiveSoftmax { layer, block: arch.output_range(), packed: PackedCopy::new() })
         }
     })
+}
+
+/// The output weights packed once for many loss-only passes (scoring): made at the first, and
+/// packed again at the first after the parameters changed.
+#[derive(Clone)]
+struct PackedCopy<T> {
+    packed: Option<T>,
+    current: bool,
+}
+
+impl<T> PackedCopy<T> {
+    fn new() -> Self {
+        PackedCopy { packed: None, current: false }
+    }
+
+    /// The packed weights, made by `make` (`None`: they cannot be allocated) the first time and
+    /// refreshed by `pack` when the parameters changed since.
+    fn get(
+        &mut self,
+        vocab: usize,
+        make: impl FnOnce() -> Option<T>,
+        pack: impl FnOnce(&mut T),
+    ) -> Result<&T, ModelError> {
+        if self.packed.is_none() {
+            let why = "the packed output weights cannot be allocated";
+            self.packed = Some(make().ok_or(ModelError::InvalidSize { name: "vocabulary size", value: vocab, why })?);
+            self.current = false;
+        }
+        let packed = self.packed.as_mut().expect("made above");
+        if !self.current {
+            pack(packed);
+            self.current = true;
+        }
+        Ok(packed)
+    }
 }
 
 /// The affine layer and the softmax over every word.
@@ -85,9 +120,7 @@ struct FullSoftmax {
     /// `affine.W` (or, tied, `embed.W`) and `affine.b` in the parameter buffer.
     weights: Range<usize>,
     bias: Range<usize>,
-    /// The weights packed for loss-only passes, and whether they are the parameters' now.
-    packed: Option<PackedWeights>,
-    packed_current: bool,
+    packed: PackedCopy<PackedWeights>,
 }
 
 impl OutputHead for FullSoftmax {
@@ -108,22 +141,8 @@ impl OutputHead for FullSoftmax {
         row_loss: &mut [f32],
     ) -> Result<(), ModelError> {
         let (w, b) = (&params[self.weights.clone()], &params[self.bias.clone()]);
-        if !self.packed_current {
-            let (classes, hidden) = (self.bias.len(), w.len() / self.bias.len());
-            let packed = match &mut self.packed {
-                Some(packed) => packed,
-                None => self.packed.insert(PackedWeights::new(hidden, classes, self.layout).ok_or(
-                    ModelError::InvalidSize {
-                        name: "vocabulary size",
-                        value: classes,
-                        why: "the packed output weights cannot be allocated",
-                    },
-                )?),
-            };
-            packed.pack(w);
-            self.packed_current = true;
-        }
-        let packed = self.packed.as_ref().expect("packed above");
+        let (classes, hidden, layout) = (self.bias.len(), w.len() / self.bias.len(), self.layout);
+        let packed = self.packed.get(classes, || PackedWeights::new(hidden, classes, layout), |p| p.pack(w))?;
         self.layer.forward_loss_only(hs, packed, b, targets, row_loss);
         Ok(())
     }
@@ -164,7 +183,7 @@ impl OutputHead for FullSoftmax {
     }
 
     fn params_changed(&mut self) {
-        self.packed_current = false;
+        self.packed.current = false;
     }
 }
 
@@ -173,8 +192,7 @@ impl OutputHead for FullSoftmax {
 struct AdaptiveSoftmax {
     layer: AdaptiveOutput,
     block: Range<usize>,
-    packed: Option<AdaptivePacked>,
-    packed_current: bool,
+    packed: PackedCopy<AdaptivePacked>,
 }
 
 impl OutputHead for AdaptiveSoftmax {
@@ -194,20 +212,8 @@ impl OutputHead for AdaptiveSoftmax {
         row_loss: &mut [f32],
     ) -> Result<(), ModelError> {
         let block = &params[self.block.clone()];
-        if !self.packed_current {
-            let shape = *self.layer.shape();
-            let packed = match &mut self.packed {
-                Some(packed) => packed,
-                None => self.packed.insert(AdaptivePacked::new(shape).ok_or(ModelError::InvalidSize {
-                    name: "vocabulary size",
-                    value: shape.vocab(),
-                    why: "the packed output weights cannot be allocated",
-                })?),
-            };
-            packed.pack(block);
-            self.packed_current = true;
-        }
-        let packed = self.packed.as_ref().expect("packed above");
+        let shape = *self.layer.shape();
+        let packed = self.packed.get(shape.vocab(), || AdaptivePacked::new(shape), |p| p.pack(block))?;
         self.layer.forward_loss_only(hs, block, packed, targets, row_loss);
         Ok(())
     }
@@ -241,7 +247,7 @@ impl OutputHead for AdaptiveSoftmax {
     }
 
     fn params_changed(&mut self) {
-        self.packed_current = false;
+        self.packed.current = false;
     }
 }
 
