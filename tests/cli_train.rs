@@ -209,6 +209,21 @@ fn bench_reports_its_json_fields_and_the_speed_up_over_one_thread() {
         assert!(text.contains(needle), "{needle:?} missing from {text}");
     }
     assert!(!text.contains("1 thread:"), "no one-thread rounds without --scaling: {text}");
+
+    // An adaptive softmax counts the FLOPs its clusters do: fewer than the full layer's.
+    let adaptive: Vec<&str> = ["bench"]
+        .iter()
+        .chain(&sizes)
+        .chain(&rounds)
+        .copied()
+        .chain(["--output", "adaptive", "--cutoffs", "10,30", "--json"])
+        .collect();
+    let output = rnnlm(&adaptive, dir.path(), dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let adaptive: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!((adaptive["output"].as_str(), json["output"].as_str()), (Some("adaptive"), Some("full")));
+    let flops = |json: &serde_json::Value| json["flops_per_token"].as_f64().unwrap();
+    assert!(0.0 < flops(&adaptive) && flops(&adaptive) < flops(&json), "{adaptive} against {json}");
 }
 
 #[test]

@@ -245,8 +245,11 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 }
             };
             let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
-            let kind =
-                args.softmax.output.unwrap_or(if config.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
+            let kind = args.softmax.output.unwrap_or(if config.adaptive.is_some() {
+                OutputKind::Adaptive
+            } else {
+                OutputKind::Full
+            });
             let own = config.adaptive.filter(|_| kind == OutputKind::Adaptive);
             let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]).or(own.map(|(cutoffs, _)| cutoffs));
             let div_value = args.softmax.div_value.or(own.map(|(_, div)| div));
@@ -262,8 +265,13 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
             let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
             let (cell, layers) = (args.cell.unwrap_or(Cell::Tanh), args.layers.unwrap_or(1));
             let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]);
-            let output =
-                output_layer(args.softmax.output.unwrap_or(OutputKind::Full), cutoffs, args.softmax.div_value, dims, args.tie)?;
+            let output = output_layer(
+                args.softmax.output.unwrap_or(OutputKind::Full),
+                cutoffs,
+                args.softmax.div_value,
+                dims,
+                args.tie,
+            )?;
             let arch = Arch { dims, cell, layers, tied: args.tie, output };
             ("custom".to_owned(), arch, window, ids, None)
         }

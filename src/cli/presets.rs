@@ -170,7 +170,8 @@ pub fn settings(args: &TrainArgs) -> Settings {
     let is_ptb = args.corpus.text.is_none() && args.corpus.prepared.is_none();
     let p = preset_values(args.preset.unwrap_or(Preset::Chapter));
     let schedule = args.lr_schedule.or(args.lr_decay.map(|factor| Schedule::Plateau { factor })).unwrap_or(p.schedule);
-    let output = args.softmax.output.unwrap_or(if p.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
+    let output =
+        args.softmax.output.unwrap_or(if p.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
     // The preset's cutoffs go with its adaptive softmax, not with a full one asked for by flag.
     let adaptive = p.adaptive.filter(|_| output == OutputKind::Adaptive);
     let keep_best = match (args.keep_best, args.no_keep_best) {
