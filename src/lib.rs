@@ -1,5 +1,6 @@
 //! rnnlm: fast CPU training of recurrent-network language models (embedding, stacked tanh,
-//! LSTM or GRU layers, affine, softmax cross-entropy; truncated BPTT, SGD).
+//! LSTM or GRU layers, affine and softmax cross-entropy or an adaptive softmax; truncated BPTT,
+//! SGD).
 //!
 //! - [`kernels`]: the allocation-free f32 kernels, public for embedding in other tools;
 //! - [`model`]: `Rnnlm` (embedding, stacked tanh, LSTM or GRU layers, affine) on one flat parameter buffer and a preallocated workspace;

@@ -1,5 +1,6 @@
 //! The recurrent language model on flat buffers: Embedding -> a stack of recurrent layers
-//! (tanh, LSTM or GRU) -> Affine -> softmax cross-entropy.
+//! (tanh, LSTM or GRU) -> Affine -> softmax cross-entropy, or an adaptive softmax instead of the
+//! last two (the output layer is behind one interface, `output`).
 //!
 //! In the manner of llm.c: all parameters live in one `Vec<f32>` (the tensors of
 //! [`Arch::tensors`], back to back), the gradients in a second buffer of the same layout, and
@@ -14,92 +15,21 @@
 
 mod arch;
 mod dropout;
+mod error;
 mod layers;
 mod output;
 mod passes;
+mod ranking;
 
 pub use arch::{Arch, Cell, Dims, Softmax, Tensor, Window};
+pub use error::ModelError;
 
 use crate::kernels::{clip_factor, scale_inplace, sgd_update, sum_of_squares, AdaptiveTensor, IGNORE_TARGET};
 use crate::rng::Rng;
 use dropout::DropoutSites;
 use layers::{new_layer, Recurrence};
 use output::{new_output, OutputHead};
-use std::fmt;
 use std::time::Instant;
-
-/// What can go wrong when building or driving a model.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ModelError {
-    /// A size is zero or too large to allocate.
-    InvalidSize {
-        /// The size's name, such as `"vocab"`.
-        name: &'static str,
-        /// Its value.
-        value: usize,
-        /// Why it cannot be used.
-        why: &'static str,
-    },
-    /// A slice passed to the model has the wrong length.
-    WrongLength {
-        /// The slice, such as `"xs"`.
-        what: &'static str,
-        /// The length it must have.
-        expected: usize,
-        /// The length it has.
-        got: usize,
-    },
-    /// A token id is not in `0..vocab` (targets may also be `-1`).
-    TokenOutOfRange {
-        /// The slice holding it: `"xs"` or `"ts"`.
-        what: &'static str,
-        /// Its batch row.
-        row: usize,
-        /// Its time step.
-        step: usize,
-        /// The id.
-        id: i64,
-        /// The vocabulary size it must be below.
-        vocab: usize,
-    },
-    /// A hyper-parameter has a value that makes no sense.
-    InvalidHyperParameter {
-        /// The parameter, such as `"lr"`.
-        name: &'static str,
-        /// Its value.
-        value: f32,
-        /// Why it cannot be used.
-        why: &'static str,
-    },
-    /// `backward` was called before any `forward`.
-    BackwardBeforeForward,
-    /// Parts of the architecture that do not go together, or a ranking of the words that is
-    /// not one.
-    InvalidArchitecture {
-        /// What is wrong, in a sentence.
-        why: String,
-    },
-}
-
-impl fmt::Display for ModelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelError::InvalidSize { name, value, why } => write!(f, "invalid {name} {value}: {why}"),
-            ModelError::WrongLength { what, expected, got } => {
-                write!(f, "{what} has {got} elements, expected {expected}")
-            }
-            ModelError::TokenOutOfRange { what, row, step, id, vocab } => {
-                write!(f, "{what} id {id} at batch row {row}, time step {step} is outside the vocabulary 0..{vocab}")
-            }
-            ModelError::InvalidHyperParameter { name, value, why } => write!(f, "invalid {name} {value}: {why}"),
-            ModelError::BackwardBeforeForward => write!(f, "backward called before any forward pass"),
-            ModelError::InvalidArchitecture { why } => write!(f, "{why}"),
-        }
-    }
-}
-
-impl std::error::Error for ModelError {}
 
 /// A zero-filled buffer, or an error instead of an abort when the memory cannot be had.
 fn zeroed<T: Clone + Default>(name: &'static str, len: usize) -> Result<Vec<T>, ModelError> {
@@ -325,50 +255,6 @@ impl Rnnlm {
             word_order,
             word_rank,
         })
-    }
-
-    /// A model with this one's architecture, parameters and word ranking, and a workspace for
-    /// `window` (to score or generate with a model trained on another window shape).
-    pub fn with_window(&self, window: Window) -> Result<Rnnlm, ModelError> {
-        let mut model = Rnnlm::from_params(self.arch, window, &self.params)?;
-        model.word_order.clone_from(&self.word_order);
-        model.word_rank.clone_from(&self.word_rank);
-        Ok(model)
-    }
-
-    /// With an adaptive softmax, the word id of each rank (`order[rank]`, most frequent first):
-    /// which words the head's shortlist and each cluster hold. `None` with a full softmax.
-    pub fn word_order(&self) -> Option<&[u32]> {
-        self.arch.adaptive().map(|_| &self.word_order[..])
-    }
-
-    /// Sets the ranking of the words for an adaptive softmax: `order[rank]` is the id of the
-    /// word of that rank, a permutation of `0..V` (a new model ranks the ids as they are). An
-    /// error, changing nothing, with a full softmax or if `order` is not a permutation.
-    pub fn set_word_order(&mut self, order: &[u32]) -> Result<(), ModelError> {
-        let vocab = self.arch.dims.vocab;
-        if self.arch.adaptive().is_none() {
-            let why = "the model has a full softmax, which ranks no words".to_owned();
-            return Err(ModelError::InvalidArchitecture { why });
-        }
-        check_len("word order", vocab, order.len())?;
-        let mut rank = vec![u32::MAX; vocab];
-        for (r, &id) in order.iter().enumerate() {
-            match rank.get_mut(id as usize) {
-                Some(slot) if *slot == u32::MAX => *slot = r as u32,
-                Some(_) => {
-                    let why = format!("the word order is not a permutation of 0..{vocab}: id {id} appears twice");
-                    return Err(ModelError::InvalidArchitecture { why });
-                }
-                None => {
-                    let why = format!("the word order is not a permutation of 0..{vocab}: it holds id {id}");
-                    return Err(ModelError::InvalidArchitecture { why });
-                }
-            }
-        }
-        self.word_order.copy_from_slice(order);
-        self.word_rank = rank;
-        Ok(())
     }
 
     /// Trains with inverted dropout of ratio `p` (`0 <= p < 1`; 0 turns it off) on the word
