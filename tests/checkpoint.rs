@@ -390,7 +390,7 @@ fn adaptive_log_probs(ckpt: &checkpoint::Checkpoint, rows: usize) -> (Vec<f32>, 
     let (hidden, vocab) = (shape.hidden(), shape.vocab());
     let hs: Vec<f32> = (0..rows * hidden).map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.2).collect();
     let mut layer = rnnlm::kernels::AdaptiveOutput::new(rows, shape).unwrap();
-    layer.forward_log_probs(&hs, &ckpt.params[ckpt.arch.output_range()]);
+    layer.forward_log_probs(&hs, &ckpt.params[ckpt.arch.output_range()], None);
     let order = ckpt.meta.word_order.as_ref().unwrap();
     let mut by_rank = vec![0.0; vocab];
     let mut by_id = vec![0.0; rows * vocab];

@@ -33,8 +33,8 @@ pub(super) trait OutputHead: Send + Sync {
     ) -> Result<(), ModelError>;
 
     /// Every class's score over every row, for [`scores_row`](Self::scores_row) and
-    /// [`argmax_row`](Self::argmax_row).
-    fn forward_scores(&mut self, hs: &[f32], params: &[f32]);
+    /// [`argmax_row`](Self::argmax_row); errors only if packed weights cannot be allocated.
+    fn forward_scores(&mut self, hs: &[f32], params: &[f32]) -> Result<(), ModelError>;
 
     /// Row `row`'s scores of every class (`V` values in the layer's class order): logits
     /// whose softmax is the model's distribution (the adaptive layer gives log-probabilities).
@@ -57,6 +57,11 @@ pub(super) trait OutputHead: Send + Sync {
     /// The parameters may have changed: a packed copy must be made again.
     fn params_changed(&mut self);
 }
+
+/// Rows of a pass up to which the adaptive softmax reads every cluster's weights from a copy
+/// packed once, not packed again at every pass (one row is a generated token, whose time was
+/// mostly the packing).
+const FEW_ROWS: usize = 16;
 
 /// The output layer `arch` names, with buffers for `window`.
 pub(super) fn new_output(arch: Arch, window: Window) -> Result<Box<dyn OutputHead>, ModelError> {
@@ -147,8 +152,9 @@ impl OutputHead for FullSoftmax {
         Ok(())
     }
 
-    fn forward_scores(&mut self, hs: &[f32], params: &[f32]) {
+    fn forward_scores(&mut self, hs: &[f32], params: &[f32]) -> Result<(), ModelError> {
         self.layer.forward_logits(hs, &params[self.weights.clone()], &params[self.bias.clone()]);
+        Ok(())
     }
 
     fn scores_row(&mut self, row: usize, out: &mut [f32]) {
@@ -218,8 +224,17 @@ impl OutputHead for AdaptiveSoftmax {
         Ok(())
     }
 
-    fn forward_scores(&mut self, hs: &[f32], params: &[f32]) {
-        self.layer.forward_log_probs(hs, &params[self.block.clone()]);
+    fn forward_scores(&mut self, hs: &[f32], params: &[f32]) -> Result<(), ModelError> {
+        // Few rows (generating text): the weights packed once, not at every call.
+        let block = &params[self.block.clone()];
+        let packed = if self.layer.rows() <= FEW_ROWS {
+            let shape = *self.layer.shape();
+            Some(self.packed.get(shape.vocab(), || AdaptivePacked::new(shape), |p| p.pack(block))?)
+        } else {
+            None
+        };
+        self.layer.forward_log_probs(hs, block, packed);
+        Ok(())
     }
 
     fn scores_row(&mut self, row: usize, out: &mut [f32]) {

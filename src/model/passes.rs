@@ -43,7 +43,7 @@ impl Rnnlm {
         let start = self.clock();
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
-        ws.output.forward_scores(hs, &self.params);
+        ws.output.forward_scores(hs, &self.params)?;
         self.add_time(start, |times| &mut times.affine);
         Ok(())
     }

@@ -324,15 +324,23 @@ impl AdaptiveOutput {
 
     /// Every class's score over every row, for [`log_probs_row`](Self::log_probs_row) and
     /// [`argmax_row`](Self::argmax_row): the head's logits and every cluster's, each cluster
-    /// over all rows. `hs` is `rows x H`, `params` the layer's flat block. Panics, before
-    /// writing anything, if a length does not match.
-    pub fn forward_log_probs(&mut self, hs: &[f32], params: &[f32]) {
+    /// over all rows; with `packed` (which must hold `params`' weights), the weights are read
+    /// from there instead of being packed again (the same results, bit for bit). `hs` is
+    /// `rows x H`, `params` the layer's flat block. Panics, before writing anything, if a
+    /// length does not match.
+    pub fn forward_log_probs(&mut self, hs: &[f32], params: &[f32], packed: Option<&AdaptivePacked>) {
         const KERNEL: &str = "AdaptiveOutput::forward_log_probs";
         let shape = self.shape;
         check_len(KERNEL, "hs", hs.len(), "rows x hidden", &[self.rows, shape.hidden()]);
         check_params(KERNEL, "params", &shape, params.len());
+        if let Some(packed) = packed {
+            assert!(packed.shape == shape, "{KERNEL}: the weights were packed for another shape");
+        }
         let head_bias = head_bias(&shape, params, &self.head_zero_bias);
-        self.head.forward_logits(hs, &params[shape.range(AdaptiveTensor::HeadWeight)], head_bias);
+        match packed {
+            Some(packed) => self.head.forward_logits_packed(hs, &packed.head, head_bias),
+            None => self.head.forward_logits(hs, &params[shape.range(AdaptiveTensor::HeadWeight)], head_bias),
+        }
         for (k, cluster) in self.clusters.iter_mut().enumerate() {
             let width = shape.projection(k);
             let projected = &mut cluster.projected[..self.rows * width];
@@ -354,8 +362,15 @@ impl AdaptiveOutput {
                 width,
             );
             cluster.softmax.set_rows(self.rows);
-            let o = &params[shape.range(AdaptiveTensor::ClusterWeight(k))];
-            cluster.softmax.forward_logits(projected, o, &cluster.zero_bias);
+            match packed {
+                Some(packed) => {
+                    cluster.softmax.forward_logits_packed(projected, &packed.clusters[k], &cluster.zero_bias)
+                }
+                None => {
+                    let o = &params[shape.range(AdaptiveTensor::ClusterWeight(k))];
+                    cluster.softmax.forward_logits(projected, o, &cluster.zero_bias);
+                }
+            }
             cluster.count = 0;
         }
         self.contents = Contents::LogProbs;

@@ -122,7 +122,7 @@ fn log_probabilities_are_exact_and_sum_to_one() {
     for index in 0..CASES.len() {
         let Case { shape, rows, hs, params, .. } = case(index, false);
         let mut layer = AdaptiveOutput::new(rows, shape).unwrap();
-        layer.forward_log_probs(&hs, &params);
+        layer.forward_log_probs(&hs, &params, None);
         let reference = AdaptiveSoftmax::new(shape, to_f64(&params));
         let mut row = vec![0.0; shape.vocab()];
         for r in 0..rows {
@@ -137,6 +137,19 @@ fn log_probabilities_are_exact_and_sum_to_one() {
             let argmax = layer.argmax_row(r) as usize;
             assert!(row[argmax] >= row[best] - 1e-6, "case {index} row {r}: argmax {argmax}, best {best}");
         }
+        // From weights packed in advance: the same bits.
+        let every_row = |layer: &mut AdaptiveOutput| {
+            let mut all = vec![0.0; rows * shape.vocab()];
+            for (r, out) in all.chunks_mut(shape.vocab()).enumerate() {
+                layer.log_probs_row(r, out);
+            }
+            all
+        };
+        let unpacked = every_row(&mut layer);
+        let mut packed = AdaptivePacked::new(shape).unwrap();
+        packed.pack(&params);
+        layer.forward_log_probs(&hs, &params, Some(&packed));
+        assert_eq!(every_row(&mut layer), unpacked, "case {index}: packed weights");
     }
 }
 
@@ -170,7 +183,7 @@ fn a_reused_layer_gives_the_same_results_as_a_fresh_one() {
     let other: Vec<i32> = targets.iter().rev().map(|&t| if t == IGNORE_TARGET { 5 } else { t }).collect();
     let first = run(&mut layer, &targets);
     run(&mut layer, &other);
-    layer.forward_log_probs(&hs, &params);
+    layer.forward_log_probs(&hs, &params, None);
     let fresh = run(&mut AdaptiveOutput::new(rows, shape).unwrap(), &targets);
     assert_eq!(run(&mut layer, &targets), first);
     assert_eq!(fresh, first);

@@ -294,6 +294,30 @@ impl OutputLayer {
         self.contents = Contents::Logits;
     }
 
+    /// [`forward_logits`](Self::forward_logits) with `W` packed in advance ([`PackedWeights`]),
+    /// the same logits bit for bit: for few rows at a time (generating text), where packing
+    /// `W` again at every call would be most of the work. `w` must have been made for this
+    /// layer's `hidden`, `classes` and layout.
+    pub fn forward_logits_packed(&mut self, hs: &[f32], w: &PackedWeights, bias: &[f32]) {
+        const KERNEL: &str = "OutputLayer::forward_logits_packed";
+        self.check_packed(KERNEL, w);
+        check_len(KERNEL, "hs", hs.len(), "rows x hidden", &[self.rows, self.hidden]);
+        check_len(KERNEL, "bias", bias.len(), "classes", &[self.classes]);
+        self.forward_panels(hs, Weights::Packed(w), bias, ForwardPass::Logits);
+        self.contents = Contents::Logits;
+    }
+
+    /// Panics unless `w` was packed for this layer's `hidden`, `classes` and layout.
+    #[track_caller]
+    fn check_packed(&self, kernel: &str, w: &PackedWeights) {
+        let ours = (self.hidden, self.classes, self.layout);
+        assert!(
+            w.shape() == ours,
+            "{kernel}: w was packed for (hidden, classes, layout) {:?}, the layer has {ours:?}",
+            w.shape()
+        );
+    }
+
     /// Forward pass with the loss: `row_loss[r] = logsumexp(z_r) - z_r[targets[r]]`, computed
     /// stably (no logarithm of a probability is taken), and 0 for rows whose target is
     /// [`IGNORE_TARGET`]. The mean loss is `sum(row_loss) * inv_n`, where the caller passes
@@ -332,12 +356,7 @@ impl OutputLayer {
         row_loss: &mut [f32],
     ) {
         const KERNEL: &str = "OutputLayer::forward_loss_only";
-        let ours = (self.hidden, self.classes, self.layout);
-        assert!(
-            w.shape() == ours,
-            "{KERNEL}: w was packed for (hidden, classes, layout) {:?}, the layer has {ours:?}",
-            w.shape()
-        );
+        self.check_packed(KERNEL, w);
         check_len(KERNEL, "hs", hs.len(), "rows x hidden", &[self.rows, self.hidden]);
         check_len(KERNEL, "bias", bias.len(), "classes", &[self.classes]);
         check_len(KERNEL, "targets", targets.len(), "rows", &[self.rows]);
