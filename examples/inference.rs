@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // A model of one row and one step: each call consumes one token and carries the state on.
-    let mut model = Rnnlm::from_params(loaded.arch, Window { batch: 1, time: 1 }, &loaded.params)?;
+    let mut model = loaded.model(Window { batch: 1, time: 1 })?;
     let mut logits = vec![0.0f32; dims.vocab];
     let mut token = 0u32;
     let mut latencies = Vec::new();
