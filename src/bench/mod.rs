@@ -7,7 +7,7 @@
 //! `h * Wh`; backward: `da * Wh^T`, `h_prev^T * da`, `x^T * da`, `da * Wx^T`). With an
 //! adaptive softmax the output layer's share is what it really computes: the head's three
 //! GEMMs over every row, and three for the projection and three for the softmax of each
-//! cluster over the rows whose target it holds ([`AdaptiveShape::training_flops`]), counted
+//! cluster over the rows whose target it holds ([`AdaptiveShape::training_flops`](crate::kernels::AdaptiveShape::training_flops)), counted
 //! window by window. The ceiling runs exactly those GEMMs, with the same shapes (a cluster's
 //! rows: their mean over the measured windows) and the same GEMM code, and nothing else: the
 //! speed a step would have if everything that is not a GEMM were free. Measuring both in the
