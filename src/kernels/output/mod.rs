@@ -23,13 +23,16 @@
 //! taken one at a time by whichever thread is free, so that the threads finish together.
 
 use super::embedding::sum_columns;
-use super::gemm::{gemm, gemm_packed_a, gemm_packed_both_into, PackedA, Transpose, PARALLEL_MIN_WORK};
+use super::gemm::{gemm, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::out_matrix::{Axis, OutMatrix};
-use super::simd::{exp, lane_max, lane_sum, map_inplace, simd, zip_map_inplace, Simd, MAX_LANES};
+use super::simd::{map_inplace, simd, Simd};
 use super::{check_len, check_targets, filled, lazy_zeros};
+mod forward;
 mod tasks;
 mod weights;
+
+use forward::{ForwardPass, PanelForward, Weights};
 
 use rayon::prelude::*;
 use std::sync::atomic::AtomicUsize;
@@ -92,81 +95,6 @@ enum Contents {
     Exponentials,
     /// The gradient `dz` of the last backward pass.
     Gradient,
-}
-
-/// What a forward pass leaves in the panels.
-#[derive(Clone, Copy)]
-enum ForwardPass<'a> {
-    /// `z = hs * W + b`.
-    Logits,
-    /// `exp(z - panel max)` and each row's statistics for these targets, for the loss and the
-    /// backward pass.
-    Exponentials(&'a [i32]),
-    /// Only each row's statistics for these targets (the panels keep `hs * W`, without the
-    /// bias): what the loss alone needs.
-    Statistics(&'a [i32]),
-}
-
-/// The weights a forward pass reads.
-#[derive(Clone, Copy)]
-enum Weights<'a> {
-    /// `W` as stored, each panel packed by its GEMM.
-    Stored(&'a [f32], WeightLayout),
-    /// Packed in advance.
-    Packed(&'a PackedWeights),
-}
-
-/// What every panel of one forward pass reads.
-struct PanelForward<'a> {
-    packed_hs: &'a PackedA,
-    weights: Weights<'a>,
-    bias: &'a [f32],
-    hidden: usize,
-    classes: usize,
-    pass: ForwardPass<'a>,
-}
-
-impl PanelForward<'_> {
-    /// Panel `index`: `hs * W[:, panel]` into the start of `room` (`rows x width`), then what
-    /// the pass asks, with the panel's statistics into `stats` (`rows`).
-    fn panel(&self, index: usize, room: &mut [f32], stats: &mut [PanelRow]) {
-        let (hidden, classes, rows) = (self.hidden, self.classes, stats.len());
-        let j0 = index * PANEL_COLS;
-        let width = PANEL_COLS.min(classes - j0);
-        let panel = &mut room[..rows * width];
-        match self.weights {
-            Weights::Stored(w, layout) => {
-                let (w_panel, ldw, w_trans) = layout.panel(w, j0, (hidden, classes));
-                gemm_packed_a(width, 1.0, self.packed_hs, w_panel, ldw, w_trans, 0.0, panel, width);
-            }
-            Weights::Packed(packed) => {
-                let mut c = OutMatrix::new("OutputLayer::forward_loss_only", panel, rows, width, width);
-                gemm_packed_both_into(1.0, self.packed_hs, packed.panel(index), 0.0, &mut c);
-            }
-        }
-        let bias = &self.bias[j0..j0 + width];
-        let pass = self.pass;
-        simd!(V => {
-            for (r, (row, stat)) in panel.chunks_exact_mut(width).zip(stats.iter_mut()).enumerate() {
-                let target_in_panel = |targets: &[i32]| {
-                    let target = targets[r] as i64 - j0 as i64;
-                    (0..width as i64).contains(&target).then_some(target as usize)
-                };
-                match pass {
-                    ForwardPass::Statistics(targets) if targets[r] == IGNORE_TARGET => {
-                        *stat = PanelRow::default();
-                    }
-                    ForwardPass::Statistics(targets) => {
-                        *stat = row_statistics::<V, false>(row, bias, target_in_panel(targets));
-                    }
-                    ForwardPass::Exponentials(targets) => {
-                        *stat = row_statistics::<V, true>(row, bias, target_in_panel(targets));
-                    }
-                    ForwardPass::Logits => zip_map_inplace::<V>(row, bias, #[inline(always)] |z, b| z + b),
-                }
-            }
-        })
-    }
 }
 
 /// What [`OutputLayer::backward`] does with the weight gradients. `w` and `dw` are stored in the
@@ -661,46 +589,6 @@ impl OutputLayer {
         self.rows * self.hidden * self.classes >= PARALLEL_MIN_WORK
             || self.hidden * self.classes >= PARALLEL_MIN_WEIGHTS
     }
-}
-
-/// The statistics of a panel row of logits `z = row + bias` (max, `sum of exp(z - max)`, the
-/// target's `z`), the bias added on the fly; with `KEEP`, the row is replaced by
-/// `exp(z - max)` for the backward pass, else nothing is stored (the loss alone). Either way
-/// the sums are the same, in the same order, so the loss has the same bits.
-#[inline(always)]
-fn row_statistics<V: Simd, const KEEP: bool>(row: &mut [f32], bias: &[f32], target: Option<usize>) -> PanelRow {
-    let whole = row.len() / V::LANES * V::LANES;
-    let biased = |row: &[f32], i: usize| V::load(&row[i..]) + V::load(&bias[i..]);
-    let mut max_lanes = V::splat(f32::NEG_INFINITY);
-    for i in (0..whole).step_by(V::LANES) {
-        max_lanes = max_lanes.max(biased(row, i));
-    }
-    let max = (whole..row.len()).fold(lane_max(max_lanes), |m, i| m.max(row[i] + bias[i]));
-    let target_logit = target.map_or(0.0, |t| row[t] + bias[t]);
-    let shift = V::splat(max);
-    let mut sum_lanes = V::zero();
-    for i in (0..whole).step_by(V::LANES) {
-        let e = exp(biased(row, i) - shift);
-        if KEEP {
-            e.store(&mut row[i..]);
-        }
-        sum_lanes += e;
-    }
-    let mut sum = lane_sum(sum_lanes);
-    let tail = &mut row[whole..];
-    if !tail.is_empty() {
-        let mut lanes = [max; MAX_LANES];
-        for ((lane, &z), &b) in lanes.iter_mut().zip(tail.iter()).zip(&bias[whole..]) {
-            *lane = z + b;
-        }
-        let e = exp(V::load(&lanes) - shift).to_array();
-        let e = &e.as_ref()[..tail.len()];
-        if KEEP {
-            tail.copy_from_slice(e);
-        }
-        sum += e.iter().sum::<f32>();
-    }
-    PanelRow { max, sum, target: target.map_or(NO_TARGET, |t| t as u32), target_logit }
 }
 
 #[cfg(test)]
