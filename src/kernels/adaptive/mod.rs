@@ -75,7 +75,6 @@ pub struct AdaptiveOutput {
     head: OutputLayer,
     /// Each row's head column (its rank, or its cluster's column).
     head_targets: Vec<i32>,
-    head_loss: Vec<f32>,
     /// A zero bias and room for its gradient, when the head has no bias.
     head_zero_bias: Vec<f32>,
     head_bias_grad: Vec<f32>,
@@ -164,7 +163,6 @@ impl AdaptiveOutput {
             rows,
             head: OutputLayer::with_layout(rows, hidden, head_classes, layout)?,
             head_targets: filled(Some(rows), 0)?,
-            head_loss: filled(Some(rows), 0.0)?,
             head_zero_bias: filled(Some(bias_room), 0.0)?,
             head_bias_grad: filled(Some(bias_room), 0.0)?,
             clusters,
@@ -250,13 +248,12 @@ impl AdaptiveOutput {
         match weights {
             Weights::Stored => {
                 let w = &params[shape.range(AdaptiveTensor::HeadWeight)];
-                self.head.forward(hs, w, head_bias, &self.head_targets, inv_n, &mut self.head_loss);
+                self.head.forward(hs, w, head_bias, &self.head_targets, inv_n, row_loss);
             }
             Weights::Packed(packed) => {
-                self.head.forward_loss_only(hs, &packed.head, head_bias, &self.head_targets, &mut self.head_loss)
+                self.head.forward_loss_only(hs, &packed.head, head_bias, &self.head_targets, row_loss)
             }
         }
-        row_loss.copy_from_slice(&self.head_loss);
         for (k, cluster) in self.clusters.iter_mut().enumerate() {
             if cluster.gather(&shape, k, hs, targets) == 0 {
                 continue;
