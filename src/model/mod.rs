@@ -17,6 +17,7 @@ mod arch;
 mod dropout;
 mod error;
 mod layers;
+mod open_grads;
 mod output;
 mod passes;
 mod ranking;
@@ -28,6 +29,7 @@ use crate::kernels::{clip_factor, scale_inplace, sgd_update, sum_of_squares, Ada
 use crate::rng::Rng;
 use dropout::DropoutSites;
 use layers::{new_layer, Recurrence};
+use open_grads::OpenGradients;
 use output::{new_output, OutputHead};
 use std::time::Instant;
 
@@ -97,6 +99,45 @@ impl Clone for Workspace {
     }
 }
 
+impl Workspace {
+    /// Every buffer of a `window` of `arch`, zeroed.
+    fn new(arch: Arch, window: Window) -> Result<Self, ModelError> {
+        let Dims { vocab: v, embed: d, hidden: h } = arch.dims;
+        let n = window.tokens();
+        let rows_of = |width: usize| {
+            n.checked_mul(width).ok_or(ModelError::InvalidSize {
+                name: "window",
+                value: n,
+                why: "the buffers it needs overflow the address space",
+            })
+        };
+        Ok(Workspace {
+            ids: zeroed("window", n)?,
+            targets: zeroed("window", n)?,
+            x: zeroed("window", rows_of(d)?)?,
+            layers: (0..arch.layers).map(|_| new_layer(arch.cell, h, window)).collect::<Result<_, _>>()?,
+            output: new_output(arch, window)?,
+            class_scores: zeroed("vocabulary", if arch.adaptive().is_some() { v } else { 0 })?,
+            row_loss: zeroed("window", n)?,
+            dx: zeroed("window", rows_of(d)?)?,
+            touched: Vec::with_capacity(n.min(v)),
+            touched_mark: zeroed("vocabulary", v)?,
+            dropped: false,
+        })
+    }
+}
+
+/// The length of the state carried between windows of `window`: per layer, `B x H` per state
+/// block.
+fn state_len(arch: Arch, window: Window) -> Result<usize, ModelError> {
+    let blocks = arch.layers * arch.cell.state_blocks();
+    blocks.checked_mul(window.batch).and_then(|len| len.checked_mul(arch.dims.hidden)).ok_or(ModelError::InvalidSize {
+        name: "batch size",
+        value: window.batch,
+        why: "the state it needs overflows the address space",
+    })
+}
+
 /// Seconds spent in each part of the model since the phase clocks were started
 /// ([`set_phase_timing`](Rnnlm::set_phase_timing)): what `rnnlm bench` reports as the split
 /// between the recurrent part and the output layer.
@@ -136,6 +177,9 @@ pub struct Rnnlm {
     /// inverse (empty with a full softmax, whose classes are the ids).
     word_order: Vec<u32>,
     word_rank: Vec<u32>,
+    /// Set while code outside the crate reads and writes the gradients
+    /// ([`set_open_gradients`](Self::set_open_gradients)).
+    open_grads: Option<OpenGradients>,
 }
 
 impl Rnnlm {
@@ -181,22 +225,13 @@ impl Rnnlm {
     }
 
     fn zeroed(arch: Arch, window: Window) -> Result<Self, ModelError> {
-        let sizes = [
+        check_sizes(&[
             ("vocabulary size", arch.dims.vocab),
             ("embedding size", arch.dims.embed),
             ("hidden size", arch.dims.hidden),
             ("layer count", arch.layers),
-            ("batch size", window.batch),
-            ("time steps", window.time),
-        ];
-        for (name, value) in sizes {
-            if value == 0 {
-                return Err(ModelError::InvalidSize { name, value, why: "must be at least 1" });
-            }
-            if value > u32::MAX as usize {
-                return Err(ModelError::InvalidSize { name, value, why: "must be below 2^32" });
-            }
-        }
+        ])?;
+        check_window(window)?;
         let too_big =
             |name| ModelError::InvalidSize { name, value: 0, why: "the buffers it needs overflow the address space" };
         let Dims { vocab: v, embed: d, hidden: h } = arch.dims;
@@ -224,23 +259,9 @@ impl Rnnlm {
                 return Err(ModelError::InvalidArchitecture { why });
             }
         }
-        let n = window.batch.checked_mul(window.time).ok_or(too_big("window"))?;
         let param_count = arch.param_count().ok_or(too_big("model"))?;
-        let big = |a: usize, b: usize| a.checked_mul(b).ok_or(too_big("window"));
-        let state_len = big(big(arch.layers, arch.cell.state_blocks())?, big(window.batch, h)?)?;
-        let ws = Workspace {
-            ids: zeroed("window", n)?,
-            targets: zeroed("window", n)?,
-            x: zeroed("window", big(n, d)?)?,
-            layers: (0..arch.layers).map(|_| new_layer(arch.cell, h, window)).collect::<Result<_, _>>()?,
-            output: new_output(arch, window)?,
-            class_scores: zeroed("vocabulary", if arch.adaptive().is_some() { v } else { 0 })?,
-            row_loss: zeroed("window", n)?,
-            dx: zeroed("window", big(n, d)?)?,
-            touched: Vec::with_capacity(n.min(v)),
-            touched_mark: zeroed("vocabulary", v)?,
-            dropped: false,
-        };
+        let ws = Workspace::new(arch, window)?;
+        let state = zeroed("window", state_len(arch, window)?)?;
         let identity = || (0..v as u32).collect::<Vec<u32>>();
         let (word_order, word_rank) =
             if arch.adaptive().is_some() { (identity(), identity()) } else { (Vec::new(), Vec::new()) };
@@ -249,7 +270,7 @@ impl Rnnlm {
             window,
             params: zeroed("model", param_count)?,
             grads: lazily_zeroed("model", param_count)?,
-            state: zeroed("window", state_len)?,
+            state,
             dropout: None,
             training_windows: 0,
             last_grad_norm: None,
@@ -257,6 +278,7 @@ impl Rnnlm {
             times: None,
             word_order,
             word_rank,
+            open_grads: None,
         })
     }
 
@@ -540,19 +562,25 @@ impl Rnnlm {
     /// Calls `f(params, grads)` on every part of the buffers whose gradient may be non-zero:
     /// the dense tensors after `embed.W` (every recurrent layer, then the output layer unless
     /// `with_output_layer` is false), then each embedding row the last window touched. With
-    /// tied weights `embed.W` is dense too (the output layer's gradient reaches every row).
+    /// tied weights `embed.W` is dense too (the output layer's gradient reaches every row), and
+    /// so is it with open gradients; open and tied, the embedding's own gradient comes last.
     fn for_each_live_grad(&mut self, with_output_layer: bool, mut f: impl FnMut(&mut [f32], &mut [f32])) {
         let d = self.arch.dims.embed;
-        let dense_start = if self.arch.tied { 0 } else { self.arch.range(Tensor::Wx(0)).start };
+        let embed_dense = self.arch.tied || self.open_grads.is_some();
+        let dense_start = if embed_dense { 0 } else { self.arch.range(Tensor::Wx(0)).start };
         let dense_end = if with_output_layer { self.params.len() } else { self.arch.output_range().start };
         let (embed_params, dense_params) = self.params[..dense_end].split_at_mut(dense_start);
         let (embed_grads, dense_grads) = self.grads[..dense_end].split_at_mut(dense_start);
         f(dense_params, dense_grads);
-        if !self.arch.tied {
+        if !embed_dense {
             for &id in &self.ws.touched {
                 let rows = id as usize * d..(id as usize + 1) * d;
                 f(&mut embed_params[rows.clone()], &mut embed_grads[rows]);
             }
+        }
+        if let Some(open) = self.open_grads.as_mut().filter(|open| !open.embedding_apart.is_empty()) {
+            let embed = self.arch.range(Tensor::EmbedW);
+            f(&mut self.params[embed], &mut open.embedding_apart);
         }
     }
 
@@ -593,6 +621,29 @@ impl Rnnlm {
         }
         Ok(())
     }
+}
+
+/// Each size at least 1 and below 2^32, or an error naming it.
+fn check_sizes(sizes: &[(&'static str, usize)]) -> Result<(), ModelError> {
+    for &(name, value) in sizes {
+        if value == 0 {
+            return Err(ModelError::InvalidSize { name, value, why: "must be at least 1" });
+        }
+        if value > u32::MAX as usize {
+            return Err(ModelError::InvalidSize { name, value, why: "must be below 2^32" });
+        }
+    }
+    Ok(())
+}
+
+/// A window's sizes, and its token count within the address space.
+fn check_window(window: Window) -> Result<(), ModelError> {
+    check_sizes(&[("batch size", window.batch), ("time steps", window.time)])?;
+    window.batch.checked_mul(window.time).map(|_| ()).ok_or(ModelError::InvalidSize {
+        name: "window",
+        value: window.batch,
+        why: "its batch x time tokens overflow the address space",
+    })
 }
 
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), ModelError> {

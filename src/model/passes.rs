@@ -178,11 +178,19 @@ impl Rnnlm {
     /// The embedding gradient from `dx`: only rows of the embedding gradient that a window
     /// touches are ever non-zero, so the last window's are cleared and this one's scattered.
     /// With tied weights the output layer has just written the whole gradient: this one's are
-    /// added to it.
+    /// added to it. Open gradients ([`Rnnlm::set_open_gradients`]) are written whole, the
+    /// tied embedding's apart from the output layer's.
     fn embedding_backward(&mut self) {
         let Dims { vocab, embed: d, .. } = self.arch.dims;
         let g_embed = &mut self.grads[self.arch.range(Tensor::EmbedW)];
         let Workspace { ids, dx, touched, touched_mark, .. } = &mut self.ws;
+        if let Some(open) = &mut self.open_grads {
+            // Open gradients may have been written anywhere: overwritten whole.
+            let own = if self.arch.tied { &mut open.embedding_apart[..] } else { g_embed };
+            own.fill(0.0);
+            embedding_scatter_add(vocab, d, dx, ids, own);
+            return;
+        }
         if self.arch.tied {
             embedding_scatter_add(vocab, d, dx, ids, g_embed);
             return;
