@@ -8,91 +8,43 @@
 use super::{ScoreArgs, SCORE_TIME, STREAM_TIME};
 use anyhow::{anyhow, bail, Context};
 use rnnlm::checkpoint::{self, Meta};
-use rnnlm::corpus::{Level, Tokenizer, Vocab, EOS, UNK};
-use rnnlm::score::{SentenceScorer, StreamScorer};
+use rnnlm::corpus::{Level, Tokenizer, Vocab, UNK};
+use rnnlm::score::{log10_prob, SentenceReader, SentenceScorer, StreamScorer};
 use rnnlm::Window;
 use std::io::{BufRead, BufWriter, Write};
-use std::ops::{ControlFlow, Range};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// Lines scored together: enough to fill many batches, few enough to print results as a long
 /// input streams in.
 const BLOCK_LINES: usize = 16_384;
 
-/// `log10(p) = -loss / ln(10)` for a natural-log loss.
-fn log10_prob(loss: f64) -> f64 {
-    -loss / std::f64::consts::LN_10
-}
-
-/// How the model and its vocabulary read a line.
-struct Reader<'a> {
-    tokenizer: Tokenizer,
+/// How the model of checkpoint `path` (`classes` classes) reads text: at its own level, which
+/// `asked` (`--level`) must match if given, ending sentences with its end-of-line token, which
+/// the vocabulary must hold.
+fn reader<'a>(
+    path: &str,
+    meta: &Meta,
     vocab: &'a Vocab,
-    /// The model's vocabulary size (a checkpoint's vocabulary may list more tokens).
     classes: usize,
-    /// The end-of-sentence token: `<eos>`, or `\n` at character level.
-    end: u32,
-    unk: Option<u32>,
+    asked: Option<Level>,
+) -> anyhow::Result<SentenceReader<'a>> {
+    let level = meta.level.unwrap_or(Level::Word);
+    if let Some(asked) = asked.filter(|&asked| asked != level) {
+        bail!("{path} is a {level}-level model; --level {asked} does not match (leave --level out to read the text at the model's level)");
+    }
+    let tokenizer = Tokenizer { level, lowercase: meta.lowercase };
+    SentenceReader::new(tokenizer, vocab, classes).ok_or_else(|| {
+        let end_token = SentenceReader::end_token(level);
+        anyhow!(
+            "{path}'s vocabulary has no end-of-line token {end_token:?}, which scoring starts and ends sentences with"
+        )
+    })
 }
 
-impl<'a> Reader<'a> {
-    /// How the model of checkpoint `path` (`classes` classes) reads text: at its own level,
-    /// which `asked` (`--level`) must match if given, ending sentences with its end-of-line
-    /// token, which the vocabulary must hold.
-    fn new(path: &str, meta: &Meta, vocab: &'a Vocab, classes: usize, asked: Option<Level>) -> anyhow::Result<Self> {
-        let level = meta.level.unwrap_or(Level::Word);
-        if let Some(asked) = asked.filter(|&asked| asked != level) {
-            bail!("{path} is a {level}-level model; --level {asked} does not match (leave --level out to read the text at the model's level)");
-        }
-        let end_token = match level {
-            Level::Word => EOS,
-            Level::Char => "\n",
-        };
-        let tokenizer = Tokenizer { level, lowercase: meta.lowercase };
-        let mut reader = Reader { tokenizer, vocab, classes, end: 0, unk: None };
-        reader.end = reader.id(end_token).ok_or_else(|| {
-            anyhow!("{path}'s vocabulary has no end-of-line token {end_token:?}, which scoring starts and ends sentences with")
-        })?;
-        reader.unk = reader.id(UNK);
-        Ok(reader)
-    }
-
-    fn id(&self, token: &str) -> Option<u32> {
-        self.vocab.id(token).filter(|&id| (id as usize) < self.classes)
-    }
-
-    /// Appends the ids of `text` and the end token to `ids` and returns where they are; counts
-    /// the tokens mapped to `<unk>`. If a token is unknown and there is no `<unk>`, leaves `ids`
-    /// and `unknown` as they were and returns the number of tokens the line has (end included).
-    fn tokenize(&self, text: &str, ids: &mut Vec<u32>, unknown: &mut usize) -> Result<Range<usize>, usize> {
-        let (before, unknown_before) = (ids.len(), *unknown);
-        // The end token, then every token of the text, known or not.
-        let (mut count, mut missing) = (1, false);
-        let _ = self.tokenizer.for_each_token(text, |token, _| {
-            count += 1;
-            match (self.id(token), self.unk) {
-                (Some(id), _) => ids.push(id),
-                (None, Some(unk)) => {
-                    ids.push(unk);
-                    *unknown += 1;
-                }
-                (None, None) => missing = true,
-            }
-            ControlFlow::<()>::Continue(())
-        });
-        if missing {
-            ids.truncate(before);
-            *unknown = unknown_before;
-            return Err(count);
-        }
-        ids.push(self.end);
-        Ok(before..ids.len())
-    }
-
-    /// The token as printed per word: invisible characters made visible.
-    fn shown(&self, id: u32) -> String {
-        super::model_commands::shown(self.vocab.token(id).unwrap_or("?"))
-    }
+/// A token as printed per word: invisible characters made visible.
+fn shown(reader: &SentenceReader<'_>, id: u32) -> String {
+    super::model_commands::shown(reader.token(id))
 }
 
 /// What comes before the words of an n-best line.
@@ -139,14 +91,14 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
     let (arch, meta) = (ckpt.arch, &ckpt.meta);
     let path = args.checkpoint.display().to_string();
     let vocab = meta.vocab.as_ref().ok_or_else(|| anyhow!("{path} has no vocabulary to read text with"))?;
-    let reader = Reader::new(&path, meta, vocab, arch.dims.vocab, args.level)?;
+    let reader = reader(&path, meta, vocab, arch.dims.vocab, args.level)?;
     let mut scorer = if args.carry_state {
         let model = ckpt.model(Window { batch: 1, time: args.time.unwrap_or(STREAM_TIME) })?;
-        Scorer::Stream(StreamScorer::new(model, reader.end)?)
+        Scorer::Stream(StreamScorer::new(model, reader.end())?)
     } else {
         let window = Window { batch: args.batch, time: args.time.unwrap_or(SCORE_TIME) };
         let model = ckpt.model(window)?;
-        Scorer::Sentences(SentenceScorer::new(model, reader.end)?)
+        Scorer::Sentences(SentenceScorer::new(model, reader.end())?)
     };
     let (mut input, name) = open_input(args.file.as_deref())?;
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -201,7 +153,7 @@ fn read_block(
     name: &str,
     line_number: &mut usize,
     args: &ScoreArgs,
-    reader: &Reader<'_>,
+    reader: &SentenceReader<'_>,
     block: &mut Block,
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
@@ -322,7 +274,12 @@ fn print_oov_line(out: &mut impl Write, args: &ScoreArgs, line: &Line, count: us
 }
 
 /// Prints the block's lines in input order.
-fn print_block(out: &mut impl Write, args: &ScoreArgs, reader: &Reader<'_>, block: &Block) -> std::io::Result<()> {
+fn print_block(
+    out: &mut impl Write,
+    args: &ScoreArgs,
+    reader: &SentenceReader<'_>,
+    block: &Block,
+) -> std::io::Result<()> {
     for line in &block.lines {
         let tokens = match &line.tokens {
             Ok(tokens) => tokens,
@@ -334,7 +291,7 @@ fn print_block(out: &mut impl Write, args: &ScoreArgs, reader: &Reader<'_>, bloc
         let log10 = line_log10(block, tokens);
         if args.per_word {
             for (&id, &loss) in block.ids[tokens.clone()].iter().zip(&block.losses[tokens.clone()]) {
-                writeln!(out, "{id}\t{}\t{}", probability_text((-(loss as f64)).exp()), reader.shown(id))?;
+                writeln!(out, "{id}\t{}\t{}", probability_text((-(loss as f64)).exp()), shown(reader, id))?;
             }
         } else if let Some(fields) = &line.nbest {
             writeln!(out, "{} {:.6}", fields.utterance, fields.acoustic.unwrap_or(0.0) + args.lm_scale * log10)?;

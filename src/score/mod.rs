@@ -19,6 +19,10 @@
 //! on `T` or on the number of threads, so every score is bit-identical to scoring its sentence
 //! alone (tested).
 
+mod reader;
+
+pub use reader::{log10_prob, SentenceReader};
+
 use crate::kernels::IGNORE_TARGET;
 use crate::model::{ModelError, Rnnlm, Window};
 use std::fmt;
