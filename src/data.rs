@@ -326,6 +326,20 @@ pub fn prepare_ptb(source_dir: &Path, out: &Path) -> Result<corpus::PrepareRepor
 /// the data directory cannot be written. Downloads PTB first if it is missing.
 pub fn prepared_ptb(data: &Path, base_url: &str, mut log: impl FnMut(&str)) -> Result<PathBuf, DataError> {
     let source_dir = ensure_ptb(data, base_url, &mut log)?;
+    prepared_ptb_from(&source_dir, log)
+}
+
+/// The directory of prepared PTB token files for the three PTB text files in `source_dir`
+/// (checked against their SHA-256), made when needed as [`prepared_ptb`] makes them: beside
+/// the text files, else in the cache.
+pub fn prepared_ptb_from(source_dir: &Path, mut log: impl FnMut(&str)) -> Result<PathBuf, DataError> {
+    if !holds_ptb(source_dir)? {
+        return Err(DataError::PtbMissing {
+            dir: source_dir.to_owned(),
+            why: "it does not hold ptb.train.txt, ptb.valid.txt and ptb.test.txt".into(),
+        });
+    }
+    let source_dir = source_dir.to_owned();
     let mut candidates = vec![source_dir.clone()];
     if let Some(cache) = cache_dir() {
         candidates.push(cache.join("ptb"));
