@@ -42,21 +42,41 @@ fn fingerprint(ids: Ids<'_>) -> Fingerprint {
     Fingerprint { tokens: ids.len(), sha256: rnnlm::data::sha256_hex(&bytes) }
 }
 
-/// SIGINT and SIGTERM set the returned flags (the first: which one came); a second one ends
-/// the process at once, with status 130 or 143, without writing anything.
-fn catch_signals() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook::flag;
-    let any = Arc::new(AtomicBool::new(false));
-    let term = Arc::new(AtomicBool::new(false));
-    // The conditional exits are registered first, so that they see the flag as the signal
-    // before found it.
-    flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&any))?;
-    flag::register_conditional_shutdown(SIGTERM, 143, Arc::clone(&any))?;
-    flag::register(SIGINT, Arc::clone(&any))?;
-    flag::register(SIGTERM, Arc::clone(&any))?;
-    flag::register(SIGTERM, Arc::clone(&term))?;
-    Ok((any, term))
+/// While it lives, SIGINT and SIGTERM set its flags (`any`: either came; `term`: SIGTERM did),
+/// and a second one ends the process at once, with status 130 or 143, without writing
+/// anything. Dropped, it takes its handlers away again (a process that goes on after the run,
+/// as the Python package's, gets its signals back as they were).
+struct Signals {
+    any: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Signals {
+    fn catch() -> anyhow::Result<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let any = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        // The conditional exits are registered first, so that they see the flag as the signal
+        // before found it.
+        let ids = vec![
+            flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&any))?,
+            flag::register_conditional_shutdown(SIGTERM, 143, Arc::clone(&any))?,
+            flag::register(SIGINT, Arc::clone(&any))?,
+            flag::register(SIGTERM, Arc::clone(&any))?,
+            flag::register(SIGTERM, Arc::clone(&term))?,
+        ];
+        Ok(Signals { any, term, ids })
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for &id in &self.ids {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -172,7 +192,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
         fits
     });
     announce(&corpus_name, train_ids.len(), vocab_size, arch, dropout, &s, resume.as_ref());
-    let (stop, term) = catch_signals()?;
+    let signals = Signals::catch()?;
     let mut files = RunFiles {
         progress: progress_bar(train_ids.len(), &s, resume.as_ref().map_or(0, |r| r.state.now.progress.iter)),
         checkpoint,
@@ -190,7 +210,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
         },
         start_epoch,
         config: config.to_json(),
-        stop,
+        stop: Arc::clone(&signals.any),
         save_error: None,
     };
     let state = resume.map(|r| r.state);
@@ -204,7 +224,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let status = match summary.stop {
         Stop::Interrupted => {
-            let signal = if term.load(Ordering::Relaxed) { 143 } else { 130 };
+            let signal = if signals.term.load(Ordering::Relaxed) { 143 } else { 130 };
             let after = format!("stopped after window {} (epoch {})", summary.iters, summary.epochs.len() + 1);
             if args.no_save {
                 eprintln!("{after}; nothing saved (--no-save)");
