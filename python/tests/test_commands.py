@@ -41,6 +41,9 @@ def test_ptb_load_data_gives_the_books_ids_and_vocabulary(split, name):
     assert corpus.dtype == np.int64
     assert word_to_id == want_vocab
     assert all(id_to_word[i] == w for w, i in word_to_id.items())
+    # From the command line's data directory ($RNNLM_DATA, holding ptb/), the same.
+    default, _, _ = rnnlm.ptb.load_data(split)
+    np.testing.assert_array_equal(default, want)
 
 
 def test_ptb_bad_arguments():
