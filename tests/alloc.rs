@@ -84,6 +84,43 @@ fn training_steps_after_the_first_allocate_nothing() {
     }
 }
 
+/// Allocations of 100 forward and backward passes with open gradients (an optimizer outside
+/// the crate, as the Python package's book classes run) that follow a first one.
+fn allocations_with_open_gradients(arch: Arch, window: Window, threads: usize) -> usize {
+    let _turn = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let windows: Vec<_> = (0..101).map(|i| random_window(window, arch.dims.vocab, 50, 0.05, i)).collect();
+    let mut model = Rnnlm::new(arch, window, 1).unwrap();
+    model.set_dropout(0.5, 2).unwrap();
+    model.set_open_gradients(true).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        (0..threads * 64).into_par_iter().for_each(|_| std::thread::sleep(std::time::Duration::from_micros(50)));
+        let step = |model: &mut Rnnlm, (xs, ts): &(Vec<u32>, Vec<i32>)| {
+            model.params_written();
+            model.forward_training(xs, ts).unwrap();
+            model.backward().unwrap();
+        };
+        step(&mut model, &windows[0]);
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for window in &windows[1..] {
+            step(&mut model, window);
+        }
+        ALLOCATIONS.load(Ordering::SeqCst) - before
+    })
+}
+
+#[test]
+fn passes_with_open_gradients_allocate_nothing_after_the_first() {
+    let dims = Dims { vocab: 1200, embed: 100, hidden: 100 };
+    for (cell, layers, tied) in [(Cell::Tanh, 1, false), (Cell::Lstm, 2, true)] {
+        let arch = Arch { dims, cell, layers, tied, output: Softmax::Full };
+        for (window, threads) in [(Window { batch: 10, time: 5 }, 1), (Window { batch: 20, time: 35 }, 2)] {
+            let count = allocations_with_open_gradients(arch, window, threads);
+            assert_eq!(count, 0, "{arch:?} {window:?}, {threads} threads: {count} allocations");
+        }
+    }
+}
+
 #[test]
 fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
     let dims = Dims { vocab: 1200, embed: 100, hidden: 100 };
