@@ -1,10 +1,12 @@
 """What the command line does, from Python: ``train`` runs ``rnnlm train``, ``load`` reads its
 checkpoints to score text and generate."""
 
+import io
 import json
 import os
 import sys
 import tempfile
+import threading
 
 from . import _native
 
@@ -70,7 +72,7 @@ def train(preset=None, *, data=None, log=None, **options):
         log_path = os.fspath(log) if log is not None else os.path.join(scratch, "log.jsonl")
         argv += ["--log", log_path]
         sys.stdout.flush()
-        status = _native.run_cli(argv)
+        status = _run(argv, log_path)
         history = _read_log(log_path)
     save = options.get("save")
     history["checkpoint"] = None if save is False else os.fspath(save or "rnnlm.safetensors")
@@ -80,12 +82,61 @@ def train(preset=None, *, data=None, log=None, **options):
     return history
 
 
+def _writes_to_a_file_descriptor(stream):
+    try:
+        stream.fileno()
+        return True
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+def _run(argv, log_path):
+    """Runs the command line. Where Python's ``sys.stdout`` is not the process's own (a
+    notebook's cell), the command's lines would not show: the run then goes on in a thread
+    while this one prints each epoch's line from the log as it comes."""
+    if _writes_to_a_file_descriptor(sys.stdout):
+        return _native.run_cli(argv)
+    outcome = {}
+
+    def work():
+        try:
+            outcome["status"] = _native.run_cli(argv)
+        except BaseException as error:  # handed to the caller's thread below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, name="rnnlm.train")
+    thread.start()
+    shown = 0
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(0.5)
+        except KeyboardInterrupt:
+            # The command saw the same signal: it stops after the current window and saves.
+            interrupted = True
+        epochs = _read_log(log_path)["epochs"]
+        for record in epochs[shown:]:
+            valid = record["valid_ppl"]
+            valid = f"{valid:9.2f}" if valid is not None else f"{'-':>9}"
+            print(
+                f"epoch {record['epoch']:4d} | train ppl {record['train_ppl']:9.2f} | valid ppl {valid} | "
+                f"{record['tokens_per_sec']:9.0f} tok/s | {record['elapsed_sec']:8.1f} s",
+                flush=True,
+            )
+        shown = len(epochs)
+    if "error" in outcome:
+        raise outcome["error"]
+    return 130 if interrupted and outcome["status"] == 0 else outcome["status"]
+
+
 def _read_log(path):
     history = {"epochs": [], "iterations": [], "events": []}
     if not os.path.exists(path):
         return history
     with open(path) as f:
         for line in f:
+            if not line.endswith("\n"):
+                break  # a line still being written
             record = json.loads(line)
             if "event" in record:
                 history["events"].append(record)

@@ -143,3 +143,19 @@ def test_score_and_generate_refuse_bad_input(trained):
         model.generate("", 3)
     with pytest.raises(ValueError, match="temperature"):
         model.generate("the", 3, temperature=-1.0)
+
+
+
+def test_train_shows_its_epochs_where_stdout_is_not_the_processs(tmp_path, monkeypatch):
+    """In a notebook, sys.stdout is the cell's: the epochs are printed there from the log."""
+    import io
+
+    directory = ptb_dir()
+    monkeypatch.chdir(tmp_path)
+    cell = io.StringIO()
+    monkeypatch.setattr("sys.stdout", cell)
+    history = rnnlm.train("chapter", data=os.path.dirname(directory), epochs=3, save=False)
+    lines = [line for line in cell.getvalue().splitlines() if line.startswith("epoch")]
+    assert len(lines) == 3 and lines[2].startswith("epoch    3 | train ppl")
+    assert history["checkpoint"] is None and len(history["epochs"]) == 3
+
