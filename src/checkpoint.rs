@@ -77,11 +77,32 @@ pub struct Checkpoint {
 
 /// Why a checkpoint could not be read or written. Always names the file.
 #[derive(Debug)]
-pub struct CheckpointError {
-    /// The file.
-    pub path: PathBuf,
-    /// What is wrong with it.
-    pub why: String,
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The file could not be read or written (missing, no permission, a full disk).
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The file is not a checkpoint, or its tensors and metadata do not fit together (or, when
+    /// saving, the weights and metadata cannot make one).
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+impl CheckpointError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            CheckpointError::Io { path, .. } | CheckpointError::Invalid { path, .. } => path,
+        }
+    }
 }
 
 impl Checkpoint {
@@ -101,14 +122,23 @@ const ORDER: &str = "adaptive.order";
 
 impl fmt::Display for CheckpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "checkpoint {}: {}", self.path.display(), self.why)
+        match self {
+            CheckpointError::Io { path, source } => write!(f, "checkpoint {}: {source}", path.display()),
+            CheckpointError::Invalid { path, why } => write!(f, "checkpoint {}: {why}", path.display()),
+        }
     }
 }
 
+/// The message already holds what the system said, so `source` is `None` (a chain of causes
+/// printed in full would say it twice); match on [`CheckpointError::Io`] to tell it apart.
 impl std::error::Error for CheckpointError {}
 
-fn error(path: &Path, why: impl Into<String>) -> CheckpointError {
-    CheckpointError { path: path.to_owned(), why: why.into() }
+fn invalid(path: &Path, why: impl Into<String>) -> CheckpointError {
+    CheckpointError::Invalid { path: path.to_owned(), why: why.into() }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> CheckpointError {
+    CheckpointError::Io { path: path.to_owned(), source }
 }
 
 /// The bytes of a checkpoint holding `params` (layout of [`Arch::range`]) and `meta`.
@@ -201,21 +231,21 @@ fn sorted_header(bytes: &[u8]) -> Result<(Vec<u8>, usize), String> {
 /// Writes a checkpoint atomically (temporary file, then rename): an existing file at `path`
 /// is replaced only by a complete new one.
 pub fn save(path: &Path, arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<(), CheckpointError> {
-    let (header, bytes, data_start) = encode_parts(arch.into(), params, meta).map_err(|why| error(path, why))?;
+    let (header, bytes, data_start) = encode_parts(arch.into(), params, meta).map_err(|why| invalid(path, why))?;
     let write = || -> std::io::Result<()> {
         let mut temp = atomic_file::stage(path, &header)?;
         temp.write_all(&bytes[data_start..])?;
         atomic_file::commit(temp, path)
     };
-    write().map_err(|e| error(path, e.to_string()))
+    write().map_err(|e| io_error(path, e))
 }
 
 /// Reads and validates a checkpoint: every tensor of its architecture present, f32, with
 /// mutually consistent shapes (and consistent with the metadata, when there is any), and no
 /// other tensor.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| error(path, e.to_string()))?;
-    decode(&bytes).map_err(|why| error(path, why))
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    decode(&bytes).map_err(|why| invalid(path, why))
 }
 
 /// [`load`] on bytes in memory.

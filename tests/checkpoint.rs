@@ -76,9 +76,27 @@ fn load_error(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.safetensors");
     std::fs::write(&path, bytes).unwrap();
-    let message = checkpoint::load(&path).unwrap_err().to_string();
+    let error = checkpoint::load(&path).unwrap_err();
+    assert!(matches!(error, checkpoint::CheckpointError::Invalid { .. }), "{error:?}");
+    assert_eq!(error.path(), path);
+    let message = error.to_string();
     assert!(message.contains(&path.display().to_string()), "the error names the file: {message}");
     message
+}
+
+#[test]
+fn a_file_that_cannot_be_read_or_written_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    let error = checkpoint::load(&missing).unwrap_err();
+    let checkpoint::CheckpointError::Io { path, source } = &error else { panic!("{error:?}") };
+    assert_eq!((path.as_path(), source.kind()), (missing.as_path(), std::io::ErrorKind::NotFound));
+    assert!(error.to_string().contains("missing.safetensors"), "{error}");
+    let into_missing_dir = dir.path().join("no such dir").join("m.safetensors");
+    let dims = Dims { vocab: 3, embed: 2, hidden: 2 };
+    let params = vec![0.0; Arch::from(dims).param_count().unwrap()];
+    let error = checkpoint::save(&into_missing_dir, dims, &params, &Meta::default()).unwrap_err();
+    assert!(matches!(error, checkpoint::CheckpointError::Io { .. }), "{error:?}");
 }
 
 #[test]

@@ -28,10 +28,12 @@ pub fn cli_error(error: &anyhow::Error) -> PyErr {
 
 /// Whether one of the crate's own errors in the chain is a failed read or write.
 fn io_error_inside(error: &anyhow::Error) -> bool {
+    use rnnlm::checkpoint::CheckpointError;
     use rnnlm::corpus::CorpusError;
     use rnnlm::data::DataError;
     error.chain().any(|cause| {
         matches!(cause.downcast_ref::<CorpusError>(), Some(CorpusError::Io { .. }))
+            || matches!(cause.downcast_ref::<CheckpointError>(), Some(CheckpointError::Io { .. }))
             || matches!(
                 cause.downcast_ref::<DataError>(),
                 Some(

@@ -6,7 +6,7 @@ use crate::threads::install;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rnnlm::checkpoint::{self, Checkpoint};
+use rnnlm::checkpoint::{self, Checkpoint, CheckpointError};
 use rnnlm::corpus::{Level, Tokenizer, Unknown, Vocab};
 use rnnlm::score::{log10_prob, ScoreError, SentenceReader, SentenceScorer, StreamScorer};
 use rnnlm::{generate, Window};
@@ -30,8 +30,10 @@ pub struct LoadedModel {
 #[pyfunction]
 pub fn load(path: std::path::PathBuf) -> PyResult<LoadedModel> {
     let name = path.display().to_string();
-    std::fs::File::open(&path).map_err(|e| PyOSError::new_err(format!("{name}: {e}")))?;
-    let ckpt = checkpoint::load(&path).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let ckpt = checkpoint::load(&path).map_err(|e| match e {
+        CheckpointError::Io { .. } => PyOSError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    })?;
     let vocab = ckpt.meta.vocab.clone().ok_or_else(|| {
         PyValueError::new_err(format!("{name} has no vocabulary in its metadata to read and write text with"))
     })?;
