@@ -37,22 +37,20 @@ pub fn normwise_error(got: &[f32], want: &[f64]) -> f64 {
     }
 }
 
-/// The directory holding `ptb/`: `$RNNLM_DATA`, else `../shared/data` beside the repository,
-/// else `./data` in it. `None` when none has the files: the test then says on stderr that it
+/// The directory holding `ptb/`: `$RNNLM_DATA`, else `./data` in the repository. `None` when none has the files: the test then says on stderr that it
 /// is skipped and why, and returns. With `RNNLM_REQUIRE_PTB=1` (as `.ci/run` sets) a missing
 /// PTB fails the test instead, so that CI never skips it.
 pub fn ptb_data() -> Option<std::path::PathBuf> {
     let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let candidates = [
         std::env::var_os("RNNLM_DATA").map(std::path::PathBuf::from),
-        Some(repository.join("../shared/data")),
         Some(repository.join("data")),
     ];
     let found = candidates.into_iter().flatten().find(|dir| dir.join("ptb/ptb.train.txt").is_file());
     if found.is_none() {
         unavailable(
             "RNNLM_REQUIRE_PTB",
-            "the Penn Treebank was not found (no ptb/ptb.train.txt in $RNNLM_DATA, ../shared/data or ./data)",
+            "the Penn Treebank was not found (no ptb/ptb.train.txt in $RNNLM_DATA or ./data; `rnnlm download ptb` puts it in ./data)",
         );
     }
     found
