@@ -21,6 +21,7 @@ mod open_grads;
 mod output;
 mod passes;
 mod ranking;
+mod workspace;
 
 pub use arch::{Arch, Cell, Dims, Softmax, Tensor, Window};
 pub use error::ModelError;
@@ -28,10 +29,10 @@ pub use error::ModelError;
 use crate::kernels::{clip_factor, scale_inplace, sgd_update, sum_of_squares, AdaptiveTensor, IGNORE_TARGET};
 use crate::rng::Rng;
 use dropout::DropoutSites;
-use layers::{new_layer, Recurrence};
+use layers::Recurrence;
 use open_grads::OpenGradients;
-use output::{new_output, OutputHead};
 use std::time::Instant;
+use workspace::{state_len, Workspace};
 
 /// A zero-filled buffer, or an error instead of an abort when the memory cannot be had.
 fn zeroed<T: Clone + Default>(name: &'static str, len: usize) -> Result<Vec<T>, ModelError> {
@@ -51,91 +52,6 @@ fn lazily_zeroed(name: &'static str, len: usize) -> Result<Vec<f32>, ModelError>
 
 fn cannot_allocate(name: &'static str, len: usize) -> ModelError {
     ModelError::InvalidSize { name, value: len, why: "cannot allocate that many elements" }
-}
-
-/// Every activation of one window, allocated once. Rows are time-major (`t * batch + b`).
-struct Workspace {
-    /// Input ids, `B*T`.
-    ids: Vec<u32>,
-    /// Target ids or `-1`, `B*T`.
-    targets: Vec<i32>,
-    /// Gathered word vectors `x_t`, `B*T x D`.
-    x: Vec<f32>,
-    /// The recurrent layers' buffers, bottom first.
-    layers: Vec<Box<dyn Recurrence>>,
-    /// The output layer's buffers (logits in column panels, or the adaptive softmax's).
-    output: Box<dyn OutputHead>,
-    /// One row of scores in the output layer's class order (ranks), before they are put in
-    /// word-id order (adaptive softmax only; empty otherwise).
-    class_scores: Vec<f32>,
-    /// Loss of each row, `B*T`.
-    row_loss: Vec<f32>,
-    /// Gradient with respect to the gathered word vectors, `B*T x D`.
-    dx: Vec<f32>,
-    /// Distinct ids of the last backward window, in order of first appearance: the only rows
-    /// of the embedding gradient that may be non-zero.
-    touched: Vec<u32>,
-    /// `touched_mark[id]` is true while `id` is in `touched`.
-    touched_mark: Vec<bool>,
-    /// Whether the last forward pass applied dropout (its backward pass then goes through it).
-    dropped: bool,
-}
-
-impl Clone for Workspace {
-    fn clone(&self) -> Self {
-        Workspace {
-            ids: self.ids.clone(),
-            targets: self.targets.clone(),
-            x: self.x.clone(),
-            layers: self.layers.iter().map(|layer| layer.boxed_clone()).collect(),
-            output: self.output.boxed_clone(),
-            class_scores: self.class_scores.clone(),
-            row_loss: self.row_loss.clone(),
-            dx: self.dx.clone(),
-            touched: self.touched.clone(),
-            touched_mark: self.touched_mark.clone(),
-            dropped: self.dropped,
-        }
-    }
-}
-
-impl Workspace {
-    /// Every buffer of a `window` of `arch`, zeroed.
-    fn new(arch: Arch, window: Window) -> Result<Self, ModelError> {
-        let Dims { vocab: v, embed: d, hidden: h } = arch.dims;
-        let n = window.tokens();
-        let rows_of = |width: usize| {
-            n.checked_mul(width).ok_or(ModelError::InvalidSize {
-                name: "window",
-                value: n,
-                why: "the buffers it needs overflow the address space",
-            })
-        };
-        Ok(Workspace {
-            ids: zeroed("window", n)?,
-            targets: zeroed("window", n)?,
-            x: zeroed("window", rows_of(d)?)?,
-            layers: (0..arch.layers).map(|_| new_layer(arch.cell, h, window)).collect::<Result<_, _>>()?,
-            output: new_output(arch, window)?,
-            class_scores: zeroed("vocabulary", if arch.adaptive().is_some() { v } else { 0 })?,
-            row_loss: zeroed("window", n)?,
-            dx: zeroed("window", rows_of(d)?)?,
-            touched: Vec::with_capacity(n.min(v)),
-            touched_mark: zeroed("vocabulary", v)?,
-            dropped: false,
-        })
-    }
-}
-
-/// The length of the state carried between windows of `window`: per layer, `B x H` per state
-/// block.
-fn state_len(arch: Arch, window: Window) -> Result<usize, ModelError> {
-    let blocks = arch.layers * arch.cell.state_blocks();
-    blocks.checked_mul(window.batch).and_then(|len| len.checked_mul(arch.dims.hidden)).ok_or(ModelError::InvalidSize {
-        name: "batch size",
-        value: window.batch,
-        why: "the state it needs overflows the address space",
-    })
 }
 
 /// Seconds spent in each part of the model since the phase clocks were started

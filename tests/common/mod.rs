@@ -42,10 +42,7 @@ pub fn normwise_error(got: &[f32], want: &[f64]) -> f64 {
 /// PTB fails the test instead, so that CI never skips it.
 pub fn ptb_data() -> Option<std::path::PathBuf> {
     let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("RNNLM_DATA").map(std::path::PathBuf::from),
-        Some(repository.join("data")),
-    ];
+    let candidates = [std::env::var_os("RNNLM_DATA").map(std::path::PathBuf::from), Some(repository.join("data"))];
     let found = candidates.into_iter().flatten().find(|dir| dir.join("ptb/ptb.train.txt").is_file());
     if found.is_none() {
         unavailable(
