@@ -8,8 +8,8 @@ use super::{TrainArgs, DEFAULT_CHECKPOINT};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnnlm::checkpoint::{self, Checkpoint, Meta};
-use rnnlm::corpus::{Ids, Level, Tokenizer, Vocab};
-use rnnlm::train::{RunState, Stop};
+use rnnlm::corpus::{Ids, Level, Prepared, Tokenizer, Vocab};
+use rnnlm::train::{RunState, Stop, TrainSummary};
 use rnnlm::{train, Arch, Cell, Dims, Rnnlm, Softmax};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -124,90 +124,42 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
         return Err(train::TrainError::CorpusTooShort { tokens: train_ids.len(), needed: s.window.tokens() + 1 }.into());
     }
     let fingerprint = fingerprint(train_ids);
-    if let Some(r) = &resume {
-        let saved = &r.config.fingerprint;
-        if *saved != fingerprint {
-            bail!(
-                "--resume: the run in {} trained on {} tokens with SHA-256 {}, but {corpus_name} gives {} tokens with SHA-256 {}",
-                r.state_file.display(),
-                saved.tokens,
-                saved.sha256,
-                fingerprint.tokens,
-                fingerprint.sha256
-            );
-        }
-    }
+    check_same_corpus(resume.as_ref(), &fingerprint, &corpus_name)?;
 
-    // An adaptive softmax ranks the words by their count in the training tokens (a run from
-    // --init keeps its checkpoint's ranking, which its weights were trained with).
-    let frequency_order = || rnnlm::corpus::frequency_order(train_ids, vocab_size);
-    let (mut model, start_epoch, dropout) = match (&resume, &args.init) {
-        (Some(r), _) => {
-            let mut model = Rnnlm::from_params(flag_arch, s.window, &r.state.now.model.params)
-                .map_err(|e| anyhow!("--resume {}: {e}", r.state_file.display()))?;
-            if flag_arch.adaptive().is_some() {
-                model.set_word_order(&frequency_order())?;
-            }
-            (model, r.config.start_epoch, s.dropout)
-        }
-        (None, Some(path)) => {
-            let ckpt = checkpoint::load(path)?;
-            let output = args.softmax.output.map(|_| flag_arch.output);
-            check_init(&ckpt, dims, (args.cell, args.layers, args.tie, output), &vocab, corpus.level, path)?;
-            let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
-            (ckpt.model(s.window)?, ckpt.meta.epoch, dropout)
-        }
-        (None, None) => {
-            let mut model = Rnnlm::new(flag_arch, s.window, s.seed)?;
-            if flag_arch.adaptive().is_some() {
-                model.set_word_order(&frequency_order())?;
-            }
-            (model, 0, s.dropout)
-        }
-    };
+    let (mut model, start_epoch, dropout) =
+        starting_model(resume.as_ref(), &args, &s, flag_arch, train_ids, &vocab, corpus.level)?;
     model.set_dropout(dropout, s.seed)?;
     let arch = model.arch();
-    let save = args.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
-    let chart = args.plot.clone().or_else(|| (!args.no_save).then(|| save.with_extension("png")));
-    let checkpoint = (!args.no_save).then(|| save.clone());
-    for (path, what) in [(&checkpoint, "checkpoint"), (&chart, "chart"), (&args.log, "log")] {
-        if let Some(path) = path {
-            check_output(path, what)?;
-        }
-    }
-    let log_lines = match (&resume, &args.log) {
-        (Some(r), Some(log)) => run_files::resumed_log(log, r.log_lines)?,
-        _ => Vec::new(),
-    };
+    let (save, checkpoint, chart) = output_paths(&args)?;
     let config = match &resume {
         Some(r) => RunConfig { args: args.clone(), start_epoch: r.config.start_epoch, fingerprint },
         None => RunConfig { args: run_config::resolved(&args, &s, arch, dropout), start_epoch, fingerprint },
     };
+    let log_lines = match (&resume, &args.log) {
+        (Some(r), Some(log)) => run_files::resumed_log(log, r.log_lines)?,
+        _ => Vec::new(),
+    };
 
-    let valid_ids = corpus.valid.as_ref().map(|v| v.ids()).filter(|ids| {
-        let fits = ids.max().is_some_and(|m| (m as usize) < vocab_size);
-        if !fits {
-            eprintln!("validation skipped: the valid split uses ids outside the {vocab_size}-token vocabulary of the kept training tokens");
-        }
-        fits
-    });
+    let valid_ids = validation_ids(&corpus, vocab_size);
     announce(&corpus_name, train_ids.len(), vocab_size, arch, dropout, &s, resume.as_ref());
     let signals = Signals::catch()?;
+    let meta = Meta {
+        level: Some(corpus.level),
+        lowercase: args.lowercase,
+        epoch: 0,
+        dropout,
+        vocab: Some(vocab),
+        word_order: model.word_order().map(<[u32]>::to_vec),
+    };
+    let done = resume.as_ref().map_or(0, |r| r.state.now.progress.iter);
     let mut files = RunFiles {
-        progress: progress_bar(train_ids.len(), &s, resume.as_ref().map_or(0, |r| r.state.now.progress.iter)),
+        progress: progress_bar(train_ids.len(), &s, done),
         checkpoint,
         chart: chart.clone(),
         log: args.log.clone(),
         log_lines,
         arch,
-        meta: Meta {
-            level: Some(corpus.level),
-            lowercase: args.lowercase,
-            epoch: 0,
-            dropout,
-            vocab: Some(vocab),
-            word_order: model.word_order().map(<[u32]>::to_vec),
-        },
+        meta,
         start_epoch,
         config: config.to_json(),
         stop: Arc::clone(&signals.any),
@@ -222,6 +174,100 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = files.save_error.take() {
         return Err(e);
     }
+    Ok(report_end(&summary, &args, &save, chart.as_deref(), &signals))
+}
+
+/// Where the run writes: the `--save` path (or the default), and the checkpoint and the chart
+/// it writes there unless `--no-save`; each checked to be writable before any training.
+fn output_paths(args: &TrainArgs) -> anyhow::Result<(PathBuf, Option<PathBuf>, Option<PathBuf>)> {
+    let save = args.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+    let chart = args.plot.clone().or_else(|| (!args.no_save).then(|| save.with_extension("png")));
+    let checkpoint = (!args.no_save).then(|| save.clone());
+    for (path, what) in [(&checkpoint, "checkpoint"), (&chart, "chart"), (&args.log, "log")] {
+        if let Some(path) = path {
+            check_output(path, what)?;
+        }
+    }
+    Ok((save, checkpoint, chart))
+}
+
+/// The validation split, when it fits the vocabulary of the kept training tokens (a cut corpus
+/// may not hold every word it uses: then it is skipped, and said so).
+fn validation_ids(corpus: &Prepared, vocab_size: usize) -> Option<Ids<'_>> {
+    corpus.valid.as_ref().map(|v| v.ids()).filter(|ids| {
+        let fits = ids.max().is_some_and(|m| (m as usize) < vocab_size);
+        if !fits {
+            eprintln!("validation skipped: the valid split uses ids outside the {vocab_size}-token vocabulary of the kept training tokens");
+        }
+        fits
+    })
+}
+
+/// A resumed run must train on the tokens it trained on: the same count and SHA-256.
+fn check_same_corpus(resume: Option<&Resume>, fingerprint: &Fingerprint, corpus_name: &str) -> anyhow::Result<()> {
+    let Some(r) = resume else { return Ok(()) };
+    let saved = &r.config.fingerprint;
+    if saved != fingerprint {
+        bail!(
+            "--resume: the run in {} trained on {} tokens with SHA-256 {}, but {corpus_name} gives {} tokens with SHA-256 {}",
+            r.state_file.display(),
+            saved.tokens,
+            saved.sha256,
+            fingerprint.tokens,
+            fingerprint.sha256
+        );
+    }
+    Ok(())
+}
+
+/// The model a run starts from, the epochs it has behind it and its dropout ratio: the resumed
+/// run's parameters, `--init`'s checkpoint, or new weights from the seed.
+fn starting_model(
+    resume: Option<&Resume>,
+    args: &TrainArgs,
+    s: &Settings,
+    flag_arch: Arch,
+    train_ids: Ids<'_>,
+    vocab: &Vocab,
+    level: Level,
+) -> anyhow::Result<(Rnnlm, usize, f32)> {
+    // An adaptive softmax ranks the words by their count in the training tokens (a run from
+    // --init keeps its checkpoint's ranking, which its weights were trained with).
+    let frequency_order = || rnnlm::corpus::frequency_order(train_ids, flag_arch.dims.vocab);
+    Ok(match (resume, &args.init) {
+        (Some(r), _) => {
+            let mut model = Rnnlm::from_params(flag_arch, s.window, &r.state.now.model.params)
+                .map_err(|e| anyhow!("--resume {}: {e}", r.state_file.display()))?;
+            if flag_arch.adaptive().is_some() {
+                model.set_word_order(&frequency_order())?;
+            }
+            (model, r.config.start_epoch, s.dropout)
+        }
+        (None, Some(path)) => {
+            let ckpt = checkpoint::load(path)?;
+            let output = args.softmax.output.map(|_| flag_arch.output);
+            check_init(&ckpt, flag_arch.dims, (args.cell, args.layers, args.tie, output), vocab, level, path)?;
+            let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
+            (ckpt.model(s.window)?, ckpt.meta.epoch, dropout)
+        }
+        (None, None) => {
+            let mut model = Rnnlm::new(flag_arch, s.window, s.seed)?;
+            if flag_arch.adaptive().is_some() {
+                model.set_word_order(&frequency_order())?;
+            }
+            (model, 0, s.dropout)
+        }
+    })
+}
+
+/// Says how the run ended and where its files are; the exit status (130 or 143 after a signal).
+fn report_end(
+    summary: &TrainSummary,
+    args: &TrainArgs,
+    save: &Path,
+    chart: Option<&Path>,
+    signals: &Signals,
+) -> ExitCode {
     let status = match summary.stop {
         Stop::Interrupted => {
             let signal = if signals.term.load(Ordering::Relaxed) { 143 } else { 130 };
@@ -231,7 +277,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
             } else {
                 eprintln!("{after}; resume with: rnnlm train --resume {}", save.display());
             }
-            return Ok(ExitCode::from(signal));
+            return ExitCode::from(signal);
         }
         Stop::ScheduleDone => "the schedule stopped improving",
         Stop::TimeBudget => "the time budget is spent",
@@ -246,7 +292,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(chart) = chart.filter(|_| !summary.epochs.is_empty()) {
         out!("chart: {}", chart.display());
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 fn announce(
