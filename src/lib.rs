@@ -42,4 +42,4 @@ pub mod score;
 #[cfg(feature = "train")]
 pub mod train;
 
-pub use model::{Arch, Cell, Dims, ModelError, PhaseTimes, Rnnlm, Softmax, Tensor, Window};
+pub use model::{Arch, Cell, Dims, ModelError, Rnnlm, Softmax, Tensor, Window};

@@ -191,7 +191,7 @@ pub struct BenchResult {
     pub gflops: f64,
     /// GFLOP/s of the step's GEMMs alone (median over the repeats).
     pub ceiling_gflops: f64,
-    /// GFLOP/s of multiply-adds in registers on every thread ([`fma_loop`]): the machine's
+    /// GFLOP/s of multiply-adds in registers on every thread (the `fma_loop` kernel): the machine's
     /// arithmetic peak at the SIMD level in use (median over the repeats).
     pub peak_gflops: f64,
     /// Shares of the step's time in the RNN part, the affine/softmax part and the update.
@@ -263,7 +263,7 @@ impl BenchResult {
     }
 }
 
-/// GFLOP/s of [`fma_loop`] on every thread of the current pool at once, run for about
+/// GFLOP/s of the `fma_loop` kernel on every thread of the current pool at once, run for about
 /// `seconds` (at least one slice of 2^18 rounds per thread).
 pub fn fma_peak(seconds: f64) -> f64 {
     let start = Instant::now();

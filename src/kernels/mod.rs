@@ -30,7 +30,6 @@
 //! | [`column_sums`] | bias gradients |
 //! | [`sample_softmax`] | a class drawn from the softmax of a row of logits (generating text) |
 //! | [`sgd_update`], [`sum_of_squares`], [`scale_inplace`], [`clip_factor`] | optimizer pieces |
-//! | [`fma_loop`] | multiply-adds in registers only: the core's arithmetic peak, for benchmarks |
 //!
 //! Results never depend on the number of rayon threads: every output element is computed by
 //! one block of work in an order of operations that does not depend on how the work is cut,
@@ -46,6 +45,7 @@ mod lstm;
 mod optim;
 mod out_matrix;
 mod output;
+#[cfg(feature = "cli")]
 mod peak;
 mod rnn;
 mod row_groups;
@@ -60,7 +60,8 @@ pub use gru::{gru_backward_window, gru_forward_window, GRU_GATES};
 pub use lstm::{lstm_backward_window, lstm_forward_window, LSTM_GATES};
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
 pub use output::{OutputLayer, OutputUpdate, PackedWeights, WeightLayout, IGNORE_TARGET, PANEL_COLS};
-pub use peak::fma_loop;
+#[cfg(feature = "cli")]
+pub(crate) use peak::fma_loop;
 pub use rnn::{rnn_backward_window, rnn_forward_window};
 pub use sample::sample_softmax;
 pub use simd::{simd_level, tanh_inplace, SimdLevel, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};

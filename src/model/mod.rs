@@ -58,7 +58,7 @@ fn cannot_allocate(name: &'static str, len: usize) -> ModelError {
 /// ([`set_phase_timing`](Rnnlm::set_phase_timing)): what `rnnlm bench` reports as the split
 /// between the recurrent part and the output layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct PhaseTimes {
+pub(crate) struct PhaseTimes {
     /// Embedding, the recurrent layers over time (forward and backward) and their weight
     /// gradients.
     pub rnn: f64,
@@ -229,18 +229,21 @@ impl Rnnlm {
 
     /// Starts (from zero) or stops the phase clocks. They are off unless turned on: a step then
     /// reads no clock (a benchmark turns them on to split a step's time by part).
-    pub fn set_phase_timing(&mut self, on: bool) {
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn set_phase_timing(&mut self, on: bool) {
         self.times = on.then(PhaseTimes::default);
     }
 
     /// Time spent per part of the model since the clocks were started; zero while they are off.
-    pub fn phase_times(&self) -> PhaseTimes {
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn phase_times(&self) -> PhaseTimes {
         self.times.unwrap_or_default()
     }
 
     /// Sets the phase clocks (to what [`phase_times`](Self::phase_times) returned earlier),
     /// turning them on.
-    pub fn set_phase_times(&mut self, times: PhaseTimes) {
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn set_phase_times(&mut self, times: PhaseTimes) {
         self.times = Some(times);
     }
 
