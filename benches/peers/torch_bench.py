@@ -127,7 +127,7 @@ def main():
         index = (offsets + time_idx + steps) % data_size
         time_idx += T
         loss = model(xs[index], ts[index])
-        optimizer.zero_grad(set_to_none=False)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
