@@ -131,7 +131,7 @@ impl Rnnlm {
 
     /// A model with the given flat parameters (layout of [`Arch::range`]). With an adaptive
     /// softmax the words are ranked as their ids are until [`set_word_order`](Self::set_word_order)
-    /// says otherwise ([`Checkpoint::model`](crate::checkpoint::Checkpoint::model) sets the
+    /// says otherwise (`Checkpoint::model`, with the `checkpoint` feature, sets the
     /// checkpoint's ranking; [`with_window`](Self::with_window) keeps a model's).
     pub fn from_params(arch: impl Into<Arch>, window: Window, params: &[f32]) -> Result<Self, ModelError> {
         let mut model = Self::zeroed(arch.into(), window)?;
