@@ -32,6 +32,22 @@
 //!
 //! Metadata is optional on loading (a file made elsewhere may have none); commands that need
 //! the vocabulary say so when it is missing.
+//!
+//! ```
+//! use rnnlm::checkpoint::{self, CheckpointError, Meta};
+//! use rnnlm::{Dims, Rnnlm, Window};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("model.safetensors");
+//! let dims = Dims { vocab: 30, embed: 4, hidden: 6 };
+//! let model = Rnnlm::new(dims, Window { batch: 1, time: 1 }, 3)?;
+//! checkpoint::save(&path, model.arch(), model.params(), &Meta::default())?;
+//! let loaded = checkpoint::load(&path)?;
+//! assert_eq!((loaded.arch, &loaded.params[..]), (model.arch(), model.params()));
+//! // A file that is not there is an I/O error, one that is not a checkpoint an invalid one.
+//! assert!(matches!(checkpoint::load(&dir.path().join("none")), Err(CheckpointError::Io { .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::atomic_file;
 use crate::corpus::{Level, Vocab};

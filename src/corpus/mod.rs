@@ -5,6 +5,19 @@
 //! - [`tokfile`]: the token file format, written atomically and opened without copying;
 //! - [`prepare`] / [`Prepared::open`]: a directory of `vocab.txt` + `train.tok` (+ `valid.tok`,
 //!   `test.tok`) made from text files, and opened again for training.
+//!
+//! ```
+//! use rnnlm::corpus::{Level, Tokenizer, Unknown, Vocab};
+//!
+//! // Words, each line ending in <eos>, ids in order of first appearance (PTB's convention).
+//! let words = Tokenizer { level: Level::Word, lowercase: false };
+//! let mut vocab = Vocab::new();
+//! let train = words.tokenize_growing("the cat sat\nthe end\n", &mut vocab, None);
+//! assert_eq!(train, [0, 1, 2, 3, 0, 4, 3]);
+//! assert_eq!(vocab.token(3), Some("<eos>"));
+//! // Other splits use that vocabulary; an unknown word is an error unless mapped to <unk>.
+//! assert!(words.tokenize_fixed("the dog\n", &vocab, Unknown::Reject, None).is_err());
+//! ```
 
 pub mod properties;
 pub mod tokenize;

@@ -35,6 +35,19 @@
 //! one block of work in an order of operations that does not depend on how the work is cut,
 //! and where partial sums must be combined (the output layer's `dhs`), they are grouped by the
 //! problem's shape alone and added in a fixed order.
+//!
+//! ```
+//! use rnnlm::kernels::{gemm, tanh_inplace, Transpose};
+//!
+//! // One tanh RNN step for 2 rows: h = tanh(x Wx + h0 Wh), sizes D = 3, H = 2.
+//! let (x, wx) = ([1.0, 0.0, 2.0, 0.5, 1.0, 0.0], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+//! let (h0, wh) = ([0.5, -0.5, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]);
+//! let mut h = [0.0f32; 4];
+//! gemm(2, 2, 3, 1.0, &x, 3, Transpose::No, &wx, 2, Transpose::No, 0.0, &mut h, 2);
+//! gemm(2, 2, 2, 1.0, &h0, 2, Transpose::No, &wh, 2, Transpose::No, 1.0, &mut h, 2);
+//! tanh_inplace(&mut h);
+//! assert!((h[0] - (1.1f32 + 0.5).tanh()).abs() < 1e-6);
+//! ```
 
 mod adaptive;
 mod dropout;

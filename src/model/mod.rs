@@ -12,6 +12,21 @@
 //! of the whole window one contiguous `(batch * time) x hidden` matrix: the input of the next
 //! layer and of the affine GEMM as it is, never copied per step. The public API takes and
 //! returns windows batch-major (`[b][t]`, as the spec writes them).
+//!
+//! ```
+//! use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
+//!
+//! // A one-layer LSTM over 50 words, windows of 2 rows x 3 steps.
+//! let dims = Dims { vocab: 50, embed: 8, hidden: 8 };
+//! let arch = Arch { dims, cell: Cell::Lstm, layers: 1, tied: false, output: Softmax::Full };
+//! let mut model = Rnnlm::new(arch, Window { batch: 2, time: 3 }, 1)?;
+//! let (xs, ts) = ([1, 2, 3, 4, 5, 6], [2, 3, 4, 5, 6, 7]);
+//! let first = model.train_step(&xs, &ts, 0.5, Some(0.25))?;
+//! model.reset_state();
+//! let second = model.train_step(&xs, &ts, 0.5, Some(0.25))?;
+//! assert!(second < first); // one step on the same window lowers its loss
+//! # Ok::<(), rnnlm::ModelError>(())
+//! ```
 
 mod arch;
 mod dropout;

@@ -7,6 +7,20 @@
 //! runs in training. It is generic over the float type so that gradient checks can run in f64.
 //!
 //! Layout: windows are batch-major, row `b * T + t`, exactly as the spec writes `xs[b][t]`.
+//!
+//! ```
+//! use rnnlm::reference::ReferenceRnnlm;
+//! use rnnlm::{Dims, Rnnlm, Window};
+//!
+//! // The optimized model and the f64 reference from the same weights give the same loss.
+//! let (dims, window) = (Dims { vocab: 20, embed: 4, hidden: 5 }, Window { batch: 2, time: 3 });
+//! let mut fast = Rnnlm::new(dims, window, 7)?;
+//! let mut reference = ReferenceRnnlm::<f64>::from_params(dims, window, fast.params());
+//! let (xs, ts) = ([1, 2, 3, 4, 5, 6], [2, 3, 4, 5, 6, 7]);
+//! let (a, b) = (fast.forward(&xs, &ts)? as f64, reference.forward(&xs, &ts));
+//! assert!((a - b).abs() < 1e-5 * b);
+//! # Ok::<(), rnnlm::ModelError>(())
+//! ```
 
 // Index loops read like the spec's formulas, which is the point of this module.
 #![allow(clippy::needless_range_loop)]
