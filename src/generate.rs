@@ -1,4 +1,16 @@
 //! Sampling text from a trained model.
+//!
+//! ```
+//! use rnnlm::generate::generate;
+//! use rnnlm::{Dims, Rnnlm, Window};
+//!
+//! let mut model = Rnnlm::new(Dims { vocab: 40, embed: 8, hidden: 8 }, Window { batch: 1, time: 1 }, 5)?;
+//! let sampled = generate(&mut model, &[3, 7], 10, 0.8, 42)?;
+//! assert_eq!(sampled.len(), 10);
+//! model.reset_state();
+//! assert_eq!(generate(&mut model, &[3, 7], 10, 0.8, 42)?, sampled); // the same seed, the same text
+//! # Ok::<(), rnnlm::ModelError>(())
+//! ```
 
 use crate::kernels::sample_softmax;
 use crate::model::{ModelError, Rnnlm, Window};

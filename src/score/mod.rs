@@ -18,6 +18,21 @@
 //! sentences in windows of 64 x 8). A row's arithmetic never depends on the other rows, on `B`,
 //! on `T` or on the number of threads, so every score is bit-identical to scoring its sentence
 //! alone (tested).
+//!
+//! ```
+//! use rnnlm::score::SentenceScorer;
+//! use rnnlm::{Dims, Rnnlm, Window};
+//!
+//! // Two sentences of a 30-word model whose end token is id 0, scored side by side.
+//! let model = Rnnlm::new(Dims { vocab: 30, embed: 8, hidden: 8 }, Window { batch: 2, time: 1 }, 9)?;
+//! let mut scorer = SentenceScorer::new(model, 0)?;
+//! let (ids, lengths) = ([4, 5, 0, 7, 0], [3, 2]); // "4 5 <eos>", "7 <eos>"
+//! let mut losses = [0.0f32; 5];
+//! scorer.score(&ids, &lengths, &mut losses)?;
+//! let log10_first: f64 = losses[..3].iter().map(|&l| -(l as f64) / std::f64::consts::LN_10).sum();
+//! assert!(log10_first < 0.0 && losses.iter().all(|&l| l > 0.0));
+//! # Ok::<(), rnnlm::score::ScoreError>(())
+//! ```
 
 mod reader;
 

@@ -11,6 +11,29 @@
 //! point is also where a divergence rolls back to. After each epoch the [`Schedule`] sets the
 //! next rate and may end the run; with `keep_best` an epoch that made validation worse is
 //! undone.
+//!
+//! ```
+//! use rnnlm::corpus::Ids;
+//! use rnnlm::train::{train, EpochReport, IterReport, Observer, TrainOptions};
+//! use rnnlm::{Dims, Rnnlm, Window};
+//!
+//! /// Keeps each epoch's training perplexity.
+//! struct Perplexities(Vec<f64>);
+//! impl Observer for Perplexities {
+//!     fn on_iter(&mut self, _: &IterReport) {}
+//!     fn on_epoch(&mut self, report: &EpochReport) {
+//!         self.0.push(report.train_ppl);
+//!     }
+//! }
+//!
+//! // A corpus that repeats itself: the model learns it.
+//! let corpus: Vec<u32> = (0..600).map(|i| (i % 12) as u32).collect();
+//! let mut model = Rnnlm::new(Dims { vocab: 12, embed: 16, hidden: 16 }, Window { batch: 4, time: 5 }, 1)?;
+//! let mut seen = Perplexities(Vec::new());
+//! train(&mut model, Ids::U32(&corpus), None, &TrainOptions::constant(5, 0.5), &mut seen, None)?;
+//! assert!(seen.0[4] < seen.0[0] / 2.0);
+//! # Ok::<(), rnnlm::train::TrainError>(())
+//! ```
 
 mod batcher;
 pub mod run_state;
