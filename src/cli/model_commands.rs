@@ -2,6 +2,7 @@
 
 use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, OutputKind, PredictArgs};
 use anyhow::{anyhow, bail, Context};
+use rnnlm::bench::{BenchResult, GenerationLatency};
 use rnnlm::checkpoint::{self, Checkpoint};
 use rnnlm::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown};
 use rnnlm::kernels::AdaptiveShape;
@@ -219,62 +220,9 @@ fn scoring_sentences(corpus: &[u32], end: Option<u32>) -> (Vec<u32>, Vec<usize>)
 }
 
 pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
-    // Sizes and corpus: a configuration trains on PTB (its first 1,000 words for c1, whose
-    // vocabulary is then max id + 1 as in the spec); explicit sizes on random ids.
-    // Sizes and corpus: a configuration trains on PTB (its first 1,000 words for c1, whose
-    // vocabulary is then max id + 1 as in the spec) or on Zipf-distributed ids (c7); explicit
-    // sizes on random ids. The output layer is the configuration's unless --output says.
     let (name, arch, window, corpus_ids, end) = match &args.config {
-        Some(name) => {
-            let config = rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).expect("clap checks the name");
-            let (ids, vocab, end) = match config.zipf_vocab {
-                Some(vocab) => (rnnlm::bench::zipf_corpus(vocab, rnnlm::bench::ZIPF_TOKENS, 1), vocab, None),
-                None => {
-                    let tokenizer = Tokenizer { level: Level::Word, lowercase: false };
-                    let (corpus, _) = open_corpus(data_dir, &args.corpus, tokenizer)?;
-                    let ids = corpus.train.ids();
-                    let (ids, vocab) = match config.corpus_tokens {
-                        Some(n) => {
-                            let kept = ids.slice(0..n.min(ids.len()));
-                            (kept, kept.max().map_or(1, |m| m as usize + 1))
-                        }
-                        None => (ids, corpus.vocab.len()),
-                    };
-                    let end = corpus.vocab.id(rnnlm::corpus::EOS).filter(|&id| (id as usize) < vocab);
-                    (ids.to_vec(), vocab, end)
-                }
-            };
-            let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
-            let kind = args.softmax.output.unwrap_or(if config.adaptive.is_some() {
-                OutputKind::Adaptive
-            } else {
-                OutputKind::Full
-            });
-            let own = config.adaptive.filter(|_| kind == OutputKind::Adaptive);
-            let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]).or(own.map(|(cutoffs, _)| cutoffs));
-            let div_value = args.softmax.div_value.or(own.map(|(_, div)| div));
-            let output = output_layer(kind, cutoffs, div_value, dims, config.tied)?;
-            let arch = Arch { dims, cell: config.cell, layers: config.layers, tied: config.tied, output };
-            (name.clone(), arch, config.window, ids, end)
-        }
-        None => {
-            let vocab = args.vocab.expect("clap requires --config or --vocab");
-            let mut rng = rnnlm::rng::Rng::new(7);
-            let ids = (0..1_000_000).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
-            let window = Window { batch: args.batch.expect("required"), time: args.time.expect("required") };
-            let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
-            let (cell, layers) = (args.cell.unwrap_or(Cell::Tanh), args.layers.unwrap_or(1));
-            let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]);
-            let output = output_layer(
-                args.softmax.output.unwrap_or(OutputKind::Full),
-                cutoffs,
-                args.softmax.div_value,
-                dims,
-                args.tie,
-            )?;
-            let arch = Arch { dims, cell, layers, tied: args.tie, output };
-            ("custom".to_owned(), arch, window, ids, None)
-        }
+        Some(name) => configured_bench(data_dir, &args, name)?,
+        None => custom_bench(&args)?,
     };
     let mut model = Rnnlm::new(arch, window, 1)?;
     if arch.adaptive().is_some() {
@@ -285,7 +233,6 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
         None => args.dropout.unwrap_or(0.0),
     };
     model.set_dropout(dropout, 1)?;
-    let dims = arch.dims;
     let (ids, lengths) = scoring_sentences(&corpus_ids, end);
     let scoring_window = Window { batch: super::SCORE_BATCH, time: super::SCORE_TIME };
     // Generation first: its model copy is gone before the scorer's is made, so that at most
@@ -311,111 +258,182 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
         Ok(rnnlm::bench::run(&mut model, Ids::U32(&corpus_ids), args.repeats, iters, scoring, one_thread.as_ref())?)
     })??;
     if args.json {
-        let mut json = serde_json::json!({
-                "config": name, "threads": result.threads,
-                "simd": rnnlm::kernels::simd_level().name(),
-                "tokens_per_sec": result.tokens_per_sec.median,
-                "tokens_per_sec_min": result.tokens_per_sec.min,
-                "tokens_per_sec_max": result.tokens_per_sec.max,
-                "gflops": result.gflops, "ceiling_gflops": result.ceiling_gflops,
-                "ceiling_tokens_per_sec": result.ceiling_tokens_per_sec(),
-                "peak_gflops": result.peak_gflops, "peak_fraction": result.peak_fraction(),
-                "ceiling_peak_fraction": result.ceiling_gflops / result.peak_gflops,
-                "rnn_fraction": result.rnn_fraction, "affine_fraction": result.affine_fraction,
-                "update_fraction": result.update_fraction,
-                "vocab": dims.vocab, "embed": dims.embed, "hidden": dims.hidden,
-                "cell": arch.cell.name(), "layers": arch.layers,
-                "output": if arch.adaptive().is_some() { "adaptive" } else { "full" },
-                "flops_per_token": result.flops_per_token,
-                "batch": window.batch, "time": window.time,
-                "repeats": result.repeats, "iters_per_repeat": result.iters_per_repeat,
-        });
-        if let Some(scoring) = result.scoring_tokens_per_sec {
-            json["scoring_tokens_per_sec"] = scoring.median.into();
-            json["scoring_tokens_per_sec_min"] = scoring.min.into();
-            json["scoring_tokens_per_sec_max"] = scoring.max.into();
-        }
-        json["generate_us_per_token"] = generation.median_us.into();
-        json["generate_us_per_token_p99"] = generation.p99_us.into();
-        if let Some(scaling) = result.one_thread {
-            json["one_thread_tokens_per_sec"] = scaling.tokens_per_sec.median.into();
-            json["speedup"] = scaling.speedup.median.into();
-            json["speedup_min"] = scaling.speedup.min.into();
-            json["speedup_max"] = scaling.speedup.max.into();
-        }
-        out!("{json}");
+        print_bench_json(&name, arch, window, &result, &generation);
     } else {
-        let t = result.tokens_per_sec;
-        out!(
-            "{name}: {} x {}, V = {}, D = {}, H = {}, B = {}, T = {}, {} threads, {} rounds of {} steps, {} kernels",
-            arch.layers,
-            arch.cell.name(),
-            dims.vocab,
-            dims.embed,
-            dims.hidden,
-            window.batch,
-            window.time,
-            result.threads,
-            result.repeats,
-            result.iters_per_repeat,
-            rnnlm::kernels::simd_level()
-        );
-        out!(
-            "training:  {:.0} tokens/s (median; range {:.0} - {:.0}), {:.1} GFLOP/s",
-            t.median,
-            t.min,
-            t.max,
-            result.gflops
-        );
-        out!(
-            "ceiling:   {:.1} GFLOP/s for the step's GEMMs alone = {:.0} tokens/s; training reaches {:.0}% of it",
-            result.ceiling_gflops,
-            result.ceiling_tokens_per_sec(),
-            100.0 * result.gflops / result.ceiling_gflops
-        );
-        out!(
-            "peak:      {:.1} GFLOP/s of multiply-adds in registers on {} threads; training reaches {:.0}% of it, the GEMMs alone {:.0}%",
-            result.peak_gflops,
-            result.threads,
-            100.0 * result.peak_fraction(),
-            100.0 * result.ceiling_gflops / result.peak_gflops
-        );
-        out!(
-            "time split: RNN {:.0}%, affine + softmax {:.0}%, update {:.0}%",
-            100.0 * result.rnn_fraction,
-            100.0 * result.affine_fraction,
-            100.0 * result.update_fraction
-        );
-        if let Some(scoring) = result.scoring_tokens_per_sec {
-            out!(
-                "scoring:   {:.0} tokens/s (median; range {:.0} - {:.0}; sentences independent, {} x {} windows), {:.2}x training",
-                scoring.median,
-                scoring.min,
-                scoring.max,
-                scoring_window.batch,
-                scoring_window.time,
-                scoring.median / t.median
-            );
-        }
-        out!(
-            "generating: {:.1} us per token (median of {}; 99th percentile {:.1}), batch 1, temperature 1",
-            generation.median_us,
-            generation.tokens,
-            generation.p99_us
-        );
-        if let Some(scaling) = result.one_thread {
-            let (one, speedup) = (scaling.tokens_per_sec, scaling.speedup);
-            out!(
-                "1 thread:  {:.0} tokens/s (median; range {:.0} - {:.0}); {} threads are {:.2}x faster (median over rounds of alternating turns; range {:.2} - {:.2})",
-                one.median,
-                one.min,
-                one.max,
-                result.threads,
-                speedup.median,
-                speedup.min,
-                speedup.max
-            );
-        }
+        print_bench_text(&name, arch, window, &result, &generation, scoring_window);
     }
     Ok(())
+}
+
+/// What a bench run trains: its name, the model's architecture and window, the corpus and its
+/// end-of-line id (for the scoring rounds' sentences).
+type BenchSubject = (String, Arch, Window, Vec<u32>, Option<u32>);
+
+/// A bench configuration's model and corpus: PTB (its first 1,000 words for c1, whose
+/// vocabulary is then max id + 1 of those) or Zipf-distributed ids (c7); the output layer is
+/// the configuration's unless `--output` says.
+fn configured_bench(data_dir: &Path, args: &BenchArgs, name: &str) -> anyhow::Result<BenchSubject> {
+    let config = rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).expect("clap checks the name");
+    let (ids, vocab, end) = match config.zipf_vocab {
+        Some(vocab) => (rnnlm::bench::zipf_corpus(vocab, rnnlm::bench::ZIPF_TOKENS, 1), vocab, None),
+        None => {
+            let tokenizer = Tokenizer { level: Level::Word, lowercase: false };
+            let (corpus, _) = open_corpus(data_dir, &args.corpus, tokenizer)?;
+            let ids = corpus.train.ids();
+            let (ids, vocab) = match config.corpus_tokens {
+                Some(n) => {
+                    let kept = ids.slice(0..n.min(ids.len()));
+                    (kept, kept.max().map_or(1, |m| m as usize + 1))
+                }
+                None => (ids, corpus.vocab.len()),
+            };
+            let end = corpus.vocab.id(rnnlm::corpus::EOS).filter(|&id| (id as usize) < vocab);
+            (ids.to_vec(), vocab, end)
+        }
+    };
+    let dims = Dims { vocab, embed: config.embed, hidden: config.hidden };
+    let kind =
+        args.softmax.output.unwrap_or(if config.adaptive.is_some() { OutputKind::Adaptive } else { OutputKind::Full });
+    let own = config.adaptive.filter(|_| kind == OutputKind::Adaptive);
+    let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]).or(own.map(|(cutoffs, _)| cutoffs));
+    let div_value = args.softmax.div_value.or(own.map(|(_, div)| div));
+    let output = output_layer(kind, cutoffs, div_value, dims, config.tied)?;
+    let arch = Arch { dims, cell: config.cell, layers: config.layers, tied: config.tied, output };
+    Ok((name.to_owned(), arch, config.window, ids, end))
+}
+
+/// The model of explicit sizes (`--vocab`, `--embed`, ...), on random ids.
+fn custom_bench(args: &BenchArgs) -> anyhow::Result<BenchSubject> {
+    let vocab = args.vocab.expect("clap requires --config or --vocab");
+    let mut rng = rnnlm::rng::Rng::new(7);
+    let ids = (0..1_000_000).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
+    let window = Window { batch: args.batch.expect("required"), time: args.time.expect("required") };
+    let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
+    let (cell, layers) = (args.cell.unwrap_or(Cell::Tanh), args.layers.unwrap_or(1));
+    let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]);
+    let output =
+        output_layer(args.softmax.output.unwrap_or(OutputKind::Full), cutoffs, args.softmax.div_value, dims, args.tie)?;
+    let arch = Arch { dims, cell, layers, tied: args.tie, output };
+    Ok(("custom".to_owned(), arch, window, ids, None))
+}
+
+/// `bench --json`: one object.
+fn print_bench_json(name: &str, arch: Arch, window: Window, result: &BenchResult, generation: &GenerationLatency) {
+    let dims = arch.dims;
+    let mut json = serde_json::json!({
+            "config": name, "threads": result.threads,
+            "simd": rnnlm::kernels::simd_level().name(),
+            "tokens_per_sec": result.tokens_per_sec.median,
+            "tokens_per_sec_min": result.tokens_per_sec.min,
+            "tokens_per_sec_max": result.tokens_per_sec.max,
+            "gflops": result.gflops, "ceiling_gflops": result.ceiling_gflops,
+            "ceiling_tokens_per_sec": result.ceiling_tokens_per_sec(),
+            "peak_gflops": result.peak_gflops, "peak_fraction": result.peak_fraction(),
+            "ceiling_peak_fraction": result.ceiling_gflops / result.peak_gflops,
+            "rnn_fraction": result.rnn_fraction, "affine_fraction": result.affine_fraction,
+            "update_fraction": result.update_fraction,
+            "vocab": dims.vocab, "embed": dims.embed, "hidden": dims.hidden,
+            "cell": arch.cell.name(), "layers": arch.layers,
+            "output": if arch.adaptive().is_some() { "adaptive" } else { "full" },
+            "flops_per_token": result.flops_per_token,
+            "batch": window.batch, "time": window.time,
+            "repeats": result.repeats, "iters_per_repeat": result.iters_per_repeat,
+    });
+    if let Some(scoring) = result.scoring_tokens_per_sec {
+        json["scoring_tokens_per_sec"] = scoring.median.into();
+        json["scoring_tokens_per_sec_min"] = scoring.min.into();
+        json["scoring_tokens_per_sec_max"] = scoring.max.into();
+    }
+    json["generate_us_per_token"] = generation.median_us.into();
+    json["generate_us_per_token_p99"] = generation.p99_us.into();
+    if let Some(scaling) = result.one_thread {
+        json["one_thread_tokens_per_sec"] = scaling.tokens_per_sec.median.into();
+        json["speedup"] = scaling.speedup.median.into();
+        json["speedup_min"] = scaling.speedup.min.into();
+        json["speedup_max"] = scaling.speedup.max.into();
+    }
+    out!("{json}");
+}
+
+/// `bench`'s report for people.
+fn print_bench_text(
+    name: &str,
+    arch: Arch,
+    window: Window,
+    result: &BenchResult,
+    generation: &GenerationLatency,
+    scoring_window: Window,
+) {
+    let dims = arch.dims;
+    let t = result.tokens_per_sec;
+    out!(
+        "{name}: {} x {}, V = {}, D = {}, H = {}, B = {}, T = {}, {} threads, {} rounds of {} steps, {} kernels",
+        arch.layers,
+        arch.cell.name(),
+        dims.vocab,
+        dims.embed,
+        dims.hidden,
+        window.batch,
+        window.time,
+        result.threads,
+        result.repeats,
+        result.iters_per_repeat,
+        rnnlm::kernels::simd_level()
+    );
+    out!(
+        "training:  {:.0} tokens/s (median; range {:.0} - {:.0}), {:.1} GFLOP/s",
+        t.median,
+        t.min,
+        t.max,
+        result.gflops
+    );
+    out!(
+        "ceiling:   {:.1} GFLOP/s for the step's GEMMs alone = {:.0} tokens/s; training reaches {:.0}% of it",
+        result.ceiling_gflops,
+        result.ceiling_tokens_per_sec(),
+        100.0 * result.gflops / result.ceiling_gflops
+    );
+    out!(
+        "peak:      {:.1} GFLOP/s of multiply-adds in registers on {} threads; training reaches {:.0}% of it, the GEMMs alone {:.0}%",
+        result.peak_gflops,
+        result.threads,
+        100.0 * result.peak_fraction(),
+        100.0 * result.ceiling_gflops / result.peak_gflops
+    );
+    out!(
+        "time split: RNN {:.0}%, affine + softmax {:.0}%, update {:.0}%",
+        100.0 * result.rnn_fraction,
+        100.0 * result.affine_fraction,
+        100.0 * result.update_fraction
+    );
+    if let Some(scoring) = result.scoring_tokens_per_sec {
+        out!(
+            "scoring:   {:.0} tokens/s (median; range {:.0} - {:.0}; sentences independent, {} x {} windows), {:.2}x training",
+            scoring.median,
+            scoring.min,
+            scoring.max,
+            scoring_window.batch,
+            scoring_window.time,
+            scoring.median / t.median
+        );
+    }
+    out!(
+        "generating: {:.1} us per token (median of {}; 99th percentile {:.1}), batch 1, temperature 1",
+        generation.median_us,
+        generation.tokens,
+        generation.p99_us
+    );
+    if let Some(scaling) = result.one_thread {
+        let (one, speedup) = (scaling.tokens_per_sec, scaling.speedup);
+        out!(
+            "1 thread:  {:.0} tokens/s (median; range {:.0} - {:.0}); {} threads are {:.2}x faster (median over rounds of alternating turns; range {:.2} - {:.2})",
+            one.median,
+            one.min,
+            one.max,
+            result.threads,
+            speedup.median,
+            speedup.min,
+            speedup.max
+        );
+    }
 }
