@@ -35,6 +35,7 @@ mod layers;
 mod open_grads;
 mod output;
 mod passes;
+mod phase_clocks;
 mod ranking;
 mod workspace;
 
@@ -46,7 +47,7 @@ use crate::rng::Rng;
 use dropout::DropoutSites;
 use layers::Recurrence;
 use open_grads::OpenGradients;
-use std::time::Instant;
+use phase_clocks::PhaseTimes;
 use workspace::{state_len, Workspace};
 
 /// A zero-filled buffer, or an error instead of an abort when the memory cannot be had.
@@ -67,20 +68,6 @@ fn lazily_zeroed(name: &'static str, len: usize) -> Result<Vec<f32>, ModelError>
 
 fn cannot_allocate(name: &'static str, len: usize) -> ModelError {
     ModelError::InvalidSize { name, value: len, why: "cannot allocate that many elements" }
-}
-
-/// Seconds spent in each part of the model since the phase clocks were started
-/// ([`set_phase_timing`](Rnnlm::set_phase_timing)): what `rnnlm bench` reports as the split
-/// between the recurrent part and the output layer.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct PhaseTimes {
-    /// Embedding, the recurrent layers over time (forward and backward) and their weight
-    /// gradients.
-    pub rnn: f64,
-    /// The affine layer, softmax and loss, forward and backward.
-    pub affine: f64,
-    /// Clipping and the SGD update.
-    pub update: f64,
 }
 
 /// The language model: embedding, stacked tanh, LSTM or GRU layers (with dropout between them
@@ -240,38 +227,6 @@ impl Rnnlm {
     /// Sets the training-window count (to resume a run where its dropout masks left off).
     pub fn set_training_windows(&mut self, windows: u64) {
         self.training_windows = windows;
-    }
-
-    /// Starts (from zero) or stops the phase clocks. They are off unless turned on: a step then
-    /// reads no clock (a benchmark turns them on to split a step's time by part).
-    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
-    pub(crate) fn set_phase_timing(&mut self, on: bool) {
-        self.times = on.then(PhaseTimes::default);
-    }
-
-    /// Time spent per part of the model since the clocks were started; zero while they are off.
-    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
-    pub(crate) fn phase_times(&self) -> PhaseTimes {
-        self.times.unwrap_or_default()
-    }
-
-    /// Sets the phase clocks (to what [`phase_times`](Self::phase_times) returned earlier),
-    /// turning them on.
-    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
-    pub(crate) fn set_phase_times(&mut self, times: PhaseTimes) {
-        self.times = Some(times);
-    }
-
-    /// The time now, if the phase clocks run.
-    fn clock(&self) -> Option<Instant> {
-        self.times.map(|_| Instant::now())
-    }
-
-    /// Adds the time since `start` (from [`clock`](Self::clock)) to the phase `phase` picks.
-    fn add_time(&mut self, start: Option<Instant>, phase: fn(&mut PhaseTimes) -> &mut f64) {
-        if let (Some(start), Some(times)) = (start, &mut self.times) {
-            *phase(times) += start.elapsed().as_secs_f64();
-        }
     }
 
     /// The model's sizes.

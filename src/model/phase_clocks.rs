@@ -1,0 +1,53 @@
+//! The phase clocks: how a step's time splits between the recurrent part, the output layer and
+//! the update, for `rnnlm bench`. Off, a step reads no clock.
+
+use super::Rnnlm;
+use std::time::Instant;
+
+/// Seconds spent in each part of the model since the phase clocks were started
+/// ([`set_phase_timing`](Rnnlm::set_phase_timing)): what `rnnlm bench` reports as the split
+/// between the recurrent part and the output layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct PhaseTimes {
+    /// Embedding, the recurrent layers over time (forward and backward) and their weight
+    /// gradients.
+    pub rnn: f64,
+    /// The affine layer, softmax and loss, forward and backward.
+    pub affine: f64,
+    /// Clipping and the SGD update.
+    pub update: f64,
+}
+
+impl Rnnlm {
+    /// Starts (from zero) or stops the phase clocks. They are off unless turned on: a step then
+    /// reads no clock (a benchmark turns them on to split a step's time by part).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn set_phase_timing(&mut self, on: bool) {
+        self.times = on.then(PhaseTimes::default);
+    }
+
+    /// Time spent per part of the model since the clocks were started; zero while they are off.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn phase_times(&self) -> PhaseTimes {
+        self.times.unwrap_or_default()
+    }
+
+    /// Sets the phase clocks (to what [`phase_times`](Self::phase_times) returned earlier),
+    /// turning them on.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn set_phase_times(&mut self, times: PhaseTimes) {
+        self.times = Some(times);
+    }
+
+    /// The time now, if the phase clocks run.
+    pub(super) fn clock(&self) -> Option<Instant> {
+        self.times.map(|_| Instant::now())
+    }
+
+    /// Adds the time since `start` (from [`clock`](Self::clock)) to the phase `phase` picks.
+    pub(super) fn add_time(&mut self, start: Option<Instant>, phase: fn(&mut PhaseTimes) -> &mut f64) {
+        if let (Some(start), Some(times)) = (start, &mut self.times) {
+            *phase(times) += start.elapsed().as_secs_f64();
+        }
+    }
+}
