@@ -82,9 +82,9 @@ impl BookModel {
             .collect()
     }
 
-    /// Checks the shape of a window against the carried state and makes the model's window
-    /// that shape.
-    fn fit_window(&mut self, rows: usize, steps: usize) -> PyResult<()> {
+    /// Checks the shape of a window against the carried state, makes the model's window that
+    /// shape and takes its input ids `xs` (checked by [`read_ids`]).
+    fn fit_window(&mut self, rows: usize, steps: usize, xs: &[i64]) -> PyResult<()> {
         let current = self.model.window();
         if self.carrying && rows != current.batch {
             return Err(PyValueError::new_err(format!(
@@ -97,7 +97,8 @@ impl BookModel {
         if !self.carrying {
             self.model.reset_state();
         }
-        self.ids.resize(window.tokens(), 0);
+        self.ids.clear();
+        self.ids.extend(xs.iter().map(|&id| id as u32));
         self.targets.resize(window.tokens(), 0);
         Ok(())
     }
@@ -216,10 +217,7 @@ impl BookModel {
                 "ts has shape ({t_rows}, {t_steps}), xs ({rows}, {steps}): they must be the same"
             )));
         }
-        self.fit_window(rows, steps)?;
-        for (slot, &id) in self.ids.iter_mut().zip(&x) {
-            *slot = id as u32;
-        }
+        self.fit_window(rows, steps, &x)?;
         for (slot, &id) in self.targets.iter_mut().zip(&t) {
             *slot = id as i32;
         }
@@ -242,10 +240,7 @@ impl BookModel {
     fn predict<'py>(&mut self, py: Python<'py>, xs: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let vocab = self.model.dims().vocab;
         let (rows, steps, x) = read_ids("xs", xs, vocab, false)?;
-        self.fit_window(rows, steps)?;
-        for (slot, &id) in self.ids.iter_mut().zip(&x) {
-            *slot = id as u32;
-        }
+        self.fit_window(rows, steps, &x)?;
         let scores = PyArray3::<f32>::zeros(py, [rows, steps, vocab], false);
         // SAFETY: the array was just made here and nothing else refers to it yet.
         let out = unsafe { scores.as_slice_mut()? };

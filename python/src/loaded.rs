@@ -140,7 +140,7 @@ impl LoadedModel {
     fn perplexity(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<f64> {
         let lines = sentences_of(text, "text")?;
         let reader = self.reader()?;
-        let (ids, places) = self.tokenize(&reader, &lines);
+        let (ids, _) = self.tokenize(&reader, &lines);
         if ids.is_empty() {
             return Err(PyValueError::new_err("text: no line to score (each line needs words of the vocabulary)"));
         }
@@ -148,7 +148,6 @@ impl LoadedModel {
         let mut scorer = StreamScorer::new(model, reader.end()).map_err(|e| score_error(&self.path, e))?;
         let mut losses = vec![0.0f32; ids.len()];
         py.detach(|| install(|| scorer.score(&ids, &mut losses))).map_err(|e| score_error(&self.path, e))?;
-        drop(places);
         let total: f64 = losses.iter().map(|&l| l as f64).sum();
         Ok((total / ids.len() as f64).exp())
     }
