@@ -16,9 +16,29 @@ pub fn embedding_gather(vocab: usize, dim: usize, table: &[f32], ids: &[u32], ou
     if dim == 0 {
         return;
     }
-    for (row, &id) in out.chunks_exact_mut(dim).zip(ids) {
-        let start = id as usize * dim;
-        row.copy_from_slice(&table[start..start + dim]);
+    let gather = |(piece, out): (usize, &mut [f32])| {
+        let ids = &ids[piece * GATHER_ROWS..];
+        for (row, &id) in out.chunks_exact_mut(dim).zip(ids) {
+            let start = id as usize * dim;
+            row.copy_from_slice(&table[start..start + dim]);
+        }
+    };
+    if out.len() < PARALLEL_MIN_ELEMENTS {
+        gather((0, out));
+    } else {
+        out.par_chunks_mut(GATHER_ROWS * dim).enumerate().for_each(gather);
+    }
+}
+
+/// Rows per parallel piece of [`embedding_gather`].
+const GATHER_ROWS: usize = 64;
+
+/// Parallel pieces of a gather of `rows` rows of `dim` values.
+pub(crate) fn gather_pieces(rows: usize, dim: usize) -> usize {
+    if rows * dim < PARALLEL_MIN_ELEMENTS {
+        1
+    } else {
+        rows.div_ceil(GATHER_ROWS)
     }
 }
 
@@ -35,17 +55,31 @@ pub fn embedding_scatter_add(vocab: usize, dim: usize, rows_grad: &[f32], ids: &
     if dim == 0 {
         return;
     }
-    simd!(V => {
-        for (row, &id) in rows_grad.chunks_exact(dim).zip(ids) {
-            let start = id as usize * dim;
-            zip_map_inplace::<V>(&mut table_grad[start..start + dim], row, #[inline(always)] |acc, g| acc + g);
-        }
-    })
+    // Each piece owns a range of the table's rows and adds, in order, the rows whose ids fall
+    // in it: every element sees the same additions in the same order however the table is cut.
+    let scatter = |(piece, table_rows): (usize, &mut [f32]), ids_per_piece: usize| {
+        let first = piece * ids_per_piece;
+        simd!(V => {
+            for (row, &id) in rows_grad.chunks_exact(dim).zip(ids) {
+                if let Some(local) = (id as usize).checked_sub(first).filter(|&local| local < ids_per_piece) {
+                    let start = local * dim;
+                    zip_map_inplace::<V>(&mut table_rows[start..start + dim], row, #[inline(always)] |acc, g| acc + g);
+                }
+            }
+        })
+    };
+    if rows_grad.len() < PARALLEL_MIN_ELEMENTS {
+        scatter((0, table_grad), vocab);
+    } else {
+        let ids_per_piece = vocab.div_ceil(rayon::current_num_threads());
+        table_grad.par_chunks_mut(ids_per_piece * dim).enumerate().for_each(|piece| scatter(piece, ids_per_piece));
+    }
 }
 
 /// Columns per parallel task of [`column_sums`].
 const COLUMNS_PER_TASK: usize = 1024;
-/// Below this many elements [`column_sums`] stays on the calling thread.
+/// Below this many elements [`column_sums`], [`embedding_gather`] and [`embedding_scatter_add`]
+/// stay on the calling thread.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// `out[j] = sum over i of matrix[i][j]` (overwriting `out`), adding rows in order.
@@ -108,6 +142,36 @@ mod tests {
         let mut grad = vec![0.0; 12];
         embedding_scatter_add(4, dim, &rows, &ids, &mut grad);
         assert_eq!(grad, vec![0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 12.0, 14.0, 16.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn large_gathers_and_scatters_give_the_same_bits_for_any_thread_count() {
+        let (vocab, dim, rows) = (1003, 67, 1500);
+        let table: Vec<f32> = (0..vocab * dim).map(|v| ((v * 31 % 997) as f32 - 498.0) / 97.0).collect();
+        // Frequent ids repeat, so that additions to one row must keep their order.
+        let ids: Vec<u32> = (0..rows).map(|r| if r % 3 == 0 { 7 } else { (r * 389 % vocab) as u32 }).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut gathered = vec![0.0; rows * dim];
+                embedding_gather(vocab, dim, &table, &ids, &mut gathered);
+                let mut grad = table.clone();
+                embedding_scatter_add(vocab, dim, &gathered, &ids, &mut grad);
+                (gathered, grad.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            })
+        };
+        let (gathered, grad) = run(1);
+        assert_eq!(&gathered[dim..2 * dim], &table[389 * dim..390 * dim]);
+        let mut want = table.clone();
+        for (row, &id) in gathered.chunks_exact(dim).zip(&ids) {
+            for (w, g) in want[id as usize * dim..][..dim].iter_mut().zip(row) {
+                *w += g;
+            }
+        }
+        assert_eq!(grad, want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        for threads in [2, 3, 16] {
+            assert!(run(threads) == (gathered.clone(), grad.clone()), "{threads} threads");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! | kernel | what it computes |
 //! |--------|------------------|
 //! | [`gemm`], [`gemm_parallel`] | `C = alpha * op(A) * op(B) + beta * C` |
+//! | [`GemmShape`] | one GEMM's shape and count, as the layers report their work |
 //! | [`PackedB`], [`gemm_packed`] | the same with `op(B)` packed once for many products |
 //! | [`PackedA`], [`gemm_packed_a`] | the same with `op(A)` packed once for many products |
 //! | [`tanh_inplace`] | SIMD `tanh` over a slice |
@@ -67,15 +68,18 @@ mod simd;
 
 pub use adaptive::{AdaptiveOutput, AdaptivePacked, AdaptiveShape, AdaptiveTensor, Slot, MAX_CLUSTERS};
 pub use dropout::{dropout_backward, dropout_forward, dropout_keeps, MaskKey};
+pub(crate) use embedding::gather_pieces;
 pub use embedding::{column_sums, embedding_gather, embedding_scatter_add};
-pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, PackedA, PackedB, Transpose};
+pub use gemm::{gemm, gemm_packed, gemm_packed_a, gemm_parallel, GemmShape, PackedA, PackedB, Transpose};
 pub use gru::{gru_backward_window, gru_forward_window, GRU_GATES};
 pub use lstm::{lstm_backward_window, lstm_forward_window, LSTM_GATES};
+pub(crate) use optim::update_pieces;
 pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
 pub use output::{OutputLayer, OutputUpdate, PackedWeights, WeightLayout, IGNORE_TARGET, PANEL_COLS};
 #[cfg(feature = "cli")]
 pub(crate) use peak::fma_loop;
 pub use rnn::{rnn_backward_window, rnn_forward_window};
+pub(crate) use row_groups::row_group_count;
 pub use sample::sample_softmax;
 pub use simd::{simd_level, tanh_inplace, SimdLevel, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 

@@ -1,23 +1,50 @@
 //! Optimizer pieces: the SGD update and global-norm gradient clipping.
+//!
+//! Long slices are shared between threads in pieces cut by the length alone: the update and
+//! the scaling touch each element once, and the sum of squares adds its pieces' sums along a
+//! binary tree whose shape depends only on the length, so every result is the same for any
+//! thread count.
 
 use super::check_same_len;
 use super::simd::{load_partial, map_inplace, simd, zip_map_inplace, Simd};
+use rayon::prelude::*;
+
+/// Elements per piece of work: below this a slice is one piece on the calling thread.
+const PIECE: usize = 1 << 16;
 
 /// `params[i] -= lr * grads[i]` for every element (one fused multiply-add each).
 /// `params` and `grads` have the same length; panics, before writing anything, if not.
 pub fn sgd_update(params: &mut [f32], grads: &[f32], lr: f32) {
     check_same_len("sgd_update", ("params", params.len()), ("grads", grads.len()));
-    simd!(V => zip_map_inplace::<V>(params, grads, #[inline(always)] |p, g| g.mul_neg_add(V::splat(lr), p)))
+    let update = |(params, grads): (&mut [f32], &[f32])| simd!(V => zip_map_inplace::<V>(params, grads, #[inline(always)] |p, g| g.mul_neg_add(V::splat(lr), p)));
+    if params.len() <= PIECE {
+        update((params, grads));
+    } else {
+        params.par_chunks_mut(PIECE).zip(grads.par_chunks(PIECE)).for_each(update);
+    }
+}
+
+/// Parallel pieces of an update of `len` elements.
+pub(crate) fn update_pieces(len: usize) -> usize {
+    len.div_ceil(PIECE).max(1)
 }
 
 /// Elements summed in f32 lanes before the partial sum is added to the f64 total: keeps the
 /// f32 rounding error to about `512 / 8 = 64` terms' worth while staying vectorised.
 const BLOCK: usize = 512;
 
-/// `sum of values[i]^2`, accumulated in f64 across blocks of 512 elements (f32 lanes within a
-/// block). The order of operations is fixed by the length alone.
+/// `sum of values[i]^2`, accumulated in f64: in f32 lanes within blocks of 512 elements, the
+/// blocks' sums added in order within pieces of [`PIECE`] elements, and the pieces' sums along
+/// a binary tree (each half a whole number of pieces) computed in parallel. The order of
+/// operations is fixed by the length alone.
 pub fn sum_of_squares(values: &[f32]) -> f64 {
-    simd!(V => sum_of_squares_with::<V>(values))
+    let pieces = values.len().div_ceil(PIECE);
+    if pieces <= 1 {
+        return simd!(V => sum_of_squares_with::<V>(values));
+    }
+    let (left, right) = values.split_at(pieces / 2 * PIECE);
+    let (left, right) = rayon::join(|| sum_of_squares(left), || sum_of_squares(right));
+    left + right
 }
 
 #[inline(always)]
@@ -39,7 +66,12 @@ fn sum_of_squares_with<V: Simd>(values: &[f32]) -> f64 {
 
 /// `values[i] *= factor` for every element.
 pub fn scale_inplace(values: &mut [f32], factor: f32) {
-    simd!(V => map_inplace::<V>(values, #[inline(always)] |v| v * V::splat(factor)))
+    let scale = |values: &mut [f32]| simd!(V => map_inplace::<V>(values, #[inline(always)] |v| v * V::splat(factor)));
+    if values.len() <= PIECE {
+        scale(values);
+    } else {
+        values.par_chunks_mut(PIECE).for_each(scale);
+    }
 }
 
 /// The factor by which global-norm clipping scales every gradient, if it does:
@@ -69,6 +101,27 @@ mod tests {
         let got = sum_of_squares(&v);
         assert!((got - want).abs() <= 1e-6 * want, "{got} vs {want}");
         assert_eq!(sum_of_squares(&[]), 0.0);
+    }
+
+    #[test]
+    fn long_slices_give_the_same_bits_for_any_thread_count() {
+        let len = 5 * PIECE + 77;
+        let values: Vec<f32> = (0..len).map(|i| ((i * 7919 % 2003) as f32 - 1000.0) / 300.0).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut params = values.clone();
+                sgd_update(&mut params, &values[..len].iter().rev().copied().collect::<Vec<_>>(), 0.3);
+                scale_inplace(&mut params, 0.7);
+                (sum_of_squares(&params).to_bits(), params.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 16] {
+            assert!(run(threads) == one, "{threads} threads");
+        }
+        let want: f64 = values.iter().map(|&x| x as f64 * x as f64).sum();
+        assert!((sum_of_squares(&values) - want).abs() <= 1e-6 * want);
     }
 
     #[test]

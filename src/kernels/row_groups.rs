@@ -27,8 +27,7 @@ pub(super) fn for_each_row_group<const N: usize>(
     if batch == 0 || buffers.iter().any(|(_, width)| *width == 0) {
         return;
     }
-    let groups =
-        if work < PARALLEL_MIN_WORK { 1 } else { rayon::current_num_threads().min(batch / MIN_GROUP_ROWS).max(1) };
+    let groups = row_group_count(batch, work);
     let group_rows = batch.div_ceil(groups);
     let widths = buffers.each_ref().map(|(_, width)| *width);
     let mut views = buffers.map(|(data, width)| {
@@ -40,4 +39,14 @@ pub(super) fn for_each_row_group<const N: usize>(
         let first_row = first_col / widths[0];
         f(first_row, group_rows.min(batch - first_row), group)
     });
+}
+
+/// How many groups [`for_each_row_group`] cuts `batch` rows into for `work` multiply-adds in
+/// the current pool.
+pub(crate) fn row_group_count(batch: usize, work: usize) -> usize {
+    if work < PARALLEL_MIN_WORK {
+        1
+    } else {
+        rayon::current_num_threads().min(batch / MIN_GROUP_ROWS).max(1)
+    }
 }

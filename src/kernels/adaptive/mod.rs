@@ -105,6 +105,11 @@ impl AdaptivePacked {
         Some(AdaptivePacked { shape, head, clusters })
     }
 
+    /// Bytes of every packed matrix.
+    pub fn bytes(&self) -> usize {
+        self.head.bytes() + self.clusters.iter().map(PackedWeights::bytes).sum::<usize>()
+    }
+
     /// Packs the weights of `params` (the layer's flat block). Panics if its length does not
     /// match the shape.
     pub fn pack(&mut self, params: &[f32]) {
@@ -180,6 +185,21 @@ impl AdaptiveOutput {
     /// Rows per pass.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Bytes of the layer's buffers: the head's and every cluster's.
+    pub fn buffer_bytes(&self) -> usize {
+        let own = [&self.head_zero_bias, &self.head_bias_grad, &self.head_row, &self.cluster_row];
+        let clusters: usize = self.clusters.iter().map(Cluster::buffer_bytes).sum();
+        self.head.buffer_bytes()
+            + (own.iter().map(|v| v.len()).sum::<usize>() + self.head_targets.len()) * size_of::<f32>()
+            + clusters
+    }
+
+    /// Parallel tasks of the head's forward and backward passes (the tail clusters' are at
+    /// most as many).
+    pub fn tasks(&self) -> (usize, usize) {
+        self.head.tasks()
     }
 
     /// Rows of the last pass with targets whose target is in each cluster (0 for clusters past
@@ -429,6 +449,13 @@ impl AdaptiveOutput {
 }
 
 impl Cluster {
+    /// Bytes of the cluster's buffers.
+    fn buffer_bytes(&self) -> usize {
+        let floats = [&self.inputs, &self.d_inputs, &self.projected, &self.d_projected, &self.loss, &self.zero_bias];
+        let floats = floats.iter().map(|v| v.len()).sum::<usize>() + self.bias_grad.len();
+        self.softmax.buffer_bytes() + (floats + self.members.len() + self.targets.len()) * size_of::<f32>()
+    }
+
     /// Collects the rows whose target is in cluster `k` of `shape`, their targets as the
     /// cluster's columns, and their hidden states; returns how many.
     fn gather(&mut self, shape: &AdaptiveShape, k: usize, hs: &[f32], targets: &[i32]) -> usize {

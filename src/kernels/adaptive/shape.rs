@@ -2,6 +2,7 @@
 //! each cluster's projection is, and where every parameter tensor lives in the layer's one
 //! flat block. Everything else (buffers, FLOPs, checkpoint tensors) is derived from it.
 
+use super::super::gemm::{GemmShape, Transpose};
 use std::ops::Range;
 
 /// Most tail clusters an adaptive softmax may have.
@@ -239,23 +240,33 @@ impl AdaptiveShape {
         panic!("{tensor:?} is not a tensor of {self:?}")
     }
 
+    /// The GEMMs of a training pass over `rows` rows, of which `cluster_rows[k]` have their
+    /// target in cluster `k`, forward and backward: the head's over every row, and for each
+    /// cluster's rows its projection's and its softmax's (a cluster without rows runs none).
+    pub fn gemms(&self, rows: usize, cluster_rows: &[usize]) -> (Vec<GemmShape>, Vec<GemmShape>) {
+        let (no, yes) = (Transpose::No, Transpose::Yes);
+        let (h, head) = (self.hidden, self.head_classes());
+        let mut forward = vec![GemmShape::new((rows, head, h), no, yes)];
+        let mut backward = vec![GemmShape::new((head, h, rows), yes, no), GemmShape::new((rows, h, head), no, no)];
+        for (k, &m) in cluster_rows.iter().enumerate().take(self.clusters).filter(|(_, &m)| m > 0) {
+            let (p, size) = (self.projection(k), self.cluster_size(k));
+            forward.extend([GemmShape::new((m, p, h), no, yes), GemmShape::new((m, size, p), no, yes)]);
+            backward.extend([
+                GemmShape::new((size, p, m), yes, no),
+                GemmShape::new((m, p, size), no, no),
+                GemmShape::new((p, h, m), yes, no),
+                GemmShape::new((m, h, p), no, no),
+            ]);
+        }
+        (forward, backward)
+    }
+
     /// Floating-point operations of one training pass (forward and backward) over `rows` rows,
-    /// of which `cluster_rows[k]` have their target in cluster `k`: the head's three GEMMs
-    /// over every row, and for each cluster's rows the projection's three and the cluster
-    /// softmax's three (`2 m n k` each).
+    /// of which `cluster_rows[k]` have their target in cluster `k`: those of its
+    /// [`gemms`](Self::gemms).
     pub fn training_flops(&self, rows: usize, cluster_rows: &[usize]) -> f64 {
-        let h = self.hidden as f64;
-        let head = 6.0 * rows as f64 * h * self.head_classes() as f64;
-        let tails: f64 = cluster_rows
-            .iter()
-            .enumerate()
-            .take(self.clusters)
-            .map(|(k, &m)| {
-                let p = self.projection(k) as f64;
-                6.0 * m as f64 * p * (h + self.cluster_size(k) as f64)
-            })
-            .sum();
-        head + tails
+        let (forward, backward) = self.gemms(rows, cluster_rows);
+        forward.iter().chain(&backward).map(GemmShape::flops).sum()
     }
 }
 

@@ -36,6 +36,42 @@ pub enum Transpose {
     Yes,
 }
 
+/// One GEMM a kernel runs, `C (m x n) = op(A) (m x k) * op(B) (k x n)`, and how many times:
+/// what the kernels and the model's layers report of their work, from which the FLOP counts
+/// and the GEMM ceiling of a benchmark follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmShape {
+    /// Rows of `C`.
+    pub m: usize,
+    /// Columns of `C`.
+    pub n: usize,
+    /// The length of each dot product.
+    pub k: usize,
+    /// How `A` is used.
+    pub trans_a: Transpose,
+    /// How `B` is used.
+    pub trans_b: Transpose,
+    /// How many times it runs.
+    pub times: usize,
+}
+
+impl GemmShape {
+    /// `(m, n, k)` with the given transposes, run once.
+    pub fn new((m, n, k): (usize, usize, usize), trans_a: Transpose, trans_b: Transpose) -> GemmShape {
+        GemmShape { m, n, k, trans_a, trans_b, times: 1 }
+    }
+
+    /// The same, run `times` times.
+    pub fn times(self, times: usize) -> GemmShape {
+        GemmShape { times, ..self }
+    }
+
+    /// Floating-point operations of all its runs: `2 m n k times`.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.times as f64
+    }
+}
+
 impl Transpose {
     /// The other one: how the same stored matrix gives `op(X)^T`.
     pub(in crate::kernels) fn flip(self) -> Transpose {

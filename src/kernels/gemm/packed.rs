@@ -21,6 +21,11 @@ pub struct PackedB {
 }
 
 impl PackedB {
+    /// Bytes of its buffer.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * size_of::<f32>()
+    }
+
     /// Room for a packed `k x n` matrix, all zero until [`pack`](Self::pack)ed; `None` if that
     /// much memory cannot be had.
     pub fn new(k: usize, n: usize) -> Option<Self> {
@@ -164,6 +169,11 @@ pub struct PackedA {
 }
 
 impl PackedA {
+    /// Bytes of its buffer.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * size_of::<f32>()
+    }
+
     /// Room for a packed `m x k` matrix, all zero until [`pack`](Self::pack)ed; `None` if that
     /// much memory cannot be had.
     pub fn new(m: usize, k: usize) -> Option<Self> {

@@ -16,14 +16,14 @@
 //!
 //! The logits are stored panel after panel (`rows x width` each, row-major), so a panel is one
 //! contiguous slice. The forward pass shares the panels out one by one. The backward pass
-//! groups them into at most [`MAX_TASKS`] runs ("tasks"); each task adds its panels' shares of
+//! groups them into runs of consecutive panels ("tasks"); each task adds its panels' shares of
 //! `dhs` into its own buffer, in panel order, and the buffers are added up in task order. The
-//! grouping depends only on the number of classes, never on the number of threads, so results
-//! are bit-identical for any thread count; but a task is not tied to a thread: its panels are
-//! taken one at a time by whichever thread is free, so that the threads finish together.
+//! grouping depends only on the layer's shape (about `classes / hidden` tasks, fewer where a
+//! panel's products are small, at most one per panel), never on the number of threads, so results are bit-identical for any thread count,
+//! and a host with more cores gets more tasks running at once.
 
 use super::embedding::sum_columns;
-use super::gemm::{gemm, PackedA, Transpose, PARALLEL_MIN_WORK};
+use super::gemm::{gemm, GemmShape, PackedA, Transpose, PARALLEL_MIN_WORK};
 use super::optim::sgd_update;
 use super::out_matrix::{Axis, OutMatrix};
 use super::simd::{map_inplace, simd, Simd};
@@ -35,10 +35,8 @@ mod weights;
 use forward::{ForwardPass, PanelForward, Weights};
 
 use rayon::prelude::*;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Mutex;
-use tasks::{sum_and_transpose, sum_partials, take_panel, task_layout, BackwardShare, Lane, PartialLayout};
-use tasks::{MAX_TASKS, SUM_ROWS, TRANSPOSE_UNITS};
+use tasks::{sum_and_transpose, sum_partials, task_layout, BackwardShare, PartialLayout};
+use tasks::{SUM_ROWS, TRANSPOSE_UNITS};
 use weights::PackedForGradient;
 pub use weights::{PackedWeights, WeightLayout};
 
@@ -156,10 +154,11 @@ pub struct OutputLayer {
 }
 
 impl OutputLayer {
-    /// Buffers for `rows x hidden` inputs and `classes` classes: `rows * classes` logits plus
-    /// per-task scratch (at most 8 x `hidden x (rows + 256)` values) and two packed copies of
-    /// `hs`; `None` if that much memory cannot be had. Panics if a size is 0. The weights are
-    /// the affine layer's own, `hidden x classes` ([`WeightLayout::HiddenByClasses`]).
+    /// Buffers for `rows x hidden` inputs and `classes` classes: `rows * classes` logits, per
+    /// backward task one partial `dhs` and one panel of `W` (together at most about another
+    /// `(rows + hidden) * classes` values) and two packed copies of `hs`; `None` if that much
+    /// memory cannot be had. Panics if a size is 0. The weights are the affine layer's own,
+    /// `hidden x classes` ([`WeightLayout::HiddenByClasses`]).
     pub fn new(rows: usize, hidden: usize, classes: usize) -> Option<Self> {
         Self::with_layout(rows, hidden, classes, WeightLayout::HiddenByClasses)
     }
@@ -170,7 +169,7 @@ impl OutputLayer {
             rows > 0 && hidden > 0 && classes > 0,
             "OutputLayer::new: rows ({rows}), hidden ({hidden}) and classes ({classes}) must all be positive"
         );
-        let tasks = task_layout(classes).tasks;
+        let tasks = task_layout(rows, hidden, classes).tasks;
         Some(OutputLayer {
             rows,
             room: rows,
@@ -208,6 +207,32 @@ impl OutputLayer {
     /// Rows of the passes ([`set_rows`](Self::set_rows)).
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The GEMMs of a forward pass (`z = hs * W`) and of a backward pass (`dW`, `dhs`) at the
+    /// current rows, each run as a panel of columns at a time.
+    pub fn gemms(&self) -> ([GemmShape; 1], [GemmShape; 2]) {
+        self.layout.gemms((self.rows, self.hidden, self.classes))
+    }
+
+    /// Parallel tasks of a forward pass (one per panel of classes) and of a backward pass
+    /// (runs of panels, grouped by the shape alone); 1 each when the work is too small to share.
+    pub fn tasks(&self) -> (usize, usize) {
+        if self.is_parallel() {
+            (self.classes.div_ceil(PANEL_COLS), task_layout(self.rows, self.hidden, self.classes).tasks)
+        } else {
+            (1, 1)
+        }
+    }
+
+    /// Bytes of the layer's buffers (logits, statistics, partial sums, packed copies).
+    pub fn buffer_bytes(&self) -> usize {
+        let floats = self.panels.len() + self.partial_dhs.len() + self.weight_copies.len();
+        floats * size_of::<f32>()
+            + self.stats.len() * size_of::<PanelRow>()
+            + self.row_scales.len() * size_of::<RowScale>()
+            + self.packed_hs.bytes()
+            + self.packed_for_gradient.bytes()
     }
 
     /// Logits only: afterwards [`logits_row`](Self::logits_row) and
@@ -332,7 +357,7 @@ impl OutputLayer {
             }
         }
         let (stored_rows, stored_cols) = weights.stored(hidden, classes);
-        let layout = task_layout(classes);
+        let layout = task_layout(rows, hidden, classes);
         let partial_layout = PartialLayout::for_shape(rows, hidden);
         let inv_n = self.inv_n;
         // `W` (or `dW`) is written through disjoint column blocks, one per panel; `W` is read
@@ -404,46 +429,27 @@ impl OutputLayer {
             gemm(a.0, b.0, width, 1.0, a.1, a.2, a.3, b.1, b.2, b.3, beta_partial, share.partial, b.0);
             packed_for_gradient.weight_gradient(alpha, panel, width, beta, &mut out_block);
         };
-        let panels_per_task = layout.cols_per_task / PANEL_COLS;
         let parallel = self.is_parallel();
+        let tasks_per_job = if parallel { 1 } else { layout.tasks };
         let (panels, stats) =
             (&mut self.panels[..rows * classes], &mut self.stats[..classes.div_ceil(PANEL_COLS) * rows]);
-        let mut shares = panels
-            .chunks_mut(rows * layout.cols_per_task)
-            .zip(stats.chunks_mut(rows * panels_per_task))
-            .zip(self.partial_dhs.chunks_mut(hidden * rows))
-            .zip(self.weight_copies.chunks_mut(hidden * PANEL_COLS).zip(bias_out.chunks_mut(layout.cols_per_task)))
-            .map(|(((panels, stats), partial), (weight_copy, bias_out))| BackwardShare {
-                panels,
-                stats,
-                partial,
-                weight_copy,
-                bias_out,
-            });
-        if parallel {
-            let lanes: [Mutex<Option<Lane<'_>>>; MAX_TASKS] = std::array::from_fn(|task| {
-                Mutex::new(shares.next().map(|share| {
-                    let panels = share.stats.len() / rows;
-                    Lane { share, task, next: 0, panels, worker: usize::MAX }
-                }))
-            });
-            let unclaimed = AtomicUsize::new(classes.div_ceil(PANEL_COLS));
-            let workers = rayon::current_num_threads().min(layout.tasks);
-            (0..workers).into_par_iter().for_each(|worker| {
-                while let Some(mut guard) = take_panel(&lanes, &unclaimed, worker) {
-                    if let Some(Lane { share, task, next, .. }) = guard.as_mut() {
-                        backward_panel(*task, *next, share);
-                        *next += 1;
-                    }
-                }
-            });
-        } else {
-            for (task, mut share) in shares.enumerate() {
+        panels
+            .par_chunks_mut(rows * layout.cols_per_task)
+            .zip(stats.par_chunks_mut(rows * layout.panels_per_task()))
+            .zip(self.partial_dhs.par_chunks_mut(hidden * rows))
+            .zip(
+                self.weight_copies
+                    .par_chunks_mut(hidden * PANEL_COLS)
+                    .zip(bias_out.par_chunks_mut(layout.cols_per_task)),
+            )
+            .enumerate()
+            .with_min_len(tasks_per_job)
+            .for_each(|(task, (((panels, stats), partial), (weight_copy, bias_out)))| {
+                let mut share = BackwardShare { panels, stats, partial, weight_copy, bias_out };
                 for index in 0..share.stats.len() / rows {
                     backward_panel(task, index, &mut share);
                 }
-            }
-        }
+            });
 
         // dhs is the sum of the tasks' partials, in blocks of rows or (transposed) of hidden units.
         let partials = &self.partial_dhs[..layout.tasks * hidden * rows];
@@ -530,17 +536,17 @@ impl OutputLayer {
         let (panels, stats) = (&mut self.panels[..rows * classes], &mut self.stats[..panel_count * rows]);
         let forward = PanelForward { packed_hs: &self.packed_hs, weights, bias, hidden, classes, pass };
         if let ForwardPass::Statistics(_) = pass {
-            let tasks = task_layout(classes);
-            let panels_per_task = tasks.cols_per_task / PANEL_COLS;
-            let tasks_per_job = if parallel { 1 } else { tasks.tasks };
+            // One run of consecutive panels per thread, each through one room: the panels'
+            // statistics are independent, so how they are cut does not change any result.
+            let runs = if parallel { rayon::current_num_threads().clamp(1, panel_count) } else { 1 };
+            let panels_per_run = panel_count.div_ceil(runs);
             panels
-                .par_chunks_mut(rows * tasks.cols_per_task)
-                .zip(stats.par_chunks_mut(rows * panels_per_task))
+                .par_chunks_mut(rows * panels_per_run * PANEL_COLS)
+                .zip(stats.par_chunks_mut(rows * panels_per_run))
                 .enumerate()
-                .with_min_len(tasks_per_job)
-                .for_each(|(task, (room, stats))| {
+                .for_each(|(run, (room, stats))| {
                     for (p, stats) in stats.chunks_mut(rows).enumerate() {
-                        forward.panel(task * panels_per_task + p, room, stats);
+                        forward.panel(run * panels_per_run + p, room, stats);
                     }
                 });
         } else {

@@ -1,16 +1,12 @@
 //! How the output layer's backward pass shares its panels among threads: runs of consecutive
-//! panels ("tasks") grouped by the number of classes alone, each task's panels taken one at a
-//! time by whichever thread is free, and the tasks' partial `dhs` summed in task order at the
-//! end, so results do not depend on the thread count.
+//! panels ("tasks") grouped by the layer's shape alone, each task a job of its own that adds
+//! its panels' shares of `dhs` into its own partial, and the partials summed in task order at
+//! the end, so results do not depend on the thread count.
 
+use super::super::gemm::PARALLEL_MIN_WORK;
 use super::super::out_matrix::OutMatrix;
 use super::super::simd::{simd, zip_map_inplace};
 use super::{PanelRow, PANEL_COLS};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
-
-/// Most parallel tasks: each is a run of consecutive panels with its own partial `dhs`.
-pub(super) const MAX_TASKS: usize = 8;
 
 /// Hidden units per block of the final sum of `hidden x rows` partials.
 pub(super) const TRANSPOSE_UNITS: usize = 16;
@@ -102,59 +98,6 @@ pub(super) fn sum_and_transpose(
     }
 }
 
-/// A task's share of the backward pass, taken one panel at a time, in order, by whichever
-/// thread holds it: the task's partial `dhs` is added to in panel order whatever the thread
-/// count, yet a thread that runs out of work can take over another task's next panel.
-pub(super) struct Lane<'a> {
-    pub(super) share: BackwardShare<'a>,
-    pub(super) task: usize,
-    /// The next panel to process, and the number of panels.
-    pub(super) next: usize,
-    pub(super) panels: usize,
-    /// The worker that took its last panel (`usize::MAX` at first).
-    pub(super) worker: usize,
-}
-
-/// A lane as a worker holds it.
-pub(super) type HeldLane<'l, 'a> = MutexGuard<'l, Option<Lane<'a>>>;
-
-/// Takes the lane whose next panel `worker` processes: among the lanes with panels left that
-/// no other worker holds, the one with the most left (so that all lanes finish at about the
-/// same time and the last panels can be shared out), preferring lanes this worker had last
-/// (whose partial is in its cache). `None` once every panel is taken; while the only panels
-/// left are in lanes other workers hold, waits for one to be let go.
-pub(super) fn take_panel<'l, 'a>(
-    lanes: &'l [Mutex<Option<Lane<'a>>>],
-    unclaimed: &AtomicUsize,
-    worker: usize,
-) -> Option<HeldLane<'l, 'a>> {
-    while unclaimed.load(Ordering::Acquire) > 0 {
-        let mut best: Option<((usize, bool), HeldLane<'l, 'a>)> = None;
-        for lane in lanes {
-            let guard = match lane.try_lock() {
-                Ok(guard) => guard,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => continue,
-            };
-            let Some(lane) = guard.as_ref() else { continue };
-            let key = (lane.panels - lane.next, lane.worker == worker);
-            if key.0 > 0 && best.as_ref().is_none_or(|(best_key, _)| key > *best_key) {
-                // The guard it replaces is dropped, letting that lane go.
-                best = Some((key, guard));
-            }
-        }
-        if let Some((_, mut guard)) = best {
-            if let Some(lane) = guard.as_mut() {
-                lane.worker = worker;
-            }
-            unclaimed.fetch_sub(1, Ordering::AcqRel);
-            return Some(guard);
-        }
-        std::hint::spin_loop();
-    }
-    None
-}
-
 /// One backward task's part of the buffers.
 pub(super) struct BackwardShare<'a> {
     /// Its panels of exponentials (or gradient).
@@ -170,16 +113,31 @@ pub(super) struct BackwardShare<'a> {
 }
 
 /// How the panels are grouped into tasks.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct TaskLayout {
     /// Columns per task (whole panels; the last task may have fewer).
     pub(super) cols_per_task: usize,
-    /// Number of tasks, at most `MAX_TASKS`.
+    /// Number of tasks.
     pub(super) tasks: usize,
 }
 
-pub(super) fn task_layout(classes: usize) -> TaskLayout {
+impl TaskLayout {
+    /// Panels per task.
+    pub(super) fn panels_per_task(&self) -> usize {
+        self.cols_per_task / PANEL_COLS
+    }
+}
+
+/// The grouping for `rows` rows of `hidden` hidden units and `classes` classes. A task holds
+/// as many panels as its partial `dhs` (`rows x hidden`) is panels of logits
+/// (`rows x PANEL_COLS`), so that the partials take no more memory than the logits and their
+/// final sum costs at most one pass over that much memory; and enough panels that its
+/// products are worth a hand-off to another thread ([`PARALLEL_MIN_WORK`] multiply-adds).
+/// The tasks are as many as that allows, at most one per panel: no cap tied to the machine,
+/// and nothing tied to the thread count, so the order of every sum is fixed by the shape alone.
+pub(super) fn task_layout(rows: usize, hidden: usize, classes: usize) -> TaskLayout {
     let panels = classes.div_ceil(PANEL_COLS).max(1);
-    let panels_per_task = panels.div_ceil(MAX_TASKS);
+    let panel_work = rows.saturating_mul(hidden).saturating_mul(PANEL_COLS).max(1);
+    let panels_per_task = hidden.div_ceil(PANEL_COLS).max(PARALLEL_MIN_WORK.div_ceil(panel_work)).clamp(1, panels);
     TaskLayout { cols_per_task: panels_per_task * PANEL_COLS, tasks: panels.div_ceil(panels_per_task) }
 }

@@ -3,7 +3,7 @@
 //! weights are tied. Everything that differs between the two is here: where a panel of
 //! classes is, and how its weight gradient is computed.
 
-use super::super::gemm::{gemm_packed_a_into, gemm_packed_into, PackedA, PackedB, Transpose};
+use super::super::gemm::{gemm_packed_a_into, gemm_packed_into, GemmShape, PackedA, PackedB, Transpose};
 use super::super::out_matrix::OutMatrix;
 
 /// How the output layer's weights are stored.
@@ -22,6 +22,22 @@ impl WeightLayout {
         match self {
             WeightLayout::HiddenByClasses => "hidden x classes",
             WeightLayout::ClassesByHidden => "classes x hidden",
+        }
+    }
+
+    /// The GEMMs of a pass over `rows` rows: forward `z = hs * W`; backward `dW` (stored in
+    /// this layout) and `dhs = dz * W^T`.
+    pub(super) fn gemms(self, (rows, hidden, classes): (usize, usize, usize)) -> ([GemmShape; 1], [GemmShape; 2]) {
+        let (no, yes) = (Transpose::No, Transpose::Yes);
+        match self {
+            WeightLayout::HiddenByClasses => (
+                [GemmShape::new((rows, classes, hidden), no, no)],
+                [GemmShape::new((hidden, classes, rows), yes, no), GemmShape::new((rows, hidden, classes), no, yes)],
+            ),
+            WeightLayout::ClassesByHidden => (
+                [GemmShape::new((rows, classes, hidden), no, yes)],
+                [GemmShape::new((classes, hidden, rows), yes, no), GemmShape::new((rows, hidden, classes), no, no)],
+            ),
         }
     }
 
@@ -76,6 +92,11 @@ pub struct PackedWeights {
 }
 
 impl PackedWeights {
+    /// Bytes of the packed panels.
+    pub fn bytes(&self) -> usize {
+        self.panels.iter().map(PackedB::bytes).sum()
+    }
+
     /// Room for `W` of `hidden x classes` stored as `layout` says; `None` if that much memory
     /// cannot be had. Panics if a size is 0.
     pub fn new(hidden: usize, classes: usize, layout: WeightLayout) -> Option<Self> {
@@ -135,6 +156,14 @@ impl PackedForGradient {
         match self {
             PackedForGradient::Transposed(packed) => packed.set_depth(rows),
             PackedForGradient::AsRight(packed) => packed.set_depth(rows),
+        }
+    }
+
+    /// Bytes of its buffer.
+    pub(super) fn bytes(&self) -> usize {
+        match self {
+            PackedForGradient::Transposed(packed) => packed.bytes(),
+            PackedForGradient::AsRight(packed) => packed.bytes(),
         }
     }
 
