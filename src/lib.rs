@@ -42,4 +42,4 @@ pub mod score;
 #[cfg(feature = "train")]
 pub mod train;
 
-pub use model::{Arch, Cell, Dims, ModelError, Rnnlm, Softmax, Tensor, Window};
+pub use model::{Arch, Cell, Dims, LayerCost, ModelError, Phase, Rnnlm, Softmax, Tensor, Window, WindowCost};

@@ -200,12 +200,20 @@ fn bench_reports_its_json_fields_and_the_speed_up_over_one_thread() {
     assert!(number("speedup_min") <= number("speedup") && number("speedup") <= number("speedup_max"));
     let fractions = number("rnn_fraction") + number("affine_fraction") + number("update_fraction");
     assert!((fractions - 1.0).abs() < 1e-9, "{json}");
+    let phases = json["phases"].as_array().unwrap_or_else(|| panic!("phases missing from {json}"));
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let all = ["embedding", "recurrent forward", "output forward", "output backward", "recurrent backward", "update"];
+    assert_eq!(names, all);
+    let shares: f64 = phases.iter().map(|p| p["share"].as_f64().unwrap()).sum();
+    assert!((shares - 1.0).abs() < 1e-9, "{json}");
+    assert!(phases.iter().all(|p| p["tasks"].as_u64().is_some_and(|t| t >= 1) && p["gflops"].as_f64() >= Some(0.0)));
+    assert!(phases[2]["gflops"].as_f64() > Some(0.0) && phases[0]["gflops"].as_f64() == Some(0.0), "{json}");
 
     let text =
         rnnlm(&["bench"].iter().chain(&sizes).chain(&rounds).copied().collect::<Vec<_>>(), dir.path(), dir.path());
     assert!(text.status.success(), "{}", stderr(&text));
     let text = stdout(&text);
-    for needle in ["tokens/s (median; range", "GFLOP/s", "ceiling:", "time split: RNN"] {
+    for needle in ["tokens/s (median; range", "GFLOP/s", "ceiling:", "time split: embedding", "output backward"] {
         assert!(text.contains(needle), "{needle:?} missing from {text}");
     }
     assert!(!text.contains("1 thread:"), "no one-thread rounds without --scaling: {text}");

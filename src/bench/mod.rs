@@ -1,22 +1,21 @@
 //! Throughput measurement: training steps per second and the GEMM ceiling, measured in one run.
 //!
-//! A training step does `6 H V + sum over layers of 6 G H (input + H)` floating-point
-//! operations per token (`G` gate blocks per cell: 1 tanh, 4 LSTM, 3 GRU; `input` is `D` for
-//! the first layer, `H` above), all of them in GEMMs: the output layer's three (`hs * W`,
-//! `hs^T * dlogits`, `dlogits * W^T`) and six per recurrent layer (forward: `x * Wx`,
-//! `h * Wh`; backward: `da * Wh^T`, `h_prev^T * da`, `x^T * da`, `da * Wx^T`). With an
-//! adaptive softmax the output layer's share is what it really computes: the head's three
-//! GEMMs over every row, and three for the projection and three for the softmax of each
-//! cluster over the rows whose target it holds ([`AdaptiveShape::training_flops`](crate::kernels::AdaptiveShape::training_flops)), counted
+//! Every figure about work comes from the model's parts ([`Rnnlm::window_cost`]): each
+//! recurrent layer and the output layer report the GEMMs they run (for a full softmax
+//! `6 H V` operations per token; per recurrent layer about `6 G H (input + H)`, `G` gate blocks
+//! per cell: 1 tanh, 4 LSTM, 3 GRU), with an adaptive softmax what it really computes: the
+//! head's GEMMs over every row and each cluster's over the rows whose target it holds, counted
 //! window by window. The ceiling runs exactly those GEMMs, with the same shapes (a cluster's
 //! rows: their mean over the measured windows) and the same GEMM code, and nothing else: the
 //! speed a step would have if everything that is not a GEMM were free. Measuring both in the
-//! same run makes their ratio meaningful on a shared, noisy machine.
+//! same run makes their ratio meaningful on a shared, noisy machine. The step's time is split
+//! by [`Phase`], each with the parallel tasks its parts report.
 
 use crate::corpus::Ids;
 use crate::generate::sample;
 use crate::kernels::{fma_loop, MAX_CLUSTERS};
-use crate::model::{Arch, Cell, ModelError, Rnnlm, Softmax, Window};
+use crate::model::PhaseTimes;
+use crate::model::{Arch, Cell, ModelError, Phase, Rnnlm, Window};
 use crate::rng::Rng;
 use crate::score::{ScoreError, SentenceScorer};
 use crate::train::Batcher;
@@ -122,31 +121,6 @@ pub fn zipf_corpus(vocab: usize, tokens: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-/// Floating-point operations of one training step of `arch` over `tokens` tokens, of which
-/// `cluster_rows[k]` fall in tail cluster `k` of an adaptive softmax (ignored with a full one).
-pub fn step_flops(arch: Arch, tokens: usize, cluster_rows: &[usize]) -> f64 {
-    let output = match arch.output {
-        Softmax::Full => 6.0 * (arch.dims.hidden * arch.dims.vocab) as f64 * tokens as f64,
-        Softmax::Adaptive(shape) => shape.training_flops(tokens, cluster_rows),
-    };
-    recurrent_flops_per_token(arch) * tokens as f64 + output
-}
-
-/// Floating-point operations per token of the recurrent layers' GEMMs:
-/// `sum over layers of 6 G H (input + H)`.
-fn recurrent_flops_per_token(arch: Arch) -> f64 {
-    let h = arch.dims.hidden as f64;
-    let width = (arch.cell.gates() * arch.dims.hidden) as f64;
-    (0..arch.layers).map(|l| 6.0 * width * (arch.input_size(l) as f64 + h)).sum()
-}
-
-/// Floating-point operations per token of a training step with a full softmax:
-/// `6 H V + sum over layers of 6 G H (input + H)`. (With an adaptive softmax the count depends
-/// on the targets: [`step_flops`].)
-pub fn flops_per_token(arch: impl Into<Arch>) -> f64 {
-    step_flops(Arch { output: Softmax::Full, ..arch.into() }, 1, &[])
-}
-
 /// Median, minimum and maximum of some measurements.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Spread {
@@ -170,7 +144,7 @@ impl Spread {
 }
 
 /// What one benchmark run measured.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BenchResult {
     /// The model measured.
     pub arch: Arch,
@@ -194,18 +168,27 @@ pub struct BenchResult {
     /// GFLOP/s of multiply-adds in registers on every thread (the `fma_loop` kernel): the machine's
     /// arithmetic peak at the SIMD level in use (median over the repeats).
     pub peak_gflops: f64,
-    /// Shares of the step's time in the RNN part, the affine/softmax part and the update.
-    pub rnn_fraction: f64,
-    /// The share in the affine layer, softmax and loss.
-    pub affine_fraction: f64,
-    /// The share in clipping and the SGD update.
-    pub update_fraction: f64,
+    /// Each phase of a step, in the order they run: its share of the time and its tasks.
+    pub phases: Vec<PhaseShare>,
     /// With a one-thread pool to compare against: the speed-up over it, measured in rounds
     /// where the two pools take turns.
     pub one_thread: Option<ThreadScaling>,
     /// Given sentences to score: tokens per second scoring them ([`SentenceScorer`]), one
     /// round after each training round.
     pub scoring_tokens_per_sec: Option<Spread>,
+}
+
+/// One phase of the measured steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PhaseShare {
+    /// The phase.
+    pub phase: Phase,
+    /// Its share of the steps' time.
+    pub share: f64,
+    /// The most parallel tasks a part of the model splits it into.
+    pub tasks: usize,
+    /// GFLOP/s of its GEMMs over its own time (0 for a phase without GEMMs).
+    pub gflops: f64,
 }
 
 /// Sentences scored between the training rounds of [`run`], by a scorer of their own (with
@@ -252,6 +235,11 @@ pub struct ThreadScaling {
 }
 
 impl BenchResult {
+    /// The share of the step's time spent in the phases `phases` together.
+    pub fn share_of(&self, phases: &[Phase]) -> f64 {
+        self.phases.iter().filter(|p| phases.contains(&p.phase)).map(|p| p.share).sum()
+    }
+
     /// Tokens per second the GEMM ceiling allows.
     pub fn ceiling_tokens_per_sec(&self) -> f64 {
         self.ceiling_gflops * 1e9 / self.flops_per_token
@@ -326,7 +314,7 @@ pub fn run(
         step(model)?;
     }
     let (steps, rows) = *work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut ceiling = GemmCeiling::new(arch, window, &mean_rows(rows, steps));
+    let mut ceiling = GemmCeiling::new(&model.window_cost(&mean_rows(rows, steps)));
     ceiling.measure(1);
     model.set_phase_timing(true);
     // Training and ceiling rounds alternate, so that both see the same machine load.
@@ -371,11 +359,11 @@ pub fn run(
     }
     let one_thread = (!one_thread_rates.is_empty())
         .then(|| ThreadScaling { tokens_per_sec: Spread::of(&one_thread_rates), speedup: Spread::of(&speedups) });
-    let times = model.phase_times();
-    let total = times.rnn + times.affine + times.update;
     let tokens_per_sec = Spread::of(&rates);
     let (steps, rows) = *work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let flops_per_token = step_flops(arch, steps * window.tokens(), &rows) / (steps * window.tokens()) as f64;
+    // Phase clocks ran over the timed rounds' steps only.
+    let timed_steps = repeats * iters;
+    let (phases, flops_per_token) = step_figures(model, model.phase_times(), timed_steps, (steps, rows));
     Ok(BenchResult {
         arch,
         window,
@@ -387,12 +375,37 @@ pub fn run(
         gflops: tokens_per_sec.median * flops_per_token / 1e9,
         ceiling_gflops: Spread::of(&ceiling_rates).median,
         peak_gflops: Spread::of(&peak_rates).median,
-        rnn_fraction: times.rnn / total,
-        affine_fraction: times.affine / total,
-        update_fraction: times.update / total,
+        phases,
         one_thread,
         scoring_tokens_per_sec: (!scoring_rates.is_empty()).then(|| Spread::of(&scoring_rates)),
     })
+}
+
+/// Each phase's share of `times` (over `timed_steps` steps) with its tasks and GFLOP/s, and the
+/// mean floating-point operations per token of `steps` steps whose adaptive clusters computed
+/// `rows` rows in all.
+fn step_figures(
+    model: &Rnnlm,
+    times: PhaseTimes,
+    timed_steps: usize,
+    (steps, rows): (usize, [usize; MAX_CLUSTERS]),
+) -> (Vec<PhaseShare>, f64) {
+    let mean = model.window_cost(&mean_rows(rows, steps));
+    let phases = Phase::ALL
+        .iter()
+        .map(|&phase| {
+            let seconds = times.of(phase);
+            let flops = mean.phase_flops(phase) * timed_steps as f64;
+            let gflops = if seconds > 0.0 { flops / seconds / 1e9 } else { 0.0 };
+            PhaseShare { phase, share: seconds / times.total(), tasks: mean.tasks(phase), gflops }
+        })
+        .collect();
+    // A cluster's work is linear in its rows: every step's work without the clusters, plus the
+    // clusters' over all their rows at once.
+    let without_clusters = model.window_cost(&[]).flops();
+    let clusters = model.window_cost(&rows).flops() - without_clusters;
+    let tokens = (steps * model.window().tokens()) as f64;
+    (phases, (steps as f64 * without_clusters + clusters) / tokens)
 }
 
 /// Time per token of generating text one token at a time: the logits after the last token
@@ -441,7 +454,6 @@ fn mean_rows(totals: [usize; MAX_CLUSTERS], steps: usize) -> [usize; MAX_CLUSTER
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::AdaptiveShape;
     use crate::model::Dims;
 
     #[test]
@@ -479,36 +491,5 @@ mod tests {
         let latency = generation_latency(&model, 0.0).unwrap();
         assert_eq!(latency.tokens, 20, "at least 20 tokens, however short the time");
         assert!(latency.median_us > 0.0 && latency.median_us <= latency.p99_us);
-    }
-
-    #[test]
-    fn adaptive_flops_follow_the_clusters_rows() {
-        let shape = AdaptiveShape::new(10_000, 200, &[2000, 6000], 4.0, true).unwrap();
-        let arch = Arch {
-            dims: Dims { vocab: 10_000, embed: 200, hidden: 200 },
-            cell: Cell::Lstm,
-            layers: 1,
-            tied: false,
-            output: Softmax::Adaptive(shape),
-        };
-        let recurrent = 6.0 * 800.0 * 400.0 * 700.0;
-        let head = 6.0 * 700.0 * 200.0 * 2002.0;
-        let tails = 6.0 * 59.0 * 50.0 * (200.0 + 4000.0) + 6.0 * 80.0 * 12.0 * (200.0 + 4000.0);
-        assert_eq!(step_flops(arch, 700, &[59, 80]), recurrent + head + tails);
-        assert_eq!(step_flops(arch, 700, &[0, 0]), recurrent + head);
-    }
-
-    #[test]
-    fn flops_formula() {
-        assert_eq!(flops_per_token(Dims { vocab: 10_000, embed: 100, hidden: 100 }), 6.0 * 100.0 * 10_200.0);
-        // Two LSTMs of 650: 6 H V + 6 (4 H) (D + H) twice.
-        let c6 = Arch {
-            dims: Dims { vocab: 10_000, embed: 650, hidden: 650 },
-            cell: Cell::Lstm,
-            layers: 2,
-            tied: true,
-            output: Softmax::Full,
-        };
-        assert_eq!(flops_per_token(c6), 6.0 * 650.0 * 10_000.0 + 2.0 * 6.0 * 2600.0 * 1300.0);
     }
 }

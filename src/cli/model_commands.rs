@@ -6,7 +6,7 @@ use rnnlm::bench::{BenchResult, GenerationLatency};
 use rnnlm::checkpoint::{self, Checkpoint};
 use rnnlm::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown};
 use rnnlm::kernels::AdaptiveShape;
-use rnnlm::{data, generate, train, Arch, Cell, Dims, Rnnlm, Softmax, Window};
+use rnnlm::{data, generate, train, Arch, Cell, Dims, Phase, Rnnlm, Softmax, Window};
 use std::path::Path;
 
 fn log_to_stderr(line: &str) {
@@ -330,8 +330,12 @@ fn print_bench_json(name: &str, arch: Arch, window: Window, result: &BenchResult
             "ceiling_tokens_per_sec": result.ceiling_tokens_per_sec(),
             "peak_gflops": result.peak_gflops, "peak_fraction": result.peak_fraction(),
             "ceiling_peak_fraction": result.ceiling_gflops / result.peak_gflops,
-            "rnn_fraction": result.rnn_fraction, "affine_fraction": result.affine_fraction,
-            "update_fraction": result.update_fraction,
+            "rnn_fraction": result.share_of(&[Phase::Embedding, Phase::RecurrentForward, Phase::RecurrentBackward]),
+            "affine_fraction": result.share_of(&[Phase::OutputForward, Phase::OutputBackward]),
+            "update_fraction": result.share_of(&[Phase::Update]),
+            "phases": result.phases.iter().map(|p| serde_json::json!({
+                "name": p.phase.name(), "share": p.share, "tasks": p.tasks, "gflops": p.gflops,
+            })).collect::<Vec<_>>(),
             "vocab": dims.vocab, "embed": dims.embed, "hidden": dims.hidden,
             "cell": arch.cell.name(), "layers": arch.layers,
             "output": if arch.adaptive().is_some() { "adaptive" } else { "full" },
@@ -400,12 +404,12 @@ fn print_bench_text(
         100.0 * result.peak_fraction(),
         100.0 * result.ceiling_gflops / result.peak_gflops
     );
-    out!(
-        "time split: RNN {:.0}%, affine + softmax {:.0}%, update {:.0}%",
-        100.0 * result.rnn_fraction,
-        100.0 * result.affine_fraction,
-        100.0 * result.update_fraction
-    );
+    let phases: Vec<String> = result
+        .phases
+        .iter()
+        .map(|p| format!("{} {:.0}% ({} tasks)", p.phase.name(), 100.0 * p.share, p.tasks))
+        .collect();
+    out!("time split: {}", phases.join(", "));
     if let Some(scoring) = result.scoring_tokens_per_sec {
         out!(
             "scoring:   {:.0} tokens/s (median; range {:.0} - {:.0}; sentences independent, {} x {} windows), {:.2}x training",

@@ -57,6 +57,12 @@ impl DropoutSites {
         dropped
     }
 
+    /// Bytes of `site`'s buffers (the dropped copy and the multipliers).
+    pub(super) fn site_bytes(&self, site: usize) -> usize {
+        let (dropped, multipliers) = &self.sites[site];
+        (dropped.len() + multipliers.len()) * size_of::<f32>()
+    }
+
     /// The dropped copy of the last forward at `site`.
     pub(super) fn dropped(&self, site: usize) -> &[f32] {
         &self.sites[site].0

@@ -21,7 +21,7 @@ use super::arch::{Cell, Window};
 use super::{zeroed, ModelError};
 use crate::kernels::{
     gemm_parallel, gru_backward_window, gru_forward_window, lstm_backward_window, lstm_forward_window,
-    rnn_backward_window, rnn_forward_window, PackedB, Transpose,
+    rnn_backward_window, rnn_forward_window, GemmShape, PackedB, Transpose,
 };
 
 /// A recurrent layer's window buffers and passes; see the module doc for the order of calls.
@@ -67,6 +67,18 @@ pub(super) trait Recurrence: Send + Sync {
 
     /// `dWh` (`H x G*H`, overwritten) of the last backward.
     fn wh_gradient(&self, dwh: &mut [f32]);
+
+    /// The GEMMs the recurrence runs over a window, forward and backward (with `dWh`); the
+    /// model adds the input projection and the gradients at `Wx` and at the input.
+    fn gemms(&self) -> (Vec<GemmShape>, Vec<GemmShape>);
+
+    /// Bytes of the layer's window buffers.
+    fn buffer_bytes(&self) -> usize;
+}
+
+/// The bytes of `buffers` (of `f32`) and `packed` copies.
+fn bytes_of(buffers: &[&Vec<f32>], packed: &[&PackedB]) -> usize {
+    buffers.iter().map(|b| b.len() * size_of::<f32>()).sum::<usize>() + packed.iter().map(|p| p.bytes()).sum::<usize>()
 }
 
 /// The buffers of a layer with `cell` for windows of `window`, `hidden` units wide.
@@ -141,6 +153,19 @@ impl Sizes {
         zeroed("window", blocks * self.block * width)
     }
 
+    /// The recurrent product of every step, `B x cols = B x k * k x cols`, forward (`T` steps)
+    /// or backward (`T - 1`: the state carried in gets no gradient) with `Wh` transposed.
+    fn step_gemm(&self, (cols, k): (usize, usize), backward: bool) -> GemmShape {
+        let (steps, trans_b) =
+            if backward { (self.time.saturating_sub(1), Transpose::Yes) } else { (self.time, Transpose::No) };
+        GemmShape::new((self.batch, cols, k), Transpose::No, trans_b).times(steps)
+    }
+
+    /// `dWh`'s product for `cols` gate columns: `H x cols = (T*B x H)^T * T*B x cols`.
+    fn wh_gradient_gemm(&self, cols: usize) -> GemmShape {
+        GemmShape::new((self.hidden, cols, self.time * self.batch), Transpose::Yes, Transpose::No)
+    }
+
     fn packed(&self, k: usize, n: usize) -> Result<PackedB, ModelError> {
         PackedB::new(k, n).ok_or(ModelError::InvalidSize {
             name: "hidden size",
@@ -212,6 +237,15 @@ impl Recurrence for TanhLayer {
     fn wh_gradient(&self, dwh: &mut [f32]) {
         let hidden = self.sizes.hidden;
         self.sizes.h_prev_product(self.states.previous(), &self.states.dhs, (hidden, hidden), dwh);
+    }
+
+    fn gemms(&self) -> (Vec<GemmShape>, Vec<GemmShape>) {
+        let (sizes, h) = (&self.sizes, self.sizes.hidden);
+        (vec![sizes.step_gemm((h, h), false)], vec![sizes.step_gemm((h, h), true), sizes.wh_gradient_gemm(h)])
+    }
+
+    fn buffer_bytes(&self) -> usize {
+        bytes_of(&[&self.states.hs, &self.states.dhs], &[&self.packed])
     }
 }
 
@@ -288,6 +322,16 @@ impl Recurrence for LstmLayer {
     fn wh_gradient(&self, dwh: &mut [f32]) {
         let width = 4 * self.sizes.hidden;
         self.sizes.h_prev_product(self.states.previous(), &self.gates, (width, width), dwh);
+    }
+
+    fn gemms(&self) -> (Vec<GemmShape>, Vec<GemmShape>) {
+        let (sizes, h) = (&self.sizes, self.sizes.hidden);
+        let forward = vec![sizes.step_gemm((4 * h, h), false)];
+        (forward, vec![sizes.step_gemm((h, 4 * h), true), sizes.wh_gradient_gemm(4 * h)])
+    }
+
+    fn buffer_bytes(&self) -> usize {
+        bytes_of(&[&self.states.hs, &self.states.dhs, &self.gates, &self.cs, &self.dc], &[&self.wh, &self.wh_t])
     }
 }
 
@@ -373,5 +417,25 @@ impl Recurrence for GruLayer {
         let width = 3 * hidden;
         self.sizes.h_prev_product(self.states.previous(), &self.gates, (2 * hidden, width), dwh);
         self.sizes.h_prev_product(&self.rh, &self.gates[2 * hidden..], (hidden, width), &mut dwh[2 * hidden..]);
+    }
+
+    fn gemms(&self) -> (Vec<GemmShape>, Vec<GemmShape>) {
+        let (sizes, h) = (&self.sizes, self.sizes.hidden);
+        let forward = vec![sizes.step_gemm((2 * h, h), false), sizes.step_gemm((h, h), false)];
+        // The candidate's product runs at every step (the reset gate needs it), `[z r]`'s only
+        // where there is a state before.
+        let candidate = GemmShape { times: sizes.time, ..sizes.step_gemm((h, h), true) };
+        let backward = vec![
+            candidate,
+            sizes.step_gemm((h, 2 * h), true),
+            sizes.wh_gradient_gemm(2 * h),
+            sizes.wh_gradient_gemm(h),
+        ];
+        (forward, backward)
+    }
+
+    fn buffer_bytes(&self) -> usize {
+        let buffers = [&self.states.hs, &self.states.dhs, &self.gates, &self.rh, &self.drh];
+        bytes_of(&buffers, &[&self.zr, &self.candidate, &self.zr_t, &self.candidate_t])
     }
 }

@@ -29,6 +29,7 @@
 //! ```
 
 mod arch;
+mod cost;
 mod dropout;
 mod error;
 mod layers;
@@ -40,6 +41,7 @@ mod ranking;
 mod workspace;
 
 pub use arch::{Arch, Cell, Dims, Softmax, Tensor, Window};
+pub use cost::{LayerCost, Phase, WindowCost};
 pub use error::ModelError;
 
 use crate::kernels::{clip_factor, scale_inplace, sgd_update, sum_of_squares, AdaptiveTensor, IGNORE_TARGET};
@@ -47,7 +49,7 @@ use crate::rng::Rng;
 use dropout::DropoutSites;
 use layers::Recurrence;
 use open_grads::OpenGradients;
-use phase_clocks::PhaseTimes;
+pub(crate) use phase_clocks::PhaseTimes;
 use workspace::{state_len, Workspace};
 
 /// A zero-filled buffer, or an error instead of an abort when the memory cannot be had.
@@ -424,7 +426,7 @@ impl Rnnlm {
             self.for_each_live_grad(true, |_, grads| scale_inplace(grads, factor));
         }
         self.for_each_live_grad(!fold, |params, grads| sgd_update(params, grads, lr));
-        self.add_time(start, |times| &mut times.update);
+        self.add_time(start, Phase::Update);
         Ok(loss)
     }
 

@@ -6,9 +6,11 @@
 //! model maps ids to ranks before and after).
 
 use super::arch::{Arch, Softmax, Tensor, Window};
+use super::cost::{LayerCost, Phase};
 use super::ModelError;
 use crate::kernels::{
-    sgd_update, AdaptiveOutput, AdaptivePacked, OutputLayer, OutputUpdate, PackedWeights, WeightLayout, MAX_CLUSTERS,
+    sgd_update, AdaptiveOutput, AdaptivePacked, GemmShape, OutputLayer, OutputUpdate, PackedWeights, WeightLayout,
+    MAX_CLUSTERS,
 };
 use std::ops::Range;
 
@@ -56,6 +58,21 @@ pub(super) trait OutputHead: Send + Sync {
 
     /// The parameters may have changed: a packed copy must be made again.
     fn params_changed(&mut self);
+
+    /// What a training pass costs, with `cluster_rows[k]` rows in tail cluster `k` (adaptive
+    /// only): its GEMMs forward and backward, its parallel tasks, its buffers' bytes.
+    fn cost(&self, cluster_rows: &[usize]) -> LayerCost;
+}
+
+/// An output layer's cost from its GEMMs forward and backward, tasks and bytes.
+fn output_cost(name: &str, gemms: (&[GemmShape], &[GemmShape]), tasks: (usize, usize), bytes: usize) -> LayerCost {
+    let forward = gemms.0.iter().map(|&gemm| (Phase::OutputForward, gemm));
+    LayerCost {
+        name: name.to_string(),
+        gemms: forward.chain(gemms.1.iter().map(|&gemm| (Phase::OutputBackward, gemm))).collect(),
+        tasks: vec![(Phase::OutputForward, tasks.0), (Phase::OutputBackward, tasks.1)],
+        buffer_bytes: bytes,
+    }
 }
 
 /// Rows of a pass up to which the adaptive softmax reads every cluster's weights from a copy
@@ -93,6 +110,11 @@ struct PackedCopy<T> {
 impl<T> PackedCopy<T> {
     fn new() -> Self {
         PackedCopy { packed: None, current: false }
+    }
+
+    /// Bytes of the packed copy, once made (`bytes` of it).
+    fn bytes(&self, bytes: impl Fn(&T) -> usize) -> usize {
+        self.packed.as_ref().map_or(0, bytes)
     }
 
     /// The packed weights, made by `make` (`None`: they cannot be allocated) the first time and
@@ -191,6 +213,12 @@ impl OutputHead for FullSoftmax {
     fn params_changed(&mut self) {
         self.packed.current = false;
     }
+
+    fn cost(&self, _cluster_rows: &[usize]) -> LayerCost {
+        let (forward, backward) = self.layer.gemms();
+        let bytes = self.layer.buffer_bytes() + self.packed.bytes(PackedWeights::bytes);
+        output_cost("full softmax", (&forward, &backward), self.layer.tasks(), bytes)
+    }
 }
 
 /// The adaptive softmax on the `adaptive.*` tensors, one block of the parameter buffer.
@@ -263,6 +291,12 @@ impl OutputHead for AdaptiveSoftmax {
 
     fn params_changed(&mut self) {
         self.packed.current = false;
+    }
+
+    fn cost(&self, cluster_rows: &[usize]) -> LayerCost {
+        let (forward, backward) = self.layer.shape().gemms(self.layer.rows(), cluster_rows);
+        let bytes = self.layer.buffer_bytes() + self.packed.bytes(AdaptivePacked::bytes);
+        output_cost("adaptive softmax", (&forward, &backward), self.layer.tasks(), bytes)
     }
 }
 

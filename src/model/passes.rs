@@ -2,7 +2,7 @@
 //! projection as one GEMM, then its recurrence) and the output layer forward; the same in
 //! reverse backward, with dropout at its sites when the forward pass applied it.
 
-use super::{Dims, ModelError, Rnnlm, Tensor, Workspace};
+use super::{Dims, ModelError, Phase, Rnnlm, Tensor, Workspace};
 use super::{DropoutSites, Recurrence};
 use crate::kernels::{column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, Transpose, IGNORE_TARGET};
 
@@ -18,7 +18,7 @@ impl Rnnlm {
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
         ws.output.forward(hs, &self.params, &ws.targets, inv_n, &mut ws.row_loss);
-        self.add_time(start, |times| &mut times.affine);
+        self.add_time(start, Phase::OutputForward);
         let total: f64 = self.ws.row_loss.iter().map(|&l| l as f64).sum();
         Ok((total * inv_n as f64) as f32)
     }
@@ -32,7 +32,7 @@ impl Rnnlm {
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, None, self.arch.layers);
         ws.output.forward_loss_only(hs, &self.params, &ws.targets, &mut ws.row_loss)?;
-        self.add_time(start, |times| &mut times.affine);
+        self.add_time(start, Phase::OutputForward);
         Ok(())
     }
 
@@ -44,7 +44,7 @@ impl Rnnlm {
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
         ws.output.forward_scores(hs, &self.params)?;
-        self.add_time(start, |times| &mut times.affine);
+        self.add_time(start, Phase::OutputForward);
         Ok(())
     }
 
@@ -67,6 +67,9 @@ impl Rnnlm {
             &ws.ids,
             &mut ws.x,
         );
+        self.add_time(start, Phase::Embedding);
+        let start = self.clock();
+        let ws = &mut self.ws;
         for (layer, state) in self.state.chunks_exact_mut(state_len).enumerate() {
             let input = arch.input_size(layer);
             let [wx, wh, b] =
@@ -99,7 +102,7 @@ impl Rnnlm {
         if let Some(dropout) = self.dropout.as_mut().filter(|_| ws.dropped) {
             dropout.forward(arch.layers, mask_window, ws.layers.last().expect("at least one layer").outputs());
         }
-        self.add_time(start, |times| &mut times.rnn);
+        self.add_time(start, Phase::RecurrentForward);
     }
 
     /// Backward pass for the last forward window: overwrites every gradient.
@@ -117,13 +120,15 @@ impl Rnnlm {
         }
         let start = self.clock();
         self.output_backward(fold_lr);
-        self.add_time(start, |times| &mut times.affine);
+        self.add_time(start, Phase::OutputBackward);
         let start = self.clock();
         for layer in (0..self.arch.layers).rev() {
             self.layer_backward(layer);
         }
+        self.add_time(start, Phase::RecurrentBackward);
+        let start = self.clock();
         self.embedding_backward();
-        self.add_time(start, |times| &mut times.rnn);
+        self.add_time(start, Phase::Embedding);
         Ok(())
     }
 

@@ -1,21 +1,26 @@
-//! The phase clocks: how a step's time splits between the recurrent part, the output layer and
-//! the update, for `rnnlm bench`. Off, a step reads no clock.
+//! The phase clocks: how a step's time splits between its [`Phase`]s, for `rnnlm bench`. Off,
+//! a step reads no clock.
 
-use super::Rnnlm;
+use super::{Phase, Rnnlm};
 use std::time::Instant;
 
-/// Seconds spent in each part of the model since the phase clocks were started
-/// ([`set_phase_timing`](Rnnlm::set_phase_timing)): what `rnnlm bench` reports as the split
-/// between the recurrent part and the output layer.
+/// Seconds spent in each [`Phase`] since the phase clocks were started
+/// ([`set_phase_timing`](Rnnlm::set_phase_timing)).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct PhaseTimes {
-    /// Embedding, the recurrent layers over time (forward and backward) and their weight
-    /// gradients.
-    pub rnn: f64,
-    /// The affine layer, softmax and loss, forward and backward.
-    pub affine: f64,
-    /// Clipping and the SGD update.
-    pub update: f64,
+    seconds: [f64; Phase::ALL.len()],
+}
+
+impl PhaseTimes {
+    /// Seconds spent in `phase`.
+    pub(crate) fn of(&self, phase: Phase) -> f64 {
+        self.seconds[phase.index()]
+    }
+
+    /// Seconds spent in all phases.
+    pub(crate) fn total(&self) -> f64 {
+        self.seconds.iter().sum()
+    }
 }
 
 impl Rnnlm {
@@ -44,10 +49,10 @@ impl Rnnlm {
         self.times.map(|_| Instant::now())
     }
 
-    /// Adds the time since `start` (from [`clock`](Self::clock)) to the phase `phase` picks.
-    pub(super) fn add_time(&mut self, start: Option<Instant>, phase: fn(&mut PhaseTimes) -> &mut f64) {
+    /// Adds the time since `start` (from [`clock`](Self::clock)) to `phase`.
+    pub(super) fn add_time(&mut self, start: Option<Instant>, phase: Phase) {
         if let (Some(start), Some(times)) = (start, &mut self.times) {
-            *phase(times) += start.elapsed().as_secs_f64();
+            times.seconds[phase.index()] += start.elapsed().as_secs_f64();
         }
     }
 }
