@@ -14,7 +14,7 @@ use std::process::Command;
 fn train(data: &Path, cache: &Path, cell: &str, threads: usize) -> Vec<u8> {
     let save = cache.join(format!("{cell}-{threads}.safetensors"));
     // Sizes at which every kernel takes its parallel path: the recurrences' row groups, the
-    // output layer's panels and tasks, the embedding's pieces, the update's pieces.
+    // output layer's panels and tasks, the update's pieces.
     let args = [
         "train",
         "--full-corpus",

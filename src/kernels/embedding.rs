@@ -23,19 +23,24 @@ pub fn embedding_gather(vocab: usize, dim: usize, table: &[f32], ids: &[u32], ou
             row.copy_from_slice(&table[start..start + dim]);
         }
     };
-    if out.len() < PARALLEL_MIN_ELEMENTS {
+    if out.len() < PARALLEL_MIN_ROWS_ELEMENTS {
         gather((0, out));
     } else {
         out.par_chunks_mut(GATHER_ROWS * dim).enumerate().for_each(gather);
     }
 }
 
+/// Below this many elements of gathered rows [`embedding_gather`] and [`embedding_scatter_add`]
+/// stay on the calling thread: they only move memory, and handing 64K of them (a window of
+/// 700 rows of 100) to two threads took longer than copying them on one.
+const PARALLEL_MIN_ROWS_ELEMENTS: usize = 1 << 20;
+
 /// Rows per parallel piece of [`embedding_gather`].
 const GATHER_ROWS: usize = 64;
 
 /// Parallel pieces of a gather of `rows` rows of `dim` values.
 pub(crate) fn gather_pieces(rows: usize, dim: usize) -> usize {
-    if rows * dim < PARALLEL_MIN_ELEMENTS {
+    if rows * dim < PARALLEL_MIN_ROWS_ELEMENTS {
         1
     } else {
         rows.div_ceil(GATHER_ROWS)
@@ -68,7 +73,7 @@ pub fn embedding_scatter_add(vocab: usize, dim: usize, rows_grad: &[f32], ids: &
             }
         })
     };
-    if rows_grad.len() < PARALLEL_MIN_ELEMENTS {
+    if rows_grad.len() < PARALLEL_MIN_ROWS_ELEMENTS {
         scatter((0, table_grad), vocab);
     } else {
         let ids_per_piece = vocab.div_ceil(rayon::current_num_threads());
@@ -78,8 +83,7 @@ pub fn embedding_scatter_add(vocab: usize, dim: usize, rows_grad: &[f32], ids: &
 
 /// Columns per parallel task of [`column_sums`].
 const COLUMNS_PER_TASK: usize = 1024;
-/// Below this many elements [`column_sums`], [`embedding_gather`] and [`embedding_scatter_add`]
-/// stay on the calling thread.
+/// Below this many elements [`column_sums`] stays on the calling thread.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// `out[j] = sum over i of matrix[i][j]` (overwriting `out`), adding rows in order.
@@ -146,7 +150,7 @@ mod tests {
 
     #[test]
     fn large_gathers_and_scatters_give_the_same_bits_for_any_thread_count() {
-        let (vocab, dim, rows) = (1003, 67, 1500);
+        let (vocab, dim, rows) = (1003, 67, 16_000);
         let table: Vec<f32> = (0..vocab * dim).map(|v| ((v * 31 % 997) as f32 - 498.0) / 97.0).collect();
         // Frequent ids repeat, so that additions to one row must keep their order.
         let ids: Vec<u32> = (0..rows).map(|r| if r % 3 == 0 { 7 } else { (r * 389 % vocab) as u32 }).collect();

@@ -35,8 +35,8 @@ mod weights;
 use forward::{ForwardPass, PanelForward, Weights};
 
 use rayon::prelude::*;
-use tasks::{sum_and_transpose, sum_partials, task_layout, BackwardShare, PartialLayout};
-use tasks::{SUM_ROWS, TRANSPOSE_UNITS};
+use tasks::{copy_rows, task_layout, transpose_into, BackwardShare, PartialFold, PartialLayout, TaskFlags};
+use tasks::{COPY_ROWS, TRANSPOSE_UNITS};
 use weights::PackedForGradient;
 pub use weights::{PackedWeights, WeightLayout};
 
@@ -139,6 +139,8 @@ pub struct OutputLayer {
     row_scales: Vec<RowScale>,
     /// One partial `dhs` per task, `rows x hidden` or transposed ([`PartialLayout`]).
     partial_dhs: Vec<f32>,
+    /// Whether each task of a backward pass has finished.
+    task_done: TaskFlags,
     /// One `hidden x PANEL_COLS` copy of a panel of `W` per task (SGD updates `W` in place,
     /// while the panel's share of `dhs` still needs the old values).
     weight_copies: Vec<f32>,
@@ -180,6 +182,7 @@ impl OutputLayer {
             row_scales: filled(Some(rows), RowScale::default())?,
             partial_dhs: filled(hidden.checked_mul(rows).and_then(|len| len.checked_mul(tasks)), 0.0)?,
             weight_copies: filled(hidden.checked_mul(PANEL_COLS * tasks), 0.0)?,
+            task_done: TaskFlags::new(tasks)?,
             layout,
             packed_hs: PackedA::with_room(rows, hidden)?,
             packed_for_gradient: PackedForGradient::new(layout, rows, hidden)?,
@@ -433,10 +436,10 @@ impl OutputLayer {
         let tasks_per_job = if parallel { 1 } else { layout.tasks };
         let (panels, stats) =
             (&mut self.panels[..rows * classes], &mut self.stats[..classes.div_ceil(PANEL_COLS) * rows]);
+        let fold = PartialFold::new(&mut self.partial_dhs, (layout.tasks, hidden * rows), &self.task_done);
         panels
             .par_chunks_mut(rows * layout.cols_per_task)
             .zip(stats.par_chunks_mut(rows * layout.panels_per_task()))
-            .zip(self.partial_dhs.par_chunks_mut(hidden * rows))
             .zip(
                 self.weight_copies
                     .par_chunks_mut(hidden * PANEL_COLS)
@@ -444,27 +447,28 @@ impl OutputLayer {
             )
             .enumerate()
             .with_min_len(tasks_per_job)
-            .for_each(|(task, (((panels, stats), partial), (weight_copy, bias_out)))| {
-                let mut share = BackwardShare { panels, stats, partial, weight_copy, bias_out };
-                for index in 0..share.stats.len() / rows {
-                    backward_panel(task, index, &mut share);
-                }
+            .for_each(|(task, ((panels, stats), (weight_copy, bias_out)))| {
+                fold.run(task, |partial| {
+                    let mut share = BackwardShare { panels, stats, partial, weight_copy, bias_out };
+                    for index in 0..share.stats.len() / rows {
+                        backward_panel(task, index, &mut share);
+                    }
+                })
             });
 
-        // dhs is the sum of the tasks' partials, in blocks of rows or (transposed) of hidden units.
-        let partials = &self.partial_dhs[..layout.tasks * hidden * rows];
+        // dhs is the tasks' partials summed, copied in blocks of rows or transposed in blocks of
+        // hidden units.
+        let sum = fold.finish();
         let mut dhs = OutMatrix::new(KERNEL, dhs, rows, hidden, hidden);
         match partial_layout {
             PartialLayout::RowsByHidden => {
-                let rows_per_block = if parallel { SUM_ROWS } else { rows };
-                dhs.par_blocks(Axis::Rows, rows_per_block, |first_row, block| {
-                    sum_partials(partials, (layout.tasks, rows * hidden), first_row, block)
-                });
+                let rows_per_block = if parallel { COPY_ROWS } else { rows };
+                dhs.par_blocks(Axis::Rows, rows_per_block, |first_row, block| copy_rows(sum, first_row, block));
             }
             PartialLayout::HiddenByRows => {
                 let units_per_block = if parallel { TRANSPOSE_UNITS } else { hidden };
                 dhs.par_blocks(Axis::Cols, units_per_block, |first_unit, block| {
-                    sum_and_transpose(partials, (layout.tasks, hidden, rows), first_unit, block)
+                    transpose_into(sum, rows, first_unit, block)
                 });
             }
         }

@@ -245,14 +245,16 @@ fn extreme_logits_give_finite_losses_and_exact_gradients() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    for layout in [WeightLayout::HiddenByClasses, WeightLayout::ClassesByHidden] {
-        same_bits_for_any_thread_count(layout);
+    // Large enough to run their tasks in parallel (rows * hidden * classes >= 4M): 3 tasks with
+    // `dhs^T` partials, and 10 with `dhs` partials.
+    for shape in [(64, 100, 2000), (300, 40, 5000)] {
+        for layout in [WeightLayout::HiddenByClasses, WeightLayout::ClassesByHidden] {
+            same_bits_for_any_thread_count(shape, layout);
+        }
     }
 }
 
-fn same_bits_for_any_thread_count(layout: WeightLayout) {
-    // Large enough to run its tasks in parallel (rows * hidden * classes >= 4M).
-    let (rows, hidden, classes) = (64, 100, 2000);
+fn same_bits_for_any_thread_count((rows, hidden, classes): (usize, usize, usize), layout: WeightLayout) {
     let hs = fill(rows * hidden, 5, 1.0);
     let w = fill(hidden * classes, 6, 1.0);
     let b = fill(classes, 7, 1.0);
@@ -270,7 +272,9 @@ fn same_bits_for_any_thread_count(layout: WeightLayout) {
         })
     };
     let one = run(1);
-    assert!(one == run(2) && one == run(3));
+    for threads in [2, 3, 16, 64] {
+        assert!(one == run(threads), "{rows} x {hidden} x {classes}, {layout:?}: {threads} threads");
+    }
 }
 
 #[test]
