@@ -35,8 +35,8 @@ mod weights;
 use forward::{ForwardPass, PanelForward, Weights};
 
 use rayon::prelude::*;
-use tasks::{copy_rows, task_layout, transpose_into, BackwardShare, PartialFold, PartialLayout, TaskFlags};
-use tasks::{COPY_ROWS, TRANSPOSE_UNITS};
+use tasks::{sum_and_transpose, sum_partials, task_layout, BackwardShare, PartialFold, PartialLayout, TaskFlags};
+use tasks::{SUM_ROWS, TRANSPOSE_UNITS};
 use weights::PackedForGradient;
 pub use weights::{PackedWeights, WeightLayout};
 
@@ -456,19 +456,21 @@ impl OutputLayer {
                 })
             });
 
-        // dhs is the tasks' partials summed, copied in blocks of rows or transposed in blocks of
-        // hidden units.
-        let sum = fold.finish();
+        // dhs is the sum of the tasks' partials (or the one they were added into), in blocks of
+        // rows or (transposed) of hidden units.
+        let (tasks, partials) = fold.finish();
         let mut dhs = OutMatrix::new(KERNEL, dhs, rows, hidden, hidden);
         match partial_layout {
             PartialLayout::RowsByHidden => {
-                let rows_per_block = if parallel { COPY_ROWS } else { rows };
-                dhs.par_blocks(Axis::Rows, rows_per_block, |first_row, block| copy_rows(sum, first_row, block));
+                let rows_per_block = if parallel { SUM_ROWS } else { rows };
+                dhs.par_blocks(Axis::Rows, rows_per_block, |first_row, block| {
+                    sum_partials(partials, (tasks, rows * hidden), first_row, block)
+                });
             }
             PartialLayout::HiddenByRows => {
                 let units_per_block = if parallel { TRANSPOSE_UNITS } else { hidden };
                 dhs.par_blocks(Axis::Cols, units_per_block, |first_unit, block| {
-                    transpose_into(sum, rows, first_unit, block)
+                    sum_and_transpose(partials, (tasks, hidden, rows), first_unit, block)
                 });
             }
         }

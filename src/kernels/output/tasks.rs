@@ -1,7 +1,7 @@
 //! How the output layer's backward pass shares its panels among threads: runs of consecutive
 //! panels ("tasks") grouped by the layer's shape alone, each task a job of its own that adds
-//! its panels' shares of `dhs` into its own partial, and the partials summed in task order as
-//! the tasks finish, so results do not depend on the thread count.
+//! its panels' shares of `dhs` into its own partial, and the partials summed in task order (as
+//! the tasks finish, or at the end), so results do not depend on the thread count.
 
 use super::super::gemm::PARALLEL_MIN_WORK;
 use super::super::out_matrix::OutMatrix;
@@ -11,9 +11,9 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, TryLockError};
 
-/// Hidden units per block of the transposition of the summed `hidden x rows` partial.
+/// Hidden units per block of the final sum of `hidden x rows` partials.
 pub(super) const TRANSPOSE_UNITS: usize = 16;
-/// Rows of `dhs` per tile of that transposition.
+/// Rows of `dhs` per step of that sum: `TRANSPOSE_UNITS x TRANSPOSE_ROWS` sums (4 KiB) on the stack.
 const TRANSPOSE_ROWS: usize = 64;
 
 /// How each task's partial `dhs` is laid out. A panel's share is `dz * W[:, panel]^T`, a
@@ -41,29 +41,60 @@ impl PartialLayout {
     }
 }
 
-/// Rows of `dhs` per parallel job of copying the summed `rows x hidden` partial.
-pub(super) const COPY_ROWS: usize = 64;
+/// Rows of `dhs` per parallel job of the sum of `rows x hidden` partials.
+pub(super) const SUM_ROWS: usize = 64;
 
-/// Writes the rows `first_row..` of `dhs` that `block` views from the summed `rows x hidden`
-/// partial `sum`.
-pub(super) fn copy_rows(sum: &[f32], first_row: usize, block: &mut OutMatrix<'_>) {
+/// Writes the rows `first_row..` of `dhs` that `block` views as the sum of the tasks'
+/// `rows x hidden` partials (`tasks` of them, `size` values each, back to back in `partials`),
+/// added in task order.
+pub(super) fn sum_partials(
+    partials: &[f32],
+    (tasks, size): (usize, usize),
+    first_row: usize,
+    block: &mut OutMatrix<'_>,
+) {
     let hidden = block.cols();
     for r in 0..block.rows() {
-        block.segment(r, 0, hidden).copy_from_slice(&sum[(first_row + r) * hidden..][..hidden]);
+        let partial = |task: usize| &partials[task * size + (first_row + r) * hidden..][..hidden];
+        let row = block.segment(r, 0, hidden);
+        row.copy_from_slice(partial(0));
+        simd!(V => {
+            for task in 1..tasks {
+                zip_map_inplace::<V>(row, partial(task), #[inline(always)] |acc, v| acc + v);
+            }
+        })
     }
 }
 
-/// Writes the columns `first_unit..` of `dhs` that `block` views from the summed partial
-/// `dhs^T` (`hidden x rows`), a tile of `TRANSPOSE_UNITS x TRANSPOSE_ROWS` at a time.
-pub(super) fn transpose_into(sum: &[f32], rows: usize, first_unit: usize, block: &mut OutMatrix<'_>) {
+/// Writes the columns `first_unit..` of `dhs` that `block` views as the sum of the tasks'
+/// partial `dhs^T` (`tasks` of them, each `hidden x rows`, back to back in `partials`), added in
+/// task order, so the result does not depend on how the columns are cut into blocks.
+pub(super) fn sum_and_transpose(
+    partials: &[f32],
+    (tasks, hidden, rows): (usize, usize, usize),
+    first_unit: usize,
+    block: &mut OutMatrix<'_>,
+) {
+    let mut sums = [[0.0f32; TRANSPOSE_ROWS]; TRANSPOSE_UNITS];
     let units = block.cols();
     for u0 in (0..units).step_by(TRANSPOSE_UNITS) {
         let width = TRANSPOSE_UNITS.min(units - u0);
         for r0 in (0..rows).step_by(TRANSPOSE_ROWS) {
             let len = TRANSPOSE_ROWS.min(rows - r0);
+            for (i, sum) in sums.iter_mut().enumerate().take(width) {
+                let unit = first_unit + u0 + i;
+                let partial = |task: usize| &partials[(task * hidden + unit) * rows + r0..][..len];
+                let sum = &mut sum[..len];
+                sum.copy_from_slice(partial(0));
+                simd!(V => {
+                    for task in 1..tasks {
+                        zip_map_inplace::<V>(sum, partial(task), #[inline(always)] |acc, v| acc + v);
+                    }
+                })
+            }
             for (r, row) in (r0..r0 + len).enumerate() {
-                for (i, value) in block.segment(row, u0, width).iter_mut().enumerate() {
-                    *value = sum[(first_unit + u0 + i) * rows + r0 + r];
+                for (value, sum) in block.segment(row, u0, width).iter_mut().zip(&sums) {
+                    *value = sum[r];
                 }
             }
         }
@@ -90,17 +121,25 @@ impl Clone for TaskFlags {
     }
 }
 
-/// The tasks' partial `dhs`, each added into task 0's in task order as soon as it and every
-/// task before it have finished, by whichever thread finds it ready: the sum is
-/// `((p0 + p1) + p2) + ...` element by element whatever the thread count, and each partial is
-/// added while it is likely still in the cache of the thread that made it, instead of all of
-/// them going through memory once more for a sum at the end.
+/// Partials of at most this many bytes are added up as the tasks finish ([`PartialFold`]):
+/// a partial that size is likely still in the cache of the thread that made it. Larger ones
+/// (at `H = 650`, 1.8 MB) would go through memory three times so (read, and added into a sum
+/// read and written), and are summed once at the end instead, in parallel blocks.
+const EAGER_PARTIAL_BYTES: usize = 512 << 10;
+
+/// The tasks' partial `dhs`. Small ones are each added into task 0's in task order as soon as
+/// it and every task before it have finished, by whichever thread finds it ready, instead of
+/// all of them going through memory once more for a sum at the end; large ones are left for
+/// that sum ([`sum_partials`], [`sum_and_transpose`]). Either way the sum is
+/// `((p0 + p1) + p2) + ...` element by element, whatever the thread count.
 pub(super) struct PartialFold<'a> {
     /// The partials, `size` values each, back to back; task `k` writes only its own until it
     /// has finished, and after that only the thread holding `next` reads it.
     partials: *mut f32,
     size: usize,
     tasks: usize,
+    /// Whether partials are added as the tasks finish.
+    eager: bool,
     done: &'a [AtomicBool],
     /// The next task whose partial is to be added into task 0's.
     next: Mutex<usize>,
@@ -123,6 +162,7 @@ impl<'a> PartialFold<'a> {
             partials: partials.as_mut_ptr(),
             size,
             tasks,
+            eager: size * size_of::<f32>() <= EAGER_PARTIAL_BYTES,
             done: &done.0[..tasks],
             next: Mutex::new(0),
             _partials: PhantomData,
@@ -139,7 +179,9 @@ impl<'a> PartialFold<'a> {
         let partial = unsafe { std::slice::from_raw_parts_mut(self.partials.add(task * self.size), self.size) };
         f(partial);
         self.done[task].store(true, Ordering::Release);
-        self.add_ready(false);
+        if self.eager {
+            self.add_ready(false);
+        }
     }
 
     /// Adds into task 0's partial every partial that is ready, in order. Unless `wait`, gives up
@@ -175,14 +217,19 @@ impl<'a> PartialFold<'a> {
         }
     }
 
-    /// Adds whatever is left (every task must have run) and returns the sum: task 0's partial.
-    pub(super) fn finish(self) -> &'a [f32] {
-        self.add_ready(true);
-        let next = *self.next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        assert_eq!(next, self.tasks, "every task runs before the partials are summed");
-        // SAFETY: every task has finished and every partial has been added; `self` is consumed,
-        // so nothing else reads or writes task 0's partial during `'a`.
-        unsafe { std::slice::from_raw_parts(self.partials, self.size) }
+    /// Once every task has run: the partials still to be added, as `(tasks, values)`: all of
+    /// them unless they were added as the tasks finished, else only the sum (task 0's).
+    pub(super) fn finish(self) -> (usize, &'a [f32]) {
+        assert!(self.done.iter().all(|flag| flag.load(Ordering::Acquire)), "every task runs before the sum");
+        let tasks = if self.eager {
+            self.add_ready(true);
+            1
+        } else {
+            self.tasks
+        };
+        // SAFETY: every task has finished (acquire loads above saw their flags) and every
+        // addition has been made; `self` is consumed, so nothing writes the partials during `'a`.
+        (tasks, unsafe { std::slice::from_raw_parts(self.partials, tasks * self.size) })
     }
 }
 

@@ -246,8 +246,9 @@ fn extreme_logits_give_finite_losses_and_exact_gradients() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     // Large enough to run their tasks in parallel (rows * hidden * classes >= 4M): 3 tasks with
-    // `dhs^T` partials, and 10 with `dhs` partials.
-    for shape in [(64, 100, 2000), (300, 40, 5000)] {
+    // `dhs^T` partials and 10 with `dhs` partials, each added as the tasks finish; 6 and 11
+    // partials too large for that, summed at the end.
+    for shape in [(64, 100, 2000), (300, 40, 5000), (400, 400, 3000), (1000, 200, 2600)] {
         for layout in [WeightLayout::HiddenByClasses, WeightLayout::ClassesByHidden] {
             same_bits_for_any_thread_count(shape, layout);
         }
