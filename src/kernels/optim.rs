@@ -34,7 +34,7 @@ pub(crate) fn update_pieces(len: usize) -> usize {
 const BLOCK: usize = 512;
 
 /// `sum of values[i]^2`, accumulated in f64: in f32 lanes within blocks of 512 elements, the
-/// blocks' sums added in order within pieces of [`PIECE`] elements, and the pieces' sums along
+/// blocks' sums added in order within pieces of 65,536 elements, and the pieces' sums along
 /// a binary tree (each half a whole number of pieces) computed in parallel. The order of
 /// operations is fixed by the length alone.
 pub fn sum_of_squares(values: &[f32]) -> f64 {
