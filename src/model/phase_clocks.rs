@@ -13,11 +13,13 @@ pub(crate) struct PhaseTimes {
 
 impl PhaseTimes {
     /// Seconds spent in `phase`.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub(crate) fn of(&self, phase: Phase) -> f64 {
         self.seconds[phase.index()]
     }
 
     /// Seconds spent in all phases.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub(crate) fn total(&self) -> f64 {
         self.seconds.iter().sum()
     }
