@@ -23,7 +23,7 @@ pub fn embedding_gather(vocab: usize, dim: usize, table: &[f32], ids: &[u32], ou
             row.copy_from_slice(&table[start..start + dim]);
         }
     };
-    if out.len() < PARALLEL_MIN_ROWS_ELEMENTS {
+    if gather_pieces(ids.len(), dim) == 1 {
         gather((0, out));
     } else {
         out.par_chunks_mut(GATHER_ROWS * dim).enumerate().for_each(gather);
