@@ -407,7 +407,10 @@ fn print_bench_text(
     let phases: Vec<String> = result
         .phases
         .iter()
-        .map(|p| format!("{} {:.0}% ({} tasks)", p.phase.name(), 100.0 * p.share, p.tasks))
+        .map(|p| {
+            let plural = if p.tasks == 1 { "" } else { "s" };
+            format!("{} {:.0}% ({} task{plural})", p.phase.name(), 100.0 * p.share, p.tasks)
+        })
         .collect();
     out!("time split: {}", phases.join(", "));
     if let Some(scoring) = result.scoring_tokens_per_sec {
