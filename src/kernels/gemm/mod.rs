@@ -193,14 +193,20 @@ fn empty_product(k: usize, beta: f32, c: &mut OutMatrix<'_>) -> bool {
 
 /// The serial driver over an already validated problem; C is `m x n`.
 fn gemm_serial(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
-    if empty_product(k, beta, c) {
-        return;
-    }
     if use_dot_products(&a, &b, c.cols(), k) {
         gemm_dot(k, alpha, a, b, beta, c);
-        return;
+    } else {
+        gemm_packed_blocks(k, alpha, a, b, beta, c);
     }
-    multiply_by_blocks_of_b(k, alpha, APanels::Unpacked(a), b, beta, c);
+}
+
+/// The serial driver's packed product, whatever the shape: for a block of a larger product
+/// that the whole product's shape sent to packing (a block of 32 columns could take the dot
+/// products, which group the sums differently).
+fn gemm_packed_blocks(k: usize, alpha: f32, a: Operand<'_>, b: Operand<'_>, beta: f32, c: &mut OutMatrix<'_>) {
+    if !empty_product(k, beta, c) {
+        multiply_by_blocks_of_b(k, alpha, APanels::Unpacked(a), b, beta, c);
+    }
 }
 
 /// The packed product: B packed (or read in place) one `KC x NC` block at a time, each block
@@ -343,10 +349,12 @@ pub fn gemm_parallel(
         c.par_blocks(Axis::Rows, per_block, |i0, c_block| gemm_dot(k, alpha, a.skip_rows(i0), b, beta, c_block));
     } else if n <= m && m.div_ceil(mr) >= threads {
         let per_block = m.div_ceil(mr).div_ceil(threads) * mr;
-        c.par_blocks(Axis::Rows, per_block, |i0, c_block| gemm_serial(k, alpha, a.skip_rows(i0), b, beta, c_block));
+        let block = |i0, c_block: &mut OutMatrix<'_>| gemm_packed_blocks(k, alpha, a.skip_rows(i0), b, beta, c_block);
+        c.par_blocks(Axis::Rows, per_block, block);
     } else {
         let per_block = n.div_ceil(threads).next_multiple_of(nr());
-        c.par_blocks(Axis::Cols, per_block, |j0, c_block| gemm_serial(k, alpha, a, b.skip_cols(j0), beta, c_block));
+        let block = |j0, c_block: &mut OutMatrix<'_>| gemm_packed_blocks(k, alpha, a, b.skip_cols(j0), beta, c_block);
+        c.par_blocks(Axis::Cols, per_block, block);
     }
 }
 

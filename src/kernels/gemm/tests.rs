@@ -181,6 +181,9 @@ fn parallel_is_bit_identical_to_serial_for_any_thread_count() {
         (20, 3000, 100, Transpose::No, Transpose::No),
         // Dot products.
         (700, 100, 1000, Transpose::No, Transpose::Yes),
+        // Not by dot products as a whole (320 columns), though its blocks of columns on 64
+        // threads (32 wide) would be.
+        (700, 320, 1280, Transpose::No, Transpose::Yes),
         // Taller than wide: blocks of rows.
         (1000, 300, 200, Transpose::No, Transpose::No),
         (650, 600, 700, Transpose::Yes, Transpose::No),
@@ -190,11 +193,12 @@ fn parallel_is_bit_identical_to_serial_for_any_thread_count() {
         let b = fill(k * n, 8);
         let mut serial = vec![0.0; m * n];
         gemm(m, n, k, 1.0, &a, lda, ta, &b, ldb, tb, 0.0, &mut serial, n);
-        for threads in [1, 2, 3] {
+        for threads in [1, 2, 3, 64] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut par = vec![0.0; m * n];
             pool.install(|| gemm_parallel(m, n, k, 1.0, &a, lda, ta, &b, ldb, tb, 0.0, &mut par, n));
-            assert!(serial.iter().zip(&par).all(|(x, y)| x.to_bits() == y.to_bits()));
+            let same = serial.iter().zip(&par).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{m}x{n}x{k} {ta:?} {tb:?}, {threads} threads");
         }
     }
 }
