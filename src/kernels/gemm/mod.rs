@@ -23,8 +23,10 @@ use wide::f32x8;
 
 use dot::*;
 use pack::*;
+pub(super) use packed::{
+    column_alignment, gemm_packed_a_into, gemm_packed_both_into, gemm_packed_columns_into, gemm_packed_into,
+};
 pub use packed::{gemm_packed, gemm_packed_a, PackedA, PackedB};
-pub(super) use packed::{gemm_packed_a_into, gemm_packed_both_into, gemm_packed_into};
 use tile::*;
 
 /// Whether an operand is used as stored (`No`) or transposed (`Yes`).

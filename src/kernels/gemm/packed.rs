@@ -114,16 +114,57 @@ pub(in crate::kernels) fn gemm_packed_into(
     if empty_product(k, beta, c) {
         return;
     }
-    multiply_by_packed_b(alpha, APanels::Unpacked(a), b, beta, c);
+    multiply_by_packed_b(alpha, APanels::Unpacked(a), b, 0, beta, c);
 }
 
-/// `C = alpha * op(A) * B + beta * C` block by block of the packed B, in the order [`gemm`]
-/// takes the blocks of B, so that the sums are the same.
-fn multiply_by_packed_b(alpha: f32, a: APanels<'_>, b: &PackedB, beta: f32, c: &mut OutMatrix<'_>) {
-    for (cols, depth) in blocks_of_b(b.k, b.n) {
-        let b_panels = BPanels::Packed { data: &b.data[b.block_start(cols, depth)..], kc: depth.1 };
+/// [`gemm_packed_into`] for the columns `first..first + n` of the packed B alone, where `n` is
+/// the view's width: C is that slice of the whole product's columns. A recurrence splits each
+/// step's product this way, one range of hidden units per thread. `first` must be a multiple
+/// of the panel width, [`column_alignment`], so that the range starts at a packed panel. Each
+/// element is computed as in the whole product, so the bits are the same.
+pub(in crate::kernels) fn gemm_packed_columns_into(
+    alpha: f32,
+    (a, lda, trans_a): (&[f32], usize, Transpose),
+    b: &PackedB,
+    first: usize,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
+    let n = c.cols();
+    assert!(
+        first.is_multiple_of(nr()) && first.checked_add(n).is_some_and(|end| end <= b.n),
+        "gemm_packed_columns: columns {first}..{first} + {n} are not an aligned range of the packed B's {}",
+        b.n
+    );
+    let a = Operand { data: a, ld: lda, trans: trans_a };
+    a.check("gemm_packed_columns", "A", c.rows(), b.k);
+    if empty_product(b.k, beta, c) {
+        return;
+    }
+    multiply_by_packed_b(alpha, APanels::Unpacked(a), b, first, beta, c);
+}
+
+/// The column ranges of B a product may be cut into (see [`gemm_packed_columns_into`]) start
+/// at multiples of this: the width of a packed panel.
+pub(in crate::kernels) fn column_alignment() -> usize {
+    nr()
+}
+
+/// `C = alpha * op(A) * B[.., first..first + n] + beta * C` (`n` the width of C) block by
+/// block of the packed B, in the order [`gemm`] takes the blocks of B, so that the sums are the
+/// same. `first` is a multiple of the panel width.
+fn multiply_by_packed_b(alpha: f32, a: APanels<'_>, b: &PackedB, first: usize, beta: f32, c: &mut OutMatrix<'_>) {
+    let end = first + c.cols();
+    for ((jc, nc), depth) in blocks_of_b(b.k, b.n) {
+        let (start, stop) = (jc.max(first), (jc + nc).min(end));
+        if start >= stop {
+            continue;
+        }
+        // Panels of a block lie one after the other, `kc x NR` each.
+        let skipped = (start - jc) / nr() * depth.1 * nr();
+        let b_panels = BPanels::Packed { data: &b.data[b.block_start((jc, nc), depth) + skipped..], kc: depth.1 };
         let beta_block = if depth.0 == 0 { beta } else { 1.0 };
-        multiply_rows(a, depth, b_panels, cols, (alpha, beta_block), c);
+        multiply_rows(a, depth, b_panels, (start - first, stop - start), (alpha, beta_block), c);
     }
 }
 
@@ -145,7 +186,7 @@ pub(in crate::kernels) fn gemm_packed_both_into(
     if empty_product(k, beta, c) {
         return;
     }
-    multiply_by_packed_b(alpha, APanels::Packed(a), b, beta, c);
+    multiply_by_packed_b(alpha, APanels::Packed(a), b, 0, beta, c);
 }
 
 /// `op(A)` packed once for many products with it: the output layer multiplies the same hidden

@@ -303,6 +303,51 @@ fn both_packed_give_the_same_bits_as_gemm() {
     }
 }
 
+/// Aligned column ranges of a packed B, inside one block of 256 columns and across blocks,
+/// ending mid-panel or at the edge: the bits of the same columns of the whole product.
+#[test]
+fn column_ranges_of_a_packed_b_give_the_bits_of_the_whole_product() {
+    let nr = column_alignment();
+    let shapes = [(1, 40, 3), (7, 300, 17), (20, 650, 300), (13, 600, 650)];
+    for (case, &(m, n, k)) in shapes.iter().enumerate() {
+        for tb in [Transpose::No, Transpose::Yes] {
+            let ldb = if tb == Transpose::No { n } else { k };
+            let (a, b) = (fill(m * k, case as u64), fill(n * k, 70 + case as u64));
+            let mut packed = PackedB::new(k, n).unwrap();
+            packed.pack(&b, ldb, tb);
+            let mut whole = fill(m * n, 7);
+            let c0 = whole.clone();
+            gemm(m, n, k, 1.0, &a, k, Transpose::No, &b, ldb, tb, 1.0, &mut whole, n);
+            for per_range in [nr, 3 * nr, 8 * nr, 9 * nr] {
+                let mut got = c0.clone();
+                for first in (0..n).step_by(per_range) {
+                    let cols = per_range.min(n - first);
+                    let mut view = OutMatrix::new("test", &mut got[first..], m, cols, n);
+                    gemm_packed_columns_into(1.0, (&a, k, Transpose::No), &packed, first, 1.0, &mut view);
+                }
+                let same = got.iter().zip(&whole).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{m}x{n}x{k} {tb:?}, ranges of {per_range}");
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "not an aligned range")]
+fn an_unaligned_column_range_panics() {
+    let mut packed = PackedB::new(4, 100).unwrap();
+    packed.pack(&[1.0; 400], 100, Transpose::No);
+    let mut c = vec![0.0; 10];
+    gemm_packed_columns_into(
+        1.0,
+        (&[1.0; 4], 4, Transpose::No),
+        &packed,
+        3,
+        0.0,
+        &mut OutMatrix::new("t", &mut c, 1, 10, 10),
+    );
+}
+
 #[test]
 #[should_panic(expected = "PackedA::pack: A has")]
 fn packing_a_short_left_operand_panics() {
