@@ -13,8 +13,9 @@ use std::process::Command;
 /// `T = 35` with `threads` threads; returns the checkpoint's bytes.
 fn train(data: &Path, cache: &Path, cell: &str, threads: usize) -> Vec<u8> {
     let save = cache.join(format!("{cell}-{threads}.safetensors"));
-    // Sizes at which every kernel takes its parallel path: the recurrences' row groups, the
-    // output layer's panels and tasks, the update's pieces.
+    // Sizes at which every kernel takes its parallel paths: the recurrences' row groups (up to
+    // five threads) and blocks of hidden units (beyond), the output layer's panels and tasks,
+    // the update's pieces.
     let args = [
         "train",
         "--full-corpus",
@@ -28,9 +29,9 @@ fn train(data: &Path, cache: &Path, cell: &str, threads: usize) -> Vec<u8> {
         "--dropout",
         "0.5",
         "--embed",
-        "96",
+        "320",
         "--hidden",
-        "96",
+        "320",
         "--batch",
         "20",
         "--time",

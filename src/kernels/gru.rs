@@ -15,13 +15,42 @@
 //! are `dWx = X^T * da`, `dWh[:, z r] = H_prev^T * da[:, z r]`, `dWh[:, h~] = (r h)^T * da[:, h~]`
 //! (the forward keeps every step's `r h` for it), `db` = column sums of `da`.
 
-use super::gemm::{gemm_packed, PackedB, Transpose};
-use super::row_groups::for_each_row_group;
+use super::gemm::{gemm_packed_columns_into, PackedB, Transpose};
+use super::out_matrix::OutMatrix;
+use super::recurrent_split::{for_each_row_group, for_each_unit_block, recurrent_split, RecurrentSplit};
 use super::simd::{load_biased, load_up_to, sigmoid, simd, store_partial, tanh, Simd};
 use super::{check_len, check_packed};
 
 /// Gate blocks of a GRU row: `z`, `r`, `h~`.
 pub const GRU_GATES: usize = 3;
+
+const STEP: &str = "gru step";
+
+/// A `rows x hidden` matrix with one column per hidden unit.
+fn units_view(rows: usize, hidden: usize, data: &mut [f32]) -> OutMatrix<'_> {
+    OutMatrix::new(STEP, data, rows, hidden, hidden)
+}
+
+/// A view of no rows: the gradient at the state carried in, which takes none.
+fn no_rows(hidden: usize) -> OutMatrix<'static> {
+    OutMatrix::new(STEP, &mut [], 0, hidden, hidden)
+}
+
+/// The gradient at the state before a step, the last `rows x hidden` block of `before` (all
+/// the blocks before the step's): a view of no rows at the first step, whose state carried in
+/// takes no gradient.
+fn prev_view(before: &mut [f32], rows: usize, hidden: usize) -> OutMatrix<'_> {
+    match before.len() {
+        0 => no_rows(hidden),
+        len => units_view(rows, hidden, &mut before[len - rows * hidden..]),
+    }
+}
+
+/// The gate blocks `[z, r, h~]` of a step's `rows x 3 hidden` gates.
+fn gate_views(rows: usize, hidden: usize, gates: &mut [f32]) -> [OutMatrix<'_>; GRU_GATES] {
+    let width = GRU_GATES * hidden;
+    OutMatrix::new(STEP, gates, rows, width, width).into_columns([hidden; GRU_GATES])
+}
 
 /// The forward recurrence over a window.
 ///
@@ -33,8 +62,10 @@ pub const GRU_GATES: usize = 3;
 /// columns of `Wh` (`hidden x 3 hidden`) packed by [`PackedB::pack`]`(wh, 3 * hidden,
 /// Transpose::No)` as a `hidden x 2 hidden` matrix, `wh_candidate` its last `hidden` columns,
 /// packed by [`PackedB::pack`]`(&wh[2 * hidden..], 3 * hidden, Transpose::No)`; `bias` is
-/// `3 hidden`. Parallel over groups of batch rows, with the same bits for any thread count.
-/// Panics, before writing anything, if a length or a packed shape does not match.
+/// `3 hidden`. Parallel by groups of batch rows or, on pools larger than the rows allow, at
+/// every step by blocks of each product's columns and of hidden units, with the same bits for
+/// any split and thread count. Panics, before writing anything, if a length or a packed shape
+/// does not match.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_forward_window(
     batch: usize,
@@ -54,59 +85,116 @@ pub fn gru_forward_window(
     check_len(KERNEL, "gates", gates.len(), "time x batch x 3 hidden", &[time, batch, width]);
     check_len(KERNEL, "hs", hs.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
     check_len(KERNEL, "rh", rh.len(), "time x batch x hidden", &[time, batch, hidden]);
-    let work = time * batch * hidden * width;
-    for_each_row_group(batch, work, [(gates, width), (hs, hidden), (rh, hidden)], |_, rows, [gates, hs, rh]| {
-        for t in 0..time {
-            let (h_prev, h) = hs.row_pair(t);
-            let a = gates.segment(t, 0, rows * width);
-            let rh = rh.segment(t, 0, rows * hidden);
-            gemm_packed(rows, 1.0, h_prev, hidden, Transpose::No, wh_zr, 1.0, a, width);
-            simd!(V => {
-                for ((a_row, h_prev), rh) in
-                    a.chunks_exact_mut(width).zip(h_prev.chunks_exact(hidden)).zip(rh.chunks_exact_mut(hidden))
-                {
-                    update_and_reset_gates::<V>(bias, a_row, h_prev, rh);
+    if batch == 0 || hidden == 0 {
+        return;
+    }
+    let block = batch * hidden;
+    // The product of `h` with `Wh[:, z r]`, or of `r h` with `Wh[:, h~]`, into the columns
+    // `first..` of the gates it makes.
+    let product = |packed: &PackedB, left: &[f32], first: usize, [a]: &mut [OutMatrix<'_>; 1]| {
+        gemm_packed_columns_into(1.0, (left, hidden, Transpose::No), packed, first, 1.0, a)
+    };
+    match recurrent_split(batch, hidden, block * width, time) {
+        RecurrentSplit::RowGroups(groups) => for_each_row_group(
+            batch,
+            groups,
+            [(gates, width), (hs, hidden), (rh, hidden)],
+            |_, rows, [gates, hs, rh]| {
+                for t in 0..time {
+                    let (h_prev, h) = hs.row_pair(t);
+                    let (a, rh) = (gates.segment(t, 0, rows * width), rh.segment(t, 0, rows * hidden));
+                    let [zr, _] = gate_columns(rows, hidden, a);
+                    product(wh_zr, h_prev, 0, &mut [zr]);
+                    let [z, r, _] = gate_views(rows, hidden, a);
+                    gates_step(bias, h_prev, 0, &mut [z, r, units_view(rows, hidden, rh)]);
+                    let [_, candidate] = gate_columns(rows, hidden, a);
+                    product(wh_candidate, rh, 0, &mut [candidate]);
+                    let [z, _, candidate] = gate_views(rows, hidden, a);
+                    candidate_step(bias, h_prev, 0, &mut [z, candidate, units_view(rows, hidden, h)]);
                 }
-            });
-            gemm_packed(rows, 1.0, rh, hidden, Transpose::No, wh_candidate, 1.0, &mut a[2 * hidden..], width);
-            simd!(V => {
-                for ((a_row, h_prev), h) in
-                    a.chunks_exact_mut(width).zip(h_prev.chunks_exact(hidden)).zip(h.chunks_exact_mut(hidden))
-                {
-                    candidate_and_state::<V>(bias, a_row, h_prev, h);
-                }
-            });
+            },
+        ),
+        RecurrentSplit::UnitBlocks(blocks) => {
+            for t in 0..time {
+                let (done, next) = hs.split_at_mut((t + 1) * block);
+                let (h_prev, h, rh) = (&done[t * block..], &mut next[..block], &mut rh[t * block..][..block]);
+                let a = &mut gates[t * batch * width..][..batch * width];
+                let [zr, _] = gate_columns(batch, hidden, a);
+                for_each_unit_block(&mut [zr], blocks, |first, zr| product(wh_zr, h_prev, first, zr));
+                let [z, r, _] = gate_views(batch, hidden, a);
+                let mut views = [z, r, units_view(batch, hidden, rh)];
+                for_each_unit_block(&mut views, blocks, |first, views| gates_step(bias, h_prev, first, views));
+                let (rh, [_, candidate]) = (&*rh, gate_columns(batch, hidden, a));
+                for_each_unit_block(&mut [candidate], blocks, |first, c| product(wh_candidate, rh, first, c));
+                let [z, _, candidate] = gate_views(batch, hidden, a);
+                let mut views = [z, candidate, units_view(batch, hidden, h)];
+                for_each_unit_block(&mut views, blocks, |first, views| candidate_step(bias, h_prev, first, views));
+            }
         }
-    });
-}
-
-/// First pass of a forward step, one row: `z` and `r` from their pre-activations (without the
-/// bias) in `a`, stored there; `rh = r * h_prev`.
-#[inline(always)]
-fn update_and_reset_gates<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], rh: &mut [f32]) {
-    let hidden = h_prev.len();
-    for j in (0..hidden).step_by(V::LANES) {
-        let (start, end) = (j, (j + V::LANES).min(hidden));
-        let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let (z, r) = (sigmoid(load_biased::<V>(a, bias, block(0))), sigmoid(load_biased::<V>(a, bias, block(1))));
-        store_partial(&mut rh[start..end], r * load_up_to::<V>(&h_prev[start..end]));
-        store_partial(&mut a[block(0)], z);
-        store_partial(&mut a[block(1)], r);
     }
 }
 
-/// Second pass of a forward step, one row: `h~` from its pre-activation (without the bias) in
-/// `a`, stored there, and the new state `h = h_prev + z (h~ - h_prev)`.
+/// The gates' columns as the two products make them: `[z r]` (`rows x 2 hidden`) and `h~`.
+fn gate_columns(rows: usize, hidden: usize, gates: &mut [f32]) -> [OutMatrix<'_>; 2] {
+    let width = GRU_GATES * hidden;
+    OutMatrix::new(STEP, gates, rows, width, width).into_columns([2 * hidden, hidden])
+}
+
+/// The activations of `z` and `r` for the units `first..` of `[z, r, rh]` (holding their
+/// pre-activations without the bias), and `rh = r h_prev` (`h_prev` the whole previous state).
+fn gates_step(bias: &[f32], h_prev: &[f32], first: usize, [z, r, rh]: &mut [OutMatrix<'_>; 3]) {
+    let hidden = bias.len() / GRU_GATES;
+    let (rows, units) = (rh.rows(), rh.cols());
+    let bias = [&bias[first..][..units], &bias[hidden + first..][..units]];
+    simd!(V => {
+        for row in 0..rows {
+            let h_prev = &h_prev[row * hidden + first..][..units];
+            let gates = [z.segment(row, 0, units), r.segment(row, 0, units)];
+            update_and_reset_gates::<V>(bias, gates, h_prev, rh.segment(row, 0, units));
+        }
+    })
+}
+
+/// The candidate's activation for the units `first..` of `[z, h~, h]` (`h~` holding its
+/// pre-activation without the bias), and the new state.
+fn candidate_step(bias: &[f32], h_prev: &[f32], first: usize, [z, candidate, h]: &mut [OutMatrix<'_>; 3]) {
+    let hidden = bias.len() / GRU_GATES;
+    let (rows, units) = (h.rows(), h.cols());
+    let bias = &bias[2 * hidden + first..][..units];
+    simd!(V => {
+        for row in 0..rows {
+            let h_prev = &h_prev[row * hidden + first..][..units];
+            let (z, candidate) = (z.segment(row, 0, units), candidate.segment(row, 0, units));
+            candidate_and_state::<V>(bias, (z, candidate), h_prev, h.segment(row, 0, units));
+        }
+    })
+}
+
+/// `z` and `r` from their pre-activations (without the bias), stored in place; `rh = r h_prev`.
 #[inline(always)]
-fn candidate_and_state<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
-    let hidden = h_prev.len();
-    for j in (0..hidden).step_by(V::LANES) {
-        let (start, end) = (j, (j + V::LANES).min(hidden));
-        let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let candidate = tanh(load_biased::<V>(a, bias, block(2)));
-        let (z, h_prev) = (load_up_to::<V>(&a[block(0)]), load_up_to::<V>(&h_prev[start..end]));
-        store_partial(&mut h[start..end], z.mul_add(candidate - h_prev, h_prev));
-        store_partial(&mut a[block(2)], candidate);
+fn update_and_reset_gates<V: Simd>(bias: [&[f32]; 2], [z, r]: [&mut [f32]; 2], h_prev: &[f32], rh: &mut [f32]) {
+    for j in (0..rh.len()).step_by(V::LANES) {
+        let lanes = j..(j + V::LANES).min(rh.len());
+        let (z_act, r_act) = (
+            sigmoid(load_biased::<V>(z, bias[0], lanes.clone())),
+            sigmoid(load_biased::<V>(r, bias[1], lanes.clone())),
+        );
+        store_partial(&mut rh[lanes.clone()], r_act * load_up_to::<V>(&h_prev[lanes.clone()]));
+        store_partial(&mut z[lanes.clone()], z_act);
+        store_partial(&mut r[lanes], r_act);
+    }
+}
+
+/// `h~` from its pre-activation (without the bias), stored in place, and the new state
+/// `h = h_prev + z (h~ - h_prev)`.
+#[inline(always)]
+fn candidate_and_state<V: Simd>(bias: &[f32], (z, candidate): (&[f32], &mut [f32]), h_prev: &[f32], h: &mut [f32]) {
+    for j in (0..h.len()).step_by(V::LANES) {
+        let lanes = j..(j + V::LANES).min(h.len());
+        let candidate_act = tanh(load_biased::<V>(candidate, bias, lanes.clone()));
+        let (z, h_prev) = (load_up_to::<V>(&z[lanes.clone()]), load_up_to::<V>(&h_prev[lanes.clone()]));
+        store_partial(&mut h[lanes.clone()], z.mul_add(candidate_act - h_prev, h_prev));
+        store_partial(&mut candidate[lanes], candidate_act);
     }
 }
 
@@ -125,8 +213,8 @@ fn candidate_and_state<V: Simd>(bias: &[f32], a: &mut [f32], h_prev: &[f32], h: 
 /// `da_h~ = dh z (1 - h~^2)`, `da_z = dh (h~ - h_prev) z (1 - z)`, `d(rh) = da_h~ * Wh_h~^T`,
 /// `da_r = d(rh) h_prev r (1 - r)`, and
 /// `dh_prev += dh (1 - z) + d(rh) r + da[z r] * Wh[z r]^T`. The state carried in receives no
-/// gradient (truncated BPTT). Parallel over groups of batch rows as [`gru_forward_window`].
-/// Panics, before writing anything, if a length or a packed shape does not match.
+/// gradient (truncated BPTT). Parallel as [`gru_forward_window`]. Panics, before writing
+/// anything, if a length or a packed shape does not match.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_backward_window(
     batch: usize,
@@ -146,85 +234,148 @@ pub fn gru_backward_window(
     check_len(KERNEL, "gates", gates.len(), "time x batch x 3 hidden", &[time, batch, width]);
     check_len(KERNEL, "dhs", dhs.len(), "time x batch x hidden", &[time, batch, hidden]);
     check_len(KERNEL, "drh", drh.len(), "batch x hidden", &[batch, hidden]);
-    let block = batch * hidden;
-    let work = time * batch * hidden * width;
-    for_each_row_group(
-        batch,
-        work,
-        [(gates, width), (dhs, hidden), (drh, hidden)],
-        |first_row, rows, [gates, dhs, drh]| {
-            let h_of = |t: usize| &hs[t * block + first_row * hidden..][..rows * hidden];
-            let drh = drh.segment(0, 0, rows * hidden);
-            for t in (0..time).rev() {
-                let da = gates.segment(t, 0, rows * width);
-                let h_prev = h_of(t);
-                // At the first step the state carried in takes no gradient: no `dh_prev`.
-                let (mut dh_prev, dh) = if t == 0 {
-                    (None, dhs.segment(0, 0, rows * hidden))
-                } else {
-                    let (dh_prev, dh) = dhs.row_pair(t - 1);
-                    (Some(dh_prev), dh)
-                };
-                simd!(V => {
-                    for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
-                        let at = r * hidden..(r + 1) * hidden;
-                        let dh_prev_row = dh_prev.as_deref_mut().map(|d| &mut d[at.clone()]);
-                        candidate_and_update_backward::<V>(da_row, &h_prev[at.clone()], &dh[at], dh_prev_row);
-                    }
-                });
-                gemm_packed(rows, 1.0, &da[2 * hidden..], width, Transpose::No, wh_candidate_t, 0.0, drh, hidden);
-                simd!(V => {
-                    for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
-                        let at = r * hidden..(r + 1) * hidden;
-                        let dh_prev_row = dh_prev.as_deref_mut().map(|d| &mut d[at.clone()]);
-                        reset_backward::<V>(da_row, &h_prev[at.clone()], &drh[at], dh_prev_row);
-                    }
-                });
-                if let Some(dh_prev) = dh_prev {
-                    gemm_packed(rows, 1.0, da, width, Transpose::No, wh_zr_t, 1.0, dh_prev, hidden);
+    if batch == 0 || hidden == 0 {
+        return;
+    }
+    let (block, step) = (batch * hidden, batch * width);
+    // `d(rh) = da_h~ * Wh_h~^T` for the units `first..` of `drh`, from all of the step's `da`.
+    let reset_product = |da: &[f32], first: usize, [drh]: &mut [OutMatrix<'_>; 1]| {
+        gemm_packed_columns_into(1.0, (&da[2 * hidden..], width, Transpose::No), wh_candidate_t, first, 0.0, drh)
+    };
+    match recurrent_split(batch, hidden, step * hidden, time) {
+        RecurrentSplit::RowGroups(groups) => for_each_row_group(
+            batch,
+            groups,
+            [(gates, width), (dhs, hidden), (drh, hidden)],
+            |first_row, rows, [gates, dhs, drh]| {
+                let h_of = |t: usize| &hs[t * block + first_row * hidden..][..rows * hidden];
+                let drh = drh.segment(0, 0, rows * hidden);
+                for t in (0..time).rev() {
+                    let (da, da_next) = if t + 1 < time {
+                        let (da, da_next) = gates.row_pair(t);
+                        (da, Some(&*da_next))
+                    } else {
+                        (gates.segment(t, 0, rows * width), None)
+                    };
+                    let (dh_prev, dh) = match t {
+                        0 => (no_rows(hidden), dhs.segment(0, 0, rows * hidden)),
+                        _ => {
+                            let (dh_prev, dh) = dhs.row_pair(t - 1);
+                            (units_view(rows, hidden, dh_prev), dh)
+                        }
+                    };
+                    let [z, _, candidate] = gate_views(rows, hidden, da);
+                    let mut views = [z, candidate, units_view(rows, hidden, dh), dh_prev];
+                    update_backward_step(wh_zr_t, (h_of(t), da_next), 0, &mut views);
+                    reset_product(da, 0, &mut [units_view(rows, hidden, &mut *drh)]);
+                    let dh_prev = match t {
+                        0 => no_rows(hidden),
+                        _ => units_view(rows, hidden, dhs.row_pair(t - 1).0),
+                    };
+                    let [_, r, _] = gate_views(rows, hidden, da);
+                    reset_backward_step(h_of(t), 0, &mut [r, units_view(rows, hidden, &mut *drh), dh_prev]);
                 }
+            },
+        ),
+        RecurrentSplit::UnitBlocks(blocks) => {
+            for t in (0..time).rev() {
+                let (done, later) = gates.split_at_mut((t + 1) * step);
+                let (da, da_next) = (&mut done[t * step..], (t + 1 < time).then(|| &later[..step]));
+                let h_prev = &hs[t * block..][..block];
+                let (dh_before, dh_rest) = dhs.split_at_mut(t * block);
+                let [z, _, candidate] = gate_views(batch, hidden, da);
+                let dh = units_view(batch, hidden, &mut dh_rest[..block]);
+                let mut views = [z, candidate, dh, prev_view(dh_before, batch, hidden)];
+                for_each_unit_block(&mut views, blocks, |first, views| {
+                    update_backward_step(wh_zr_t, (h_prev, da_next), first, views)
+                });
+                let da_read = &*da;
+                let mut drh_view = [units_view(batch, hidden, &mut *drh)];
+                for_each_unit_block(&mut drh_view, blocks, |first, drh| reset_product(da_read, first, drh));
+                let [_, r, _] = gate_views(batch, hidden, da);
+                let mut views = [r, units_view(batch, hidden, &mut *drh), prev_view(dh_before, batch, hidden)];
+                for_each_unit_block(&mut views, blocks, |first, views| reset_backward_step(h_prev, first, views));
             }
-        },
-    );
-}
-
-/// First pass of a backward step, one row: `a` holds the activated `[z | r | h~]`; `da_z` and
-/// `da_h~` replace `z` and `h~`, `r` stays for [`reset_backward`]. `dh_prev += dh (1 - z)`.
-#[inline(always)]
-fn candidate_and_update_backward<V: Simd>(a: &mut [f32], h_prev: &[f32], dh: &[f32], dh_prev: Option<&mut [f32]>) {
-    let hidden = h_prev.len();
-    let one = V::one();
-    let mut dh_prev = dh_prev;
-    for j in (0..hidden).step_by(V::LANES) {
-        let (start, end) = (j, (j + V::LANES).min(hidden));
-        let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let (z, candidate) = (load_up_to::<V>(&a[block(0)]), load_up_to::<V>(&a[block(2)]));
-        let (dh, h_prev) = (load_up_to::<V>(&dh[start..end]), load_up_to::<V>(&h_prev[start..end]));
-        let dz = dh * (candidate - h_prev);
-        store_partial(&mut a[block(0)], dz * z * (one - z));
-        store_partial(&mut a[block(2)], dh * z * (one - candidate * candidate));
-        if let Some(dh_prev) = dh_prev.as_deref_mut() {
-            let d = &mut dh_prev[start..end];
-            store_partial(d, dh.mul_add(one - z, load_up_to(d)));
         }
     }
 }
 
-/// Second pass of a backward step, one row: `da_r = d(rh) h_prev r (1 - r)` replaces `r`;
-/// `dh_prev += d(rh) r`.
+/// First half of a backward step for the units `first..` of `[z, h~, dh, dh_prev]`
+/// (`dh_prev` of no rows at the first step): `dh` receives the next step's
+/// `da_next[z r] * Wh[z r]^T` (when there is a next step; `da_next` is all of its
+/// `rows x 3 hidden`), then `da_z` and `da_h~` replace `z` and `h~`, and
+/// `dh_prev += dh (1 - z)`.
+fn update_backward_step(
+    wh_zr_t: &PackedB,
+    (h_prev, da_next): (&[f32], Option<&[f32]>),
+    first: usize,
+    [z, candidate, dh, dh_prev]: &mut [OutMatrix<'_>; 4],
+) {
+    let hidden = wh_zr_t.n();
+    if let Some(da_next) = da_next {
+        gemm_packed_columns_into(1.0, (da_next, GRU_GATES * hidden, Transpose::No), wh_zr_t, first, 1.0, dh);
+    }
+    let (rows, units) = (dh.rows(), dh.cols());
+    simd!(V => {
+        for row in 0..rows {
+            let h_prev = &h_prev[row * hidden + first..][..units];
+            let (z, candidate) = (z.segment(row, 0, units), candidate.segment(row, 0, units));
+            let dh_prev = (dh_prev.rows() > 0).then(|| dh_prev.segment(row, 0, units));
+            candidate_and_update_backward::<V>((z, candidate), h_prev, dh.segment(row, 0, units), dh_prev);
+        }
+    })
+}
+
+/// Second half of a backward step for the units `first..` of `[r, drh, dh_prev]`, `drh`
+/// holding `d(rh)`: `da_r` replaces `r` and `dh_prev += drh r`.
+fn reset_backward_step(h_prev: &[f32], first: usize, [r, drh, dh_prev]: &mut [OutMatrix<'_>; 3]) {
+    let hidden = h_prev.len() / drh.rows().max(1);
+    let (rows, units) = (drh.rows(), drh.cols());
+    simd!(V => {
+        for row in 0..rows {
+            let h_prev = &h_prev[row * hidden + first..][..units];
+            let dh_prev = (dh_prev.rows() > 0).then(|| dh_prev.segment(row, 0, units));
+            reset_backward::<V>(r.segment(row, 0, units), h_prev, drh.segment(row, 0, units), dh_prev);
+        }
+    })
+}
+
+/// `da_z` and `da_h~` from the activated `z` and `h~`, stored in their place;
+/// `dh_prev += dh (1 - z)` when there is a `dh_prev`.
 #[inline(always)]
-fn reset_backward<V: Simd>(a: &mut [f32], h_prev: &[f32], drh: &[f32], dh_prev: Option<&mut [f32]>) {
-    let hidden = h_prev.len();
-    let mut dh_prev = dh_prev;
-    for j in (0..hidden).step_by(V::LANES) {
-        let (start, end) = (j, (j + V::LANES).min(hidden));
-        let r_block = hidden + start..hidden + end;
-        let (r, drh) = (load_up_to::<V>(&a[r_block.clone()]), load_up_to::<V>(&drh[start..end]));
-        let dr = drh * load_up_to::<V>(&h_prev[start..end]);
-        store_partial(&mut a[r_block], dr * r * (V::one() - r));
+fn candidate_and_update_backward<V: Simd>(
+    (z, candidate): (&mut [f32], &mut [f32]),
+    h_prev: &[f32],
+    dh: &[f32],
+    mut dh_prev: Option<&mut [f32]>,
+) {
+    let one = V::one();
+    for j in (0..dh.len()).step_by(V::LANES) {
+        let lanes = j..(j + V::LANES).min(dh.len());
+        let (z_act, candidate_act) = (load_up_to::<V>(&z[lanes.clone()]), load_up_to::<V>(&candidate[lanes.clone()]));
+        let (dh, h_prev) = (load_up_to::<V>(&dh[lanes.clone()]), load_up_to::<V>(&h_prev[lanes.clone()]));
+        let dz = dh * (candidate_act - h_prev);
+        store_partial(&mut z[lanes.clone()], dz * z_act * (one - z_act));
+        store_partial(&mut candidate[lanes.clone()], dh * z_act * (one - candidate_act * candidate_act));
         if let Some(dh_prev) = dh_prev.as_deref_mut() {
-            let d = &mut dh_prev[start..end];
-            store_partial(d, drh.mul_add(r, load_up_to(d)));
+            let d = &mut dh_prev[lanes];
+            store_partial(d, dh.mul_add(one - z_act, load_up_to(d)));
+        }
+    }
+}
+
+/// `da_r = d(rh) h_prev r (1 - r)` from the activated `r`, stored in its place;
+/// `dh_prev += d(rh) r` when there is a `dh_prev`.
+#[inline(always)]
+fn reset_backward<V: Simd>(r: &mut [f32], h_prev: &[f32], drh: &[f32], mut dh_prev: Option<&mut [f32]>) {
+    for j in (0..r.len()).step_by(V::LANES) {
+        let lanes = j..(j + V::LANES).min(r.len());
+        let (r_act, drh) = (load_up_to::<V>(&r[lanes.clone()]), load_up_to::<V>(&drh[lanes.clone()]));
+        let dr = drh * load_up_to::<V>(&h_prev[lanes.clone()]);
+        store_partial(&mut r[lanes.clone()], dr * r_act * (V::one() - r_act));
+        if let Some(dh_prev) = dh_prev.as_deref_mut() {
+            let d = &mut dh_prev[lanes];
+            store_partial(d, drh.mul_add(r_act, load_up_to(d)));
         }
     }
 }
@@ -234,10 +385,11 @@ mod tests {
     use super::super::{assert_near, assert_same_bits_for_any_thread_count, test_values};
     use super::*;
 
-    /// Batch 1, sizes off the vector width, one step, and shapes large enough for several
-    /// parallel groups (the last uneven).
-    const SHAPES: [(usize, usize, usize); 6] =
-        [(1, 1, 1), (1, 5, 3), (3, 17, 4), (7, 40, 2), (20, 90, 35), (9, 150, 6)];
+    /// Batch 1, sizes off the vector width, one step, shapes large enough for several
+    /// parallel groups of rows (the last uneven), and one whose steps are split by blocks of
+    /// hidden units (the last narrower).
+    const SHAPES: [(usize, usize, usize); 7] =
+        [(1, 1, 1), (1, 5, 3), (3, 17, 4), (7, 40, 2), (20, 90, 35), (9, 150, 6), (5, 500, 3)];
 
     struct Case {
         batch: usize,
@@ -393,5 +545,14 @@ mod tests {
                 [r.gates, r.hs, r.rh, r.da].concat()
             });
         }
+    }
+
+    #[test]
+    fn the_last_shape_splits_its_steps_by_hidden_units() {
+        use super::super::recurrent_split::{recurrent_split, RecurrentSplit};
+        let (batch, hidden, _) = SHAPES[SHAPES.len() - 1];
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let split = pool.install(|| recurrent_split(batch, hidden, 5 * 3 * 500 * 500, 3));
+        assert!(matches!(split, RecurrentSplit::UnitBlocks(2)), "{split:?}");
     }
 }

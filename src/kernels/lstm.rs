@@ -7,13 +7,37 @@
 //! whole window after the backward loop (`dWx = X^T * da`, `dWh = H_prev^T * da`, `db` = column
 //! sums of `da`); what remains inside the loop is the recurrent product and the fused cell.
 
-use super::gemm::{gemm_packed, PackedB, Transpose};
-use super::row_groups::for_each_row_group;
+use super::gemm::{gemm_packed_columns_into, PackedB, Transpose};
+use super::out_matrix::OutMatrix;
+use super::recurrent_split::{for_each_row_group, for_each_unit_block, recurrent_split, RecurrentSplit};
 use super::simd::{load_biased, load_up_to, sigmoid, simd, store_partial, tanh, Simd};
 use super::{check_len, check_packed};
 
 /// Gate blocks of an LSTM row: `f`, `g`, `i`, `o`.
 pub const LSTM_GATES: usize = 4;
+
+/// The name the step views' checks report.
+const STEP: &str = "lstm step";
+
+/// A step's matrices with one column per hidden unit, as the step functions take them: the
+/// four gate blocks of the step's gates, then two `rows x hidden` states (forward: `h_t` and
+/// `c_t`; backward: the gradients at `h_t` and `c_t`).
+type StepViews<'a> = [OutMatrix<'a>; LSTM_GATES + 2];
+
+/// The views of one step for `rows` rows: `gates` is `rows x 4 hidden`, `first` and `second`
+/// are `rows x hidden`.
+fn step_views<'a>(
+    rows: usize,
+    hidden: usize,
+    gates: &'a mut [f32],
+    first: &'a mut [f32],
+    second: &'a mut [f32],
+) -> StepViews<'a> {
+    let width = LSTM_GATES * hidden;
+    let [f, g, i, o] = OutMatrix::new(STEP, gates, rows, width, width).into_columns([hidden; LSTM_GATES]);
+    let state = |data| OutMatrix::new(STEP, data, rows, hidden, hidden);
+    [f, g, i, o, state(first), state(second)]
+}
 
 /// The forward recurrence over a window.
 ///
@@ -26,8 +50,10 @@ pub const LSTM_GATES: usize = 4;
 ///
 /// Per step: `a = gates_t + h_{t-1} * Wh + b`; `f, i, o = sigmoid(a_f, a_i, a_o)`,
 /// `g = tanh(a_g)`; `c_t = f c_{t-1} + g i` (one fused multiply-add); `h_t = o tanh(c_t)`.
-/// Parallel over groups of batch rows, with the same bits for any thread count. Panics, before
-/// writing anything, if a length or the packed shape does not match.
+/// Parallel by groups of batch rows or, on pools larger than the rows allow, at every step by
+/// blocks of the product's columns and then of hidden units, with the same bits for any split
+/// and thread count. Panics, before writing anything, if a length or the packed shape does not
+/// match.
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_forward_window(
     batch: usize,
@@ -47,43 +73,83 @@ pub fn lstm_forward_window(
     let states = ("(time + 1) x batch x hidden", [time.saturating_add(1), batch, hidden]);
     check_len(KERNEL, "hs", hs.len(), states.0, &states.1);
     check_len(KERNEL, "cs", cs.len(), states.0, &states.1);
-    let work = time * batch * hidden * width;
-    for_each_row_group(batch, work, [(gates, width), (hs, hidden), (cs, hidden)], |_, rows, [gates, hs, cs]| {
-        for t in 0..time {
-            let (h_prev, h) = hs.row_pair(t);
-            let a = gates.segment(t, 0, rows * width);
-            gemm_packed(rows, 1.0, h_prev, hidden, Transpose::No, wh, 1.0, a, width);
-            let (c_prev, c) = cs.row_pair(t);
-            simd!(V => {
-                for (r, a_row) in a.chunks_exact_mut(width).enumerate() {
-                    let at = r * hidden..(r + 1) * hidden;
-                    cell_forward::<V>(bias, a_row, &c_prev[at.clone()], &mut c[at.clone()], &mut h[at]);
+    if batch == 0 || hidden == 0 {
+        return;
+    }
+    let block = batch * hidden;
+    match recurrent_split(batch, hidden, block * width, time) {
+        RecurrentSplit::RowGroups(groups) => for_each_row_group(
+            batch,
+            groups,
+            [(gates, width), (hs, hidden), (cs, hidden)],
+            |_, rows, [gates, hs, cs]| {
+                for t in 0..time {
+                    let ((h_prev, h), (c_prev, c)) = (hs.row_pair(t), cs.row_pair(t));
+                    let a = gates.segment(t, 0, rows * width);
+                    let mut products = [OutMatrix::new(STEP, &mut *a, rows, width, width)];
+                    recurrent_products(wh, h_prev, 0, &mut products);
+                    cells_forward(bias, c_prev, 0, &mut step_views(rows, hidden, a, h, c));
                 }
-            })
+            },
+        ),
+        RecurrentSplit::UnitBlocks(blocks) => {
+            for t in 0..time {
+                let ((done_h, next_h), (done_c, next_c)) =
+                    (hs.split_at_mut((t + 1) * block), cs.split_at_mut((t + 1) * block));
+                let (h_prev, c_prev) = (&done_h[t * block..], &done_c[t * block..]);
+                let a = &mut gates[t * batch * width..][..batch * width];
+                let mut products = [OutMatrix::new(STEP, &mut *a, batch, width, width)];
+                for_each_unit_block(&mut products, blocks, |first, products| {
+                    recurrent_products(wh, h_prev, first, products)
+                });
+                let mut views = step_views(batch, hidden, a, &mut next_h[..block], &mut next_c[..block]);
+                for_each_unit_block(&mut views, blocks, |first, views| cells_forward(bias, c_prev, first, views));
+            }
         }
-    });
+    }
 }
 
-/// One row of the fused forward: `a` (`4 hidden`) holds the pre-activations without the bias
-/// on entry and the activated gates on return; `c` and `h` (`hidden`) receive the new state.
+/// `a += h_prev * Wh[.., first..]` for the columns `first..` of the step's gates that `a`
+/// holds (`h_prev` is the whole previous state, `rows x hidden`).
+fn recurrent_products(wh: &PackedB, h_prev: &[f32], first: usize, [a]: &mut [OutMatrix<'_>; 1]) {
+    gemm_packed_columns_into(1.0, (h_prev, wh.k(), Transpose::No), wh, first, 1.0, a);
+}
+
+/// The fused cell for the units `first..` of `views` (`[f, g, i, o, h, c]`, the gates holding
+/// their pre-activations without the bias); `c_prev` is the whole `c_{t-1}`.
+fn cells_forward(bias: &[f32], c_prev: &[f32], first: usize, views: &mut StepViews<'_>) {
+    let [f, g, i, o, h, c] = views;
+    let (rows, units) = (h.rows(), h.cols());
+    let hidden = bias.len() / LSTM_GATES;
+    let bias: [&[f32]; LSTM_GATES] = std::array::from_fn(|gate| &bias[gate * hidden + first..][..units]);
+    simd!(V => {
+        for r in 0..rows {
+            let gates = [f.segment(r, 0, units), g.segment(r, 0, units), i.segment(r, 0, units), o.segment(r, 0, units)];
+            let c_prev = &c_prev[r * hidden + first..][..units];
+            cell_forward::<V>(bias, gates, c_prev, c.segment(r, 0, units), h.segment(r, 0, units));
+        }
+    })
+}
+
+/// The fused forward of one row's units: `a` (the four gates) holds the pre-activations
+/// without the bias on entry and the activated gates on return; `c` and `h` receive the new
+/// state.
 #[inline(always)]
-fn cell_forward<V: Simd>(bias: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-    let hidden = c.len();
-    for j in (0..hidden).step_by(V::LANES) {
-        let (start, end) = (j, (j + V::LANES).min(hidden));
-        let lanes = || start..end;
-        let block = |gate: usize| gate * hidden + start..gate * hidden + end;
+fn cell_forward<V: Simd>(bias: [&[f32]; 4], a: [&mut [f32]; 4], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let [af, ag, ai, ao] = a;
+    for j in (0..c.len()).step_by(V::LANES) {
+        let lanes = j..(j + V::LANES).min(c.len());
         let (f, g, i, o) = (
-            sigmoid(load_biased::<V>(a, bias, block(0))),
-            tanh(load_biased::<V>(a, bias, block(1))),
-            sigmoid(load_biased::<V>(a, bias, block(2))),
-            sigmoid(load_biased::<V>(a, bias, block(3))),
+            sigmoid(load_biased::<V>(af, bias[0], lanes.clone())),
+            tanh(load_biased::<V>(ag, bias[1], lanes.clone())),
+            sigmoid(load_biased::<V>(ai, bias[2], lanes.clone())),
+            sigmoid(load_biased::<V>(ao, bias[3], lanes.clone())),
         );
-        let c_new = f.mul_add(load_up_to::<V>(&c_prev[lanes()]), g * i);
-        store_partial(&mut c[lanes()], c_new);
-        store_partial(&mut h[lanes()], o * tanh(c_new));
-        for (gate, value) in [f, g, i, o].into_iter().enumerate() {
-            store_partial(&mut a[block(gate)], value);
+        let c_new = f.mul_add(load_up_to::<V>(&c_prev[lanes.clone()]), g * i);
+        store_partial(&mut c[lanes.clone()], c_new);
+        store_partial(&mut h[lanes.clone()], o * tanh(c_new));
+        for (gate, value) in [&mut *af, &mut *ag, &mut *ai, &mut *ao].into_iter().zip([f, g, i, o]) {
+            store_partial(&mut gate[lanes.clone()], value);
         }
     }
 }
@@ -101,8 +167,8 @@ fn cell_forward<V: Simd>(bias: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f
 /// Per step, from the last: `ds = dc + dh o (1 - tanh(c_t)^2)`; `dc` for the step before is
 /// `ds f`; `da_f = ds c_{t-1} f (1 - f)`, `da_g = ds i (1 - g^2)`, `da_i = ds g i (1 - i)`,
 /// `da_o = dh tanh(c_t) o (1 - o)`; `dh_{t-1} += da * Wh^T`. The state carried in receives no
-/// gradient (truncated BPTT). Parallel over groups of batch rows as [`lstm_forward_window`].
-/// Panics, before writing anything, if a length or the packed shape does not match.
+/// gradient (truncated BPTT). Parallel as [`lstm_forward_window`]. Panics, before writing
+/// anything, if a length or the packed shape does not match.
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_backward_window(
     batch: usize,
@@ -121,68 +187,100 @@ pub fn lstm_backward_window(
     check_len(KERNEL, "gates", gates.len(), "time x batch x 4 hidden", &[time, batch, width]);
     check_len(KERNEL, "dhs", dhs.len(), "time x batch x hidden", &[time, batch, hidden]);
     check_len(KERNEL, "dc", dc.len(), "batch x hidden", &[batch, hidden]);
+    if batch == 0 || hidden == 0 {
+        return;
+    }
     let block = batch * hidden;
-    let work = time.saturating_sub(1) * batch * hidden * width;
-    for_each_row_group(
-        batch,
-        work,
-        [(gates, width), (dhs, hidden), (dc, hidden)],
-        |first_row, rows, [gates, dhs, dc]| {
-            let c_of = |t: usize| &cs[t * block + first_row * hidden..][..rows * hidden];
-            let dc = dc.segment(0, 0, rows * hidden);
-            dc.fill(0.0);
-            for t in (0..time).rev() {
-                let da = gates.segment(t, 0, rows * width);
-                let (c_prev, c) = (c_of(t), c_of(t + 1));
-                let mut step = |dh: &[f32]| {
-                    simd!(V => {
-                        for (r, da_row) in da.chunks_exact_mut(width).enumerate() {
-                            let at = r * hidden..(r + 1) * hidden;
-                            let states = (&c_prev[at.clone()], &c[at.clone()]);
-                            cell_backward::<V>(da_row, states, &dh[at.clone()], &mut dc[at]);
-                        }
-                    })
-                };
-                if t == 0 {
-                    step(dhs.segment(0, 0, rows * hidden));
-                } else {
-                    let (dh_prev, dh) = dhs.row_pair(t - 1);
-                    step(dh);
-                    gemm_packed(rows, 1.0, da, width, Transpose::No, wh_t, 1.0, dh_prev, hidden);
+    let states_of = |first_row: usize, rows: usize, t: usize| {
+        let c_of = |t: usize| &cs[t * block + first_row * hidden..][..rows * hidden];
+        (c_of(t), c_of(t + 1))
+    };
+    match recurrent_split(batch, hidden, block * width, time.saturating_sub(1)) {
+        RecurrentSplit::RowGroups(groups) => for_each_row_group(
+            batch,
+            groups,
+            [(gates, width), (dhs, hidden), (dc, hidden)],
+            |first_row, rows, [gates, dhs, dc]| {
+                let dc = dc.segment(0, 0, rows * hidden);
+                dc.fill(0.0);
+                for t in (0..time).rev() {
+                    let (da, da_next) = if t + 1 < time {
+                        let (da, da_next) = gates.row_pair(t);
+                        (da, Some(&*da_next))
+                    } else {
+                        (gates.segment(t, 0, rows * width), None)
+                    };
+                    let mut views = step_views(rows, hidden, da, dhs.segment(t, 0, rows * hidden), &mut *dc);
+                    backward_step(wh_t, states_of(first_row, rows, t), da_next, 0, &mut views);
                 }
+            },
+        ),
+        RecurrentSplit::UnitBlocks(blocks) => {
+            dc.fill(0.0);
+            let step = batch * width;
+            for t in (0..time).rev() {
+                let (done, later) = gates.split_at_mut((t + 1) * step);
+                let da_next = (t + 1 < time).then(|| &later[..step]);
+                let mut views =
+                    step_views(batch, hidden, &mut done[t * step..], &mut dhs[t * block..][..block], &mut *dc);
+                let states = states_of(0, batch, t);
+                for_each_unit_block(&mut views, blocks, |first, views| {
+                    backward_step(wh_t, states, da_next, first, views)
+                });
             }
-        },
-    );
+        }
+    }
 }
 
-/// One row of the fused backward: `a` (`4 hidden`) holds the activated gates on entry and `da`
-/// on return; `dc` holds the gradient at `c_t` on entry and at `c_{t-1}` on return.
+/// One backward step for the units `first..` of `views` (`[f, g, i, o, dh, dc]`: the activated
+/// gates, the gradient at `h_t` from above and the gradient at `c_t`): first `dh` receives the
+/// next step's `da_next * Wh^T` (all of `da_next`, `rows x 4 hidden`, when there is a next
+/// step), then the fused cell turns the gates into `da` and `dc` into the gradient at
+/// `c_{t-1}`. `(c_prev, c)` are the whole `c_{t-1}` and `c_t`.
+fn backward_step(
+    wh_t: &PackedB,
+    (c_prev, c): (&[f32], &[f32]),
+    da_next: Option<&[f32]>,
+    first: usize,
+    views: &mut StepViews<'_>,
+) {
+    let hidden = wh_t.n();
+    let [f, g, i, o, dh, dc] = views;
+    if let Some(da_next) = da_next {
+        gemm_packed_columns_into(1.0, (da_next, LSTM_GATES * hidden, Transpose::No), wh_t, first, 1.0, dh);
+    }
+    let (rows, units) = (dh.rows(), dh.cols());
+    simd!(V => {
+        for r in 0..rows {
+            let gates = [f.segment(r, 0, units), g.segment(r, 0, units), i.segment(r, 0, units), o.segment(r, 0, units)];
+            let at = r * hidden + first..r * hidden + first + units;
+            cell_backward::<V>(gates, (&c_prev[at.clone()], &c[at]), dh.segment(r, 0, units), dc.segment(r, 0, units));
+        }
+    })
+}
+
+/// The fused backward of one row's units: `a` (the four gates) holds the activated gates on
+/// entry and `da` on return; `dc` holds the gradient at `c_t` on entry and at `c_{t-1}` on
+/// return.
 #[inline(always)]
-fn cell_backward<V: Simd>(a: &mut [f32], (c_prev, c): (&[f32], &[f32]), dh: &[f32], dc: &mut [f32]) {
-    let hidden = c.len();
+fn cell_backward<V: Simd>(a: [&mut [f32]; 4], (c_prev, c): (&[f32], &[f32]), dh: &[f32], dc: &mut [f32]) {
     let one = V::one();
-    for j in (0..hidden).step_by(V::LANES) {
-        let (start, end) = (j, (j + V::LANES).min(hidden));
-        let lanes = || start..end;
-        let block = |gate: usize| gate * hidden + start..gate * hidden + end;
-        let [f, g, i, o] = [
-            load_up_to::<V>(&a[block(0)]),
-            load_up_to::<V>(&a[block(1)]),
-            load_up_to::<V>(&a[block(2)]),
-            load_up_to::<V>(&a[block(3)]),
-        ];
-        let dh = load_up_to::<V>(&dh[lanes()]);
-        let tc = tanh(load_up_to::<V>(&c[lanes()]));
-        let ds = (dh * o).mul_add(one - tc * tc, load_up_to::<V>(&dc[lanes()]));
+    let [af, ag, ai, ao] = a;
+    for j in (0..c.len()).step_by(V::LANES) {
+        let lanes = j..(j + V::LANES).min(c.len());
+        let [f, g, i, o] = [&*af, &*ag, &*ai, &*ao].map(|gate| load_up_to::<V>(&gate[lanes.clone()]));
+        let dh = load_up_to::<V>(&dh[lanes.clone()]);
+        let tc = tanh(load_up_to::<V>(&c[lanes.clone()]));
+        let ds = (dh * o).mul_add(one - tc * tc, load_up_to::<V>(&dc[lanes.clone()]));
         let da = [
-            ds * load_up_to::<V>(&c_prev[lanes()]) * f * (one - f),
+            ds * load_up_to::<V>(&c_prev[lanes.clone()]) * f * (one - f),
             ds * i * (one - g * g),
             ds * g * i * (one - i),
             dh * tc * o * (one - o),
         ];
-        store_partial(&mut dc[lanes()], ds * f);
-        for (gate, value) in da.into_iter().enumerate() {
-            store_partial(&mut a[block(gate)], value);
+        store_partial(&mut dc[lanes.clone()], ds * f);
+        for (gate, value) in [&mut *af, &mut *ag, &mut *ai, &mut *ao].into_iter().zip(da) {
+            store_partial(&mut gate[lanes.clone()], value);
         }
     }
 }
@@ -192,10 +290,11 @@ mod tests {
     use super::super::{assert_near, assert_same_bits_for_any_thread_count, test_values};
     use super::*;
 
-    /// Batch 1, sizes off the vector width, one step, and shapes large enough for several
-    /// parallel groups (the last uneven).
-    const SHAPES: [(usize, usize, usize); 6] =
-        [(1, 1, 1), (1, 5, 3), (3, 17, 4), (7, 40, 2), (20, 90, 35), (9, 150, 6)];
+    /// Batch 1, sizes off the vector width, one step, shapes large enough for several
+    /// parallel groups of rows (the last uneven), and one whose steps are split by blocks of
+    /// hidden units (the last narrower).
+    const SHAPES: [(usize, usize, usize); 7] =
+        [(1, 1, 1), (1, 5, 3), (3, 17, 4), (7, 40, 2), (20, 90, 35), (9, 150, 6), (5, 500, 3)];
 
     struct Case {
         batch: usize,
@@ -340,5 +439,14 @@ mod tests {
                 [r.gates, r.hs, r.cs, r.da].concat()
             });
         }
+    }
+
+    #[test]
+    fn the_last_shape_splits_its_steps_by_hidden_units() {
+        use super::super::recurrent_split::{recurrent_split, RecurrentSplit};
+        let (batch, hidden, _) = SHAPES[SHAPES.len() - 1];
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let split = pool.install(|| recurrent_split(batch, hidden, 5 * 4 * 500 * 500, 3));
+        assert!(matches!(split, RecurrentSplit::UnitBlocks(2)), "{split:?}");
     }
 }

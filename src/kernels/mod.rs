@@ -21,9 +21,9 @@
 //! | [`PackedB`], [`gemm_packed`] | the same with `op(B)` packed once for many products |
 //! | [`PackedA`], [`gemm_packed_a`] | the same with `op(A)` packed once for many products |
 //! | [`tanh_inplace`] | SIMD `tanh` over a slice |
-//! | [`rnn_forward_window`], [`rnn_backward_window`] | the tanh recurrence over a window (`h_t = tanh(x_t Wx + h_{t-1} Wh + b)`, given `x_t Wx`) and its gradient, parallel over batch rows |
-//! | [`lstm_forward_window`], [`lstm_backward_window`] | the LSTM cell over a whole window: recurrent GEMM plus one fused pass over the gates per step, parallel over batch rows |
-//! | [`gru_forward_window`], [`gru_backward_window`] | the GRU cell (reset gate before `Wh`) over a whole window: two recurrent GEMMs and two fused passes per step, parallel over batch rows |
+//! | [`rnn_forward_window`], [`rnn_backward_window`] | the tanh recurrence over a window (`h_t = tanh(x_t Wx + h_{t-1} Wh + b)`, given `x_t Wx`) and its gradient |
+//! | [`lstm_forward_window`], [`lstm_backward_window`] | the LSTM cell over a whole window: recurrent GEMM plus one fused pass over the gates per step |
+//! | [`gru_forward_window`], [`gru_backward_window`] | the GRU cell (reset gate before `Wh`) over a whole window: two recurrent GEMMs and two fused passes per step |
 //! | [`OutputLayer`] | the fused output layer: `hs * W + b`, softmax cross-entropy, backward, in L2-sized column panels |
 //! | [`AdaptiveOutput`] | the adaptive softmax (head plus tail clusters of an [`AdaptiveShape`]): loss, backward, exact log-probabilities of every class |
 //! | [`embedding_gather`], [`embedding_scatter_add`] | row gather / scatter-add by token id |
@@ -35,7 +35,10 @@
 //! Results never depend on the number of rayon threads: every output element is computed by
 //! one block of work in an order of operations that does not depend on how the work is cut,
 //! and where partial sums must be combined (the output layer's `dhs`), they are grouped by the
-//! problem's shape alone and added in a fixed order.
+//! problem's shape alone and added in a fixed order. The recurrences run by groups of batch
+//! rows, each through the whole window, while there are rows enough for every thread (four
+//! per group); on larger pools, when a step's product is large, at every step by blocks of the
+//! product's columns and of hidden units instead.
 //!
 //! ```
 //! use rnnlm::kernels::{gemm, tanh_inplace, Transpose};
@@ -61,8 +64,8 @@ mod out_matrix;
 mod output;
 #[cfg(feature = "cli")]
 mod peak;
+mod recurrent_split;
 mod rnn;
-mod row_groups;
 mod sample;
 mod simd;
 
@@ -78,8 +81,8 @@ pub use optim::{clip_factor, scale_inplace, sgd_update, sum_of_squares};
 pub use output::{OutputLayer, OutputUpdate, PackedWeights, WeightLayout, IGNORE_TARGET, PANEL_COLS};
 #[cfg(feature = "cli")]
 pub(crate) use peak::fma_loop;
+pub(crate) use recurrent_split::recurrent_split;
 pub use rnn::{rnn_backward_window, rnn_forward_window};
-pub(crate) use row_groups::row_group_count;
 pub use sample::sample_softmax;
 pub use simd::{simd_level, tanh_inplace, SimdLevel, TANH_MAX_ABS_ERROR, TANH_MAX_REL_ERROR};
 

@@ -66,6 +66,16 @@ impl<'a> OutMatrix<'a> {
         }
     }
 
+    /// The view cut into `G` consecutive blocks of columns, `widths[k]` wide (together the
+    /// view's width): a step's gates, one view per gate or per product.
+    pub(super) fn into_columns<const G: usize>(self, widths: [usize; G]) -> [OutMatrix<'a>; G] {
+        assert_eq!(self.cols, widths.iter().sum::<usize>(), "gemm: {} columns are not {widths:?}", self.cols);
+        let starts: [usize; G] = std::array::from_fn(|g| widths[..g].iter().sum());
+        // SAFETY: the blocks are consecutive, non-overlapping ranges of columns of this view,
+        // which is consumed, so they are the only views of its elements.
+        std::array::from_fn(|g| unsafe { self.block((0, self.rows), (starts[g], widths[g])) })
+    }
+
     /// Runs `f(first, block)` over the pool for consecutive blocks of `per_block` rows (or
     /// columns) of this view, the last block shorter; `first` is the block's first row (or
     /// column).
@@ -113,6 +123,28 @@ impl<'a> OutMatrix<'a> {
                 unsafe { views[k].block((0, views[k].rows), (first, len)) }
             });
             f(group * per_group[0], &mut blocks);
+        });
+    }
+
+    /// Runs `f(first, blocks)` over the pool for `count` ranges of columns of every view in
+    /// `views` at once: range `r` is `range(r) = (first, len)`, the same columns of every view;
+    /// the ranges must be disjoint and inside every view.
+    pub(super) fn par_column_ranges<const N: usize>(
+        views: &mut [OutMatrix<'a>; N],
+        count: usize,
+        range: impl Fn(usize) -> (usize, usize) + Sync,
+        f: impl Fn(usize, &mut [OutMatrix<'_>; N]) + Sync,
+    ) {
+        let views = &*views;
+        (0..count).into_par_iter().for_each(|r| {
+            let (first, len) = range(r);
+            // SAFETY: the ranges are disjoint (the caller's contract; `block` asserts each is
+            // inside its view), so no two blocks of one view share an element; distinct views
+            // come from distinct `&mut` slices; and `&mut views` keeps the views themselves
+            // unused while the blocks run.
+            let mut blocks: [OutMatrix<'_>; N] =
+                std::array::from_fn(|k| unsafe { views[k].block((0, views[k].rows), (first, len)) });
+            f(first, &mut blocks);
         });
     }
 

@@ -7,24 +7,11 @@
 //! after the backward time loop. What remains inside the loop is only what is truly
 //! sequential: per step, the recurrent product and one fused pass over the state.
 
-use super::gemm::{gemm_packed, PackedB, Transpose};
-use super::row_groups::for_each_row_group;
+use super::gemm::{gemm_packed_columns_into, PackedB, Transpose};
+use super::out_matrix::OutMatrix;
+use super::recurrent_split::{for_each_row_group, for_each_unit_block, recurrent_split, RecurrentSplit};
 use super::simd::{simd, tanh, zip_map_inplace, Simd};
 use super::{check_len, check_packed};
-
-/// `h = tanh(h + b)`, row by row.
-fn activate(hidden: usize, bias: &[f32], h: &mut [f32]) {
-    simd!(V => {
-        for row in h.chunks_exact_mut(hidden) {
-            zip_map_inplace::<V>(row, bias, #[inline(always)] |pre, b| tanh(pre + b));
-        }
-    })
-}
-
-/// `dh = dh * (1 - h^2)`: the gradient through `tanh`, given its output `h`.
-fn tanh_backward(h: &[f32], dh: &mut [f32]) {
-    simd!(V => zip_map_inplace::<V>(dh, h, #[inline(always)] |d, h| d * (V::one() - h * h)))
-}
 
 /// The forward recurrence over a window: for `t = 1..=time`, `h_t = tanh(h_t + h_{t-1} * Wh + b)`
 /// (on entry `h_t` holds `x_t * Wx`), with `Wh` packed once for all the steps. `tanh` is
@@ -36,22 +23,51 @@ fn tanh_backward(h: &[f32], dh: &mut [f32]) {
 /// [`PackedB::pack`]`(wh, hidden, Transpose::No)`; `bias` is `hidden`. Panics, before
 /// writing anything, if a length or the packed shape does not match.
 ///
-/// Batch rows do not interact in the recurrence, so they are cut into groups that run in
-/// parallel, each through the whole window: one hand-off per window rather than one per step.
-/// A row's arithmetic does not depend on its group, so neither does the result.
+/// Runs in parallel, by groups of batch rows through the whole window or, when a step's
+/// product is large, by blocks of hidden units at every step; a row's and a unit's arithmetic
+/// does not depend on its group or block, so neither does the result.
 pub fn rnn_forward_window(batch: usize, hidden: usize, time: usize, wh: &PackedB, bias: &[f32], states: &mut [f32]) {
     const KERNEL: &str = "rnn_forward_window";
     check_packed(KERNEL, "wh", wh, (Transpose::No, "hidden x hidden"), (hidden, hidden));
     check_len(KERNEL, "bias", bias.len(), "hidden", &[hidden]);
     check_len(KERNEL, "states", states.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
-    let work = time * batch * hidden * hidden;
-    for_each_row_group(batch, work, [(states, hidden)], |_, rows, [steps]| {
-        for t in 0..time {
-            let (h_prev, h) = steps.row_pair(t);
-            gemm_packed(rows, 1.0, h_prev, hidden, Transpose::No, wh, 1.0, h, hidden);
-            activate(hidden, bias, h);
+    if batch == 0 || hidden == 0 {
+        return;
+    }
+    let block = batch * hidden;
+    match recurrent_split(batch, hidden, block * hidden, time) {
+        RecurrentSplit::RowGroups(groups) => {
+            for_each_row_group(batch, groups, [(states, hidden)], |_, rows, [steps]| {
+                for t in 0..time {
+                    let (h_prev, h) = steps.row_pair(t);
+                    let mut h = [OutMatrix::new(KERNEL, h, rows, hidden, hidden)];
+                    forward_step(wh, bias, h_prev, 0, &mut h);
+                }
+            })
         }
-    });
+        RecurrentSplit::UnitBlocks(blocks) => {
+            for t in 0..time {
+                let (done, next) = states.split_at_mut((t + 1) * block);
+                let h_prev = &done[t * block..];
+                let mut h = [OutMatrix::new(KERNEL, &mut next[..block], batch, hidden, hidden)];
+                for_each_unit_block(&mut h, blocks, |first, h| forward_step(wh, bias, h_prev, first, h));
+            }
+        }
+    }
+}
+
+/// One forward step for the units `first..` of `h` (`rows x units`, holding `x_t * Wx`):
+/// `h = tanh(h + h_prev * Wh + b)`, `h_prev` being the whole previous state (`rows x hidden`).
+fn forward_step(wh: &PackedB, bias: &[f32], h_prev: &[f32], first: usize, [h]: &mut [OutMatrix<'_>; 1]) {
+    let hidden = wh.n();
+    gemm_packed_columns_into(1.0, (h_prev, hidden, Transpose::No), wh, first, 1.0, h);
+    let (rows, units) = (h.rows(), h.cols());
+    let bias = &bias[first..first + units];
+    simd!(V => {
+        for r in 0..rows {
+            zip_map_inplace::<V>(h.segment(r, 0, units), bias, #[inline(always)] |pre, b| tanh(pre + b));
+        }
+    })
 }
 
 /// The backward recurrence over a window: for `t = time..=1`, `dt = dh_t * (1 - h_t^2)`, then
@@ -62,28 +78,62 @@ pub fn rnn_forward_window(batch: usize, hidden: usize, time: usize, wh: &PackedB
 /// loss gradient with respect to each `h_t` from above (the output layer); on return the
 /// gradient at each pre-activation, `dt`, with the recurrence through later steps included.
 /// The incoming state `h_0` receives no gradient (truncated BPTT). `wh_t` is `Wh` packed
-/// transposed, by [`PackedB::pack`]`(wh, hidden, Transpose::Yes)`. Parallel over groups of
-/// batch rows as [`rnn_forward_window`]. Panics, before writing anything, if a length or the
-/// packed shape does not match.
+/// transposed, by [`PackedB::pack`]`(wh, hidden, Transpose::Yes)`. Parallel as
+/// [`rnn_forward_window`]. Panics, before writing anything, if a length or the packed shape
+/// does not match.
 pub fn rnn_backward_window(batch: usize, hidden: usize, time: usize, wh_t: &PackedB, states: &[f32], dhs: &mut [f32]) {
     const KERNEL: &str = "rnn_backward_window";
     check_packed(KERNEL, "wh_t", wh_t, (Transpose::Yes, "hidden x hidden"), (hidden, hidden));
     check_len(KERNEL, "states", states.len(), "(time + 1) x batch x hidden", &[time.saturating_add(1), batch, hidden]);
     check_len(KERNEL, "dhs", dhs.len(), "time x batch x hidden", &[time, batch, hidden]);
+    if batch == 0 || hidden == 0 {
+        return;
+    }
     let block = batch * hidden;
-    let work = time.saturating_sub(1) * batch * hidden * hidden;
-    for_each_row_group(batch, work, [(dhs, hidden)], |first_row, rows, [steps]| {
-        // Block `t` of `dhs` belongs to `h_{t+1}`, block `t + 1` of `states`.
-        let h_of = |t: usize| &states[(t + 1) * block + first_row * hidden..][..rows * hidden];
-        for t in (1..time).rev() {
-            let (dh_prev, dh) = steps.row_pair(t - 1);
-            tanh_backward(h_of(t), dh);
-            gemm_packed(rows, 1.0, dh, hidden, Transpose::No, wh_t, 1.0, dh_prev, hidden);
+    // Block `t` of `dhs` belongs to `h_{t+1}`, block `t + 1` of `states`.
+    match recurrent_split(batch, hidden, block * hidden, time.saturating_sub(1)) {
+        RecurrentSplit::RowGroups(groups) => {
+            for_each_row_group(batch, groups, [(dhs, hidden)], |first_row, rows, [steps]| {
+                let h_of = |t: usize| &states[(t + 1) * block + first_row * hidden..][..rows * hidden];
+                for t in (0..time).rev() {
+                    let (dh, dt_next) = if t + 1 < time {
+                        let (dh, dt_next) = steps.row_pair(t);
+                        (dh, Some(&*dt_next))
+                    } else {
+                        (steps.segment(t, 0, rows * hidden), None)
+                    };
+                    let mut dh = [OutMatrix::new(KERNEL, dh, rows, hidden, hidden)];
+                    backward_step(wh_t, (h_of(t), dt_next), 0, &mut dh);
+                }
+            })
         }
-        if time > 0 {
-            tanh_backward(h_of(0), steps.segment(0, 0, rows * hidden));
+        RecurrentSplit::UnitBlocks(blocks) => {
+            for t in (0..time).rev() {
+                let (done, later) = dhs.split_at_mut((t + 1) * block);
+                let dt_next = (t + 1 < time).then(|| &later[..block]);
+                let mut dh = [OutMatrix::new(KERNEL, &mut done[t * block..], batch, hidden, hidden)];
+                let h = &states[(t + 1) * block..][..block];
+                for_each_unit_block(&mut dh, blocks, |first, dh| backward_step(wh_t, (h, dt_next), first, dh));
+            }
         }
-    });
+    }
+}
+
+/// One backward step for the units `first..` of `dh` (`rows x units`, the gradient at `h_t`
+/// from above): `dh += dt_next * Wh^T` (the next step's gradient at its pre-activation, all
+/// units, when there is a next step), then `dh = dh * (1 - h_t^2)`; `h` is the whole `h_t`.
+fn backward_step(wh_t: &PackedB, (h, dt_next): (&[f32], Option<&[f32]>), first: usize, [dh]: &mut [OutMatrix<'_>; 1]) {
+    let hidden = wh_t.n();
+    if let Some(dt_next) = dt_next {
+        gemm_packed_columns_into(1.0, (dt_next, hidden, Transpose::No), wh_t, first, 1.0, dh);
+    }
+    let (rows, units) = (dh.rows(), dh.cols());
+    simd!(V => {
+        for r in 0..rows {
+            let h = &h[r * hidden + first..][..units];
+            zip_map_inplace::<V>(dh.segment(r, 0, units), h, #[inline(always)] |d, h| d * (V::one() - h * h));
+        }
+    })
 }
 
 #[cfg(test)]
@@ -91,10 +141,11 @@ mod tests {
     use super::super::{normwise_error, test_values};
     use super::*;
 
-    /// Batch 1, sizes off the vector width, one step, and shapes large enough for several
-    /// parallel groups (the last uneven).
-    const SHAPES: [(usize, usize, usize); 6] =
-        [(1, 1, 1), (1, 5, 3), (3, 17, 4), (7, 40, 2), (20, 90, 35), (9, 300, 6)];
+    /// Batch 1, sizes off the vector width, one step, shapes large enough for several
+    /// parallel groups of rows (the last uneven), and one whose steps are split by blocks of
+    /// hidden units (the last narrower).
+    const SHAPES: [(usize, usize, usize); 7] =
+        [(1, 1, 1), (1, 5, 3), (3, 17, 4), (7, 40, 2), (20, 90, 35), (9, 300, 6), (5, 700, 3)];
 
     struct Case {
         batch: usize,
@@ -204,5 +255,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_last_shape_splits_its_steps_by_hidden_units() {
+        use super::super::recurrent_split::{recurrent_split, RecurrentSplit};
+        let (batch, hidden, _) = SHAPES[SHAPES.len() - 1];
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let split = pool.install(|| recurrent_split(batch, hidden, 5 * 700 * 700, 3));
+        assert!(matches!(split, RecurrentSplit::UnitBlocks(2)), "{split:?}");
     }
 }

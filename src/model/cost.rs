@@ -19,7 +19,7 @@
 //! ```
 
 use super::Rnnlm;
-use crate::kernels::{gather_pieces, row_group_count, update_pieces, GemmShape, Transpose};
+use crate::kernels::{gather_pieces, recurrent_split, update_pieces, GemmShape, Transpose};
 
 /// The parts of a training step, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,9 +147,10 @@ impl Rnnlm {
             let (input, width) = (arch.input_size(l), arch.cell.gates() * arch.dims.hidden);
             let (no, yes) = (Transpose::No, Transpose::Yes);
             let (forward, backward) = layer.gemms();
-            // The recurrence's multiply-adds decide how it is split, as in its kernel.
-            let work = forward.iter().map(|g| g.flops() / 2.0).sum::<f64>() as usize;
-            let tasks = row_group_count(batch, work);
+            // A step's multiply-adds decide how the recurrence is split, as in its kernel.
+            let step_work = forward.iter().map(|g| g.m * g.n * g.k).sum::<usize>();
+            let steps = forward.first().map_or(0, |g| g.times);
+            let tasks = recurrent_split(batch, arch.dims.hidden, step_work, steps).tasks();
             let projection = GemmShape::new((n, width, input), no, no);
             let input_grads = [GemmShape::new((input, width, n), yes, no), GemmShape::new((n, input, width), no, yes)];
             let forward = std::iter::once(projection).chain(forward).map(|g| (Phase::RecurrentForward, g));
@@ -253,6 +254,10 @@ mod tests {
         }
         assert_eq!(one[index(Phase::OutputForward)], 40, "one task per panel of 256 classes");
         assert!(one[index(Phase::OutputBackward)] > 8, "not capped at 8: {one:?}");
-        assert_eq!((one[index(Phase::RecurrentForward)], many[index(Phase::RecurrentForward)]), (1, 5));
+        // B = 20 allows five groups of rows; beyond five threads a step's product of
+        // 20 x 800 x 200 is split by blocks of hidden units instead, one per whole packed panel
+        // (6 of 32 units on AVX-512, 12 of 16 on AVX2).
+        let (one_rec, many_rec) = (one[index(Phase::RecurrentForward)], many[index(Phase::RecurrentForward)]);
+        assert!(one_rec == 1 && many_rec > 5, "recurrent tasks: {one_rec} on one thread, {many_rec} on 64");
     }
 }
