@@ -251,12 +251,7 @@ pub fn gru_backward_window(
                 let h_of = |t: usize| &hs[t * block + first_row * hidden..][..rows * hidden];
                 let drh = drh.segment(0, 0, rows * hidden);
                 for t in (0..time).rev() {
-                    let (da, da_next) = if t + 1 < time {
-                        let (da, da_next) = gates.row_pair(t);
-                        (da, Some(&*da_next))
-                    } else {
-                        (gates.segment(t, 0, rows * width), None)
-                    };
+                    let (da, da_next) = gates.row_and_next(t);
                     let (dh_prev, dh) = match t {
                         0 => (no_rows(hidden), dhs.segment(0, 0, rows * hidden)),
                         _ => {

@@ -204,12 +204,7 @@ pub fn lstm_backward_window(
                 let dc = dc.segment(0, 0, rows * hidden);
                 dc.fill(0.0);
                 for t in (0..time).rev() {
-                    let (da, da_next) = if t + 1 < time {
-                        let (da, da_next) = gates.row_pair(t);
-                        (da, Some(&*da_next))
-                    } else {
-                        (gates.segment(t, 0, rows * width), None)
-                    };
+                    let (da, da_next) = gates.row_and_next(t);
                     let mut views = step_views(rows, hidden, da, dhs.segment(t, 0, rows * hidden), &mut *dc);
                     backward_step(wh_t, states_of(first_row, rows, t), da_next, 0, &mut views);
                 }

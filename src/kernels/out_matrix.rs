@@ -168,6 +168,18 @@ impl<'a> OutMatrix<'a> {
         self.cols
     }
 
+    /// Row `i`, columns `0..cols`, and row `i + 1` to read when there is one: a backward step
+    /// writes its own step and reads the gradient of the step after it.
+    pub(super) fn row_and_next(&mut self, i: usize) -> (&mut [f32], Option<&[f32]>) {
+        if i + 1 < self.rows {
+            let (row, next) = self.row_pair(i);
+            (row, Some(next))
+        } else {
+            let cols = self.cols;
+            (self.segment(i, 0, cols), None)
+        }
+    }
+
     /// Rows `i` and `i + 1`, columns `0..cols`, at once (the recurrence reads one time step
     /// and writes the next).
     pub(super) fn row_pair(&mut self, i: usize) -> (&mut [f32], &mut [f32]) {

@@ -96,12 +96,7 @@ pub fn rnn_backward_window(batch: usize, hidden: usize, time: usize, wh_t: &Pack
             for_each_row_group(batch, groups, [(dhs, hidden)], |first_row, rows, [steps]| {
                 let h_of = |t: usize| &states[(t + 1) * block + first_row * hidden..][..rows * hidden];
                 for t in (0..time).rev() {
-                    let (dh, dt_next) = if t + 1 < time {
-                        let (dh, dt_next) = steps.row_pair(t);
-                        (dh, Some(&*dt_next))
-                    } else {
-                        (steps.segment(t, 0, rows * hidden), None)
-                    };
+                    let (dh, dt_next) = steps.row_and_next(t);
                     let mut dh = [OutMatrix::new(KERNEL, dh, rows, hidden, hidden)];
                     backward_step(wh_t, (h_of(t), dt_next), 0, &mut dh);
                 }
