@@ -24,6 +24,7 @@ use super::{check_len, check_packed};
 /// Gate blocks of a GRU row: `z`, `r`, `h~`.
 pub const GRU_GATES: usize = 3;
 
+/// The name the step views' checks report.
 const STEP: &str = "gru step";
 
 /// A `rows x hidden` matrix with one column per hidden unit.
