@@ -79,19 +79,38 @@ impl Drop for Signals {
     }
 }
 
+/// Whether `resume` is a run that has ended and `given` asks for nothing more; if so, says so.
+fn ended_with_nothing_more(resume: Option<&Resume>, given: &TrainArgs) -> bool {
+    let Some(r) = resume.filter(|r| r.state.now.progress.finished) else { return false };
+    if given.epochs.is_some() || given.time_budget.is_some() {
+        return false;
+    }
+    let p = &r.state.now.progress;
+    out!(
+        "the run in {} has ended ({} epochs, {} windows); give --epochs or --time-budget to train it further",
+        r.state_file.display(),
+        p.epochs.len(),
+        p.iter
+    );
+    true
+}
+
+/// The training ids, cut to `corpus_size` tokens if given, and the vocabulary size: with a cut
+/// corpus, max id + 1 of the kept tokens (the numerical contract), else `full_vocab`.
+fn training_ids(all_train: Ids<'_>, corpus_size: Option<usize>, full_vocab: usize) -> (Ids<'_>, usize) {
+    match corpus_size {
+        Some(n) => {
+            let ids = all_train.slice(0..n.min(all_train.len()));
+            (ids, ids.max().map_or(0, |m| m as usize + 1))
+        }
+        None => (all_train, full_vocab),
+    }
+}
+
 pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     let resume = given.resume.as_deref().map(|path| read_resume(path, &given)).transpose()?;
-    if let Some(r) = resume.as_ref().filter(|r| r.state.now.progress.finished) {
-        if given.epochs.is_none() && given.time_budget.is_none() {
-            let p = &r.state.now.progress;
-            out!(
-                "the run in {} has ended ({} epochs, {} windows); give --epochs or --time-budget to train it further",
-                r.state_file.display(),
-                p.epochs.len(),
-                p.iter
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
+    if ended_with_nothing_more(resume.as_ref(), &given) {
+        return Ok(ExitCode::SUCCESS);
     }
     let args = match &resume {
         Some(r) => run_config::resumed_args(r.config.args.clone(), &given),
@@ -106,16 +125,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let tokenizer = Tokenizer { level: args.level.unwrap_or(Level::Word), lowercase: args.lowercase };
     let (corpus, corpus_name) = open_corpus(data_dir, &args.corpus, tokenizer)?;
-    let all_train = corpus.train.ids();
-    let train_ids = match s.corpus_size {
-        Some(n) => all_train.slice(0..n.min(all_train.len())),
-        None => all_train,
-    };
-    let vocab_size = match s.corpus_size {
-        // The spec: with a cut corpus the vocabulary is max id + 1 of the kept tokens.
-        Some(_) => train_ids.max().map_or(0, |m| m as usize + 1),
-        None => corpus.vocab.len(),
-    };
+    let (train_ids, vocab_size) = training_ids(corpus.train.ids(), s.corpus_size, corpus.vocab.len());
     let vocab = corpus.vocab.truncated(vocab_size);
     let dims = Dims { vocab: vocab_size, embed: s.embed, hidden: s.hidden };
     let output = output_layer(s.output, s.cutoffs.as_deref(), s.div_value, dims, s.tie)?;
