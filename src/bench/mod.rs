@@ -341,20 +341,9 @@ pub fn run(
             scoring_rates.push(scoring.round()?);
         }
         if let Some(pool) = one_thread {
-            // Its phase times would blur the main split: measured apart and restored.
-            let times = model.phase_times();
-            let (mut many, mut one) = (0.0, 0.0);
-            // Turns of a tenth of the round: short next to the load's swings, long next to the
-            // time an idle pool's threads take to wake up again.
-            let turn = iters.div_ceil(SCALING_TURNS);
-            for first in (0..iters).step_by(turn) {
-                let steps = turn.min(iters - first);
-                many += timed(|| (0..steps).try_for_each(|_| step(model)))?;
-                one += pool.install(|| timed(|| (0..steps).try_for_each(|_| step(model))))?;
-            }
+            let (many, one) = scaling_round(model, pool, iters, &mut step)?;
             one_thread_rates.push(round_tokens / one);
             speedups.push(one / many);
-            model.set_phase_times(times);
         }
     }
     let one_thread = (!one_thread_rates.is_empty())
@@ -379,6 +368,29 @@ pub fn run(
         one_thread,
         scoring_tokens_per_sec: (!scoring_rates.is_empty()).then(|| Spread::of(&scoring_rates)),
     })
+}
+
+/// One scaling round: `iters` steps in the current pool and `iters` in `one_thread`, the two
+/// taking turns; returns the seconds of each, `(current pool, one thread)`.
+fn scaling_round(
+    model: &mut Rnnlm,
+    one_thread: &rayon::ThreadPool,
+    iters: usize,
+    step: &mut (impl FnMut(&mut Rnnlm) -> Result<(), ModelError> + Send),
+) -> Result<(f64, f64), ModelError> {
+    // Its phase times would blur the main split: measured apart and restored.
+    let times = model.phase_times();
+    let (mut many, mut one) = (0.0, 0.0);
+    // Turns of a tenth of the round: short next to the load's swings, long next to the time an
+    // idle pool's threads take to wake up again.
+    let turn = iters.div_ceil(SCALING_TURNS);
+    for first in (0..iters).step_by(turn) {
+        let steps = turn.min(iters - first);
+        many += timed(|| (0..steps).try_for_each(|_| step(model)))?;
+        one += one_thread.install(|| timed(|| (0..steps).try_for_each(|_| step(model))))?;
+    }
+    model.set_phase_times(times);
+    Ok((many, one))
 }
 
 /// Each phase's share of `times` (over `timed_steps` steps) with its tasks and GFLOP/s, and the
