@@ -107,14 +107,9 @@ pub(in crate::kernels) fn gemm_packed_into(
     beta: f32,
     c: &mut OutMatrix<'_>,
 ) {
-    let (k, n) = (b.k, b.n);
+    let n = b.n;
     assert_eq!(c.cols(), n, "gemm_packed: C has {} columns, but the packed B {n}", c.cols());
-    let a = Operand { data: a, ld: lda, trans: trans_a };
-    a.check("gemm_packed", "A", c.rows(), k);
-    if empty_product(k, beta, c) {
-        return;
-    }
-    multiply_by_packed_b(alpha, APanels::Unpacked(a), b, 0, beta, c);
+    multiply_by_columns_of_packed_b("gemm_packed", alpha, (a, lda, trans_a), b, 0, beta, c);
 }
 
 /// [`gemm_packed_into`] for the columns `first..first + n` of the packed B alone, where `n` is
@@ -136,12 +131,26 @@ pub(in crate::kernels) fn gemm_packed_columns_into(
         "gemm_packed_columns: columns {first}..{first} + {n} are not an aligned range of the packed B's {}",
         b.n
     );
+    multiply_by_columns_of_packed_b("gemm_packed_columns", alpha, (a, lda, trans_a), b, first, beta, c);
+}
+
+/// What [`gemm_packed_into`] and [`gemm_packed_columns_into`] share once C's columns are
+/// checked: `A` checked against the product's depth (the message naming `kernel`), then the
+/// product with B's columns `first..first + n`.
+fn multiply_by_columns_of_packed_b(
+    kernel: &str,
+    alpha: f32,
+    (a, lda, trans_a): (&[f32], usize, Transpose),
+    b: &PackedB,
+    first: usize,
+    beta: f32,
+    c: &mut OutMatrix<'_>,
+) {
     let a = Operand { data: a, ld: lda, trans: trans_a };
-    a.check("gemm_packed_columns", "A", c.rows(), b.k);
-    if empty_product(b.k, beta, c) {
-        return;
+    a.check(kernel, "A", c.rows(), b.k);
+    if !empty_product(b.k, beta, c) {
+        multiply_by_packed_b(alpha, APanels::Unpacked(a), b, first, beta, c);
     }
-    multiply_by_packed_b(alpha, APanels::Unpacked(a), b, first, beta, c);
 }
 
 /// The column ranges of B a product may be cut into (see [`gemm_packed_columns_into`]) start
