@@ -17,7 +17,7 @@
 
 use super::gemm::{gemm_packed_columns_into, PackedB, Transpose};
 use super::out_matrix::OutMatrix;
-use super::recurrent_split::{for_each_row_group, for_each_unit_block, recurrent_split, RecurrentSplit};
+use super::recurrent_split::{for_each_row_group, recurrent_split};
 use super::simd::{load_biased, load_up_to, sigmoid, simd, store_partial, tanh, Simd};
 use super::{check_len, check_packed};
 
@@ -35,16 +35,6 @@ fn units_view(rows: usize, hidden: usize, data: &mut [f32]) -> OutMatrix<'_> {
 /// A view of no rows: the gradient at the state carried in, which takes none.
 fn no_rows(hidden: usize) -> OutMatrix<'static> {
     OutMatrix::new(STEP, &mut [], 0, hidden, hidden)
-}
-
-/// The gradient at the state before a step, the last `rows x hidden` block of `before` (all
-/// the blocks before the step's): a view of no rows at the first step, whose state carried in
-/// takes no gradient.
-fn prev_view(before: &mut [f32], rows: usize, hidden: usize) -> OutMatrix<'_> {
-    match before.len() {
-        0 => no_rows(hidden),
-        len => units_view(rows, hidden, &mut before[len - rows * hidden..]),
-    }
 }
 
 /// The gate blocks `[z, r, h~]` of a step's `rows x 3 hidden` gates.
@@ -95,44 +85,24 @@ pub fn gru_forward_window(
     let product = |packed: &PackedB, left: &[f32], first: usize, [a]: &mut [OutMatrix<'_>; 1]| {
         gemm_packed_columns_into(1.0, (left, hidden, Transpose::No), packed, first, 1.0, a)
     };
-    match recurrent_split(batch, hidden, block * width, time) {
-        RecurrentSplit::RowGroups(groups) => for_each_row_group(
-            batch,
-            groups,
-            [(gates, width), (hs, hidden), (rh, hidden)],
-            |_, rows, [gates, hs, rh]| {
-                for t in 0..time {
-                    let (h_prev, h) = hs.row_pair(t);
-                    let (a, rh) = (gates.segment(t, 0, rows * width), rh.segment(t, 0, rows * hidden));
-                    let [zr, _] = gate_columns(rows, hidden, a);
-                    product(wh_zr, h_prev, 0, &mut [zr]);
-                    let [z, r, _] = gate_views(rows, hidden, a);
-                    gates_step(bias, h_prev, 0, &mut [z, r, units_view(rows, hidden, rh)]);
-                    let [_, candidate] = gate_columns(rows, hidden, a);
-                    product(wh_candidate, rh, 0, &mut [candidate]);
-                    let [z, _, candidate] = gate_views(rows, hidden, a);
-                    candidate_step(bias, h_prev, 0, &mut [z, candidate, units_view(rows, hidden, h)]);
-                }
-            },
-        ),
-        RecurrentSplit::UnitBlocks(blocks) => {
-            for t in 0..time {
-                let (done, next) = hs.split_at_mut((t + 1) * block);
-                let (h_prev, h, rh) = (&done[t * block..], &mut next[..block], &mut rh[t * block..][..block]);
-                let a = &mut gates[t * batch * width..][..batch * width];
-                let [zr, _] = gate_columns(batch, hidden, a);
-                for_each_unit_block(&mut [zr], blocks, |first, zr| product(wh_zr, h_prev, first, zr));
-                let [z, r, _] = gate_views(batch, hidden, a);
-                let mut views = [z, r, units_view(batch, hidden, rh)];
-                for_each_unit_block(&mut views, blocks, |first, views| gates_step(bias, h_prev, first, views));
-                let (rh, [_, candidate]) = (&*rh, gate_columns(batch, hidden, a));
-                for_each_unit_block(&mut [candidate], blocks, |first, c| product(wh_candidate, rh, first, c));
-                let [z, _, candidate] = gate_views(batch, hidden, a);
-                let mut views = [z, candidate, units_view(batch, hidden, h)];
-                for_each_unit_block(&mut views, blocks, |first, views| candidate_step(bias, h_prev, first, views));
-            }
+    let split = recurrent_split(batch, hidden, block * width, time);
+    let buffers = [(gates, width), (hs, hidden), (rh, hidden)];
+    for_each_row_group(batch, split.row_groups(), buffers, |_, rows, [gates, hs, rh]| {
+        for t in 0..time {
+            let (h_prev, h) = hs.row_pair(t);
+            let (h_prev, a, rh) = (&*h_prev, gates.segment(t, 0, rows * width), rh.segment(t, 0, rows * hidden));
+            let [zr, _] = gate_columns(rows, hidden, a);
+            split.run_phase(&mut [zr], |first, zr| product(wh_zr, h_prev, first, zr));
+            let [z, r, _] = gate_views(rows, hidden, a);
+            let mut views = [z, r, units_view(rows, hidden, &mut *rh)];
+            split.run_phase(&mut views, |first, views| gates_step(bias, h_prev, first, views));
+            let (rh, [_, candidate]) = (&*rh, gate_columns(rows, hidden, a));
+            split.run_phase(&mut [candidate], |first, c| product(wh_candidate, rh, first, c));
+            let [z, _, candidate] = gate_views(rows, hidden, a);
+            let mut views = [z, candidate, units_view(rows, hidden, h)];
+            split.run_phase(&mut views, |first, views| candidate_step(bias, h_prev, first, views));
         }
-    }
+    });
 }
 
 /// The gates' columns as the two products make them: `[z r]` (`rows x 2 hidden`) and `h~`.
@@ -243,57 +213,36 @@ pub fn gru_backward_window(
     let reset_product = |da: &[f32], first: usize, [drh]: &mut [OutMatrix<'_>; 1]| {
         gemm_packed_columns_into(1.0, (&da[2 * hidden..], width, Transpose::No), wh_candidate_t, first, 0.0, drh)
     };
-    match recurrent_split(batch, hidden, step * hidden, time) {
-        RecurrentSplit::RowGroups(groups) => for_each_row_group(
-            batch,
-            groups,
-            [(gates, width), (dhs, hidden), (drh, hidden)],
-            |first_row, rows, [gates, dhs, drh]| {
-                let h_of = |t: usize| &hs[t * block + first_row * hidden..][..rows * hidden];
-                let drh = drh.segment(0, 0, rows * hidden);
-                for t in (0..time).rev() {
-                    let (da, da_next) = gates.row_and_next(t);
-                    let (dh_prev, dh) = match t {
-                        0 => (no_rows(hidden), dhs.segment(0, 0, rows * hidden)),
-                        _ => {
-                            let (dh_prev, dh) = dhs.row_pair(t - 1);
-                            (units_view(rows, hidden, dh_prev), dh)
-                        }
-                    };
-                    let [z, _, candidate] = gate_views(rows, hidden, da);
-                    let mut views = [z, candidate, units_view(rows, hidden, dh), dh_prev];
-                    update_backward_step(wh_zr_t, (h_of(t), da_next), 0, &mut views);
-                    reset_product(da, 0, &mut [units_view(rows, hidden, &mut *drh)]);
-                    let dh_prev = match t {
-                        0 => no_rows(hidden),
-                        _ => units_view(rows, hidden, dhs.row_pair(t - 1).0),
-                    };
-                    let [_, r, _] = gate_views(rows, hidden, da);
-                    reset_backward_step(h_of(t), 0, &mut [r, units_view(rows, hidden, &mut *drh), dh_prev]);
+    let split = recurrent_split(batch, hidden, step * hidden, time);
+    let buffers = [(gates, width), (dhs, hidden), (drh, hidden)];
+    for_each_row_group(batch, split.row_groups(), buffers, |first_row, rows, [gates, dhs, drh]| {
+        let h_of = |t: usize| &hs[t * block + first_row * hidden..][..rows * hidden];
+        let drh = drh.segment(0, 0, rows * hidden);
+        for t in (0..time).rev() {
+            let (da, da_next) = gates.row_and_next(t);
+            let h_prev = h_of(t);
+            let (dh_prev, dh) = match t {
+                0 => (no_rows(hidden), dhs.segment(0, 0, rows * hidden)),
+                _ => {
+                    let (dh_prev, dh) = dhs.row_pair(t - 1);
+                    (units_view(rows, hidden, dh_prev), dh)
                 }
-            },
-        ),
-        RecurrentSplit::UnitBlocks(blocks) => {
-            for t in (0..time).rev() {
-                let (done, later) = gates.split_at_mut((t + 1) * step);
-                let (da, da_next) = (&mut done[t * step..], (t + 1 < time).then(|| &later[..step]));
-                let h_prev = &hs[t * block..][..block];
-                let (dh_before, dh_rest) = dhs.split_at_mut(t * block);
-                let [z, _, candidate] = gate_views(batch, hidden, da);
-                let dh = units_view(batch, hidden, &mut dh_rest[..block]);
-                let mut views = [z, candidate, dh, prev_view(dh_before, batch, hidden)];
-                for_each_unit_block(&mut views, blocks, |first, views| {
-                    update_backward_step(wh_zr_t, (h_prev, da_next), first, views)
-                });
-                let da_read = &*da;
-                let mut drh_view = [units_view(batch, hidden, &mut *drh)];
-                for_each_unit_block(&mut drh_view, blocks, |first, drh| reset_product(da_read, first, drh));
-                let [_, r, _] = gate_views(batch, hidden, da);
-                let mut views = [r, units_view(batch, hidden, &mut *drh), prev_view(dh_before, batch, hidden)];
-                for_each_unit_block(&mut views, blocks, |first, views| reset_backward_step(h_prev, first, views));
-            }
+            };
+            let [z, _, candidate] = gate_views(rows, hidden, da);
+            let mut views = [z, candidate, units_view(rows, hidden, dh), dh_prev];
+            split.run_phase(&mut views, |first, views| update_backward_step(wh_zr_t, (h_prev, da_next), first, views));
+            let da_read = &*da;
+            let mut drh_view = [units_view(rows, hidden, &mut *drh)];
+            split.run_phase(&mut drh_view, |first, drh| reset_product(da_read, first, drh));
+            let dh_prev = match t {
+                0 => no_rows(hidden),
+                _ => units_view(rows, hidden, dhs.row_pair(t - 1).0),
+            };
+            let [_, r, _] = gate_views(rows, hidden, da);
+            let mut views = [r, units_view(rows, hidden, &mut *drh), dh_prev];
+            split.run_phase(&mut views, |first, views| reset_backward_step(h_prev, first, views));
         }
-    }
+    });
 }
 
 /// First half of a backward step for the units `first..` of `[z, h~, dh, dh_prev]`

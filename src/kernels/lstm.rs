@@ -9,7 +9,7 @@
 
 use super::gemm::{gemm_packed_columns_into, PackedB, Transpose};
 use super::out_matrix::OutMatrix;
-use super::recurrent_split::{for_each_row_group, for_each_unit_block, recurrent_split, RecurrentSplit};
+use super::recurrent_split::{for_each_row_group, recurrent_split};
 use super::simd::{load_biased, load_up_to, sigmoid, simd, store_partial, tanh, Simd};
 use super::{check_len, check_packed};
 
@@ -77,36 +77,18 @@ pub fn lstm_forward_window(
         return;
     }
     let block = batch * hidden;
-    match recurrent_split(batch, hidden, block * width, time) {
-        RecurrentSplit::RowGroups(groups) => for_each_row_group(
-            batch,
-            groups,
-            [(gates, width), (hs, hidden), (cs, hidden)],
-            |_, rows, [gates, hs, cs]| {
-                for t in 0..time {
-                    let ((h_prev, h), (c_prev, c)) = (hs.row_pair(t), cs.row_pair(t));
-                    let a = gates.segment(t, 0, rows * width);
-                    let mut products = [OutMatrix::new(STEP, &mut *a, rows, width, width)];
-                    recurrent_products(wh, h_prev, 0, &mut products);
-                    cells_forward(bias, c_prev, 0, &mut step_views(rows, hidden, a, h, c));
-                }
-            },
-        ),
-        RecurrentSplit::UnitBlocks(blocks) => {
-            for t in 0..time {
-                let ((done_h, next_h), (done_c, next_c)) =
-                    (hs.split_at_mut((t + 1) * block), cs.split_at_mut((t + 1) * block));
-                let (h_prev, c_prev) = (&done_h[t * block..], &done_c[t * block..]);
-                let a = &mut gates[t * batch * width..][..batch * width];
-                let mut products = [OutMatrix::new(STEP, &mut *a, batch, width, width)];
-                for_each_unit_block(&mut products, blocks, |first, products| {
-                    recurrent_products(wh, h_prev, first, products)
-                });
-                let mut views = step_views(batch, hidden, a, &mut next_h[..block], &mut next_c[..block]);
-                for_each_unit_block(&mut views, blocks, |first, views| cells_forward(bias, c_prev, first, views));
-            }
+    let split = recurrent_split(batch, hidden, block * width, time);
+    let buffers = [(gates, width), (hs, hidden), (cs, hidden)];
+    for_each_row_group(batch, split.row_groups(), buffers, |_, rows, [gates, hs, cs]| {
+        for t in 0..time {
+            let ((h_prev, h), (c_prev, c)) = (hs.row_pair(t), cs.row_pair(t));
+            let (h_prev, c_prev, a) = (&*h_prev, &*c_prev, gates.segment(t, 0, rows * width));
+            let mut products = [OutMatrix::new(STEP, &mut *a, rows, width, width)];
+            split.run_phase(&mut products, |first, products| recurrent_products(wh, h_prev, first, products));
+            let mut views = step_views(rows, hidden, a, h, c);
+            split.run_phase(&mut views, |first, views| cells_forward(bias, c_prev, first, views));
         }
-    }
+    });
 }
 
 /// `a += h_prev * Wh[.., first..]` for the columns `first..` of the step's gates that `a`
@@ -195,36 +177,18 @@ pub fn lstm_backward_window(
         let c_of = |t: usize| &cs[t * block + first_row * hidden..][..rows * hidden];
         (c_of(t), c_of(t + 1))
     };
-    match recurrent_split(batch, hidden, block * width, time.saturating_sub(1)) {
-        RecurrentSplit::RowGroups(groups) => for_each_row_group(
-            batch,
-            groups,
-            [(gates, width), (dhs, hidden), (dc, hidden)],
-            |first_row, rows, [gates, dhs, dc]| {
-                let dc = dc.segment(0, 0, rows * hidden);
-                dc.fill(0.0);
-                for t in (0..time).rev() {
-                    let (da, da_next) = gates.row_and_next(t);
-                    let mut views = step_views(rows, hidden, da, dhs.segment(t, 0, rows * hidden), &mut *dc);
-                    backward_step(wh_t, states_of(first_row, rows, t), da_next, 0, &mut views);
-                }
-            },
-        ),
-        RecurrentSplit::UnitBlocks(blocks) => {
-            dc.fill(0.0);
-            let step = batch * width;
-            for t in (0..time).rev() {
-                let (done, later) = gates.split_at_mut((t + 1) * step);
-                let da_next = (t + 1 < time).then(|| &later[..step]);
-                let mut views =
-                    step_views(batch, hidden, &mut done[t * step..], &mut dhs[t * block..][..block], &mut *dc);
-                let states = states_of(0, batch, t);
-                for_each_unit_block(&mut views, blocks, |first, views| {
-                    backward_step(wh_t, states, da_next, first, views)
-                });
-            }
+    let split = recurrent_split(batch, hidden, block * width, time.saturating_sub(1));
+    let buffers = [(gates, width), (dhs, hidden), (dc, hidden)];
+    for_each_row_group(batch, split.row_groups(), buffers, |first_row, rows, [gates, dhs, dc]| {
+        let dc = dc.segment(0, 0, rows * hidden);
+        dc.fill(0.0);
+        for t in (0..time).rev() {
+            let (da, da_next) = gates.row_and_next(t);
+            let mut views = step_views(rows, hidden, da, dhs.segment(t, 0, rows * hidden), &mut *dc);
+            let states = states_of(first_row, rows, t);
+            split.run_phase(&mut views, |first, views| backward_step(wh_t, states, da_next, first, views));
         }
-    }
+    });
 }
 
 /// One backward step for the units `first..` of `views` (`[f, g, i, o, dh, dc]`: the activated

@@ -44,6 +44,29 @@ impl RecurrentSplit {
             RecurrentSplit::RowGroups(count) | RecurrentSplit::UnitBlocks(count) => count,
         }
     }
+
+    /// The groups of rows the window runs as ([`for_each_row_group`]): one, of every row, when
+    /// the steps are split instead.
+    pub(super) fn row_groups(self) -> usize {
+        match self {
+            RecurrentSplit::RowGroups(groups) => groups,
+            RecurrentSplit::UnitBlocks(_) => 1,
+        }
+    }
+
+    /// Runs one phase of a step, `f(first, views)` over `views` (the step's matrices for the
+    /// group's rows, of equal width): whole on the calling thread for groups of rows, else by
+    /// blocks of columns across the pool ([`for_each_unit_block`]).
+    pub(super) fn run_phase<const N: usize>(
+        self,
+        views: &mut [OutMatrix<'_>; N],
+        f: impl Fn(usize, &mut [OutMatrix<'_>; N]) + Sync,
+    ) {
+        match self {
+            RecurrentSplit::RowGroups(_) => f(0, views),
+            RecurrentSplit::UnitBlocks(blocks) => for_each_unit_block(views, blocks, f),
+        }
+    }
 }
 
 /// The split for a recurrence of `batch` rows and `hidden` units whose product costs
@@ -110,7 +133,7 @@ pub(super) fn for_each_row_group<const N: usize>(
 /// ([`unit_block`]): `views` are that step's matrices of equal width (the product's columns, or
 /// one column per hidden unit: `batch x hidden` states and one gate's columns each), and each
 /// task gets its block's columns of every view; `first` is the block's first column.
-pub(super) fn for_each_unit_block<const N: usize>(
+fn for_each_unit_block<const N: usize>(
     views: &mut [OutMatrix<'_>; N],
     blocks: usize,
     f: impl Fn(usize, &mut [OutMatrix<'_>; N]) + Sync,

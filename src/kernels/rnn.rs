@@ -9,7 +9,7 @@
 
 use super::gemm::{gemm_packed_columns_into, PackedB, Transpose};
 use super::out_matrix::OutMatrix;
-use super::recurrent_split::{for_each_row_group, for_each_unit_block, recurrent_split, RecurrentSplit};
+use super::recurrent_split::{for_each_row_group, recurrent_split};
 use super::simd::{simd, tanh, zip_map_inplace, Simd};
 use super::{check_len, check_packed};
 
@@ -35,25 +35,15 @@ pub fn rnn_forward_window(batch: usize, hidden: usize, time: usize, wh: &PackedB
         return;
     }
     let block = batch * hidden;
-    match recurrent_split(batch, hidden, block * hidden, time) {
-        RecurrentSplit::RowGroups(groups) => {
-            for_each_row_group(batch, groups, [(states, hidden)], |_, rows, [steps]| {
-                for t in 0..time {
-                    let (h_prev, h) = steps.row_pair(t);
-                    let mut h = [OutMatrix::new(KERNEL, h, rows, hidden, hidden)];
-                    forward_step(wh, bias, h_prev, 0, &mut h);
-                }
-            })
+    let split = recurrent_split(batch, hidden, block * hidden, time);
+    for_each_row_group(batch, split.row_groups(), [(states, hidden)], |_, rows, [steps]| {
+        for t in 0..time {
+            let (h_prev, h) = steps.row_pair(t);
+            let h_prev = &*h_prev;
+            let mut h = [OutMatrix::new(KERNEL, h, rows, hidden, hidden)];
+            split.run_phase(&mut h, |first, h| forward_step(wh, bias, h_prev, first, h));
         }
-        RecurrentSplit::UnitBlocks(blocks) => {
-            for t in 0..time {
-                let (done, next) = states.split_at_mut((t + 1) * block);
-                let h_prev = &done[t * block..];
-                let mut h = [OutMatrix::new(KERNEL, &mut next[..block], batch, hidden, hidden)];
-                for_each_unit_block(&mut h, blocks, |first, h| forward_step(wh, bias, h_prev, first, h));
-            }
-        }
-    }
+    });
 }
 
 /// One forward step for the units `first..` of `h` (`rows x units`, holding `x_t * Wx`):
@@ -91,27 +81,15 @@ pub fn rnn_backward_window(batch: usize, hidden: usize, time: usize, wh_t: &Pack
     }
     let block = batch * hidden;
     // Block `t` of `dhs` belongs to `h_{t+1}`, block `t + 1` of `states`.
-    match recurrent_split(batch, hidden, block * hidden, time.saturating_sub(1)) {
-        RecurrentSplit::RowGroups(groups) => {
-            for_each_row_group(batch, groups, [(dhs, hidden)], |first_row, rows, [steps]| {
-                let h_of = |t: usize| &states[(t + 1) * block + first_row * hidden..][..rows * hidden];
-                for t in (0..time).rev() {
-                    let (dh, dt_next) = steps.row_and_next(t);
-                    let mut dh = [OutMatrix::new(KERNEL, dh, rows, hidden, hidden)];
-                    backward_step(wh_t, (h_of(t), dt_next), 0, &mut dh);
-                }
-            })
+    let split = recurrent_split(batch, hidden, block * hidden, time.saturating_sub(1));
+    for_each_row_group(batch, split.row_groups(), [(dhs, hidden)], |first_row, rows, [steps]| {
+        let h_of = |t: usize| &states[(t + 1) * block + first_row * hidden..][..rows * hidden];
+        for t in (0..time).rev() {
+            let (dh, dt_next) = steps.row_and_next(t);
+            let mut dh = [OutMatrix::new(KERNEL, dh, rows, hidden, hidden)];
+            split.run_phase(&mut dh, |first, dh| backward_step(wh_t, (h_of(t), dt_next), first, dh));
         }
-        RecurrentSplit::UnitBlocks(blocks) => {
-            for t in (0..time).rev() {
-                let (done, later) = dhs.split_at_mut((t + 1) * block);
-                let dt_next = (t + 1 < time).then(|| &later[..block]);
-                let mut dh = [OutMatrix::new(KERNEL, &mut done[t * block..], batch, hidden, hidden)];
-                let h = &states[(t + 1) * block..][..block];
-                for_each_unit_block(&mut dh, blocks, |first, dh| backward_step(wh_t, (h, dt_next), first, dh));
-            }
-        }
-    }
+    });
 }
 
 /// One backward step for the units `first..` of `dh` (`rows x units`, the gradient at `h_t`
