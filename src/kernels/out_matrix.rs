@@ -100,51 +100,28 @@ impl<'a> OutMatrix<'a> {
         });
     }
 
-    /// Runs `f(first, blocks)` over the pool for `groups` consecutive groups of columns of
-    /// every view in `views` at once: group `g` of view `k` is its columns
-    /// `g * per_group[k]..(g + 1) * per_group[k]` (the last group shorter), and `first` is
-    /// `g * per_group[0]`. The recurrences use it to hand each thread the same batch rows of
-    /// several window-sized buffers.
-    pub(super) fn par_column_groups<const N: usize>(
-        views: &mut [OutMatrix<'a>; N],
-        groups: usize,
-        per_group: [usize; N],
-        f: impl Fn(usize, &mut [OutMatrix<'_>; N]) + Sync,
-    ) {
-        let views = &*views;
-        (0..groups).into_par_iter().for_each(|group| {
-            let mut blocks: [OutMatrix<'_>; N] = std::array::from_fn(|k| {
-                let first = (group * per_group[k]).min(views[k].cols);
-                let len = per_group[k].min(views[k].cols - first);
-                // SAFETY: within a view, the groups are consecutive, non-overlapping ranges of
-                // columns, so no two blocks of one view share an element; distinct views come
-                // from distinct `&mut` slices; and `&mut views` keeps the views themselves
-                // unused while the blocks run.
-                unsafe { views[k].block((0, views[k].rows), (first, len)) }
-            });
-            f(group * per_group[0], &mut blocks);
-        });
-    }
-
-    /// Runs `f(first, blocks)` over the pool for `count` ranges of columns of every view in
-    /// `views` at once: range `r` is `range(r) = (first, len)`, the same columns of every view;
-    /// the ranges must be disjoint and inside every view.
+    /// Runs `f(r, blocks)` over the pool for `count` ranges of columns of every view in `views`
+    /// at once: range `r` of view `k` is `range(r, k) = (first, len)`. Within a view the ranges
+    /// must be disjoint (each is asserted to lie inside its view). The recurrences use it to hand
+    /// each thread the same batch rows of several window-sized buffers, or the same block of
+    /// columns of a step's matrices.
     pub(super) fn par_column_ranges<const N: usize>(
         views: &mut [OutMatrix<'a>; N],
         count: usize,
-        range: impl Fn(usize) -> (usize, usize) + Sync,
+        range: impl Fn(usize, usize) -> (usize, usize) + Sync,
         f: impl Fn(usize, &mut [OutMatrix<'_>; N]) + Sync,
     ) {
         let views = &*views;
         (0..count).into_par_iter().for_each(|r| {
-            let (first, len) = range(r);
-            // SAFETY: the ranges are disjoint (the caller's contract; `block` asserts each is
-            // inside its view), so no two blocks of one view share an element; distinct views
-            // come from distinct `&mut` slices; and `&mut views` keeps the views themselves
-            // unused while the blocks run.
-            let mut blocks: [OutMatrix<'_>; N] =
-                std::array::from_fn(|k| unsafe { views[k].block((0, views[k].rows), (first, len)) });
-            f(first, &mut blocks);
+            // SAFETY: within a view the ranges are disjoint (the caller's contract; `block`
+            // asserts each is inside its view), so no two blocks of one view share an element;
+            // distinct views come from distinct `&mut` slices; and `&mut views` keeps the views
+            // themselves unused while the blocks run.
+            let mut blocks: [OutMatrix<'_>; N] = std::array::from_fn(|k| {
+                let (first, len) = range(r, k);
+                unsafe { views[k].block((0, views[k].rows), (first, len)) }
+            });
+            f(r, &mut blocks);
         });
     }
 

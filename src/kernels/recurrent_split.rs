@@ -122,10 +122,14 @@ pub(super) fn for_each_row_group<const N: usize>(
         let block = batch * width;
         OutMatrix::new("row groups", data, data.len() / block, block, block)
     });
-    let per_group = widths.map(|width| group_rows * width);
-    OutMatrix::par_column_groups(&mut views, batch.div_ceil(group_rows), per_group, |first_col, group| {
-        let first_row = first_col / widths[0];
-        f(first_row, group_rows.min(batch - first_row), group)
+    let rows_of = |group: usize| (group * group_rows, group_rows.min(batch - group * group_rows));
+    let range = |group: usize, k: usize| {
+        let (first_row, rows) = rows_of(group);
+        (first_row * widths[k], rows * widths[k])
+    };
+    OutMatrix::par_column_ranges(&mut views, batch.div_ceil(group_rows), range, |group, views| {
+        let (first_row, rows) = rows_of(group);
+        f(first_row, rows, views)
     });
 }
 
@@ -140,7 +144,8 @@ fn for_each_unit_block<const N: usize>(
 ) {
     let columns = views[0].cols();
     debug_assert!(views.iter().all(|view| view.cols() == columns));
-    OutMatrix::par_column_ranges(views, blocks, |index| unit_block(columns, blocks, index), f);
+    let block = |index: usize| unit_block(columns, blocks, index);
+    OutMatrix::par_column_ranges(views, blocks, |index, _| block(index), |index, views| f(block(index).0, views));
 }
 
 #[cfg(test)]
