@@ -289,85 +289,128 @@ pub fn run(
     mut scoring: Option<&mut ScoringRounds>,
     one_thread: Option<&rayon::ThreadPool>,
 ) -> Result<BenchResult, ScoreError> {
-    let window = model.window();
-    let arch = model.arch();
-    let mut batcher = Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
-        name: "corpus",
-        value: corpus.len(),
-        why: "does not fill one window",
-    })?;
-    let mut xs = vec![0u32; window.tokens()];
-    let mut ts = vec![0i32; window.tokens()];
-    // The steps, and the rows each adaptive cluster computed summed over them.
-    let work = std::sync::Mutex::new((0usize, [0usize; MAX_CLUSTERS]));
-    let mut step = |model: &mut Rnnlm| -> Result<(), ModelError> {
-        batcher.next_window(corpus, &mut xs, &mut ts);
-        model.train_step(&xs, &ts, 0.1, None)?;
-        let mut work = work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        work.0 += 1;
-        for (total, window_rows) in work.1.iter_mut().zip(model.cluster_rows().unwrap_or_default()) {
-            *total += window_rows;
-        }
-        Ok(())
-    };
-    for _ in 0..2 {
-        step(model)?;
-    }
-    let (steps, rows) = *work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut ceiling = GemmCeiling::new(&model.window_cost(&mean_rows(rows, steps)));
+    let mut steps = BenchSteps::new(model, corpus)?;
+    steps.run(model, 2)?;
+    let mut ceiling = GemmCeiling::new(&model.window_cost(&mean_rows(steps.cluster_rows, steps.count)));
     ceiling.measure(1);
     model.set_phase_timing(true);
-    // Training and ceiling rounds alternate, so that both see the same machine load.
-    let mut rates = Vec::with_capacity(repeats);
-    let mut ceiling_rates = Vec::with_capacity(repeats);
-    let mut peak_rates = Vec::with_capacity(repeats);
-    let mut one_thread_rates = Vec::with_capacity(repeats);
-    let round_tokens = (iters * window.tokens()) as f64;
-    let mut speedups = Vec::with_capacity(repeats);
-    let mut scoring_rates = Vec::with_capacity(repeats);
     if let Some(scoring) = scoring.as_deref_mut() {
         scoring.round()?;
     }
+    // Training and ceiling rounds alternate, so that both see the same machine load.
+    let mut rounds = RoundFigures::with_capacity(repeats);
+    let round_tokens = (iters * model.window().tokens()) as f64;
     for _ in 0..repeats {
-        let start = Instant::now();
-        for _ in 0..iters {
-            step(model)?;
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        rates.push(round_tokens / seconds);
-        ceiling_rates.push(ceiling.measure(iters));
-        peak_rates.push(fma_peak((seconds / 4.0).max(PEAK_MIN_SECONDS)));
+        let seconds = timed(|| steps.run(model, iters))?;
+        rounds.tokens_per_sec.push(round_tokens / seconds);
+        rounds.ceiling_gflops.push(ceiling.measure(iters));
+        rounds.peak_gflops.push(fma_peak((seconds / 4.0).max(PEAK_MIN_SECONDS)));
         if let Some(scoring) = scoring.as_deref_mut() {
-            scoring_rates.push(scoring.round()?);
+            rounds.scoring_tokens_per_sec.push(scoring.round()?);
         }
         if let Some(pool) = one_thread {
-            let (many, one) = scaling_round(model, pool, iters, &mut step)?;
-            one_thread_rates.push(round_tokens / one);
-            speedups.push(one / many);
+            let (many, one) = scaling_round(model, pool, iters, &mut steps)?;
+            rounds.one_thread_tokens_per_sec.push(round_tokens / one);
+            rounds.speedups.push(one / many);
         }
     }
-    let one_thread = (!one_thread_rates.is_empty())
-        .then(|| ThreadScaling { tokens_per_sec: Spread::of(&one_thread_rates), speedup: Spread::of(&speedups) });
-    let tokens_per_sec = Spread::of(&rates);
-    let (steps, rows) = *work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     // Phase clocks ran over the timed rounds' steps only.
-    let timed_steps = repeats * iters;
-    let (phases, flops_per_token) = step_figures(model, model.phase_times(), timed_steps, (steps, rows));
-    Ok(BenchResult {
-        arch,
-        window,
-        threads: rayon::current_num_threads(),
-        repeats,
-        iters_per_repeat: iters,
-        tokens_per_sec,
-        flops_per_token,
-        gflops: tokens_per_sec.median * flops_per_token / 1e9,
-        ceiling_gflops: Spread::of(&ceiling_rates).median,
-        peak_gflops: Spread::of(&peak_rates).median,
-        phases,
-        one_thread,
-        scoring_tokens_per_sec: (!scoring_rates.is_empty()).then(|| Spread::of(&scoring_rates)),
-    })
+    let (phases, flops_per_token) =
+        step_figures(model, model.phase_times(), repeats * iters, (steps.count, steps.cluster_rows));
+    Ok(rounds.result(model, (repeats, iters), phases, flops_per_token))
+}
+
+/// The benchmark's training steps: each on the next window of the corpus, counted with the
+/// rows each adaptive cluster computed.
+struct BenchSteps<'a> {
+    corpus: Ids<'a>,
+    batcher: Batcher,
+    xs: Vec<u32>,
+    ts: Vec<i32>,
+    /// Steps run so far.
+    count: usize,
+    /// The rows each adaptive cluster computed, summed over the steps.
+    cluster_rows: [usize; MAX_CLUSTERS],
+}
+
+impl<'a> BenchSteps<'a> {
+    /// Steps for `model`'s window over `corpus`; an error if the corpus does not fill a window.
+    fn new(model: &Rnnlm, corpus: Ids<'a>) -> Result<Self, ModelError> {
+        let window = model.window();
+        let batcher = Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
+            name: "corpus",
+            value: corpus.len(),
+            why: "does not fill one window",
+        })?;
+        let (xs, ts) = (vec![0; window.tokens()], vec![0; window.tokens()]);
+        Ok(BenchSteps { corpus, batcher, xs, ts, count: 0, cluster_rows: [0; MAX_CLUSTERS] })
+    }
+
+    /// `steps` training steps (SGD, lr 0.1, no clipping).
+    fn run(&mut self, model: &mut Rnnlm, steps: usize) -> Result<(), ModelError> {
+        for _ in 0..steps {
+            self.batcher.next_window(self.corpus, &mut self.xs, &mut self.ts);
+            model.train_step(&self.xs, &self.ts, 0.1, None)?;
+            self.count += 1;
+            for (total, window_rows) in self.cluster_rows.iter_mut().zip(model.cluster_rows().unwrap_or_default()) {
+                *total += window_rows;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What each timed round measured, one value per round.
+struct RoundFigures {
+    tokens_per_sec: Vec<f64>,
+    ceiling_gflops: Vec<f64>,
+    peak_gflops: Vec<f64>,
+    one_thread_tokens_per_sec: Vec<f64>,
+    speedups: Vec<f64>,
+    scoring_tokens_per_sec: Vec<f64>,
+}
+
+impl RoundFigures {
+    fn with_capacity(rounds: usize) -> Self {
+        let list = || Vec::with_capacity(rounds);
+        RoundFigures {
+            tokens_per_sec: list(),
+            ceiling_gflops: list(),
+            peak_gflops: list(),
+            one_thread_tokens_per_sec: list(),
+            speedups: list(),
+            scoring_tokens_per_sec: list(),
+        }
+    }
+
+    /// The run's result: the rounds' spreads with `model`'s shape and the step's figures.
+    fn result(
+        self,
+        model: &Rnnlm,
+        (repeats, iters_per_repeat): (usize, usize),
+        phases: Vec<PhaseShare>,
+        flops_per_token: f64,
+    ) -> BenchResult {
+        let tokens_per_sec = Spread::of(&self.tokens_per_sec);
+        let spread = |values: &[f64]| (!values.is_empty()).then(|| Spread::of(values));
+        let one_thread = spread(&self.one_thread_tokens_per_sec)
+            .map(|tokens_per_sec| ThreadScaling { tokens_per_sec, speedup: Spread::of(&self.speedups) });
+        BenchResult {
+            arch: model.arch(),
+            window: model.window(),
+            threads: rayon::current_num_threads(),
+            repeats,
+            iters_per_repeat,
+            tokens_per_sec,
+            flops_per_token,
+            gflops: tokens_per_sec.median * flops_per_token / 1e9,
+            ceiling_gflops: Spread::of(&self.ceiling_gflops).median,
+            peak_gflops: Spread::of(&self.peak_gflops).median,
+            phases,
+            one_thread,
+            scoring_tokens_per_sec: spread(&self.scoring_tokens_per_sec),
+        }
+    }
 }
 
 /// One scaling round: `iters` steps in the current pool and `iters` in `one_thread`, the two
@@ -376,7 +419,7 @@ fn scaling_round(
     model: &mut Rnnlm,
     one_thread: &rayon::ThreadPool,
     iters: usize,
-    step: &mut (impl FnMut(&mut Rnnlm) -> Result<(), ModelError> + Send),
+    steps: &mut BenchSteps<'_>,
 ) -> Result<(f64, f64), ModelError> {
     // Its phase times would blur the main split: measured apart and restored.
     let times = model.phase_times();
@@ -385,9 +428,9 @@ fn scaling_round(
     // idle pool's threads take to wake up again.
     let turn = iters.div_ceil(SCALING_TURNS);
     for first in (0..iters).step_by(turn) {
-        let steps = turn.min(iters - first);
-        many += timed(|| (0..steps).try_for_each(|_| step(model)))?;
-        one += one_thread.install(|| timed(|| (0..steps).try_for_each(|_| step(model))))?;
+        let count = turn.min(iters - first);
+        many += timed(|| steps.run(model, count))?;
+        one += one_thread.install(|| timed(|| steps.run(model, count)))?;
     }
     model.set_phase_times(times);
     Ok((many, one))
