@@ -369,7 +369,6 @@ fn print_bench_text(
     scoring_window: Window,
 ) {
     let dims = arch.dims;
-    let t = result.tokens_per_sec;
     out!(
         "{name}: {} x {}, V = {}, D = {}, H = {}, B = {}, T = {}, {} threads, {} rounds of {} steps, {} kernels",
         arch.layers,
@@ -384,6 +383,13 @@ fn print_bench_text(
         result.iters_per_repeat,
         rnnlm::kernels::simd_level()
     );
+    print_bench_speed(result);
+    print_bench_other_speeds(result, generation, scoring_window);
+}
+
+/// `bench`'s lines on training: its speed, the ceiling, the peak and the step's time split.
+fn print_bench_speed(result: &BenchResult) {
+    let t = result.tokens_per_sec;
     out!(
         "training:  {:.0} tokens/s (median; range {:.0} - {:.0}), {:.1} GFLOP/s",
         t.median,
@@ -413,6 +419,11 @@ fn print_bench_text(
         })
         .collect();
     out!("time split: {}", phases.join(", "));
+}
+
+/// `bench`'s lines on scoring, generating and (with `--scaling`) one thread against the pool.
+fn print_bench_other_speeds(result: &BenchResult, generation: &GenerationLatency, scoring_window: Window) {
+    let t = result.tokens_per_sec;
     if let Some(scoring) = result.scoring_tokens_per_sec {
         out!(
             "scoring:   {:.0} tokens/s (median; range {:.0} - {:.0}; sentences independent, {} x {} windows), {:.2}x training",
