@@ -33,119 +33,82 @@ const PTB_TIME_BUDGET: f64 = 570.0;
 /// The textbook's window.
 const LONG: Window = Window { batch: 20, time: 35 };
 
-fn preset_values(preset: Preset) -> PresetValues {
-    let chapter = PresetValues {
-        window: Window { batch: 10, time: 5 },
-        lr: 0.1,
-        clip: None,
-        schedule: Schedule::Constant,
-        epochs: 100,
-        ptb_tokens: Some(1000),
-        cell: Cell::Tanh,
-        layers: 1,
-        size: 100,
-        dropout: 0.0,
-        tie: false,
-        time_budget: None,
-        adaptive: None,
-    };
-    match preset {
-        Preset::Chapter => chapter,
-        // Chosen by measurement (README.md, "Presets and what they give"): the best test
-        // perplexity of the chapter's tanh model family in ten minutes here. B = 10 learns
-        // faster per epoch than B = 20 (valid 290.7 / 345.3 after one epoch) at nearly the same
-        // tokens/s; the annealing newbob starts once an epoch gains little is worth most. The
-        // adaptive softmax makes an epoch of H = 200 take less time than one of H = 100 with the
-        // full softmax, and dropout 0.2 keeps the larger model from overfitting over the 14
-        // epochs that newbob then runs (test 134.7 in 352 s, against 143.6 in 572 s for H = 100
-        // with the full softmax).
-        Preset::Ptb => PresetValues {
-            window: Window { batch: 10, time: 35 },
-            lr: 4.0,
-            clip: Some(0.25),
-            schedule: Schedule::Newbob { threshold: NEWBOB_THRESHOLD },
-            epochs: 40,
-            ptb_tokens: None,
-            time_budget: Some(PTB_TIME_BUDGET),
-            size: 200,
-            dropout: 0.2,
-            adaptive: Some((&[2000, 6000], 4.0)),
-            ..chapter
-        },
-        // The next chapter's Rnnlm: one LSTM of 100, lr 20, clip 0.25, 4 epochs.
-        Preset::Ch06 => PresetValues {
-            window: LONG,
-            lr: 20.0,
-            clip: Some(0.25),
-            epochs: 4,
-            ptb_tokens: None,
-            cell: Cell::Lstm,
-            ..chapter
-        },
-        // Its BetterRnnlm: two LSTMs of 650, dropout 0.5, tied weights, the rate divided by 4
-        // whenever validation perplexity worsens, 40 epochs.
-        Preset::Ch06Better => PresetValues {
-            window: LONG,
-            lr: 20.0,
-            clip: Some(0.25),
-            schedule: Schedule::Plateau { factor: 4.0 },
-            epochs: 40,
-            ptb_tokens: None,
-            cell: Cell::Lstm,
-            layers: 2,
-            size: 650,
-            dropout: 0.5,
-            tie: true,
-            time_budget: None,
-            adaptive: None,
-        },
-        // The best test perplexity found within ten minutes here (README.md).
-        Preset::PtbLstm => PresetValues {
-            window: LONG,
-            lr: PTB_LSTM.lr,
-            clip: Some(0.25),
-            schedule: Schedule::Plateau { factor: PTB_LSTM.decay },
-            epochs: PTB_LSTM.epochs,
-            ptb_tokens: None,
-            cell: Cell::Lstm,
-            layers: PTB_LSTM.layers,
-            size: PTB_LSTM.size,
-            dropout: PTB_LSTM.dropout,
-            tie: false,
-            time_budget: Some(PTB_TIME_BUDGET),
-            adaptive: Some((PTB_LSTM.cutoffs, PTB_LSTM.div_value)),
-        },
-    }
-}
-
-/// The ten-minute LSTM preset's choices.
-struct TenMinuteLstm {
-    lr: f32,
-    decay: f32,
-    epochs: usize,
-    layers: usize,
-    size: usize,
-    dropout: f32,
-    /// The adaptive softmax's cutoffs and div value.
-    cutoffs: &'static [usize],
-    div_value: f32,
-}
-
-/// Measured here (docs/adaptive-softmax.md): with the adaptive softmax an epoch of the LSTM of
-/// 200 takes about a quarter of the full softmax's time, so ten minutes hold 17 epochs instead
-/// of 4, and the rate is divided by 4 twice (test 98.9 against 119.7 for the full softmax with
-/// tied weights, which stopped at 4 epochs). Epochs are capped by the time budget. Div value 2
-/// is closer to the full softmax at equal epochs but overfits sooner: 99.4 in 14 epochs.
-const PTB_LSTM: TenMinuteLstm = TenMinuteLstm {
-    lr: 20.0,
-    decay: 4.0,
-    epochs: 40,
+/// The chapter's SimpleRnnlm on the first 1,000 PTB words (the default).
+const CHAPTER: PresetValues = PresetValues {
+    window: Window { batch: 10, time: 5 },
+    lr: 0.1,
+    clip: None,
+    schedule: Schedule::Constant,
+    epochs: 100,
+    ptb_tokens: Some(1000),
+    cell: Cell::Tanh,
     layers: 1,
+    size: 100,
+    dropout: 0.0,
+    tie: false,
+    time_budget: None,
+    adaptive: None,
+};
+
+/// The best test perplexity found for the chapter's tanh family in ten minutes of wall time
+/// (docs/training.md, "Presets and what they give", has the runs that chose it). B = 10 learns
+/// faster per epoch than B = 20 at nearly the same speed; the adaptive softmax makes an epoch of
+/// H = 200 cheaper than one of H = 100 with the full softmax, and dropout keeps the larger model
+/// from overfitting over the epochs that `newbob`'s annealing then runs.
+const PTB: PresetValues = PresetValues {
+    window: Window { batch: 10, time: 35 },
+    lr: 4.0,
+    clip: Some(0.25),
+    schedule: Schedule::Newbob { threshold: NEWBOB_THRESHOLD },
+    epochs: 40,
+    ptb_tokens: None,
+    time_budget: Some(PTB_TIME_BUDGET),
+    size: 200,
+    dropout: 0.2,
+    adaptive: Some((&[2000, 6000], 4.0)),
+    ..CHAPTER
+};
+
+/// The next chapter's Rnnlm: one LSTM of 100, lr 20, clip 0.25, 4 epochs.
+const CH06: PresetValues =
+    PresetValues { window: LONG, lr: 20.0, clip: Some(0.25), epochs: 4, ptb_tokens: None, cell: Cell::Lstm, ..CHAPTER };
+
+/// Its BetterRnnlm: two LSTMs of 650, dropout 0.5, tied weights, the rate divided by 4 whenever
+/// validation perplexity worsens, 40 epochs.
+const CH06_BETTER: PresetValues = PresetValues {
+    schedule: Schedule::Plateau { factor: 4.0 },
+    epochs: 40,
+    layers: 2,
+    size: 650,
+    dropout: 0.5,
+    tie: true,
+    ..CH06
+};
+
+/// The best test perplexity found for ten minutes of wall time (docs/training.md and
+/// docs/adaptive-softmax.md have the runs that chose it): with the adaptive softmax an epoch of
+/// the LSTM of 200 takes about a quarter of the full softmax's time, so the budget holds enough
+/// epochs for the rate to be divided twice; div value 2 is closer to the full softmax at equal
+/// epochs but overfits sooner. Epochs are capped by the time budget.
+const PTB_LSTM: PresetValues = PresetValues {
+    schedule: Schedule::Plateau { factor: 4.0 },
+    epochs: 40,
     size: 200,
     dropout: 0.25,
-    cutoffs: &[2000, 6000],
-    div_value: 4.0,
+    time_budget: Some(PTB_TIME_BUDGET),
+    adaptive: Some((&[2000, 6000], 4.0)),
+    ..CH06
 };
+
+fn preset_values(preset: Preset) -> PresetValues {
+    match preset {
+        Preset::Chapter => CHAPTER,
+        Preset::Ptb => PTB,
+        Preset::Ch06 => CH06,
+        Preset::Ch06Better => CH06_BETTER,
+        Preset::PtbLstm => PTB_LSTM,
+    }
+}
 
 /// Hyper-parameters after the preset and the flags are combined. The architecture is the
 /// flags' or the preset's; with `--init` the checkpoint's instead (and its dropout, unless
