@@ -13,9 +13,9 @@ pub(super) const DOT_KC: usize = 1024;
 /// Whether `C = A * B^T` is better done as dot products: both operands are then contiguous along
 /// the depth, and when the depth dominates and C is narrow (say `dlogits * W^T` over a whole
 /// vocabulary, K = 10,000 and N = 100) packing would have to transpose both for little reuse.
-/// Dot products need no packing at all. (Measured when the model still made that call: c3 steps
-/// a few percent faster, c4's N = 650 slower. The fused output layer's per-panel products have
-/// K = 256 and no longer come here.)
+/// Dot products need no packing at all; beyond `N = 256` packing pays again (docs/design.md,
+/// "Choices the kernels make"). The fused output layer's per-panel products have K = 256 and
+/// do not come here.
 pub(super) fn use_dot_products(a: &Operand<'_>, b: &Operand<'_>, n: usize, k: usize) -> bool {
     a.trans == Transpose::No && b.trans == Transpose::Yes && n <= 256 && k >= 512 && k >= 4 * n
 }

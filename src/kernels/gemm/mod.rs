@@ -174,10 +174,9 @@ macro_rules! at_tile_height {
 }
 
 /// Rows of C up to which a row-major `op(B)` is read in place rather than packed: B is then
-/// reused by at most a few row panels, too few to pay for copying it (the RNN's per-step GEMMs,
-/// `x * Wx` and c1's output layer), and the micro-kernel reads each of its rows as two vector
-/// loads either way. Measured single-threaded on c1's shapes, several alternating runs:
-/// `h * Wh` (10 x 100 x 100) 29-41 -> 57-68 GFLOP/s, `x * Wx` (50 x 100 x 100) 50-54 -> 81-85.
+/// reused by at most a few row panels, too few to pay for copying it (the recurrences' per-step
+/// GEMMs, `x * Wx` and a small window's output layer), and the micro-kernel reads each of its
+/// rows as two vector loads either way (docs/design.md, "Choices the kernels make").
 const IN_PLACE_MAX_ROWS: usize = 64;
 
 /// The product of an empty matrix, if it is one: nothing to do when C is empty, `C = beta * C`
@@ -306,8 +305,7 @@ pub fn gemm(
 
 /// Work (multiply-adds) below which [`gemm_parallel`] stays on the calling thread: waking
 /// another thread and handing it a block costs tens of microseconds, about what 4M
-/// multiply-adds take here (measured: the chapter's 2M-multiply-add GEMMs ran 20% slower
-/// overall when split).
+/// multiply-adds take on one core (docs/design.md, "Choices the kernels make").
 pub(super) const PARALLEL_MIN_WORK: usize = 1 << 22;
 
 /// [`gemm`] split over the current rayon pool.
@@ -319,10 +317,9 @@ pub(super) const PARALLEL_MIN_WORK: usize = 1 << 22;
 ///
 /// Each thread takes one block of whole rows of C (when C is at least as tall as it is wide)
 /// or of whole columns, and runs [`gemm`] on it, packing for itself all of B (rows) or all of A
-/// (columns): whichever is the smaller copy to repeat. On c4's shapes (700 x 650 x 650 and
-/// 650 x 650 x 700) that measured 12 - 15 % faster than sharing each packed block of B, which
-/// needs all threads to meet after every block, and than four blocks per thread, which pack
-/// twice as often.
+/// (columns): whichever is the smaller copy to repeat. That is faster than sharing each packed
+/// block of B, which needs all threads to meet after every block, and than several blocks per
+/// thread, which pack more often (docs/design.md, "Choices the kernels make").
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_parallel(
     m: usize,

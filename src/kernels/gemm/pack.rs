@@ -75,9 +75,10 @@ pub(super) fn pack_panel<const W: usize>(
 
 /// `groups[p][..n] = data[p * stride..][..n]` for every group, the rest of each group
 /// untouched. A whole group (`n == W`) is one copy of a size known at compile time, which the
-/// compiler turns into the level's widest moves (a `memcpy` call per group dominated packing,
-/// measured; copying a vector at a time let the compiler reorder the loops into one pass over
-/// B's rows per vector, which ran c6's `h * Wh` (20 x 2600 x 650) at a third of the speed).
+/// compiler turns into the level's widest moves. A `memcpy` call per group would dominate
+/// packing, and copying a vector at a time lets the compiler reorder the loops into one pass
+/// over B's rows per vector, which strides through memory (docs/design.md, "Choices the kernels
+/// make").
 #[inline(always)]
 pub(super) fn copy_groups<const W: usize>(data: &[f32], (stride, n): (usize, usize), groups: &mut [[f32; W]]) {
     for (p, group) in groups.iter_mut().enumerate() {

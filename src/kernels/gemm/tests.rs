@@ -133,7 +133,7 @@ fn matrixmultiply_gemm(
     }
 }
 
-/// The second oracle, on the model's shapes (c3, c4 and c5's GEMMs) and odd ones, where the
+/// The second oracle, on the model's shapes (the bench configurations' GEMMs) and odd ones, where the
 /// triple loop would be slow: the two implementations sum in different orders, so they agree to
 /// the f32 error of a `k`-term sum, bounded by `k * 2^-24` times the largest term's magnitude
 /// (all values here are within 1), twice (one error each).

@@ -164,9 +164,9 @@ fn store_vectors<V: Simd>(c_row: &mut [f32], acc: &[V], alpha: f32, beta: f32) {
 }
 
 /// Asks for the cache lines of the tile of C at `(i0, j0)` (`rows x cols`) while the
-/// micro-kernel runs. The output layer's logits (28 MB for a c3 window) are written where
-/// nothing has been for a whole step, and the SGD update reads `W`'s rows 40 KB apart: each
-/// store or load of such a tile waited for memory, 6 - 10 % of a c3 step.
+/// micro-kernel runs. A window's logits (`rows x classes`, tens of MB for a large vocabulary)
+/// are written where nothing has been for a whole step, and the SGD update reads `W`'s rows
+/// `classes` floats apart: without the hint each store or load of such a tile waits for memory.
 #[inline(always)]
 fn prefetch_tile(c: &mut OutMatrix<'_>, (i0, j0): (usize, usize), (rows, cols): (usize, usize)) {
     #[cfg(target_arch = "x86_64")]

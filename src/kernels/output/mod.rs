@@ -2,7 +2,7 @@
 //! panels of columns that stay in L2.
 //!
 //! Done as separate passes (a GEMM writing all `rows x classes` logits, a softmax sweeping them,
-//! then two gradient GEMMs reading them), the logits of a c3 window (700 x 10,000 floats, 28 MB)
+//! then two gradient GEMMs reading them), the logits of a window of 700 rows over 10,000 classes (28 MB)
 //! leave the caches and are read back from memory four or five times. Here the classes are cut
 //! into panels of [`PANEL_COLS`] columns, and each panel is handled while it is in L2:
 //!
@@ -45,8 +45,8 @@ pub use weights::{PackedWeights, WeightLayout};
 /// A target id that is ignored: its row contributes no loss and a zero gradient.
 pub const IGNORE_TARGET: i32 = -1;
 
-/// Columns per panel. A c3 panel (700 rows x 256) is 700 KiB: it stays in L2 (2 MiB per core
-/// here) from its GEMM through its statistics, and from its gradient through both backward GEMMs.
+/// Columns per panel. A panel of 700 rows is 700 KiB: it stays in a 1 - 2 MiB L2 from its GEMM
+/// through its statistics, and from its gradient through both backward GEMMs.
 pub const PANEL_COLS: usize = 256;
 /// Weights (`hidden x classes`) from which even one row's pass is shared between threads.
 const PARALLEL_MIN_WEIGHTS: usize = 1 << 19;

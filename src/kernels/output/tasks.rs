@@ -19,9 +19,9 @@ const TRANSPOSE_ROWS: usize = 64;
 /// How each task's partial `dhs` is laid out. A panel's share is `dz * W[:, panel]^T`, a
 /// product over the panel's classes, along which both `dz` (row-major) and `W` (`hidden x
 /// classes`) are contiguous: one of the two is transposed for the GEMM (the other is read in
-/// place). `W`'s panel is, when it is much the smaller: at c3's shape (700 rows, 100 hidden
-/// units) that took 4 % off a step (pinned one-thread pairs 1.03 - 1.11); at c4's (700 and
-/// 650) it cost 5 - 10 %.
+/// place). `W`'s panel is, when it is much the smaller (at least twice as many rows as hidden
+/// units); with rows and hidden units alike, transposing `dz` is cheaper (docs/design.md,
+/// "Choices the kernels make").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PartialLayout {
     /// `rows x hidden`: `dhs = dz * W^T`, `W`'s panel transposed (at least twice as many rows
