@@ -312,16 +312,16 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
 /// present, `V` and `D` from `embed.W`, `H` from the first layer's `Wh` (`H x G H`).
 fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>, bytes: &[u8]) -> Result<Arch, String> {
     let has = |name: &str| tensors.tensor(name).is_ok();
-    let cells: Vec<Cell> = Cell::ALL.into_iter().filter(|c| has(&format!("{}.Wh", c.tensor_prefix()))).collect();
+    let cells: Vec<Cell> = Cell::ALL.into_iter().filter(|c| has(&format!("{}.Wh", c.name()))).collect();
     let cell = match cells[..] {
         [cell] => cell,
         [] => return Err("the tensor rnn.Wh (or lstm.Wh, gru.Wh) is missing".to_owned()),
         _ => {
-            let names: Vec<String> = cells.iter().map(|c| format!("{}.Wh", c.tensor_prefix())).collect();
+            let names: Vec<String> = cells.iter().map(|c| format!("{}.Wh", c.name())).collect();
             return Err(format!("the tensors {} belong to different cells", names.join(" and ")));
         }
     };
-    let prefix = cell.tensor_prefix();
+    let prefix = cell.name();
     let layers = 1 + (1..).take_while(|l| has(&format!("{prefix}.{l}.Wh"))).count();
     let (vocab, embed_dim) = match embed.shape() {
         &[v, d] => (v, d),
@@ -473,7 +473,7 @@ fn read_meta(bytes: &[u8], arch: Arch) -> Result<Meta, String> {
         return Err(format!("metadata tied = {stated:?} contradicts the tensors, which have {have}"));
     }
     if let Some(stated) = values.get("cell") {
-        if stated != arch.cell.name() {
+        if Cell::from_name(stated) != Some(arch.cell) {
             return Err(format!(
                 "metadata cell = {stated:?} contradicts the tensors, which are {}'s",
                 arch.cell.name()
@@ -574,7 +574,7 @@ mod tests {
         assert_eq!(header_len % 8, 0);
         let header = std::str::from_utf8(&first[8..8 + header_len]).unwrap();
         assert!(
-            header.starts_with(r#"{"__metadata__":{"cell":"tanh","dropout":"0.25","embed":"3","epoch":"7","format":"#),
+            header.starts_with(r#"{"__metadata__":{"cell":"rnn","dropout":"0.25","embed":"3","epoch":"7","format":"#),
             "{header}"
         );
     }

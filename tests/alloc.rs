@@ -112,7 +112,7 @@ fn allocations_with_open_gradients(arch: Arch, window: Window, threads: usize) -
 #[test]
 fn passes_with_open_gradients_allocate_nothing_after_the_first() {
     let dims = Dims { vocab: 1200, embed: 100, hidden: 100 };
-    for (cell, layers, tied) in [(Cell::Tanh, 1, false), (Cell::Lstm, 2, true)] {
+    for (cell, layers, tied) in [(Cell::Rnn, 1, false), (Cell::Lstm, 2, true)] {
         let arch = Arch { dims, cell, layers, tied, output: Softmax::Full };
         for (window, threads) in [(Window { batch: 10, time: 5 }, 1), (Window { batch: 20, time: 35 }, 2)] {
             let count = allocations_with_open_gradients(arch, window, threads);
@@ -129,7 +129,7 @@ fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
         (Cell::Gru, 1, false),
         (Cell::Lstm, 2, true),
         (Cell::Gru, 2, true),
-        (Cell::Tanh, 2, false),
+        (Cell::Rnn, 2, false),
     ];
     for (cell, layers, tied) in cases {
         let arch = Arch { dims, cell, layers, tied, output: Softmax::Full };
@@ -146,7 +146,7 @@ fn gated_and_stacked_training_steps_allocate_nothing_after_the_first() {
 fn adaptive_softmax_training_steps_allocate_nothing_after_the_first() {
     let dims = Dims { vocab: 1200, embed: 64, hidden: 64 };
     let shape = rnnlm::kernels::AdaptiveShape::new(1200, 64, &[100, 500], 4.0, true).unwrap();
-    for cell in [Cell::Tanh, Cell::Lstm] {
+    for cell in [Cell::Rnn, Cell::Lstm] {
         let arch = Arch { dims, cell, layers: 1, tied: false, output: Softmax::Adaptive(shape) };
         for (window, threads) in [(Window { batch: 10, time: 5 }, 1), (Window { batch: 20, time: 35 }, 2)] {
             for (dropout, clip) in [(0.0, None), (0.5, Some(0.25))] {

@@ -198,7 +198,7 @@ fn gated_and_stacked_models_round_trip_with_their_names() {
     let tied =
         |cell, layers| Arch { dims: Dims { embed: 7, ..gated(cell, layers).dims }, tied: true, ..gated(cell, layers) };
     let archs =
-        [gated(Cell::Lstm, 1), gated(Cell::Lstm, 2), gated(Cell::Gru, 3), gated(Cell::Tanh, 2), tied(Cell::Lstm, 2)];
+        [gated(Cell::Lstm, 1), gated(Cell::Lstm, 2), gated(Cell::Gru, 3), gated(Cell::Rnn, 2), tied(Cell::Lstm, 2)];
     for arch in archs {
         let (_, meta) = small_model();
         let model = Rnnlm::new(arch, Window { batch: 3, time: 4 }, 5).unwrap();
@@ -252,6 +252,34 @@ fn metadata_that_contradicts_the_cell_or_layers_is_rejected() {
     assert!(message.contains("metadata cell = \"gru \" contradicts the tensors, which are lstm's"), "{message}");
     let message = checkpoint::decode(&edit(r#""layers":"2""#, r#""layers":"3""#)).unwrap_err();
     assert!(message.contains("metadata layers = 3 contradicts the tensors' 2"), "{message}");
+}
+
+/// `bytes` with its safetensors header edited by `edit` (re-padded, its length updated; the
+/// tensors' offsets count from the end of the header, so they stay valid).
+fn with_header(bytes: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header = edit(std::str::from_utf8(&bytes[8..8 + header_len]).unwrap().trim_end());
+    while !header.len().is_multiple_of(8) {
+        header.push(' ');
+    }
+    [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &bytes[8 + header_len..]].concat()
+}
+
+#[test]
+fn a_plain_rnn_checkpoint_of_an_earlier_version_loads() {
+    // Earlier versions called the plain RNN cell `tanh` in the metadata (its tensors were
+    // already `rnn.*`); such files load as the same model.
+    let (model, meta) = small_model();
+    let bytes = checkpoint::encode(model.arch(), model.params(), &meta).unwrap();
+    let old = with_header(&bytes, |header| {
+        assert!(header.contains(r#""cell":"rnn""#), "{header}");
+        header.replace(r#""cell":"rnn""#, r#""cell":"tanh""#)
+    });
+    assert_ne!(old, bytes);
+    let loaded = checkpoint::decode(&old).unwrap();
+    assert_eq!((loaded.arch, &loaded.meta), (model.arch(), &meta));
+    assert_eq!(loaded.params, model.params());
+    assert_eq!(checkpoint::encode(loaded.arch, &loaded.params, &loaded.meta).unwrap(), bytes);
 }
 
 #[test]

@@ -105,7 +105,7 @@ fn the_output_does_not_depend_on_the_batch_the_window_or_the_threads() {
 #[test]
 fn per_word_output_reads_as_mikolovs_debug_2_and_adds_up_to_the_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let model = word_checkpoint(dir.path(), "m.safetensors", Cell::Tanh, true);
+    let model = word_checkpoint(dir.path(), "m.safetensors", Cell::Rnn, true);
     let model = model.to_str().unwrap();
     let lines = stdout_of(&rnnlm(&["score", "--checkpoint", model], Some(TEXT.as_bytes())));
     let words = stdout_of(&rnnlm(&["score", "--checkpoint", model, "--per-word"], Some(TEXT.as_bytes())));
@@ -202,7 +202,7 @@ fn character_models_score_characters_and_end_lines_with_a_line_break() {
     for c in ["\n", "a", "b", " ", "c"] {
         vocab.intern(c);
     }
-    let model = save(dir.path(), "c.safetensors", Cell::Tanh, vocab, Level::Char);
+    let model = save(dir.path(), "c.safetensors", Cell::Rnn, vocab, Level::Char);
     let model = model.to_str().unwrap();
     let out = stdout_of(&rnnlm(&["score", "--checkpoint", model, "--per-word"], Some(b"ab c\nd\n")));
     let words: Vec<&str> = out.lines().skip(2).take(6).map(|row| row.rsplit('\t').next().unwrap()).collect();
@@ -219,7 +219,7 @@ fn character_models_score_characters_and_end_lines_with_a_line_break() {
 #[test]
 fn bad_input_is_an_error_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
-    let model = word_checkpoint(dir.path(), "m.safetensors", Cell::Tanh, false);
+    let model = word_checkpoint(dir.path(), "m.safetensors", Cell::Rnn, false);
     let model = model.to_str().unwrap();
     let cases: [(&[&str], &[u8], &str); 4] = [
         (&[], b"the cat\nthe \xff mat\n", "standard input, line 2: not valid UTF-8 (byte 5 of the line)"),
@@ -237,7 +237,7 @@ fn bad_input_is_an_error_naming_the_line() {
     let mut vocab = Vocab::new();
     vocab.intern("the");
     vocab.intern("cat");
-    let no_end = save(dir.path(), "n.safetensors", Cell::Tanh, vocab, Level::Word);
+    let no_end = save(dir.path(), "n.safetensors", Cell::Rnn, vocab, Level::Word);
     let output = rnnlm(&["score", "--checkpoint", no_end.to_str().unwrap()], Some(b"the cat\n"));
     assert!(String::from_utf8_lossy(&output.stderr).contains("has no end-of-line token \"<eos>\""));
 }
@@ -246,7 +246,7 @@ fn bad_input_is_an_error_naming_the_line() {
 fn a_closed_output_stops_the_scores_but_not_the_summary() {
     use std::io::{BufRead, BufReader, Write};
     let dir = tempfile::tempdir().unwrap();
-    let model = word_checkpoint(dir.path(), "m.safetensors", Cell::Tanh, false);
+    let model = word_checkpoint(dir.path(), "m.safetensors", Cell::Rnn, false);
     let mut child = Command::new(env!("CARGO_BIN_EXE_rnnlm"))
         .args(["score", "--checkpoint", model.to_str().unwrap(), "--per-word"])
         .stdin(std::process::Stdio::piped())

@@ -281,7 +281,7 @@ fn bad_model_options_fail_with_one_line_naming_the_flag() {
     std::fs::write(&text, "a b c d e f g h i j\n").unwrap();
     let t = text.to_str().unwrap();
     for (args, needle) in [
-        (["--cell", "rnn"], "\"rnn\" is not a cell: tanh, lstm or gru"),
+        (["--cell", "elman"], "\"elman\" is not a cell: rnn, lstm or gru"),
         (["--layers", "0"], "--layers"),
         (["--dropout", "1"], "--dropout"),
         (["--dropout", "-0.1"], "must be at least 0 and below 1"),

@@ -112,7 +112,7 @@ fn gated_and_stacked_cases() -> Vec<Case> {
         for layers in [1, 2, 3] {
             for dropout in [0.0, 0.3] {
                 for tied in [false, true] {
-                    if (cell, layers, dropout, tied) != (Cell::Tanh, 1, 0.0, false) {
+                    if (cell, layers, dropout, tied) != (Cell::Rnn, 1, 0.0, false) {
                         all.extend(awkward.iter().map(|case| with_layers(case, cell, layers, dropout, tied)));
                     }
                 }
@@ -149,7 +149,7 @@ fn adaptive_cases() -> Vec<Case> {
     for (index, &(dims, window, cutoffs, div, clip)) in shapes.iter().enumerate() {
         let base = case(dims, window, dims.0, 0.1, clip);
         let shape = AdaptiveShape::new(dims.0, dims.2, cutoffs, div, index % 2 == 0).unwrap();
-        for (cell, layers, dropout) in [(Cell::Tanh, 1, 0.0), (Cell::Lstm, 2, 0.3), (Cell::Gru, 1, 0.0)] {
+        for (cell, layers, dropout) in [(Cell::Rnn, 1, 0.0), (Cell::Lstm, 2, 0.3), (Cell::Gru, 1, 0.0)] {
             let mut case = with_layers(&base, cell, layers, dropout, false);
             case.arch.output = Softmax::Adaptive(shape);
             all.push(case);

@@ -31,7 +31,7 @@ fn adaptive_softmax_gradients_match_central_differences() {
     let dims = Dims { vocab: 7, embed: 3, hidden: 4 };
     let window = Window { batch: 2, time: 3 };
     for (cell, layers, dropout, head_bias) in
-        [(Cell::Tanh, 1, 0.0, true), (Cell::Lstm, 2, 0.4, false), (Cell::Gru, 1, 0.0, true)]
+        [(Cell::Rnn, 1, 0.0, true), (Cell::Lstm, 2, 0.4, false), (Cell::Gru, 1, 0.0, true)]
     {
         let shape = rnnlm::kernels::AdaptiveShape::new(dims.vocab, dims.hidden, &[2, 5], 2.0, head_bias).unwrap();
         let arch = Arch { dims, cell, layers, tied: false, output: Softmax::Adaptive(shape) };

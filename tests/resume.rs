@@ -94,7 +94,7 @@ fn window_lines(log: &[u8]) -> Vec<String> {
 /// them, under `newbob` (so that rollbacks to the best epoch happen) and a save point every 7
 /// windows.
 const MODELS: [&[&str]; 4] = [
-    &["--cell", "tanh", "--embed", "12", "--hidden", "16"],
+    &["--cell", "rnn", "--embed", "12", "--hidden", "16"],
     &["--cell", "lstm", "--layers", "2", "--embed", "12", "--hidden", "16", "--dropout", "0.3"],
     &["--cell", "gru", "--embed", "16", "--hidden", "16", "--tie", "--dropout", "0.2"],
     &[

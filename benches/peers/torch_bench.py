@@ -21,10 +21,10 @@ import torch.nn as nn
 
 # name: (cell, layers, D = H, window (B, T), dropout, tied, vocabulary, adaptive (cutoffs, div))
 CONFIGS = {
-    "c1": ("tanh", 1, 100, (10, 5), 0.0, False, "ptb:1000", None),
-    "c2": ("tanh", 1, 100, (10, 5), 0.0, False, "ptb", None),
-    "c3": ("tanh", 1, 100, (20, 35), 0.0, False, "ptb", None),
-    "c4": ("tanh", 1, 650, (20, 35), 0.0, False, "ptb", None),
+    "c1": ("rnn", 1, 100, (10, 5), 0.0, False, "ptb:1000", None),
+    "c2": ("rnn", 1, 100, (10, 5), 0.0, False, "ptb", None),
+    "c3": ("rnn", 1, 100, (20, 35), 0.0, False, "ptb", None),
+    "c4": ("rnn", 1, 650, (20, 35), 0.0, False, "ptb", None),
     "c5": ("lstm", 1, 100, (20, 35), 0.0, False, "ptb", None),
     "c6": ("lstm", 2, 650, (20, 35), 0.5, True, "ptb", None),
     "c7": ("lstm", 1, 512, (20, 35), 0.0, False, "zipf:267735", ([20000, 60000], 4.0)),
@@ -71,7 +71,7 @@ class Model(nn.Module):
                     p.zero_()
         # The chapter's tanh RNN has one bias: the second one stays zero.
         for name, p in self.rnn.named_parameters():
-            if name.startswith("bias_hh") and cell == "tanh":
+            if name.startswith("bias_hh") and cell == "rnn":
                 p.requires_grad_(False)
         if adaptive:
             cutoffs, div = adaptive

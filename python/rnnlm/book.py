@@ -109,7 +109,7 @@ class SimpleRnnlm(_BookModel):
             _normal(H, V, np.sqrt(H)),
             np.zeros(V).astype("f"),
         ]
-        self._build(V, D, H, "tanh", 1, False, 0.0, initial)
+        self._build(V, D, H, "rnn", 1, False, 0.0, initial)
 
 
 class Rnnlm(_BookModel):

@@ -152,7 +152,7 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 
 #[pymethods]
 impl BookModel {
-    /// A model of `cell` (`tanh` or `lstm`) with `layers` layers, parameters zeroed (the
+    /// A model of `cell` (`rnn`, `lstm` or `gru`) with `layers` layers, parameters zeroed (the
     /// Python class initialises them), dropout `dropout` drawn from `seed`.
     #[new]
     #[pyo3(signature = (vocab_size, wordvec_size, hidden_size, cell, layers, tied, dropout, seed))]

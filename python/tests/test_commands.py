@@ -77,7 +77,7 @@ def test_a_loaded_checkpoint_scores_as_the_numpy_layers_compute(trained):
     safetensors = pytest.importorskip("safetensors.numpy")
     path, _ = trained
     model = rnnlm.load(path)
-    assert model.info["vocab_size"] == 418 and model.info["cell"] == "tanh"
+    assert model.info["vocab_size"] == 418 and model.info["cell"] == "rnn"
     tensors = safetensors.load_file(str(path))
     names = ["embed.W", "rnn.Wx", "rnn.Wh", "rnn.b", "affine.W", "affine.b"]
     twin = book.Model([tensors[n] for n in names], lstm=False, layers=1, tied=False)

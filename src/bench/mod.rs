@@ -59,7 +59,7 @@ pub struct BenchConfig {
 const fn tanh(name: &'static str, size: usize, window: Window) -> BenchConfig {
     BenchConfig {
         name,
-        cell: Cell::Tanh,
+        cell: Cell::Rnn,
         layers: 1,
         tied: false,
         dropout: 0.0,

@@ -251,8 +251,8 @@ pub struct TrainArgs {
     /// Time steps per window T [chapter: 5, ptb: 35]
     #[arg(long, value_parser = positive_usize)]
     pub time: Option<usize>,
-    /// Recurrent cell of every layer: tanh (the chapter's), lstm or gru [tanh; with --init:
-    /// the checkpoint's]
+    /// Recurrent cell of every layer: rnn (the chapter's tanh RNN), lstm or gru [rnn; with
+    /// --init: the checkpoint's]
     #[arg(long, value_parser = parse_cell)]
     pub cell: Option<rnnlm::Cell>,
     /// Stacked recurrent layers [1; with --init: the checkpoint's]
@@ -477,7 +477,7 @@ pub struct BenchArgs {
     /// Time steps T (with --vocab)
     #[arg(long, value_parser = positive_usize)]
     pub time: Option<usize>,
-    /// Recurrent cell (with --vocab) [tanh]
+    /// Recurrent cell (with --vocab): rnn, lstm or gru [rnn]
     #[arg(long, value_parser = parse_cell, requires = "vocab")]
     pub cell: Option<rnnlm::Cell>,
     /// Stacked recurrent layers (with --vocab) [1]
@@ -520,7 +520,7 @@ fn parse_level(s: &str) -> Result<rnnlm::corpus::Level, String> {
 }
 
 fn parse_cell(s: &str) -> Result<rnnlm::Cell, String> {
-    rnnlm::Cell::from_name(s).ok_or_else(|| format!("{s:?} is not a cell: tanh, lstm or gru"))
+    rnnlm::Cell::from_name(s).ok_or_else(|| format!("{s:?} is not a cell: rnn, lstm or gru"))
 }
 
 /// Parses a number of type `T` that `accept` allows; `rule` says what that is.

@@ -309,7 +309,7 @@ fn custom_bench(args: &BenchArgs) -> anyhow::Result<BenchSubject> {
     let ids = (0..1_000_000).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
     let window = Window { batch: args.batch.expect("required"), time: args.time.expect("required") };
     let dims = Dims { vocab, embed: args.embed.expect("required"), hidden: args.hidden.expect("required") };
-    let (cell, layers) = (args.cell.unwrap_or(Cell::Tanh), args.layers.unwrap_or(1));
+    let (cell, layers) = (args.cell.unwrap_or(Cell::Rnn), args.layers.unwrap_or(1));
     let cutoffs = args.softmax.cutoffs.as_ref().map(|c| &c.0[..]);
     let output =
         output_layer(args.softmax.output.unwrap_or(OutputKind::Full), cutoffs, args.softmax.div_value, dims, args.tie)?;

@@ -41,7 +41,7 @@ const CHAPTER: PresetValues = PresetValues {
     schedule: Schedule::Constant,
     epochs: 100,
     ptb_tokens: Some(1000),
-    cell: Cell::Tanh,
+    cell: Cell::Rnn,
     layers: 1,
     size: 100,
     dropout: 0.0,

@@ -31,25 +31,28 @@ impl Window {
     }
 }
 
-/// The recurrent cell of every layer.
+/// The recurrent cell of every layer. Each has one name, [`Cell::name`], used on the command
+/// line, in checkpoints (its layers' tensor names and the `cell` metadata) and in the kernels'
+/// and the reference's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cell {
-    /// The chapter's `h = tanh(x Wx + h Wh + b)`.
-    Tanh,
-    /// The LSTM, gate blocks `[f | g | i | o]`, with a cell state carried beside `h`.
+    /// `rnn`: the chapter's plain RNN, `h = tanh(x Wx + h Wh + b)`.
+    Rnn,
+    /// `lstm`: the LSTM, gate blocks `[f | g | i | o]`, with a cell state carried beside `h`.
     Lstm,
-    /// The GRU whose reset gate multiplies the state before `Wh`, gate blocks `[z | r | h~]`.
+    /// `gru`: the GRU whose reset gate multiplies the state before `Wh`, gate blocks
+    /// `[z | r | h~]`.
     Gru,
 }
 
 impl Cell {
     /// Every cell.
-    pub const ALL: [Cell; 3] = [Cell::Tanh, Cell::Lstm, Cell::Gru];
+    pub const ALL: [Cell; 3] = [Cell::Rnn, Cell::Lstm, Cell::Gru];
 
     /// Gate blocks per hidden unit: the width of `Wx`, `Wh` and `b` is `gates() * H`.
     pub fn gates(self) -> usize {
         match self {
-            Cell::Tanh => 1,
+            Cell::Rnn => 1,
             Cell::Lstm => 4,
             Cell::Gru => 3,
         }
@@ -59,32 +62,27 @@ impl Cell {
     pub fn state_blocks(self) -> usize {
         match self {
             Cell::Lstm => 2,
-            Cell::Tanh | Cell::Gru => 1,
+            Cell::Rnn | Cell::Gru => 1,
         }
     }
 
-    /// The name on the command line and in metadata: `tanh`, `lstm` or `gru`.
+    /// Its name: `rnn` (as the chapter names the layer), `lstm` or `gru`; the prefix of its
+    /// layers' tensor names in checkpoints.
     pub fn name(self) -> &'static str {
         match self {
-            Cell::Tanh => "tanh",
+            Cell::Rnn => "rnn",
             Cell::Lstm => "lstm",
             Cell::Gru => "gru",
         }
     }
 
-    /// The prefix of its layers' tensor names: `rnn` (as the chapter names the tanh layer),
-    /// `lstm` or `gru`.
-    pub fn tensor_prefix(self) -> &'static str {
-        match self {
-            Cell::Tanh => "rnn",
-            Cell::Lstm => "lstm",
-            Cell::Gru => "gru",
-        }
-    }
-
-    /// The cell named `name` ([`name`](Self::name)).
+    /// The cell named `name` ([`name`](Self::name)); also `tanh`, the plain RNN's name on the
+    /// command line and in the metadata of checkpoints and run states of earlier versions.
     pub fn from_name(name: &str) -> Option<Cell> {
-        Cell::ALL.into_iter().find(|cell| cell.name() == name)
+        match name {
+            "tanh" => Some(Cell::Rnn),
+            _ => Cell::ALL.into_iter().find(|cell| cell.name() == name),
+        }
     }
 }
 
@@ -130,7 +128,7 @@ pub struct Arch {
 /// Sizes alone are the chapter's SimpleRnnlm: one tanh layer.
 impl From<Dims> for Arch {
     fn from(dims: Dims) -> Arch {
-        Arch { dims, cell: Cell::Tanh, layers: 1, tied: false, output: Softmax::Full }
+        Arch { dims, cell: Cell::Rnn, layers: 1, tied: false, output: Softmax::Full }
     }
 }
 
@@ -237,10 +235,10 @@ impl Arch {
     /// The name in checkpoints: `embed.W`, `affine.W`, `affine.b`, `adaptive.head.weight` and
     /// the other adaptive tensors ([`AdaptiveTensor::name`]); layer 0's `{cell}.Wx`,
     /// `{cell}.Wh`, `{cell}.b` and layer `l`'s `{cell}.{l}.Wx` and so on, with `{cell}` the
-    /// cell's [`tensor_prefix`](Cell::tensor_prefix) (`rnn.Wx` for the chapter's model).
+    /// cell's [`name`](Cell::name) (`rnn.Wx` for the chapter's model).
     pub fn name(&self, tensor: Tensor) -> String {
         let layer_name = |layer: usize, what: &str| {
-            let prefix = self.cell.tensor_prefix();
+            let prefix = self.cell.name();
             if layer == 0 {
                 format!("{prefix}.{what}")
             } else {
@@ -288,6 +286,15 @@ impl Arch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cell_has_one_name_and_the_plain_rnn_answers_to_its_old_one() {
+        for cell in Cell::ALL {
+            assert_eq!(Cell::from_name(cell.name()), Some(cell));
+        }
+        assert_eq!(Cell::from_name("tanh"), Some(Cell::Rnn));
+        assert_eq!(Cell::from_name("elman"), None);
+    }
 
     #[test]
     fn the_chapter_model_keeps_the_spec_names_order_and_shapes() {

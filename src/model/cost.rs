@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn tanh_and_lstm_layers_report_every_gemm_they_run() {
         let (dims, n) = (Dims { vocab: 300, embed: 12, hidden: 20 }, WINDOW.tokens() as f64);
-        for (cell, g) in [(Cell::Tanh, 1.0), (Cell::Lstm, 4.0)] {
+        for (cell, g) in [(Cell::Rnn, 1.0), (Cell::Lstm, 4.0)] {
             let cost = model(dims, cell, 2, Softmax::Full).window_cost(&[]);
             let recurrent = layer_flops(g, 20.0, 12.0) + layer_flops(g, 20.0, 20.0);
             let output = 6.0 * 20.0 * 300.0 * n;

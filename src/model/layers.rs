@@ -85,7 +85,7 @@ fn bytes_of(buffers: &[&Vec<f32>], packed: &[&PackedB]) -> usize {
 pub(super) fn new_layer(cell: Cell, hidden: usize, window: Window) -> Result<Box<dyn Recurrence>, ModelError> {
     let sizes = Sizes::new(hidden, window)?;
     Ok(match cell {
-        Cell::Tanh => Box::new(TanhLayer::new(sizes)?),
+        Cell::Rnn => Box::new(RnnLayer::new(sizes)?),
         Cell::Lstm => Box::new(LstmLayer::new(sizes)?),
         Cell::Gru => Box::new(GruLayer::new(sizes)?),
     })
@@ -186,20 +186,20 @@ impl Sizes {
 /// goes into blocks `1..=T` of the states, which the recurrence turns into `h_1 .. h_T`; the
 /// gradient at the outputs turns into `da` in place.
 #[derive(Clone)]
-struct TanhLayer {
+struct RnnLayer {
     sizes: Sizes,
     states: States,
     /// `Wh`, packed for the forward recurrence, then transposed for the backward one.
     packed: PackedB,
 }
 
-impl TanhLayer {
+impl RnnLayer {
     fn new(sizes: Sizes) -> Result<Self, ModelError> {
-        Ok(TanhLayer { states: States::new(sizes)?, packed: sizes.packed(sizes.hidden, sizes.hidden)?, sizes })
+        Ok(RnnLayer { states: States::new(sizes)?, packed: sizes.packed(sizes.hidden, sizes.hidden)?, sizes })
     }
 }
 
-impl Recurrence for TanhLayer {
+impl Recurrence for RnnLayer {
     fn boxed_clone(&self) -> Box<dyn Recurrence> {
         Box::new(self.clone())
     }

@@ -35,7 +35,7 @@ pub fn time_layer<R: Real + 'static>(
 ) -> Box<dyn TimeLayer<R>> {
     let weights = Weights::new((input, hidden), cell.gates(), window, [wx, wh, b]);
     match cell {
-        Cell::Tanh => Box::new(TimeRnn { state: zeros(window.batch * hidden), weights, hs: Vec::new() }),
+        Cell::Rnn => Box::new(TimeRnn { state: zeros(window.batch * hidden), weights, hs: Vec::new() }),
         Cell::Lstm => Box::new(TimeLstm {
             h: zeros(window.batch * hidden),
             c: zeros(window.batch * hidden),
