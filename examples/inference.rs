@@ -4,7 +4,8 @@
 //!
 //! `cargo run --release --example inference [CHECKPOINT]`
 
-use rnnlm::{checkpoint, Arch, Dims, Rnnlm, Window};
+use rnnlm::files::checkpoint;
+use rnnlm::{Arch, Dims, Rnnlm, Window};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

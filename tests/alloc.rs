@@ -184,9 +184,9 @@ fn scoring_allocations(arch: Arch) {
     pool.install(|| {
         (0..128).into_par_iter().for_each(|_| std::thread::sleep(std::time::Duration::from_micros(50)));
         let model = Rnnlm::new(arch, Window { batch: 16, time: 8 }, 1).unwrap();
-        let mut sentences = rnnlm::score::SentenceScorer::new(model, 0).unwrap();
+        let mut sentences = rnnlm::inference::score::SentenceScorer::new(model, 0).unwrap();
         let model = Rnnlm::new(arch, Window { batch: 1, time: 8 }, 1).unwrap();
-        let mut stream = rnnlm::score::StreamScorer::new(model, 0).unwrap();
+        let mut stream = rnnlm::inference::score::StreamScorer::new(model, 0).unwrap();
         sentences.score(&ids, &lengths, &mut losses).unwrap();
         stream.score(&ids[..13], &mut losses[..13]).unwrap();
         let before = ALLOCATIONS.load(Ordering::SeqCst);

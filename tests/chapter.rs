@@ -8,10 +8,11 @@
 
 mod common;
 
-use rnnlm::corpus::Prepared;
+use rnnlm::files::corpus::Prepared;
+use rnnlm::files::data;
 use rnnlm::reference::ReferenceRnnlm;
 use rnnlm::train::Batcher;
-use rnnlm::{data, Dims, Rnnlm, Window};
+use rnnlm::{Dims, Rnnlm, Window};
 use std::process::Command;
 
 #[test]

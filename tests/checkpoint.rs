@@ -3,8 +3,8 @@
 
 mod common;
 
-use rnnlm::checkpoint::{self, Meta};
-use rnnlm::corpus::{Level, Vocab};
+use rnnlm::files::checkpoint::{self, Meta};
+use rnnlm::files::corpus::{Level, Vocab};
 use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use safetensors::tensor::{Dtype, TensorView};
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! `rnnlm score` as a user runs it: per-line, per-word and n-best output, OOV lines, bad input,
 //! and carried-state scoring against `rnnlm eval`.
 
-use rnnlm::checkpoint::{self, Meta};
-use rnnlm::corpus::{Level, Vocab};
+use rnnlm::files::checkpoint::{self, Meta};
+use rnnlm::files::corpus::{Level, Vocab};
 use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

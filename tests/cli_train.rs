@@ -152,7 +152,7 @@ fn init_checks_shapes_against_the_corpus_and_flags() {
     let resumed = dir.path().join("resumed.safetensors");
     let output = rnnlm(&["train", "--epochs", "2", "--init", f, "--save", resumed.to_str().unwrap()], &cache);
     assert!(output.status.success(), "{}", stderr(&output));
-    let ckpt = rnnlm::checkpoint::load(&resumed).unwrap();
+    let ckpt = rnnlm::files::checkpoint::load(&resumed).unwrap();
     assert_eq!(ckpt.meta.epoch, 3, "epochs add up across --init");
 }
 
@@ -250,14 +250,14 @@ fn gated_stacked_models_train_save_and_load_through_the_command_line() {
     let output = run(&["--cell", "lstm", "--layers", "2", "--dropout", "0.3", "--save", s]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("2 x lstm, dropout 0.3"), "{}", stderr(&output));
-    let ckpt = rnnlm::checkpoint::load(&save).unwrap();
+    let ckpt = rnnlm::files::checkpoint::load(&save).unwrap();
     assert_eq!((ckpt.arch.cell, ckpt.arch.layers, ckpt.meta.dropout), (rnnlm::Cell::Lstm, 2, 0.3));
 
     // --init takes the cell and the layers from the checkpoint, and refuses flags that differ.
     let again = dir.path().join("again.safetensors");
     let output = run(&["--init", s, "--save", again.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(rnnlm::checkpoint::load(&again).unwrap().arch, ckpt.arch);
+    assert_eq!(rnnlm::files::checkpoint::load(&again).unwrap().arch, ckpt.arch);
     assert_one_line_error(&run(&["--init", s, "--cell", "gru", "--no-save"]), "has lstm layers, but --cell says gru");
     assert_one_line_error(&run(&["--init", s, "--layers", "3", "--no-save"]), "has 2 layers, but --layers says 3");
     assert_one_line_error(&run(&["--init", s, "--tie", "--no-save"]), "has an affine.W of its own, but --tie");
@@ -265,7 +265,7 @@ fn gated_stacked_models_train_save_and_load_through_the_command_line() {
     let tied = dir.path().join("tied.safetensors");
     let output = run(&["--cell", "gru", "--tie", "--save", tied.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let ckpt = rnnlm::checkpoint::load(&tied).unwrap();
+    let ckpt = rnnlm::files::checkpoint::load(&tied).unwrap();
     assert!(ckpt.arch.tied && ckpt.arch.cell == rnnlm::Cell::Gru, "{:?}", ckpt.arch);
 
     let predict = rnnlm(&["predict", "--checkpoint", s, "--text", t], dir.path(), &cache);
@@ -325,7 +325,7 @@ fn an_adaptive_softmax_trains_and_every_command_reads_it_and_bad_cutoffs_are_nam
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("adaptive softmax (cutoffs [20, 60], div value 2)"), "{}", stderr(&output));
-    let ckpt = rnnlm::checkpoint::load(&save).unwrap();
+    let ckpt = rnnlm::files::checkpoint::load(&save).unwrap();
     let shape = ckpt.arch.adaptive().expect("an adaptive softmax");
     assert_eq!((shape.cutoffs(), shape.div_value(), shape.projection(0)), (&[20, 60][..], 2.0, 8));
     let order = ckpt.meta.word_order.clone().expect("the ranking");
@@ -350,7 +350,7 @@ fn an_adaptive_softmax_trains_and_every_command_reads_it_and_bad_cutoffs_are_nam
     let again = dir.path().join("again.safetensors");
     let output = run(&["--epochs", "1", "--init", s, "--save", again.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let continued = rnnlm::checkpoint::load(&again).unwrap();
+    let continued = rnnlm::files::checkpoint::load(&again).unwrap();
     assert_eq!((continued.arch, continued.meta.word_order), (ckpt.arch, Some(order)));
     assert_one_line_error(
         &run(&["--init", s, "--output", "full", "--no-save"]),

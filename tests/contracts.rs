@@ -459,7 +459,7 @@ fn the_batcher_checks_the_window_it_fills() {
     let corpus: Vec<u32> = (0..20).collect();
     let (mut xs, mut ts) = (vec![99u32; 6], vec![99i32; 5]);
     refused("Batcher::next_window: xs has 6 elements and ts 5, but batch x time is 2 x 3 = 6", || {
-        batcher.next_window(rnnlm::corpus::Ids::U32(&corpus), &mut xs, &mut ts)
+        batcher.next_window(rnnlm::files::corpus::Ids::U32(&corpus), &mut xs, &mut ts)
     });
     assert!(xs.iter().all(|&x| x == 99) && ts.iter().all(|&t| t == 99), "the window was written before the check");
     assert_eq!(batcher.time_idx(), 0);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{entries, ptb_files, LoopbackServer};
-use rnnlm::data::{self, DataError};
+use rnnlm::files::data::{self, DataError};
 
 #[test]
 fn downloads_verifies_and_writes_all_three_files() {

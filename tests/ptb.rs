@@ -2,8 +2,8 @@
 
 mod common;
 
-use rnnlm::corpus::{Ids, Prepared, Split};
-use rnnlm::data;
+use rnnlm::files::corpus::{Ids, Prepared, Split};
+use rnnlm::files::data;
 use std::collections::HashMap;
 
 /// The spec's tokenizer, written independently: replace newlines, split, first-appearance ids.

@@ -207,7 +207,7 @@ fn sigint_and_sigterm_save_a_resumable_state_and_exit_130_and_143() {
 /// Every file a save point writes can be read: the checkpoint loads, the state reads back,
 /// every log line is JSON, the chart is a PNG.
 fn assert_files_whole(scratch: &Scratch, name: &str) {
-    rnnlm::checkpoint::load(Path::new(&scratch.path(name))).expect("the checkpoint loads");
+    rnnlm::files::checkpoint::load(Path::new(&scratch.path(name))).expect("the checkpoint loads");
     RunState::read(&scratch.bytes(&format!("{name}.state"))).expect("the state reads");
     for line in String::from_utf8_lossy(&scratch.bytes(&format!("{name}.log"))).lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("log line {line:?}: {e}"));
@@ -362,7 +362,7 @@ fn a_time_budget_ends_the_run_after_the_window_that_crosses_it() {
     assert!(
         epochs.last().unwrap().contains("\"valid_ppl\":") && !epochs.last().unwrap().contains("\"valid_ppl\":null")
     );
-    rnnlm::checkpoint::load(Path::new(&scratch.path("budget.safetensors"))).unwrap();
+    rnnlm::files::checkpoint::load(Path::new(&scratch.path("budget.safetensors"))).unwrap();
 }
 
 #[test]

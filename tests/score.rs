@@ -2,9 +2,9 @@
 //! thread count, agree with the reference model, and a stream scored in pieces agrees with
 //! evaluation.
 
+use rnnlm::inference::score::{ScoreError, SentenceScorer, StreamScorer};
 use rnnlm::reference::ReferenceRnnlm;
 use rnnlm::rng::Rng;
-use rnnlm::score::{ScoreError, SentenceScorer, StreamScorer};
 use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 
 const START: u32 = 0;

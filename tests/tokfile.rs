@@ -4,8 +4,8 @@
 mod common;
 
 use common::entries;
-use rnnlm::corpus::tokfile::{self, TokFileError, HEADER_LEN};
-use rnnlm::corpus::{FileErrorKind, Level, TokenFile};
+use rnnlm::files::corpus::tokfile::{self, TokFileError, HEADER_LEN};
+use rnnlm::files::corpus::{FileErrorKind, Level, TokenFile};
 use std::path::PathBuf;
 
 /// A valid file of 6 two-byte ids over a vocabulary of 5.

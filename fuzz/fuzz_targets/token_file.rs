@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    rnnlm::corpus::properties::token_file_reader(data);
+    rnnlm::files::corpus::properties::token_file_reader(data);
 });

@@ -3,6 +3,6 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        rnnlm::corpus::properties::word_round_trip(text);
+        rnnlm::files::corpus::properties::word_round_trip(text);
     }
 });

@@ -28,9 +28,9 @@ pub fn cli_error(error: &anyhow::Error) -> PyErr {
 
 /// Whether one of the crate's own errors in the chain is a failed read or write.
 fn io_error_inside(error: &anyhow::Error) -> bool {
-    use rnnlm::checkpoint::CheckpointError;
-    use rnnlm::corpus::CorpusError;
-    use rnnlm::data::DataError;
+    use rnnlm::files::checkpoint::CheckpointError;
+    use rnnlm::files::corpus::CorpusError;
+    use rnnlm::files::data::DataError;
     error.chain().any(|cause| {
         matches!(cause.downcast_ref::<CorpusError>(), Some(CorpusError::Io { .. }))
             || matches!(cause.downcast_ref::<CheckpointError>(), Some(CheckpointError::Io { .. }))

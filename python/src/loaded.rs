@@ -6,10 +6,11 @@ use crate::threads::install;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rnnlm::checkpoint::{self, Checkpoint, CheckpointError};
-use rnnlm::corpus::{Level, Tokenizer, Unknown, Vocab};
-use rnnlm::score::{log10_prob, ScoreError, SentenceReader, SentenceScorer, StreamScorer};
-use rnnlm::{generate, Window};
+use rnnlm::files::checkpoint::{self, Checkpoint, CheckpointError};
+use rnnlm::files::corpus::{Level, Tokenizer, Unknown, Vocab};
+use rnnlm::inference::score::{log10_prob, ScoreError, SentenceReader, SentenceScorer, StreamScorer};
+use rnnlm::inference::generate;
+use rnnlm::Window;
 use std::ops::Range;
 
 /// Sentences scored side by side, and time steps per window (the command line's).

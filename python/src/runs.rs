@@ -12,7 +12,7 @@ use clap::Parser;
 use numpy::PyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use rnnlm::corpus::{Prepared, Split};
+use rnnlm::files::corpus::{Prepared, Split};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,9 +69,9 @@ pub fn ptb_split<'py>(
     let prepared = py
         .detach(|| -> anyhow::Result<PathBuf> {
             Ok(match &directory {
-                Some(dir) if dir.join("ptb.train.txt").exists() => rnnlm::data::prepared_ptb_from(dir, log)?,
-                Some(dir) => rnnlm::data::prepared_ptb(dir, &rnnlm::data::ptb_base_url(None), log)?,
-                None => rnnlm::data::prepared_ptb(&rnnlm::data::data_dir(None), &rnnlm::data::ptb_base_url(None), log)?,
+                Some(dir) if dir.join("ptb.train.txt").exists() => rnnlm::files::data::prepared_ptb_from(dir, log)?,
+                Some(dir) => rnnlm::files::data::prepared_ptb(dir, &rnnlm::files::data::ptb_base_url(None), log)?,
+                None => rnnlm::files::data::prepared_ptb(&rnnlm::files::data::data_dir(None), &rnnlm::files::data::ptb_base_url(None), log)?,
             })
         })
         .map_err(|e| cli_error(&e))?;

@@ -11,13 +11,13 @@
 //! same run makes their ratio meaningful on a shared, noisy machine. The step's time is split
 //! by [`Phase`], each with the parallel tasks its parts report.
 
-use crate::corpus::Ids;
-use crate::generate::sample;
+use crate::files::corpus::Ids;
+use crate::inference::generate::sample;
+use crate::inference::score::{ScoreError, SentenceScorer};
 use crate::kernels::{fma_loop, MAX_CLUSTERS};
 use crate::model::PhaseTimes;
 use crate::model::{Arch, Cell, ModelError, Phase, Rnnlm, Window};
 use crate::rng::Rng;
-use crate::score::{ScoreError, SentenceScorer};
 use crate::train::Batcher;
 use std::time::Instant;
 

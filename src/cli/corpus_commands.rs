@@ -2,8 +2,8 @@
 
 use super::{Dataset, DownloadArgs, InspectArgs, PrepareArgs};
 use anyhow::Context;
-use rnnlm::corpus::{self, tokfile, FileErrorKind, Header, PrepareOptions, TokFileError, Tokenizer, Unknown};
-use rnnlm::data;
+use rnnlm::files::corpus::{self, tokfile, FileErrorKind, Header, PrepareOptions, TokFileError, Tokenizer, Unknown};
+use rnnlm::files::data;
 use std::path::Path;
 
 fn log_to_stderr(line: &str) {

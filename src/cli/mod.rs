@@ -104,7 +104,7 @@ pub struct PrepareArgs {
     pub out: Option<PathBuf>,
     /// Token level: word (whitespace-separated, <eos> at line ends) or char (Unicode scalar values)
     #[arg(long, default_value = "word", value_parser = parse_level)]
-    pub level: rnnlm::corpus::Level,
+    pub level: rnnlm::files::corpus::Level,
     /// Lower-case the text first
     #[arg(long)]
     pub lowercase: bool,
@@ -228,7 +228,7 @@ pub struct TrainArgs {
     pub corpus: CorpusArgs,
     /// Token level of --text
     #[arg(long, value_parser = parse_level, requires = "text")]
-    pub level: Option<rnnlm::corpus::Level>,
+    pub level: Option<rnnlm::files::corpus::Level>,
     /// Lower-case --text first
     #[arg(long, requires = "text")]
     pub lowercase: bool,
@@ -347,11 +347,11 @@ pub enum SplitArg {
 }
 
 impl SplitArg {
-    pub fn split(self) -> rnnlm::corpus::Split {
+    pub fn split(self) -> rnnlm::files::corpus::Split {
         match self {
-            SplitArg::Train => rnnlm::corpus::Split::Train,
-            SplitArg::Valid => rnnlm::corpus::Split::Valid,
-            SplitArg::Test => rnnlm::corpus::Split::Test,
+            SplitArg::Train => rnnlm::files::corpus::Split::Train,
+            SplitArg::Valid => rnnlm::files::corpus::Split::Valid,
+            SplitArg::Test => rnnlm::files::corpus::Split::Test,
         }
     }
 }
@@ -443,7 +443,7 @@ pub struct ScoreArgs {
     pub lm_scale: f64,
     /// Check that the checkpoint reads text at this level (word or char); it always reads at its own
     #[arg(long, value_parser = parse_level)]
-    pub level: Option<rnnlm::corpus::Level>,
+    pub level: Option<rnnlm::files::corpus::Level>,
     /// Sentences scored side by side (one batch row each)
     #[arg(long, default_value_t = SCORE_BATCH, value_parser = positive_usize)]
     pub batch: usize,
@@ -515,7 +515,7 @@ pub struct BenchArgs {
     pub corpus: CorpusArgs,
 }
 
-fn parse_level(s: &str) -> Result<rnnlm::corpus::Level, String> {
+fn parse_level(s: &str) -> Result<rnnlm::files::corpus::Level, String> {
     s.parse()
 }
 
@@ -574,7 +574,7 @@ fn decay_factor(s: &str) -> Result<f32, String> {
 /// Runs one parsed command line; its exit status on success (a training run stopped by a
 /// signal ends with 130 or 143).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let data = rnnlm::data::data_dir(cli.data.as_deref());
+    let data = rnnlm::files::data::data_dir(cli.data.as_deref());
     let done = match cli.command {
         Command::Train(args) => return train_command::train(&data, *args),
         Command::Eval(args) => model_commands::eval(&data, args),

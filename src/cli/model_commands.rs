@@ -3,10 +3,12 @@
 use super::{BenchArgs, CorpusArgs, EvalArgs, GenerateArgs, OutputKind, PredictArgs};
 use anyhow::{anyhow, bail, Context};
 use rnnlm::bench::{BenchResult, GenerationLatency};
-use rnnlm::checkpoint::{self, Checkpoint};
-use rnnlm::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown};
+use rnnlm::files::checkpoint::{self, Checkpoint};
+use rnnlm::files::corpus::{Ids, Level, Prepared, Split, Tokenizer, Unknown};
+use rnnlm::files::data;
+use rnnlm::inference::generate;
 use rnnlm::kernels::AdaptiveShape;
-use rnnlm::{data, generate, train, Arch, Cell, Dims, Phase, Rnnlm, Softmax, Window};
+use rnnlm::{train, Arch, Cell, Dims, Phase, Rnnlm, Softmax, Window};
 use std::path::Path;
 
 fn log_to_stderr(line: &str) {
@@ -95,7 +97,7 @@ fn checkpoint_corpus(
     let ids = if let Some(text_path) = &corpus.text {
         let vocab =
             ckpt.meta.vocab.as_ref().ok_or_else(|| anyhow!("the checkpoint has no vocabulary to read --text with"))?;
-        let text = rnnlm::corpus::read_text(text_path)?;
+        let text = rnnlm::files::corpus::read_text(text_path)?;
         tokenizer
             .tokenize_fixed(&text, vocab, Unknown::Reject, limit)
             .with_context(|| format!("{}", text_path.display()))?
@@ -226,7 +228,7 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     };
     let mut model = Rnnlm::new(arch, window, 1)?;
     if arch.adaptive().is_some() {
-        model.set_word_order(&rnnlm::corpus::frequency_order(Ids::U32(&corpus_ids), arch.dims.vocab))?;
+        model.set_word_order(&rnnlm::files::corpus::frequency_order(Ids::U32(&corpus_ids), arch.dims.vocab))?;
     }
     let dropout = match &args.config {
         Some(name) => rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).map_or(0.0, |c| c.dropout),
@@ -287,7 +289,7 @@ fn configured_bench(data_dir: &Path, args: &BenchArgs, name: &str) -> anyhow::Re
                 }
                 None => (ids, corpus.vocab.len()),
             };
-            let end = corpus.vocab.id(rnnlm::corpus::EOS).filter(|&id| (id as usize) < vocab);
+            let end = corpus.vocab.id(rnnlm::files::corpus::EOS).filter(|&id| (id as usize) < vocab);
             (ids.to_vec(), vocab, end)
         }
     };

@@ -5,9 +5,10 @@
 
 use anyhow::{anyhow, Context};
 use indicatif::ProgressBar;
-use rnnlm::checkpoint::{self, Meta};
+use rnnlm::files::checkpoint::{self, Meta};
+use rnnlm::files::{atomic_file, plot};
 use rnnlm::train::{EpochReport, Event, IterReport, Observer, RunState};
-use rnnlm::{atomic_file, plot, Arch};
+use rnnlm::Arch;
 use serde_json::{json, Value};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

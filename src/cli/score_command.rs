@@ -7,9 +7,9 @@
 
 use super::{ScoreArgs, SCORE_TIME, STREAM_TIME};
 use anyhow::{anyhow, bail, Context};
-use rnnlm::checkpoint::{self, Meta};
-use rnnlm::corpus::{Level, Tokenizer, Vocab, UNK};
-use rnnlm::score::{log10_prob, SentenceReader, SentenceScorer, StreamScorer};
+use rnnlm::files::checkpoint::{self, Meta};
+use rnnlm::files::corpus::{Level, Tokenizer, Vocab, UNK};
+use rnnlm::inference::score::{log10_prob, SentenceReader, SentenceScorer, StreamScorer};
 use rnnlm::Window;
 use std::io::{BufRead, BufWriter, Write};
 use std::ops::Range;

@@ -7,8 +7,8 @@ use super::run_files::{self, RunFiles};
 use super::{TrainArgs, DEFAULT_CHECKPOINT};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rnnlm::checkpoint::{self, Checkpoint, Meta};
-use rnnlm::corpus::{Ids, Level, Prepared, Tokenizer, Vocab};
+use rnnlm::files::checkpoint::{self, Checkpoint, Meta};
+use rnnlm::files::corpus::{Ids, Level, Prepared, Tokenizer, Vocab};
 use rnnlm::train::{RunState, Stop, TrainSummary};
 use rnnlm::{train, Arch, Cell, Dims, Rnnlm, Softmax};
 use std::io::IsTerminal;
@@ -39,7 +39,7 @@ fn read_resume(path: &Path, given: &TrainArgs) -> anyhow::Result<Resume> {
 /// SHA-256 of the training ids as little-endian u32.
 fn fingerprint(ids: Ids<'_>) -> Fingerprint {
     let bytes: Vec<u8> = (0..ids.len()).flat_map(|i| ids.get(i).to_le_bytes()).collect();
-    Fingerprint { tokens: ids.len(), sha256: rnnlm::data::sha256_hex(&bytes) }
+    Fingerprint { tokens: ids.len(), sha256: rnnlm::files::data::sha256_hex(&bytes) }
 }
 
 /// While it lives, SIGINT and SIGTERM set its flags (`any`: either came; `term`: SIGTERM did),
@@ -243,7 +243,7 @@ fn starting_model(
 ) -> anyhow::Result<(Rnnlm, usize, f32)> {
     // An adaptive softmax ranks the words by their count in the training tokens (a run from
     // --init keeps its checkpoint's ranking, which its weights were trained with).
-    let frequency_order = || rnnlm::corpus::frequency_order(train_ids, flag_arch.dims.vocab);
+    let frequency_order = || rnnlm::files::corpus::frequency_order(train_ids, flag_arch.dims.vocab);
     Ok(match (resume, &args.init) {
         (Some(r), _) => {
             let mut model = Rnnlm::from_params(flag_arch, s.window, &r.state.now.model.params)

@@ -1,6 +1,6 @@
 //! The spec's batching: the training batcher and the evaluation loop.
 
-use crate::corpus::Ids;
+use crate::files::corpus::Ids;
 use crate::model::{ModelError, Rnnlm, Window};
 
 /// The spec's training batcher: `B` rows reading the corpus at offsets `i * jump`, all advanced

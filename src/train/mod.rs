@@ -13,7 +13,7 @@
 //! undone.
 //!
 //! ```
-//! use rnnlm::corpus::Ids;
+//! use rnnlm::files::corpus::Ids;
 //! use rnnlm::train::{train, EpochReport, IterReport, Observer, TrainOptions};
 //! use rnnlm::{Dims, Rnnlm, Window};
 //!
@@ -45,7 +45,7 @@ pub use error::{TrainError, MAX_RECOVERIES};
 pub use run_state::{BestModel, ModelSnapshot, Progress, RunPoint, RunState};
 pub use schedule::{Decision, Schedule, ScheduleState};
 
-use crate::corpus::Ids;
+use crate::files::corpus::Ids;
 use crate::model::Rnnlm;
 use std::time::Instant;
 

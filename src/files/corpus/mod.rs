@@ -7,7 +7,7 @@
 //!   `test.tok`) made from text files, and opened again for training.
 //!
 //! ```
-//! use rnnlm::corpus::{Level, Tokenizer, Unknown, Vocab};
+//! use rnnlm::files::corpus::{Level, Tokenizer, Unknown, Vocab};
 //!
 //! // Words, each line ending in <eos>, ids in order of first appearance (PTB's convention).
 //! let words = Tokenizer { level: Level::Word, lowercase: false };
@@ -19,6 +19,7 @@
 //! assert!(words.tokenize_fixed("the dog\n", &vocab, Unknown::Reject, None).is_err());
 //! ```
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod properties;
 pub mod tokenize;
 pub mod tokfile;
@@ -28,7 +29,7 @@ pub use tokenize::{Level, TokenizeError, Tokenizer, Unknown, EOS, UNK};
 pub use tokfile::{FileError, FileErrorKind, Header, Ids, TokFileError, TokenFile};
 pub use vocab::{Vocab, VocabError};
 
-use crate::atomic_file;
+use crate::files::atomic_file;
 use std::fmt;
 use std::path::{Path, PathBuf};
 

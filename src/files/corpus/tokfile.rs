@@ -465,7 +465,7 @@ pub fn write(
         let kind = TokFileError::IdOutOfRange { position: position as u64, id: ids[position], vocab_size };
         return Err(FileError { path: path.to_owned(), kind: FileErrorKind::Format(kind) });
     }
-    crate::atomic_file::write(path, &encode(ids, vocab_size, level, vocab_crc, source_crc))
+    crate::files::atomic_file::write(path, &encode(ids, vocab_size, level, vocab_crc, source_crc))
         .map_err(|e| FileError { path: path.to_owned(), kind: FileErrorKind::Io(e) })
 }
 

@@ -34,7 +34,7 @@
 //! the vocabulary say so when it is missing.
 //!
 //! ```
-//! use rnnlm::checkpoint::{self, CheckpointError, Meta};
+//! use rnnlm::files::checkpoint::{self, CheckpointError, Meta};
 //! use rnnlm::{Dims, Rnnlm, Window};
 //!
 //! let dir = tempfile::tempdir()?;
@@ -49,8 +49,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::atomic_file;
-use crate::corpus::{Level, Vocab};
+use crate::files::atomic_file;
+use crate::files::corpus::{Level, Vocab};
 use crate::kernels::{AdaptiveShape, AdaptiveTensor};
 use crate::model::{Arch, Cell, Dims, ModelError, Rnnlm, Softmax, Tensor, Window};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};

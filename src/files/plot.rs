@@ -3,7 +3,7 @@
 //! Rendered with plotters into a PNG; the text uses DejaVu Sans compiled into the binary, so
 //! no system font or library is needed at run time.
 
-use crate::atomic_file;
+use crate::files::atomic_file;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;

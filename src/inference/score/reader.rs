@@ -1,7 +1,7 @@
 //! Text into the ids a scorer takes: each sentence's tokens in a model's vocabulary, then its
 //! end token; words outside the vocabulary become `<unk>` when it has one.
 
-use crate::corpus::{Level, Tokenizer, Vocab, EOS, UNK};
+use crate::files::corpus::{Level, Tokenizer, Vocab, EOS, UNK};
 use std::ops::{ControlFlow, Range};
 
 /// How a model and its vocabulary read a sentence.

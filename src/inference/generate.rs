@@ -1,7 +1,7 @@
 //! Sampling text from a trained model.
 //!
 //! ```
-//! use rnnlm::generate::generate;
+//! use rnnlm::inference::generate::generate;
 //! use rnnlm::{Dims, Rnnlm, Window};
 //!
 //! let mut model = Rnnlm::new(Dims { vocab: 40, embed: 8, hidden: 8 }, Window { batch: 1, time: 1 }, 5)?;

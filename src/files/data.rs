@@ -4,8 +4,8 @@
 //! Cache directory (for prepared files when the data directory cannot be written):
 //! `$RNNLM_CACHE`, else the platform's user cache directory plus `rnnlm`.
 
-use crate::atomic_file;
-use crate::corpus::{self, CorpusError, Level, PrepareOptions, Prepared, Split, Tokenizer, Unknown};
+use crate::files::atomic_file;
+use crate::files::corpus::{self, CorpusError, Level, PrepareOptions, Prepared, Split, Tokenizer, Unknown};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::Read;

@@ -20,7 +20,7 @@
 //! alone (tested).
 //!
 //! ```
-//! use rnnlm::score::SentenceScorer;
+//! use rnnlm::inference::score::SentenceScorer;
 //! use rnnlm::{Dims, Rnnlm, Window};
 //!
 //! // Two sentences of a 30-word model whose end token is id 0, scored side by side.
@@ -31,7 +31,7 @@
 //! scorer.score(&ids, &lengths, &mut losses)?;
 //! let log10_first: f64 = losses[..3].iter().map(|&l| -(l as f64) / std::f64::consts::LN_10).sum();
 //! assert!(log10_first < 0.0 && losses.iter().all(|&l| l > 0.0));
-//! # Ok::<(), rnnlm::score::ScoreError>(())
+//! # Ok::<(), rnnlm::inference::score::ScoreError>(())
 //! ```
 
 mod reader;
