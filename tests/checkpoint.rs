@@ -3,7 +3,7 @@
 
 mod common;
 
-use rnnlm::files::checkpoint::{self, Meta};
+use rnnlm::files::checkpoint::{self, Meta, Problem};
 use rnnlm::files::corpus::{Level, Vocab};
 use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use safetensors::tensor::{Dtype, TensorView};
@@ -72,16 +72,34 @@ fn with_tensor_of(arch: Arch, name: &str, replacement: Option<(Dtype, Vec<usize>
     safetensors::tensor::serialize(views, None).unwrap()
 }
 
-fn load_error(bytes: &[u8]) -> String {
+/// Loads `bytes` from a file, which must fail as invalid: the kind of problem with the tensor
+/// or key it names ([`kind`]), and the message.
+fn load_error(bytes: &[u8]) -> ((&'static str, String), String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.safetensors");
     std::fs::write(&path, bytes).unwrap();
     let error = checkpoint::load(&path).unwrap_err();
-    assert!(matches!(error, checkpoint::CheckpointError::Invalid { .. }), "{error:?}");
     assert_eq!(error.path(), path);
     let message = error.to_string();
     assert!(message.contains(&path.display().to_string()), "the error names the file: {message}");
-    message
+    let checkpoint::CheckpointError::Invalid { problem, .. } = &error else { panic!("{error:?}") };
+    assert!(message.ends_with(problem.why()), "{message}");
+    (kind(problem), message)
+}
+
+/// A problem's kind and the tensor or key it names, as a caller matching on it sees them.
+fn kind(problem: &Problem) -> (&'static str, String) {
+    match problem {
+        Problem::NotSafetensors { .. } => ("not safetensors", String::new()),
+        Problem::MissingTensor { tensor, .. } => ("missing", tensor.clone()),
+        Problem::WrongDtype { tensor, .. } => ("dtype", tensor.clone()),
+        Problem::WrongShape { tensor, .. } => ("shape", tensor.clone()),
+        Problem::BadValues { tensor, .. } => ("values", tensor.clone()),
+        Problem::ExtraTensor { tensor, .. } => ("extra", tensor.clone()),
+        Problem::Metadata { key, .. } => ("metadata", key.clone()),
+        Problem::Unwritable { .. } => ("unwritable", String::new()),
+        _ => ("other", String::new()),
+    }
 }
 
 #[test]
@@ -101,19 +119,22 @@ fn a_file_that_cannot_be_read_or_written_is_an_io_error() {
 
 #[test]
 fn a_wrong_shape_is_named() {
-    let message = load_error(&with_tensor("affine.b", Some((Dtype::F32, vec![11], vec![0; 44]))));
+    let (kind, message) = load_error(&with_tensor("affine.b", Some((Dtype::F32, vec![11], vec![0; 44]))));
+    assert_eq!(kind, ("shape", "affine.b".to_owned()));
     assert!(message.contains("affine.b has shape [11]") && message.contains("[12]"), "{message}");
 }
 
 #[test]
 fn a_missing_tensor_is_named() {
-    let message = load_error(&with_tensor("rnn.Wx", None));
+    let (kind, message) = load_error(&with_tensor("rnn.Wx", None));
+    assert_eq!(kind, ("missing", "rnn.Wx".to_owned()));
     assert!(message.contains("rnn.Wx is missing"), "{message}");
 }
 
 #[test]
 fn a_non_f32_tensor_is_named() {
-    let message = load_error(&with_tensor("rnn.b", Some((Dtype::F64, vec![7], vec![0; 56]))));
+    let (kind, message) = load_error(&with_tensor("rnn.b", Some((Dtype::F64, vec![7], vec![0; 56]))));
+    assert_eq!(kind, ("dtype", "rnn.b".to_owned()));
     assert!(message.contains("rnn.b is F64") && message.contains("F32"), "{message}");
 }
 
@@ -122,7 +143,8 @@ fn a_truncated_file_is_named() {
     let (model, meta) = small_model();
     let bytes = checkpoint::encode(model.arch(), model.params(), &meta).unwrap();
     for cut in [3, 100, bytes.len() - 10] {
-        let message = load_error(&bytes[..cut]);
+        let (kind, message) = load_error(&bytes[..cut]);
+        assert_eq!(kind.0, "not safetensors");
         assert!(message.contains("truncated") || message.contains("not a valid"), "cut {cut}: {message}");
     }
 }
@@ -131,8 +153,8 @@ fn a_truncated_file_is_named() {
 fn metadata_that_contradicts_the_tensors_is_rejected() {
     let (model, mut meta) = small_model();
     meta.vocab = Some(Vocab::new());
-    let message = checkpoint::decode(&checkpoint::encode(model.arch(), model.params(), &meta).unwrap());
-    assert!(message.is_err());
+    let problem = checkpoint::decode(&checkpoint::encode(model.arch(), model.params(), &meta).unwrap()).unwrap_err();
+    assert_eq!(kind(&problem), ("metadata", "vocab".to_owned()));
 }
 
 /// Runs a Python script that needs the `safetensors` and `numpy` packages (.ci/run installs
@@ -220,20 +242,28 @@ fn gated_and_stacked_models_round_trip_with_their_names() {
 fn a_gated_checkpoint_with_a_missing_gate_block_or_layer_is_named() {
     let lstm = gated(Cell::Lstm, 2);
     // Wh of three gate blocks instead of four.
-    let message = load_error(&with_tensor_of(lstm, "lstm.Wh", Some((Dtype::F32, vec![7, 21], vec![0; 7 * 21 * 4]))));
+    let (kind, message) =
+        load_error(&with_tensor_of(lstm, "lstm.Wh", Some((Dtype::F32, vec![7, 21], vec![0; 7 * 21 * 4]))));
     assert!(message.contains("lstm.Wh has shape [7, 21], expected [hidden, 4 hidden]"), "{message}");
-    let message = load_error(&with_tensor_of(lstm, "lstm.1.b", Some((Dtype::F32, vec![21], vec![0; 21 * 4]))));
+    assert_eq!(kind, ("shape", "lstm.Wh".to_owned()));
+    let (kind, message) = load_error(&with_tensor_of(lstm, "lstm.1.b", Some((Dtype::F32, vec![21], vec![0; 21 * 4]))));
     assert!(message.contains("lstm.1.b has shape [21]") && message.contains("[28]"), "{message}");
-    let message = load_error(&with_tensor_of(lstm, "lstm.1.Wx", None));
+    assert_eq!(kind, ("shape", "lstm.1.b".to_owned()));
+    let (kind, message) = load_error(&with_tensor_of(lstm, "lstm.1.Wx", None));
     assert!(message.contains("lstm.1.Wx is missing"), "{message}");
+    assert_eq!(kind, ("missing", "lstm.1.Wx".to_owned()));
     // A layer whose Wh is gone ends the stack there: its other tensors are then extra.
-    let message = load_error(&with_tensor_of(lstm, "lstm.1.Wh", None));
+    let (kind, message) = load_error(&with_tensor_of(lstm, "lstm.1.Wh", None));
     assert!(message.contains("lstm.1.Wx is not part of a 1-layer lstm model"), "{message}");
-    let message = load_error(&with_tensor_of(lstm, "gru.Wh", Some((Dtype::F32, vec![7, 21], vec![0; 7 * 21 * 4]))));
+    assert_eq!(kind, ("extra", "lstm.1.Wx".to_owned()));
+    let (kind, message) =
+        load_error(&with_tensor_of(lstm, "gru.Wh", Some((Dtype::F32, vec![7, 21], vec![0; 7 * 21 * 4]))));
     assert!(message.contains("lstm.Wh and gru.Wh belong to different cells"), "{message}");
+    assert_eq!(kind, ("extra", "gru.Wh".to_owned()));
     // No affine.W means tied weights, which need D = H: here D = 5 and H = 7.
-    let message = load_error(&with_tensor_of(lstm, "affine.W", None));
+    let (kind, message) = load_error(&with_tensor_of(lstm, "affine.W", None));
     assert!(message.contains("affine.W is missing (tied weights need embed.W's 5 columns"), "{message}");
+    assert_eq!(kind, ("missing", "affine.W".to_owned()));
 }
 
 #[test]
@@ -248,9 +278,9 @@ fn metadata_that_contradicts_the_cell_or_layers_is_rejected() {
         assert_eq!(header.len(), header_len, "same-length edits keep the offsets");
         [&bytes[..8], header.as_bytes(), &bytes[8 + header_len..]].concat()
     };
-    let message = checkpoint::decode(&edit(r#""cell":"lstm""#, r#""cell":"gru ""#)).unwrap_err();
+    let message = checkpoint::decode(&edit(r#""cell":"lstm""#, r#""cell":"gru ""#)).unwrap_err().to_string();
     assert!(message.contains("metadata cell = \"gru \" contradicts the tensors, which are lstm's"), "{message}");
-    let message = checkpoint::decode(&edit(r#""layers":"2""#, r#""layers":"3""#)).unwrap_err();
+    let message = checkpoint::decode(&edit(r#""layers":"2""#, r#""layers":"3""#)).unwrap_err().to_string();
     assert!(message.contains("metadata layers = 3 contradicts the tensors' 2"), "{message}");
 }
 
@@ -321,7 +351,7 @@ print(repr(float(t["gru.1.Wh"][3, 11].astype(np.float32))))
     // The model it describes runs.
     let mut model = Rnnlm::from_params(ckpt.arch, Window { batch: 2, time: 3 }, &ckpt.params).unwrap();
     assert!(model.forward(&[0, 1, 2, 3, 4, 5], &[1, 2, 3, 4, 5, 0]).unwrap().is_finite());
-    let message = load_error(&std::fs::read(dir.path().join("two_blocks.safetensors")).unwrap());
+    let (_, message) = load_error(&std::fs::read(dir.path().join("two_blocks.safetensors")).unwrap());
     assert!(message.contains("gru.1.Wh has shape [4, 8]") && message.contains("[4, 12]"), "{message}");
 }
 
@@ -402,30 +432,46 @@ fn a_bad_adaptive_checkpoint_is_refused_naming_the_tensor_or_key() {
     let div = [("div_value", "2")];
     let mut repeated: Vec<i64> = (0..23).collect();
     repeated[4] = 3;
-    let cases: [(Vec<u8>, &str); 7] = [
-        (adaptive_with("adaptive.order", None, &div), "adaptive.order is missing"),
+    let order = "adaptive.order";
+    let cases: [(Vec<u8>, (&str, &str), &str); 7] = [
+        (adaptive_with(order, None, &div), ("missing", order), "adaptive.order is missing"),
         (
-            adaptive_with("adaptive.order", Some((Dtype::I64, vec![23], order_bytes(&repeated))), &div),
+            adaptive_with(order, Some((Dtype::I64, vec![23], order_bytes(&repeated))), &div),
+            ("values", order),
             "adaptive.order is not a permutation of 0..23: id 3 appears twice",
         ),
         (
-            adaptive_with("adaptive.order", Some((Dtype::I64, vec![23], order_bytes(&[23; 23]))), &div),
+            adaptive_with(order, Some((Dtype::I64, vec![23], order_bytes(&[23; 23]))), &div),
+            ("values", order),
             "adaptive.order is not a permutation of 0..23: it holds 23",
         ),
-        (adaptive_with("adaptive.order", Some((Dtype::F32, vec![23], vec![0; 92])), &div), "adaptive.order is F32"),
-        (adaptive_with("", None, &[]), "metadata div_value is missing"),
-        (adaptive_with("", None, &[("div_value", "2"), ("cutoffs", "5,13")]), "metadata cutoffs = \"5,13\""),
-        (adaptive_with("adaptive.tail.1.1.weight", None, &div), "hold 13 words, but embed.W has 23 rows"),
+        (
+            adaptive_with(order, Some((Dtype::F32, vec![23], vec![0; 92])), &div),
+            ("dtype", order),
+            "adaptive.order is F32",
+        ),
+        (adaptive_with("", None, &[]), ("metadata", "div_value"), "metadata div_value is missing"),
+        (
+            adaptive_with("", None, &[("div_value", "2"), ("cutoffs", "5,13")]),
+            ("metadata", "cutoffs"),
+            "metadata cutoffs = \"5,13\"",
+        ),
+        (
+            adaptive_with("adaptive.tail.1.1.weight", None, &div),
+            ("shape", "adaptive.head.weight"),
+            "hold 13 words, but embed.W has 23 rows",
+        ),
     ];
-    for (bytes, expected) in cases {
-        let message = load_error(&bytes);
+    for (bytes, (expected_kind, name), expected) in cases {
+        let (kind, message) = load_error(&bytes);
+        assert_eq!(kind, (expected_kind, name.to_owned()), "{message}");
         assert!(message.contains(expected), "{expected:?} not in {message:?}");
     }
     let fine = load_error_or_ok(&adaptive_with("", None, &div));
     assert!(fine.is_ok(), "{fine:?}");
 }
 
-fn load_error_or_ok(bytes: &[u8]) -> Result<(), String> {
+fn load_error_or_ok(bytes: &[u8]) -> Result<(), Problem> {
     checkpoint::decode(bytes).map(|_| ())
 }
 

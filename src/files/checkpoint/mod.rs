@@ -55,9 +55,12 @@ use crate::kernels::{AdaptiveShape, AdaptiveTensor};
 use crate::model::{Arch, Cell, Dims, ModelError, Rnnlm, Softmax, Tensor, Window};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod error;
+use error::{bad_metadata, invalid, io_error, missing, not_a_permutation, unwritable, wrong_dtype, wrong_shape};
+pub use error::{CheckpointError, Problem};
 
 /// The `format` metadata value of checkpoints written by this version.
 pub const FORMAT: &str = "rnnlm.SimpleRnnlm.v1";
@@ -91,36 +94,6 @@ pub struct Checkpoint {
     pub meta: Meta,
 }
 
-/// Why a checkpoint could not be read or written. Always names the file.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum CheckpointError {
-    /// The file could not be read or written (missing, no permission, a full disk).
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the system said.
-        source: std::io::Error,
-    },
-    /// The file is not a checkpoint, or its tensors and metadata do not fit together (or, when
-    /// saving, the weights and metadata cannot make one).
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        why: String,
-    },
-}
-
-impl CheckpointError {
-    /// The file the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
-            CheckpointError::Io { path, .. } | CheckpointError::Invalid { path, .. } => path,
-        }
-    }
-}
-
 impl Checkpoint {
     /// The model the checkpoint holds (its parameters and, with an adaptive softmax, its
     /// word order), with a workspace for `window`.
@@ -135,30 +108,11 @@ impl Checkpoint {
 
 /// The tensor of an adaptive softmax's word order.
 const ORDER: &str = "adaptive.order";
-
-impl fmt::Display for CheckpointError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CheckpointError::Io { path, source } => write!(f, "checkpoint {}: {source}", path.display()),
-            CheckpointError::Invalid { path, why } => write!(f, "checkpoint {}: {why}", path.display()),
-        }
-    }
-}
-
-/// The message already holds what the system said, so `source` is `None` (a chain of causes
-/// printed in full would say it twice); match on [`CheckpointError::Io`] to tell it apart.
-impl std::error::Error for CheckpointError {}
-
-fn invalid(path: &Path, why: impl Into<String>) -> CheckpointError {
-    CheckpointError::Invalid { path: path.to_owned(), why: why.into() }
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> CheckpointError {
-    CheckpointError::Io { path: path.to_owned(), source }
-}
+/// The adaptive softmax's head.
+const HEAD: &str = "adaptive.head.weight";
 
 /// The bytes of a checkpoint holding `params` (layout of [`Arch::range`]) and `meta`.
-pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<u8>, String> {
+pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<u8>, Problem> {
     let (header, bytes, data_start) = encode_parts(arch.into(), params, meta)?;
     let mut out = header;
     out.extend_from_slice(&bytes[data_start..]);
@@ -168,22 +122,22 @@ pub fn encode(arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<Vec<
 /// A checkpoint in two parts, so that it can be written without a third copy of the weights:
 /// the length-prefixed header (keys sorted), and safetensors' own bytes with the tensors
 /// from `data_start` on.
-fn encode_parts(arch: Arch, params: &[f32], meta: &Meta) -> Result<(Vec<u8>, Vec<u8>, usize), String> {
-    let expected = arch.param_count().ok_or("the model's sizes overflow")?;
+fn encode_parts(arch: Arch, params: &[f32], meta: &Meta) -> Result<(Vec<u8>, Vec<u8>, usize), Problem> {
+    let expected = arch.param_count().ok_or_else(|| unwritable("the model's sizes overflow"))?;
     if params.len() != expected {
-        return Err(format!("{} parameters given, the model has {expected}", params.len()));
+        return Err(unwritable(format!("{} parameters given, the model has {expected}", params.len())));
     }
     if let Some(index) = params.iter().position(|v| !v.is_finite()) {
         let tensor =
             arch.tensors().find(|&t| arch.range(t).contains(&index)).map_or_else(String::new, |t| arch.name(t));
-        return Err(format!("refusing to write non-finite weights ({} in {tensor})", params[index]));
+        return Err(unwritable(format!("refusing to write non-finite weights ({} in {tensor})", params[index])));
     }
     let bytes: &[u8] = bytemuck::cast_slice(params);
     let mut views = Vec::new();
     for tensor in arch.tensors() {
         let range = arch.range(tensor);
         let view = TensorView::new(Dtype::F32, arch.spec_shape(tensor), &bytes[range.start * 4..range.end * 4])
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unwritable(e.to_string()))?;
         views.push((arch.name(tensor), view));
     }
     let order_bytes: Vec<u8> = match (arch.adaptive(), &meta.word_order) {
@@ -191,10 +145,13 @@ fn encode_parts(arch: Arch, params: &[f32], meta: &Meta) -> Result<(Vec<u8>, Vec
         (Some(_), Some(order)) if order.len() == arch.dims.vocab => {
             order.iter().flat_map(|&id| (id as i64).to_le_bytes()).collect()
         }
-        (Some(_), _) => return Err(format!("an adaptive softmax needs its word order ({} ids)", arch.dims.vocab)),
+        (Some(_), _) => {
+            return Err(unwritable(format!("an adaptive softmax needs its word order ({} ids)", arch.dims.vocab)))
+        }
     };
     if !order_bytes.is_empty() {
-        let view = TensorView::new(Dtype::I64, vec![arch.dims.vocab], &order_bytes).map_err(|e| e.to_string())?;
+        let view =
+            TensorView::new(Dtype::I64, vec![arch.dims.vocab], &order_bytes).map_err(|e| unwritable(e.to_string()))?;
         views.push((ORDER.to_owned(), view));
     }
     let dims = arch.dims;
@@ -220,7 +177,7 @@ fn encode_parts(arch: Arch, params: &[f32], meta: &Meta) -> Result<(Vec<u8>, Vec
         metadata.insert("cutoffs".to_owned(), cutoffs.join(","));
         metadata.insert("div_value".to_owned(), shape.div_value().to_string());
     }
-    let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
+    let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| unwritable(e.to_string()))?;
     let (header, data_start) = sorted_header(&bytes)?;
     Ok((header, bytes, data_start))
 }
@@ -230,12 +187,14 @@ fn encode_parts(arch: Arch, params: &[f32], meta: &Meta) -> Result<(Vec<u8>, Vec
 /// which changes from run to run, so the same weights would give files with different bytes
 /// and a checksum could not tell that two runs agree. The tensors' offsets count from the end
 /// of the header, so they stay valid.
-fn sorted_header(bytes: &[u8]) -> Result<(Vec<u8>, usize), String> {
+fn sorted_header(bytes: &[u8]) -> Result<(Vec<u8>, usize), Problem> {
     let header_len = bytes.get(..8).map(|len| u64::from_le_bytes(len.try_into().expect("eight bytes")));
     let header_end = header_len.and_then(|len| usize::try_from(len).ok()).and_then(|len| len.checked_add(8));
-    let header_end = header_end.filter(|&end| end <= bytes.len()).ok_or("safetensors wrote no header")?;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..header_end]).map_err(|e| e.to_string())?;
-    let mut sorted = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    let header_end =
+        header_end.filter(|&end| end <= bytes.len()).ok_or_else(|| unwritable("safetensors wrote no header"))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..header_end]).map_err(|e| unwritable(e.to_string()))?;
+    let mut sorted = serde_json::to_vec(&header).map_err(|e| unwritable(e.to_string()))?;
     // safetensors pads the header with spaces to a multiple of 8 bytes, to align the tensors.
     sorted.resize(sorted.len().next_multiple_of(8), b' ');
     let mut header = Vec::with_capacity(8 + sorted.len());
@@ -247,7 +206,8 @@ fn sorted_header(bytes: &[u8]) -> Result<(Vec<u8>, usize), String> {
 /// Writes a checkpoint atomically (temporary file, then rename): an existing file at `path`
 /// is replaced only by a complete new one.
 pub fn save(path: &Path, arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> Result<(), CheckpointError> {
-    let (header, bytes, data_start) = encode_parts(arch.into(), params, meta).map_err(|why| invalid(path, why))?;
+    let (header, bytes, data_start) =
+        encode_parts(arch.into(), params, meta).map_err(|problem| invalid(path, problem))?;
     let write = || -> std::io::Result<()> {
         let mut temp = atomic_file::stage(path, &header)?;
         temp.write_all(&bytes[data_start..])?;
@@ -261,16 +221,16 @@ pub fn save(path: &Path, arch: impl Into<Arch>, params: &[f32], meta: &Meta) -> 
 /// other tensor.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    decode(&bytes).map_err(|why| invalid(path, why))
+    decode(&bytes).map_err(|problem| invalid(path, problem))
 }
 
 /// [`load`] on bytes in memory.
-pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint, Problem> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| describe_format_error(bytes, e))?;
-    let tensor = |name: &str| -> Result<TensorView<'_>, String> {
-        let view = tensors.tensor(name).map_err(|_| format!("the tensor {name} is missing"))?;
+    let tensor = |name: &str| -> Result<TensorView<'_>, Problem> {
+        let view = tensors.tensor(name).map_err(|_| missing(name))?;
         if view.dtype() != Dtype::F32 {
-            return Err(format!("the tensor {name} is {:?}, rnnlm needs F32", view.dtype()));
+            return Err(wrong_dtype(name, format!("the tensor {name} is {:?}, rnnlm needs F32", view.dtype())));
         }
         Ok(view)
     };
@@ -281,13 +241,14 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         let view = tensor(&name)?;
         let expected = arch.spec_shape(t);
         if view.shape() != expected {
-            return Err(format!(
+            let why = format!(
                 "{name} has shape {:?}, but embed.W {:?} and {} {:?} make it {expected:?}",
                 view.shape(),
                 tensor("embed.W")?.shape(),
                 arch.name(Tensor::Wh(0)),
                 tensor(&arch.name(Tensor::Wh(0)))?.shape(),
-            ));
+            );
+            return Err(wrong_shape(&name, why));
         }
         params.extend(view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))));
     }
@@ -298,7 +259,8 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     let mut names = tensors.names();
     names.sort();
     if let Some(extra) = names.into_iter().find(|name| !known.iter().any(|k| k == *name)) {
-        return Err(format!("the tensor {extra} is not part of a {}-layer {} model", arch.layers, arch.cell.name()));
+        let why = format!("the tensor {extra} is not part of a {}-layer {} model", arch.layers, arch.cell.name());
+        return Err(Problem::ExtraTensor { tensor: extra.to_owned(), why });
     }
     let mut meta = read_meta(bytes, arch)?;
     if arch.adaptive().is_some() {
@@ -310,36 +272,43 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
 /// The architecture the tensor names and shapes describe: the cell from the prefix of the
 /// first layer's `Wh` (`rnn`, `lstm` or `gru`), the layers from the consecutive `{cell}.{l}.Wh`
 /// present, `V` and `D` from `embed.W`, `H` from the first layer's `Wh` (`H x G H`).
-fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>, bytes: &[u8]) -> Result<Arch, String> {
+fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>, bytes: &[u8]) -> Result<Arch, Problem> {
     let has = |name: &str| tensors.tensor(name).is_ok();
     let cells: Vec<Cell> = Cell::ALL.into_iter().filter(|c| has(&format!("{}.Wh", c.name()))).collect();
     let cell = match cells[..] {
         [cell] => cell,
-        [] => return Err("the tensor rnn.Wh (or lstm.Wh, gru.Wh) is missing".to_owned()),
+        [] => {
+            let why = "the tensor rnn.Wh (or lstm.Wh, gru.Wh) is missing".to_owned();
+            return Err(Problem::MissingTensor { tensor: "rnn.Wh".to_owned(), why });
+        }
         _ => {
             let names: Vec<String> = cells.iter().map(|c| format!("{}.Wh", c.name())).collect();
-            return Err(format!("the tensors {} belong to different cells", names.join(" and ")));
+            let why = format!("the tensors {} belong to different cells", names.join(" and "));
+            return Err(Problem::ExtraTensor { tensor: names[1].clone(), why });
         }
     };
     let prefix = cell.name();
     let layers = 1 + (1..).take_while(|l| has(&format!("{prefix}.{l}.Wh"))).count();
     let (vocab, embed_dim) = match embed.shape() {
         &[v, d] => (v, d),
-        other => return Err(format!("embed.W has shape {other:?}, expected [vocab, embed]")),
+        other => return Err(wrong_shape("embed.W", format!("embed.W has shape {other:?}, expected [vocab, embed]"))),
     };
-    let wh = tensors.tensor(&format!("{prefix}.Wh")).map_err(|e| e.to_string())?;
+    let wh = tensors.tensor(&format!("{prefix}.Wh")).map_err(|_| missing(&format!("{prefix}.Wh")))?;
     let gates = cell.gates();
     let hidden = match wh.shape() {
         &[h, width] if width == gates * h => h,
         other => {
             let want =
                 if gates == 1 { "a square [hidden, hidden]".to_owned() } else { format!("[hidden, {gates} hidden]") };
-            return Err(format!("{prefix}.Wh has shape {other:?}, expected {want}"));
+            return Err(wrong_shape(
+                &format!("{prefix}.Wh"),
+                format!("{prefix}.Wh has shape {other:?}, expected {want}"),
+            ));
         }
     };
     let dims = Dims { vocab, embed: embed_dim, hidden };
     if vocab == 0 || embed_dim == 0 || hidden == 0 {
-        return Err(format!("a size is zero: {dims:?}"));
+        return Err(wrong_shape("embed.W", format!("a size is zero: {dims:?}")));
     }
     let output = match tensors.tensor("adaptive.head.weight") {
         Ok(head) => Softmax::Adaptive(infer_adaptive(tensors, &head, dims, bytes)?),
@@ -348,9 +317,10 @@ fn infer_arch(tensors: &SafeTensors<'_>, embed: &TensorView<'_>, bytes: &[u8]) -
     // Without an affine.W of its own, a full softmax reads embed.W transposed.
     let tied = output == Softmax::Full && !has("affine.W");
     if tied && embed_dim != hidden {
-        return Err(format!(
+        let why = format!(
             "the tensor affine.W is missing (tied weights need embed.W's {embed_dim} columns to equal the hidden size {hidden})"
-        ));
+        );
+        return Err(Problem::MissingTensor { tensor: "affine.W".to_owned(), why });
     }
     Ok(Arch { dims, cell, layers, tied, output })
 }
@@ -363,62 +333,64 @@ fn infer_adaptive(
     head: &TensorView<'_>,
     dims: Dims,
     bytes: &[u8],
-) -> Result<AdaptiveShape, String> {
-    let rows_of = |name: &str| -> Result<usize, String> {
-        let view = tensors.tensor(name).map_err(|_| format!("the tensor {name} is missing"))?;
+) -> Result<AdaptiveShape, Problem> {
+    let rows_of = |name: &str| -> Result<usize, Problem> {
+        let view = tensors.tensor(name).map_err(|_| missing(name))?;
         match view.shape() {
             &[rows, _] => Ok(rows),
-            other => Err(format!("{name} has shape {other:?}, expected a matrix")),
+            other => Err(wrong_shape(name, format!("{name} has shape {other:?}, expected a matrix"))),
         }
     };
     let cluster_name = |k: usize| format!("adaptive.{}", AdaptiveTensor::ClusterWeight(k).name());
     let clusters = (0..).take_while(|&k| tensors.tensor(&cluster_name(k)).is_ok()).count();
     let head_rows = match head.shape() {
         &[rows, _] => rows,
-        other => return Err(format!("adaptive.head.weight has shape {other:?}, expected a matrix")),
+        other => return Err(wrong_shape(HEAD, format!("{HEAD} has shape {other:?}, expected a matrix"))),
     };
     let mut cutoffs = vec![head_rows.checked_sub(clusters).filter(|&c| c > 0).ok_or_else(|| {
-        format!("adaptive.head.weight has {head_rows} rows, too few for a shortlist and {clusters} clusters")
+        wrong_shape(HEAD, format!("{HEAD} has {head_rows} rows, too few for a shortlist and {clusters} clusters"))
     })?];
     for k in 0..clusters.saturating_sub(1) {
         cutoffs.push(cutoffs[k] + rows_of(&cluster_name(k))?);
     }
     let words = cutoffs[clusters.saturating_sub(1)] + rows_of(&cluster_name(clusters.saturating_sub(1)))?;
     if clusters == 0 || words != dims.vocab {
-        return Err(format!(
-            "the adaptive softmax's head and clusters hold {words} words, but embed.W has {} rows",
-            dims.vocab
-        ));
+        let why =
+            format!("the adaptive softmax's head and clusters hold {words} words, but embed.W has {} rows", dims.vocab);
+        return Err(wrong_shape(HEAD, why));
     }
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| describe_format_error(bytes, e))?;
     let values = metadata.metadata().clone().unwrap_or_default();
     let div_value = match values.get("div_value").map(|v| (v, v.parse::<f32>())) {
         Some((_, Ok(div))) => div,
-        Some((text, Err(_))) => return Err(format!("metadata div_value = {text:?} is not a number")),
-        None => return Err("metadata div_value is missing: an adaptive softmax needs it".to_owned()),
+        Some((text, Err(_))) => {
+            return Err(bad_metadata("div_value", format!("metadata div_value = {text:?} is not a number")))
+        }
+        None => return Err(bad_metadata("div_value", "metadata div_value is missing: an adaptive softmax needs it")),
     };
     let stated = cutoffs.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     if let Some(given) = values.get("cutoffs").filter(|&given| *given != stated) {
-        return Err(format!("metadata cutoffs = {given:?} contradicts the tensors, which make them {stated}"));
+        let why = format!("metadata cutoffs = {given:?} contradicts the tensors, which make them {stated}");
+        return Err(bad_metadata("cutoffs", why));
     }
     let head_bias = tensors.tensor("adaptive.head.bias").is_ok();
     AdaptiveShape::new(dims.vocab, dims.hidden, &cutoffs, div_value, head_bias)
-        .map_err(|e| format!("metadata div_value = {div_value} and cutoffs {stated}: {e}"))
+        .map_err(|e| bad_metadata("div_value", format!("metadata div_value = {div_value} and cutoffs {stated}: {e}")))
 }
 
 /// The word order of an adaptive checkpoint: `adaptive.order`, integers forming a permutation
 /// of `0..vocab`.
-fn read_order(tensors: &SafeTensors<'_>, vocab: usize) -> Result<Vec<u32>, String> {
-    let view = tensors.tensor(ORDER).map_err(|_| format!("the tensor {ORDER} is missing"))?;
+fn read_order(tensors: &SafeTensors<'_>, vocab: usize) -> Result<Vec<u32>, Problem> {
+    let view = tensors.tensor(ORDER).map_err(|_| missing(ORDER))?;
     let values: Vec<i64> = match view.dtype() {
         Dtype::I64 => view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(),
         Dtype::I32 => {
             view.data().chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64).collect()
         }
-        other => return Err(format!("the tensor {ORDER} is {other:?}, rnnlm needs I64 (or I32)")),
+        other => return Err(wrong_dtype(ORDER, format!("the tensor {ORDER} is {other:?}, rnnlm needs I64 (or I32)"))),
     };
     if view.shape() != [vocab] {
-        return Err(format!("{ORDER} has shape {:?}, expected [{vocab}]", view.shape()));
+        return Err(wrong_shape(ORDER, format!("{ORDER} has shape {:?}, expected [{vocab}]", view.shape())));
     }
     let mut seen = vec![false; vocab];
     let mut order = Vec::with_capacity(vocab);
@@ -428,71 +400,83 @@ fn read_order(tensors: &SafeTensors<'_>, vocab: usize) -> Result<Vec<u32>, Strin
                 seen[id] = true;
                 order.push(id as u32);
             }
-            Some(_) => return Err(format!("{ORDER} is not a permutation of 0..{vocab}: id {id} appears twice")),
-            None => return Err(format!("{ORDER} is not a permutation of 0..{vocab}: it holds {id}")),
+            Some(_) => return Err(not_a_permutation(format!("id {id} appears twice"), vocab)),
+            None => return Err(not_a_permutation(format!("it holds {id}"), vocab)),
         }
     }
     Ok(order)
 }
 
 /// A clearer message than the parser's for the usual ways a file is not a checkpoint.
-fn describe_format_error(bytes: &[u8], e: safetensors::SafeTensorError) -> String {
-    if bytes.len() < 8 {
-        return format!("truncated or not a safetensors file ({} bytes)", bytes.len());
-    }
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    if header_len > bytes.len() as u64 - 8 {
-        return format!(
-            "truncated or not a safetensors file (the header claims {header_len} bytes, the file has {})",
-            bytes.len()
-        );
-    }
-    format!("not a valid safetensors file ({e})")
+fn describe_format_error(bytes: &[u8], e: safetensors::SafeTensorError) -> Problem {
+    let why = if bytes.len() < 8 {
+        format!("truncated or not a safetensors file ({} bytes)", bytes.len())
+    } else {
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        if header_len > bytes.len() as u64 - 8 {
+            format!(
+                "truncated or not a safetensors file (the header claims {header_len} bytes, the file has {})",
+                bytes.len()
+            )
+        } else {
+            format!("not a valid safetensors file ({e})")
+        }
+    };
+    Problem::NotSafetensors { why }
 }
 
-fn read_meta(bytes: &[u8], arch: Arch) -> Result<Meta, String> {
+fn read_meta(bytes: &[u8], arch: Arch) -> Result<Meta, Problem> {
     let dims = arch.dims;
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| describe_format_error(bytes, e))?;
     let Some(values) = metadata.metadata() else { return Ok(Meta::default()) };
-    let number = |key: &str| -> Result<Option<usize>, String> {
+    let number = |key: &str| -> Result<Option<usize>, Problem> {
         values
             .get(key)
-            .map(|v| v.parse::<usize>().map_err(|_| format!("metadata {key} = {v:?} is not a number")))
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| bad_metadata(key, format!("metadata {key} = {v:?} is not a number")))
+            })
             .transpose()
     };
     let sizes = [("vocab_size", dims.vocab), ("embed", dims.embed), ("hidden", dims.hidden), ("layers", arch.layers)];
     for (key, actual) in sizes {
         if let Some(stated) = number(key)? {
             if stated != actual {
-                return Err(format!("metadata {key} = {stated} contradicts the tensors' {actual}"));
+                return Err(bad_metadata(key, format!("metadata {key} = {stated} contradicts the tensors' {actual}")));
             }
         }
     }
     if let Some(stated) = values.get("tied").filter(|&stated| *stated != arch.tied.to_string()) {
         let have = if arch.tied { "no affine.W" } else { "an affine.W" };
-        return Err(format!("metadata tied = {stated:?} contradicts the tensors, which have {have}"));
+        return Err(bad_metadata(
+            "tied",
+            format!("metadata tied = {stated:?} contradicts the tensors, which have {have}"),
+        ));
     }
     if let Some(stated) = values.get("cell") {
         if Cell::from_name(stated) != Some(arch.cell) {
-            return Err(format!(
-                "metadata cell = {stated:?} contradicts the tensors, which are {}'s",
-                arch.cell.name()
-            ));
+            let why = format!("metadata cell = {stated:?} contradicts the tensors, which are {}'s", arch.cell.name());
+            return Err(bad_metadata("cell", why));
         }
     }
-    let level =
-        values.get("level").map(|v| v.parse::<Level>().map_err(|e| format!("metadata level: {e}"))).transpose()?;
+    let level = values
+        .get("level")
+        .map(|v| v.parse::<Level>().map_err(|e| bad_metadata("level", format!("metadata level: {e}"))));
+    let level = level.transpose()?;
     let lowercase = match values.get("lowercase").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return Err(format!("metadata lowercase = {other:?} is not true or false")),
+        Some(other) => {
+            return Err(bad_metadata("lowercase", format!("metadata lowercase = {other:?} is not true or false")))
+        }
     };
     let vocab = match values.get("vocab") {
         None => None,
         Some(text) => {
-            let vocab = Vocab::from_file_bytes(text.as_bytes()).map_err(|e| format!("metadata vocab: {e}"))?;
+            let vocab = Vocab::from_file_bytes(text.as_bytes())
+                .map_err(|e| bad_metadata("vocab", format!("metadata vocab: {e}")))?;
             if vocab.len() != dims.vocab {
-                return Err(format!("metadata vocab has {} tokens, the tensors {}", vocab.len(), dims.vocab));
+                let why = format!("metadata vocab has {} tokens, the tensors {}", vocab.len(), dims.vocab);
+                return Err(bad_metadata("vocab", why));
             }
             Some(vocab)
         }
@@ -501,7 +485,7 @@ fn read_meta(bytes: &[u8], arch: Arch) -> Result<Meta, String> {
         None => 0.0,
         Some(text) => match text.parse::<f32>() {
             Ok(p) if (0.0..1.0).contains(&p) => p,
-            _ => return Err(format!("metadata dropout = {text:?} is not a ratio in [0, 1)")),
+            _ => return Err(bad_metadata("dropout", format!("metadata dropout = {text:?} is not a ratio in [0, 1)"))),
         },
     };
     Ok(Meta { level, lowercase, epoch: number("epoch")?.unwrap_or(0), dropout, vocab, word_order: None })
@@ -584,7 +568,9 @@ mod tests {
         let (dims, params, meta) = sample();
         let bytes = encode(dims, &params, &meta).unwrap();
         for cut in [0, 5, 20, bytes.len() - 1] {
-            let message = decode(&bytes[..cut]).unwrap_err();
+            let problem = decode(&bytes[..cut]).unwrap_err();
+            assert!(matches!(problem, Problem::NotSafetensors { .. }), "{cut}: {problem:?}");
+            let message = problem.to_string();
             assert!(message.contains("truncated") || message.contains("not a valid"), "{cut}: {message}");
         }
     }
