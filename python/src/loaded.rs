@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rnnlm::files::checkpoint::{self, Checkpoint, CheckpointError};
 use rnnlm::files::corpus::{Level, Tokenizer, Unknown, Vocab};
-use rnnlm::inference::score::{log10_prob, ScoreError, SentenceReader, SentenceScorer, StreamScorer};
 use rnnlm::inference::generate;
+use rnnlm::inference::score::{log10_prob, ScoreError, SentenceReader, SentenceScorer, StreamScorer};
 use rnnlm::Window;
 use std::ops::Range;
 

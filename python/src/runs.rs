@@ -71,7 +71,11 @@ pub fn ptb_split<'py>(
             Ok(match &directory {
                 Some(dir) if dir.join("ptb.train.txt").exists() => rnnlm::files::data::prepared_ptb_from(dir, log)?,
                 Some(dir) => rnnlm::files::data::prepared_ptb(dir, &rnnlm::files::data::ptb_base_url(None), log)?,
-                None => rnnlm::files::data::prepared_ptb(&rnnlm::files::data::data_dir(None), &rnnlm::files::data::ptb_base_url(None), log)?,
+                None => rnnlm::files::data::prepared_ptb(
+                    &rnnlm::files::data::data_dir(None),
+                    &rnnlm::files::data::ptb_base_url(None),
+                    log,
+                )?,
             })
         })
         .map_err(|e| cli_error(&e))?;
