@@ -201,3 +201,35 @@ fn scoring_allocations(arch: Arch) {
         assert_eq!(count, 0, "{arch:?}: {count} allocations while scoring");
     });
 }
+
+#[test]
+fn steps_on_a_share_of_a_batch_allocate_nothing() {
+    // A share of rows 3..13 of a batch of 20, its reduction standing in for a second,
+    // identical share; the step itself must allocate nothing (what an allreduce does is MPI's).
+    let _turn = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let arch = Arch {
+        dims: Dims { vocab: 1000, embed: 64, hidden: 64 },
+        cell: Cell::Lstm,
+        layers: 2,
+        tied: false,
+        output: Softmax::Full,
+    };
+    let window = Window { batch: 10, time: 7 };
+    let windows: Vec<_> = (0..51).map(|i| random_window(window, arch.dims.vocab, 50, 0.0, i)).collect();
+    let mut model = Rnnlm::new(arch, window, 1).unwrap();
+    model.set_dropout(0.3, 2).unwrap();
+    let share = rnnlm::model::BatchShare { first_row: 3, batch_targets: 2 * window.tokens() };
+    let double = |grads: &mut [f32]| grads.iter_mut().for_each(|g| *g *= 2.0);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    pool.install(|| {
+        (0..128).into_par_iter().for_each(|_| std::thread::sleep(std::time::Duration::from_micros(50)));
+        let (xs, ts) = &windows[0];
+        model.train_step_shared(xs, ts, share, (0.1, Some(0.25)), double).unwrap();
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for (xs, ts) in &windows[1..] {
+            model.train_step_shared(xs, ts, share, (0.1, Some(0.25)), double).unwrap();
+        }
+        let count = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(count, 0, "{count} allocations in 50 shared steps");
+    });
+}

@@ -277,7 +277,7 @@ fn gru_backward_window_checks_packed_weights_states_gates_and_gradients() {
 
 #[test]
 fn dropout_checks_its_ratio_and_buffers() {
-    let key = MaskKey { seed: 1, window: 0, site: 0 };
+    let key = MaskKey { seed: 1, window: 0, site: 0, first_row: 0 };
     let input = vec![1.0; 24];
     let (mut out, mut mults) = (sentinel(24), sentinel(24));
     refused("dropout_forward: p is 1, not in [0, 1)", || {

@@ -19,6 +19,10 @@ pub struct MaskKey {
     pub window: u64,
     /// Which dropout site of the model (one per layer input and output).
     pub site: u32,
+    /// The window's first batch row within a batch shared out between processes
+    /// (data-parallel training; 0 otherwise): row `b` of the window draws the masks of row
+    /// `first_row + b` of the whole batch.
+    pub first_row: u64,
 }
 
 /// SplitMix64's output function: a bijection of `u64` whose every output bit depends on every
@@ -55,7 +59,7 @@ const ROWS_PER_TASK: usize = 64;
 ///
 /// Shapes: `input`, `out` and `multipliers` are `time x batch` rows of `width` values, row
 /// `t * batch + b` for batch row `b` at step `t`; the element `(b, t, j)` is drawn as element
-/// `(b * time + t) * width + j` of the mask. `p` is in `[0, 1)`. Parallel over fixed groups of
+/// `((key.first_row + b) * time + t) * width + j` of the mask. `p` is in `[0, 1)`. Parallel over fixed groups of
 /// rows; the result does not depend on the thread count. Panics, before writing anything, if a
 /// length does not match or `p` is out of range.
 pub fn dropout_forward(
@@ -82,7 +86,7 @@ pub fn dropout_forward(
         for (r, (out_row, mult_row)) in rows.enumerate() {
             let row = first_row + r;
             let (t, b) = (row / batch, row % batch);
-            let first_element = ((b * time + t) * width) as u64;
+            let first_element = ((key.first_row + b as u64) * time as u64 + t as u64) * width as u64;
             let input_row = &input[row * width..(row + 1) * width];
             for (j, ((o, m), &x)) in out_row.iter_mut().zip(mult_row.iter_mut()).zip(input_row).enumerate() {
                 let kept = draw(key, first_element + j as u64) as u64 >= threshold;
@@ -108,7 +112,7 @@ pub fn dropout_backward(multipliers: &[f32], grads: &mut [f32]) {
 mod tests {
     use super::*;
 
-    const KEY: MaskKey = MaskKey { seed: 42, window: 7, site: 1 };
+    const KEY: MaskKey = MaskKey { seed: 42, window: 7, site: 1, first_row: 0 };
 
     #[test]
     fn the_kept_share_is_one_minus_p() {
@@ -148,6 +152,26 @@ mod tests {
         let mut grads = vec![3.0; input.len()];
         dropout_backward(&mults, &mut grads);
         assert!(grads.iter().zip(&mults).all(|(&g, &m)| g == 3.0 * m));
+    }
+
+    #[test]
+    fn a_share_of_the_batch_draws_its_rows_masks_of_the_whole_batch() {
+        // Rows 2..5 of a batch of 6 as a window of their own, with first_row = 2.
+        let (batch, time, width) = (6, 4, 3);
+        let whole: Vec<f32> = (0..batch * time * width).map(|i| i as f32).collect();
+        let (mut out, mut mults) = (vec![0.0; whole.len()], vec![0.0; whole.len()]);
+        dropout_forward(0.5, KEY, (batch, time, width), &whole, &mut out, &mut mults);
+        let (first, rows) = (2, 3);
+        let rows_of = |values: &[f32], rows_per_step: usize, from: usize| -> Vec<f32> {
+            (0..time).flat_map(|t| values[(t * rows_per_step + from) * width..][..rows * width].to_vec()).collect()
+        };
+        let share_input = rows_of(&whole, batch, first);
+        let (mut share_out, mut share_mults) = (vec![0.0; share_input.len()], vec![0.0; share_input.len()]);
+        let key = MaskKey { first_row: first as u64, ..KEY };
+        dropout_forward(0.5, key, (rows, time, width), &share_input, &mut share_out, &mut share_mults);
+        assert_eq!(share_mults, rows_of(&mults, batch, first));
+        assert_eq!(share_out, rows_of(&out, batch, first));
+        assert!(share_mults.contains(&0.0) && share_mults.contains(&2.0));
     }
 
     #[test]

@@ -46,10 +46,11 @@ impl DropoutSites {
         self.seed
     }
 
-    /// Drops out `input` (`T*B x width`) at `site` with training window `window`'s mask;
-    /// returns the dropped copy.
-    pub(super) fn forward(&mut self, site: usize, window: u64, input: &[f32]) -> &[f32] {
-        let key = MaskKey { seed: self.seed, window, site: site as u32 };
+    /// Drops out `input` (`T*B x width`) at `site` with training window `window`'s mask, the
+    /// window's rows being those from `first_row` on of the whole batch ([`MaskKey`]); returns
+    /// the dropped copy.
+    pub(super) fn forward(&mut self, site: usize, window: u64, first_row: usize, input: &[f32]) -> &[f32] {
+        let key = MaskKey { seed: self.seed, window, site: site as u32, first_row: first_row as u64 };
         let Window { batch, time } = self.window;
         let (dropped, multipliers) = &mut self.sites[site];
         let width = input.len() / (batch * time);

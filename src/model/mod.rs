@@ -29,6 +29,7 @@
 //! ```
 
 mod arch;
+mod batch_share;
 mod cost;
 mod dropout;
 mod error;
@@ -41,6 +42,7 @@ mod ranking;
 mod workspace;
 
 pub use arch::{Arch, Cell, Dims, Softmax, Tensor, Window};
+pub use batch_share::{share_rows, BatchShare};
 pub use cost::{LayerCost, Phase, WindowCost};
 pub use error::ModelError;
 
@@ -100,6 +102,10 @@ pub struct Rnnlm {
     /// Set while code outside the crate reads and writes the gradients
     /// ([`set_open_gradients`](Self::set_open_gradients)).
     open_grads: Option<OpenGradients>,
+    /// Set when the last step's gradients were reduced over processes
+    /// ([`train_step_shared`](Self::train_step_shared)): any row of the embedding gradient may
+    /// be non-zero, so the update covers every row and the next backward pass clears them all.
+    grads_reduced: bool,
 }
 
 impl Rnnlm {
@@ -199,6 +205,7 @@ impl Rnnlm {
             word_order,
             word_rank,
             open_grads: None,
+            grads_reduced: false,
         })
     }
 
@@ -316,14 +323,14 @@ impl Rnnlm {
     /// is the forward pass of evaluation ([`forward_training`](Self::forward_training) is
     /// training's).
     pub fn forward(&mut self, xs: &[u32], ts: &[i32]) -> Result<f32, ModelError> {
-        self.forward_with_loss(xs, ts, false)
+        self.forward_with_loss(xs, ts, false, None)
     }
 
     /// The forward pass of a training step: [`forward`](Self::forward) with dropout, when the
     /// model has it ([`set_dropout`](Self::set_dropout)), drawing the masks of training window
     /// [`training_windows`](Self::training_windows), which it then counts.
     pub fn forward_training(&mut self, xs: &[u32], ts: &[i32]) -> Result<f32, ModelError> {
-        let loss = self.forward_with_loss(xs, ts, true)?;
+        let loss = self.forward_with_loss(xs, ts, true, None)?;
         self.training_windows += 1;
         Ok(loss)
     }
@@ -393,23 +400,8 @@ impl Rnnlm {
     /// gradients are not stored: after such a step, [`grad`](Self::grad) of `affine.W` and
     /// `affine.b` is not this window's (call [`backward`](Self::backward) for gradients).
     pub fn train_step(&mut self, xs: &[u32], ts: &[i32], lr: f32, clip: Option<f32>) -> Result<f32, ModelError> {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(ModelError::InvalidHyperParameter {
-                name: "learning rate",
-                value: lr,
-                why: "must be a positive number",
-            });
-        }
+        check_step(lr, clip)?;
         self.ws.output.params_changed();
-        if let Some(max_norm) = clip {
-            if !(max_norm.is_finite() && max_norm > 0.0) {
-                return Err(ModelError::InvalidHyperParameter {
-                    name: "clipping norm",
-                    value: max_norm,
-                    why: "must be a positive number",
-                });
-            }
-        }
         let loss = self.forward_training(xs, ts)?;
         // The output layer's update folds into its gradient GEMMs unless clipping needs every
         // gradient before any update, or the weights are tied and the embedding's gradient is
@@ -420,14 +412,21 @@ impl Rnnlm {
         } else {
             self.backward()?;
         }
+        self.clip_and_update(lr, clip, !fold);
+        Ok(loss)
+    }
+
+    /// The end of a training step: clipping to the global norm `clip`, then `p -= lr * g` over
+    /// every live gradient (the output layer's too unless its update was folded into its
+    /// backward pass).
+    fn clip_and_update(&mut self, lr: f32, clip: Option<f32>, with_output_layer: bool) {
         let start = self.clock();
         self.last_grad_norm = clip.map(|_| self.grad_norm());
         if let Some(factor) = clip.and_then(|max_norm| clip_factor(self.last_grad_norm.unwrap_or(0.0), max_norm)) {
             self.for_each_live_grad(true, |_, grads| scale_inplace(grads, factor));
         }
-        self.for_each_live_grad(!fold, |params, grads| sgd_update(params, grads, lr));
+        self.for_each_live_grad(with_output_layer, |params, grads| sgd_update(params, grads, lr));
         self.add_time(start, Phase::Update);
-        Ok(loss)
     }
 
     /// With an adaptive softmax, the rows of the last window with a target that each tail
@@ -457,7 +456,7 @@ impl Rnnlm {
     /// so is it with open gradients; open and tied, the embedding's own gradient comes last.
     fn for_each_live_grad(&mut self, with_output_layer: bool, mut f: impl FnMut(&mut [f32], &mut [f32])) {
         let d = self.arch.dims.embed;
-        let embed_dense = self.arch.tied || self.open_grads.is_some();
+        let embed_dense = self.arch.tied || self.open_grads.is_some() || self.grads_reduced;
         let dense_start = if embed_dense { 0 } else { self.arch.range(Tensor::Wx(0)).start };
         let dense_end = if with_output_layer { self.params.len() } else { self.arch.output_range().start };
         let (embed_params, dense_params) = self.params[..dense_end].split_at_mut(dense_start);
@@ -528,6 +527,19 @@ fn check_sizes(sizes: &[(&'static str, usize)]) -> Result<(), ModelError> {
 }
 
 /// A window's sizes, and its token count within the address space.
+/// The learning rate and clipping norm of a training step: both positive numbers.
+fn check_step(lr: f32, clip: Option<f32>) -> Result<(), ModelError> {
+    let positive = |name: &'static str, value: f32| {
+        if value.is_finite() && value > 0.0 {
+            Ok(())
+        } else {
+            Err(ModelError::InvalidHyperParameter { name, value, why: "must be a positive number" })
+        }
+    };
+    positive("learning rate", lr)?;
+    clip.map_or(Ok(()), |max_norm| positive("clipping norm", max_norm))
+}
+
 fn check_window(window: Window) -> Result<(), ModelError> {
     check_sizes(&[("batch size", window.batch), ("time steps", window.time)])?;
     window.batch.checked_mul(window.time).map(|_| ()).ok_or(ModelError::InvalidSize {

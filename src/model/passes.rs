@@ -2,18 +2,36 @@
 //! projection as one GEMM, then its recurrence) and the output layer forward; the same in
 //! reverse backward, with dropout at its sites when the forward pass applied it.
 
-use super::{Dims, ModelError, Phase, Rnnlm, Tensor, Workspace};
+use super::{BatchShare, Dims, ModelError, Phase, Rnnlm, Tensor, Workspace};
 use super::{DropoutSites, Recurrence};
 use crate::kernels::{column_sums, embedding_gather, embedding_scatter_add, gemm_parallel, Transpose, IGNORE_TARGET};
 
 impl Rnnlm {
     /// The forward pass with the loss, with dropout at training's sites if `training` and the
-    /// model has dropout; returns the mean loss.
-    pub(super) fn forward_with_loss(&mut self, xs: &[u32], ts: &[i32], training: bool) -> Result<f32, ModelError> {
+    /// model has dropout; returns the mean loss, over the window's targets or, for a share of a
+    /// larger batch, the whole batch's ([`BatchShare`]).
+    pub(super) fn forward_with_loss(
+        &mut self,
+        xs: &[u32],
+        ts: &[i32],
+        training: bool,
+        share: Option<BatchShare>,
+    ) -> Result<f32, ModelError> {
         self.load_window(xs, Some(ts))?;
-        self.forward_hidden(training);
         let kept = self.ws.targets.iter().filter(|&&t| t != IGNORE_TARGET).count();
-        let inv_n = if kept == 0 { 0.0 } else { 1.0 / kept as f32 };
+        let targets = match share {
+            None => kept,
+            Some(share) if share.batch_targets >= kept => share.batch_targets,
+            Some(share) => {
+                return Err(ModelError::InvalidSize {
+                    name: "batch targets",
+                    value: share.batch_targets,
+                    why: "fewer than the targets of this share of the batch",
+                })
+            }
+        };
+        self.forward_hidden(training, share.map_or(0, |share| share.first_row));
+        let inv_n = if targets == 0 { 0.0 } else { 1.0 / targets as f32 };
         let start = self.clock();
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
@@ -27,7 +45,7 @@ impl Rnnlm {
     /// for a backward pass.
     pub(super) fn forward_loss_only(&mut self, xs: &[u32], ts: &[i32]) -> Result<(), ModelError> {
         self.load_window(xs, Some(ts))?;
-        self.forward_hidden(false);
+        self.forward_hidden(false, 0);
         let start = self.clock();
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, None, self.arch.layers);
@@ -39,7 +57,7 @@ impl Rnnlm {
     /// The forward pass up to the logits, for inputs only; what `backward` could use is gone.
     pub(super) fn forward_without_loss(&mut self, xs: &[u32]) -> Result<(), ModelError> {
         self.load_window(xs, None)?;
-        self.forward_hidden(false);
+        self.forward_hidden(false, 0);
         let start = self.clock();
         let ws = &mut self.ws;
         let hs = output_input(&ws.layers, self.dropout.as_ref().filter(|_| ws.dropped), self.arch.layers);
@@ -51,7 +69,7 @@ impl Rnnlm {
     /// The embedding and every recurrent layer over the window: each layer's input (dropped
     /// out first when `training` and the model has dropout), its input projection as one GEMM
     /// over the window, then its recurrence from its carried state.
-    fn forward_hidden(&mut self, training: bool) {
+    fn forward_hidden(&mut self, training: bool, first_row: usize) {
         let arch = self.arch;
         let (n, h) = (self.window.tokens(), arch.dims.hidden);
         let width = arch.cell.gates() * h;
@@ -78,7 +96,7 @@ impl Rnnlm {
             let this = &mut from_here[0];
             let raw = below.last().map_or(&ws.x[..], |lower| lower.outputs());
             let inputs = match &mut self.dropout {
-                Some(dropout) if ws.dropped => dropout.forward(layer, mask_window, raw),
+                Some(dropout) if ws.dropped => dropout.forward(layer, mask_window, first_row, raw),
                 _ => raw,
             };
             let projection = this.projection();
@@ -100,7 +118,8 @@ impl Rnnlm {
             this.forward(wh, b, state);
         }
         if let Some(dropout) = self.dropout.as_mut().filter(|_| ws.dropped) {
-            dropout.forward(arch.layers, mask_window, ws.layers.last().expect("at least one layer").outputs());
+            let outputs = ws.layers.last().expect("at least one layer").outputs();
+            dropout.forward(arch.layers, mask_window, first_row, outputs);
         }
         self.add_time(start, Phase::RecurrentForward);
     }
@@ -181,12 +200,15 @@ impl Rnnlm {
     }
 
     /// The embedding gradient from `dx`: only rows of the embedding gradient that a window
-    /// touches are ever non-zero, so the last window's are cleared and this one's scattered.
-    /// With tied weights the output layer has just written the whole gradient: this one's are
+    /// touches are ever non-zero, so the last window's are cleared and this one's scattered
+    /// (all of it is cleared after a step whose gradients were reduced over processes, which
+    /// may have written any row). With tied weights the output layer has just written the whole gradient: this one's are
     /// added to it. Open gradients ([`Rnnlm::set_open_gradients`]) are written whole, the
     /// tied embedding's apart from the output layer's.
     fn embedding_backward(&mut self) {
         let Dims { vocab, embed: d, .. } = self.arch.dims;
+        // A reduction over processes may have written any row of the last gradient.
+        let written_anywhere = std::mem::take(&mut self.grads_reduced);
         let g_embed = &mut self.grads[self.arch.range(Tensor::EmbedW)];
         let Workspace { ids, dx, touched, touched_mark, .. } = &mut self.ws;
         if let Some(open) = &mut self.open_grads {
@@ -205,6 +227,9 @@ impl Rnnlm {
             touched_mark[id as usize] = false;
         }
         touched.clear();
+        if written_anywhere {
+            g_embed.fill(0.0);
+        }
         for &id in ids.iter() {
             if !touched_mark[id as usize] {
                 touched_mark[id as usize] = true;

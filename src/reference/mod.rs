@@ -397,7 +397,7 @@ impl<R: Real + 'static> ReferenceRnnlm<R> {
     /// pass; `values` as they are without dropout.
     fn drop_out(&mut self, values: Vec<R>, dropout: bool) -> Vec<R> {
         let Some((p, seed)) = self.dropout.filter(|_| dropout) else { return values };
-        let key = MaskKey { seed, window: self.training_windows, site: self.masks.len() as u32 };
+        let key = MaskKey { seed, window: self.training_windows, site: self.masks.len() as u32, first_row: 0 };
         let scale = R::from_f64(1.0 / (1.0 - p as f64));
         let mask: Vec<R> =
             (0..values.len()).map(|e| if dropout_keeps(p, key, e as u64) { scale } else { R::zero() }).collect();
