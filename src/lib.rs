@@ -12,6 +12,7 @@
 //!   against, and that other kernels can be tested against too;
 //! - `train` (feature `train`): the truncated-BPTT batching, the training loop, the schedules
 //!   and evaluation;
+//! - `distributed` (feature `mpi`): training over several processes and hosts with MPI;
 //! - [`inference`]: scoring text and sampling from a trained model;
 //! - [`files`]: corpora and token files, checkpoints, the data directory, the chart, atomic
 //!   writes;
@@ -34,6 +35,8 @@ pub mod model;
 pub mod reference;
 #[cfg(feature = "train")]
 pub mod train;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod inference;
 pub mod files;
 #[cfg(feature = "cli")]
