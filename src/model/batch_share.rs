@@ -68,7 +68,20 @@ impl Rnnlm {
 
 #[cfg(test)]
 mod tests {
-    use super::share_rows;
+    use super::{share_rows, BatchShare};
+    use crate::{Dims, ModelError, Rnnlm, Window};
+
+    #[test]
+    fn a_share_counting_fewer_batch_targets_than_its_own_is_refused_before_any_change() {
+        let mut model = Rnnlm::new(Dims { vocab: 9, embed: 4, hidden: 4 }, Window { batch: 2, time: 3 }, 1).unwrap();
+        let before = model.params().to_vec();
+        let (xs, ts) = ([1, 2, 3, 4, 5, 6], [2, 3, 4, 5, 6, 7]);
+        let share = BatchShare { first_row: 2, batch_targets: 5 };
+        let error = model.train_step_shared(&xs, &ts, share, (0.1, None), |_| panic!("no reduction")).unwrap_err();
+        assert!(matches!(error, ModelError::InvalidSize { name: "batch targets", value: 5, .. }), "{error}");
+        assert_eq!(model.params(), before);
+        assert_eq!(model.training_windows(), 0);
+    }
 
     #[test]
     fn shares_cover_the_batch_in_order_as_evenly_as_possible() {

@@ -526,7 +526,6 @@ fn check_sizes(sizes: &[(&'static str, usize)]) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// A window's sizes, and its token count within the address space.
 /// The learning rate and clipping norm of a training step: both positive numbers.
 fn check_step(lr: f32, clip: Option<f32>) -> Result<(), ModelError> {
     let positive = |name: &'static str, value: f32| {
@@ -540,6 +539,7 @@ fn check_step(lr: f32, clip: Option<f32>) -> Result<(), ModelError> {
     clip.map_or(Ok(()), |max_norm| positive("clipping norm", max_norm))
 }
 
+/// A window's sizes, and its token count within the address space.
 fn check_window(window: Window) -> Result<(), ModelError> {
     check_sizes(&[("batch size", window.batch), ("time steps", window.time)])?;
     window.batch.checked_mul(window.time).map(|_| ()).ok_or(ModelError::InvalidSize {
