@@ -5,9 +5,10 @@
 //! The processes' sums run in another order than one process's (each its own rows, then
 //! MPI's sum), so they agree to the rounding of f32 sums: per-step losses within 1e-5
 //! relative, final weights within 1e-4 relative to their norm. Every process ends with the
-//! same weights, bit for bit. The rate is 1 (clipping active throughout): at the chapter's
-//! rate of 20 the first windows' loss swings (8.1 to 13.3 at the fourth) amplify any change in
-//! the order of f32 sums, by one process as much as by several, to percents within 50 windows.
+//! same weights, bit for bit. The rate is 1 (38 of the 50 windows are clipped): at the
+//! chapter's rate of 20 the first windows' loss swings (8.1 to 13.3 at the fourth) amplify any
+//! change in the order of f32 sums, by one process as much as by several, to percents within 50
+//! windows.
 //!
 //! The processes are this test binary itself, started by `mpirun` to run the ignored test
 //! `mpi_rank`. Skipped (said on stderr) without `mpirun` or the PTB; `RNNLM_REQUIRE_MPI=1`
