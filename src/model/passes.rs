@@ -222,14 +222,16 @@ impl Rnnlm {
             embedding_scatter_add(vocab, d, dx, ids, g_embed);
             return;
         }
-        for &id in touched.iter() {
-            g_embed[id as usize * d..(id as usize + 1) * d].fill(0.0);
-            touched_mark[id as usize] = false;
-        }
-        touched.clear();
         if written_anywhere {
             g_embed.fill(0.0);
         }
+        for &id in touched.iter() {
+            if !written_anywhere {
+                g_embed[id as usize * d..(id as usize + 1) * d].fill(0.0);
+            }
+            touched_mark[id as usize] = false;
+        }
+        touched.clear();
         for &id in ids.iter() {
             if !touched_mark[id as usize] {
                 touched_mark[id as usize] = true;
