@@ -1,13 +1,16 @@
 //! Training over several processes, on one host or many, with MPI (feature `mpi`).
 //!
 //! `mpirun -n N` starts N copies of a program; each calls [`Processes::init`], takes its rows
-//! of every window ([`Processes::rows`]) and trains a model of those rows with
+//! of every window ([`Processes::rows`]) and trains a model of those rows: a whole run with
+//! [`train_shared`](crate::train::train_shared) (the processes are its
+//! [`Group`](crate::train::Group)), or step by step with
 //! [`Rnnlm::train_step_shared`](crate::Rnnlm::train_step_shared), whose reduction is
 //! [`Processes::sum`]: one `MPI_Allreduce` over the whole flat gradient buffer per step. Every
 //! process then applies the same update to the same weights. MPI itself (Open MPI or MPICH)
 //! moves the data; nothing here is a protocol of its own.
 
 use crate::model::share_rows;
+use crate::train::Group;
 use mpi::collective::SystemOperation;
 use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
@@ -101,11 +104,45 @@ impl Processes {
         }
     }
 
+    /// The ranks whose `flag` is up, in order, the same list on every process: one allreduce
+    /// of a value per process.
+    pub fn ranks_with(&mut self, flag: bool) -> Vec<usize> {
+        let mut flags = vec![0.0f32; self.count()];
+        flags[self.rank()] = f32::from(u8::from(flag));
+        self.sum(&mut flags);
+        flags.iter().enumerate().filter(|(_, &f)| f > 0.0).map(|(rank, _)| rank).collect()
+    }
+
+    /// Rank 0's `value`, on every process.
+    pub fn broadcast_u64(&self, value: u64) -> u64 {
+        let mut value = value;
+        self.world.process_at_rank(0).broadcast_into(&mut value);
+        value
+    }
+
     /// [`sum`](Self::sum) for a few `f64`s (losses and counts), at most 16.
     pub fn sum_f64(&self, values: &mut [f64]) {
         let mut sums = [0.0; 16];
         let sums = &mut sums[..values.len()];
         self.world.all_reduce_into(&*values, &mut *sums, SystemOperation::sum());
         values.copy_from_slice(sums);
+    }
+}
+
+impl Group for Processes {
+    fn rank(&self) -> usize {
+        Processes::rank(self)
+    }
+
+    fn size(&self) -> usize {
+        self.count()
+    }
+
+    fn sum(&mut self, values: &mut [f32]) {
+        Processes::sum(self, values);
+    }
+
+    fn sum_f64(&mut self, values: &mut [f64]) {
+        Processes::sum_f64(self, values);
     }
 }

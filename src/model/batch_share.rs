@@ -64,6 +64,13 @@ impl Rnnlm {
         self.clip_and_update(lr, clip, true);
         Ok(loss)
     }
+
+    /// The forward pass of evaluation ([`forward`](Self::forward), no dropout) over this
+    /// model's share of a batch: returns the share's part of the whole batch's mean loss, the
+    /// loss summed over its rows and divided by `share.batch_targets`.
+    pub fn forward_shared(&mut self, xs: &[u32], ts: &[i32], share: BatchShare) -> Result<f32, ModelError> {
+        self.forward_with_loss(xs, ts, false, Some(share))
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The spec's batching: the training batcher and the evaluation loop.
 
 use crate::files::corpus::Ids;
-use crate::model::{ModelError, Rnnlm, Window};
+use crate::model::{BatchShare, ModelError, Rnnlm, Window};
+use std::ops::Range;
 
 /// The spec's training batcher: `B` rows reading the corpus at offsets `i * jump`, all advanced
 /// by one global `time_idx` that is never reset between epochs.
@@ -24,6 +25,11 @@ impl Batcher {
         let jump = (corpus_len - 1) / window.batch;
         let offsets = (0..window.batch).map(|i| i * jump).collect();
         Some(Batcher { window, offsets, data_size, time_idx: 0 })
+    }
+
+    /// The window it cuts.
+    pub fn window(&self) -> Window {
+        self.window
     }
 
     /// Windows in one epoch: `data_size / (B * T)`.
@@ -71,32 +77,46 @@ impl Batcher {
 /// not changed; the hidden state is left as evaluation leaves it. `None` when the corpus does
 /// not fill one window.
 pub fn evaluate(model: &mut Rnnlm, corpus: Ids<'_>) -> Result<Option<f64>, ModelError> {
-    let window = model.window();
-    let Window { batch, time } = window;
+    let batch = model.window().batch;
+    let loss = evaluation_loss(model, corpus, batch, 0..batch)?;
+    Ok(loss.map(|(total, iters)| (total / iters as f64).exp()))
+}
+
+/// [`evaluate`]'s window losses summed, and the number of windows, for a batch of `batch`
+/// rows of which the model holds `rows`: when those are fewer than the batch, the sum is
+/// their part of it (each window's loss divided by the whole batch's targets).
+pub(super) fn evaluation_loss(
+    model: &mut Rnnlm,
+    corpus: Ids<'_>,
+    batch: usize,
+    rows: Range<usize>,
+) -> Result<Option<(f64, usize)>, ModelError> {
+    let time = model.window().time;
+    let whole = Window { batch, time };
     let len = corpus.len();
-    if len < 2 {
-        return Ok(None);
-    }
-    let iters = (len - 1) / window.tokens();
-    if iters == 0 {
+    let iters = len.saturating_sub(1) / whole.tokens();
+    if len < 2 || iters == 0 {
         return Ok(None);
     }
     let jump = (len - 1) / batch;
-    let mut xs = vec![0u32; window.tokens()];
-    let mut ts = vec![0i32; window.tokens()];
+    let tokens = model.window().tokens();
+    let (mut xs, mut ts) = (vec![0u32; tokens], vec![0i32; tokens]);
+    let share = BatchShare { first_row: rows.start, batch_targets: whole.tokens() };
     model.reset_state();
     let mut total = 0.0f64;
     for k in 0..iters {
-        for b in 0..batch {
+        for (r, b) in rows.clone().enumerate() {
             for t in 0..time {
                 let position = (k * time + b * jump + t) % len;
-                xs[b * time + t] = corpus.get(position);
-                ts[b * time + t] = corpus.get((position + 1) % len) as i32;
+                xs[r * time + t] = corpus.get(position);
+                ts[r * time + t] = corpus.get((position + 1) % len) as i32;
             }
         }
-        total += model.forward(&xs, &ts)? as f64;
+        let loss =
+            if rows.len() == batch { model.forward(&xs, &ts)? } else { model.forward_shared(&xs, &ts, share)? };
+        total += loss as f64;
     }
-    Ok(Some((total / iters as f64).exp()))
+    Ok(Some((total, iters)))
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! [`train`] continues exactly as the uninterrupted run would have gone on; the last save
 //! point is also where a divergence rolls back to. After each epoch the [`Schedule`] sets the
 //! next rate and may end the run; with `keep_best` an epoch that made validation worse is
-//! undone.
+//! undone. [`train_shared`] runs the same loop as one member of a [`Group`] (MPI's processes,
+//! say) that trains the batch together, each member its rows.
 //!
 //! ```
 //! use rnnlm::files::corpus::Ids;
@@ -37,17 +38,21 @@
 
 mod batcher;
 mod error;
+mod group;
+mod run;
 pub mod run_state;
 pub mod schedule;
 
 pub use batcher::{evaluate, Batcher};
 pub use error::{TrainError, MAX_RECOVERIES};
+pub use group::Group;
 pub use run_state::{BestModel, ModelSnapshot, Progress, RunPoint, RunState};
 pub use schedule::{Decision, Schedule, ScheduleState};
 
 use crate::files::corpus::Ids;
-use crate::model::Rnnlm;
-use std::time::Instant;
+use crate::model::{Rnnlm, Window};
+use group::Sharing;
+use run::Run;
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]
@@ -248,327 +253,53 @@ pub fn train(
     resume: Option<RunState>,
 ) -> Result<TrainSummary, TrainError> {
     check_options(options)?;
-    let window = model.window();
-    let batcher = Batcher::new(train.len(), window)
-        .ok_or(TrainError::CorpusTooShort { tokens: train.len(), needed: window.tokens() + 1 })?;
-    let mut run = Run::start(model, batcher, train, valid, options, observer, resume)?;
+    let batcher = batcher(train, model.window())?;
+    let mut run = Run::start(model, batcher, (train, valid), options, observer, resume, None)?;
     let stop = run.go()?;
-    let progress = &run.progress;
-    Ok(TrainSummary { epochs: progress.epochs.clone(), iters: progress.iter, final_lr: progress.lr, stop })
+    Ok(run.summary(stop))
 }
 
-/// A run in progress: the model and batcher as they stand, `progress` beside them, and
-/// `saved`, the last save point (where a divergence rolls back to) with the best model.
-struct Run<'a, 'o> {
-    model: &'a mut Rnnlm,
-    batcher: Batcher,
-    train: Ids<'a>,
-    valid: Option<Ids<'a>>,
-    options: &'a TrainOptions,
-    observer: &'o mut dyn Observer,
-    progress: Progress,
-    saved: RunState,
-    /// `2 ln V`: a window loss above twice a uniform guess's is divergence.
-    loss_limit: f32,
-    total_iters: usize,
-    /// When this session started, and the run's wall time before it.
-    session_start: Instant,
-    elapsed_before: f64,
-    epoch_start: Instant,
-    xs: Vec<u32>,
-    ts: Vec<i32>,
-}
-
-impl<'a, 'o> Run<'a, 'o> {
-    fn start(
-        model: &'a mut Rnnlm,
-        mut batcher: Batcher,
-        train: Ids<'a>,
-        valid: Option<Ids<'a>>,
-        options: &'a TrainOptions,
-        observer: &'o mut dyn Observer,
-        resume: Option<RunState>,
-    ) -> Result<Self, TrainError> {
-        let saved = match resume {
-            Some(state) => {
-                restore(model, &state.now.model)?;
-                batcher.set_time_idx(state.now.progress.time_idx);
-                state
-            }
-            None => RunState {
-                now: RunPoint { progress: Progress::start(options.lr), model: snapshot(model) },
-                best: None,
-                last_good: None,
-            },
-        };
-        // The run goes on from `now`; a divergence goes back to the last good point.
-        let progress = saved.now.progress.clone();
-        let saved = match saved.last_good {
-            Some(good) => RunState { now: good, best: saved.best, last_good: None },
-            None => saved,
-        };
-        let tokens = model.window().tokens();
-        let total_iters =
-            options.max_iters.unwrap_or(usize::MAX).min(options.epochs.saturating_mul(batcher.iters_per_epoch()));
-        Ok(Run {
-            loss_limit: 2.0 * (model.dims().vocab as f32).ln(),
-            model,
-            batcher,
-            train,
-            valid,
-            options,
-            observer,
-            elapsed_before: progress.elapsed_sec,
-            progress,
-            saved,
-            total_iters,
-            session_start: Instant::now(),
-            epoch_start: Instant::now(),
-            xs: vec![0; tokens],
-            ts: vec![0; tokens],
-        })
-    }
-
-    fn elapsed(&self) -> f64 {
-        self.elapsed_before + self.session_start.elapsed().as_secs_f64()
-    }
-
-    /// Trains window after window until the run stops.
-    fn go(&mut self) -> Result<Stop, TrainError> {
-        // A finished run given more epochs or time goes on from where it ended.
-        self.progress.finished = false;
-        loop {
-            if self.progress.iter >= self.total_iters {
-                // Nothing left (a run resumed at its end, or no epochs asked for).
-                return self.finish(Stop::Completed);
-            }
-            if !self.train_window()? {
-                continue;
-            }
-            let p = &self.progress;
-            let epoch_done = p.epoch_iters == self.batcher.iters_per_epoch() || p.iter == self.total_iters;
-            let over_budget = self.options.time_budget.is_some_and(|budget| self.elapsed() >= budget);
-            let checkpoint_due = self.options.checkpoint_every.is_some_and(|n| p.iter.is_multiple_of(n));
-            let interrupted = self.options.stop_after.is_some_and(|n| p.iter >= n) || self.observer.stop_requested();
-            // The last update may have overflowed a weight without a loss showing it yet: a
-            // save point must be good.
-            if (epoch_done || over_budget || checkpoint_due || interrupted) && !self.params_finite() {
-                self.recover(f32::NAN, false)?;
-                continue;
-            }
-            if epoch_done || over_budget {
-                let schedule_done = self.end_epoch()?;
-                // The evaluation may be what spends the budget: then no window of the next
-                // epoch (and no second evaluation) is started.
-                let over_budget = self.options.time_budget.is_some_and(|budget| self.elapsed() >= budget);
-                let stop = if over_budget {
-                    Some(Stop::TimeBudget)
-                } else if schedule_done {
-                    Some(Stop::ScheduleDone)
-                } else {
-                    (self.progress.iter >= self.total_iters).then_some(Stop::Completed)
-                };
-                if let Some(stop) = stop {
-                    return self.finish(stop);
-                }
-                self.save_point();
-            } else if checkpoint_due {
-                self.save_point();
-            }
-            if interrupted {
-                return self.interrupt();
-            }
-        }
-    }
-
-    fn params_finite(&self) -> bool {
-        self.model.params().iter().all(|v| v.is_finite())
-    }
-
-    /// One training window. `false` when it diverged and the run went back to its last save
-    /// point.
-    fn train_window(&mut self) -> Result<bool, TrainError> {
-        if self.progress.epoch_iters == 0 {
-            self.epoch_start = Instant::now();
-        }
-        self.batcher.next_window(self.train, &mut self.xs, &mut self.ts);
-        let lr = self.progress.lr;
-        let loss = self.model.train_step(&self.xs, &self.ts, lr, self.options.clip)?;
-        let p = &mut self.progress;
-        p.iter += 1;
-        p.epoch_iters += 1;
-        let norm_ok = self.model.last_grad_norm().is_none_or(f64::is_finite);
-        if !(loss.is_finite() && loss <= self.loss_limit && norm_ok) {
-            self.recover(loss, true)?;
-            return Ok(false);
-        }
-        p.epoch_loss_sum += loss as f64;
-        self.observer.on_iter(&IterReport { iter: p.iter, epoch: p.epoch + 1, loss, lr });
-        Ok(true)
-    }
-
-    /// Goes back to the last save point with half the rate, or gives up.
-    /// `by_loss`: the window's loss showed it (rather than the weights after its update).
-    fn recover(&mut self, loss: f32, by_loss: bool) -> Result<(), TrainError> {
-        let (epoch, window, lr) = (self.progress.epoch + 1, self.progress.epoch_iters, self.progress.lr);
-        let saved_after = self.saved.now.progress.iter;
-        if by_loss && self.progress.iter == saved_after + 1 {
-            // The loss came from the saved weights themselves: from there, every rate gives
-            // the same loss again.
-            return Err(TrainError::DivergedAtSavePoint { epoch, window, loss: loss as f64, saved_after });
-        }
-        let recoveries = self.progress.recoveries + 1;
-        if recoveries > MAX_RECOVERIES {
-            return Err(TrainError::Diverged { epoch, window, loss: loss as f64, lr });
-        }
-        let iter = self.progress.iter;
-        self.progress = self.saved.now.progress.clone();
-        self.progress.recoveries = recoveries;
-        self.progress.lr = lr / 2.0;
-        restore(self.model, &self.saved.now.model)?;
-        self.batcher.set_time_idx(self.progress.time_idx);
-        let back_to_iter = self.progress.iter;
-        self.observer.on_event(&Event::Recovered { epoch, window, iter, loss, back_to_iter, lr: lr / 2.0 });
-        Ok(())
-    }
-
-    /// Evaluates, reports the epoch, and lets the schedule decide; `true` when the schedule
-    /// says stop.
-    fn end_epoch(&mut self) -> Result<bool, TrainError> {
-        let train_seconds = self.epoch_start.elapsed().as_secs_f64();
-        let valid_ppl = match self.valid {
-            Some(valid) => {
-                let carried = self.model.state().to_vec();
-                let ppl = evaluate(self.model, valid)?;
-                self.model.set_state(&carried)?;
-                ppl
-            }
-            None => None,
-        };
-        let p = &mut self.progress;
-        p.epoch += 1;
-        let decision = self.options.schedule.after_epoch(&mut p.schedule, p.epoch, p.lr, valid_ppl);
-        let report = EpochReport {
-            epoch: p.epoch,
-            train_ppl: (p.epoch_loss_sum / p.epoch_iters as f64).exp(),
-            valid_ppl,
-            tokens_per_sec: (p.epoch_iters * self.model.window().tokens()) as f64 / train_seconds.max(1e-9),
-            elapsed_sec: self.elapsed_before + self.session_start.elapsed().as_secs_f64(),
-            iters: p.epoch_iters,
-            trained_lr: p.lr,
-            lr: decision.lr,
-        };
-        p.epochs.push(report);
-        p.epoch_iters = 0;
-        p.epoch_loss_sum = 0.0;
-        let (epoch, iter, from) = (p.epoch, p.iter, p.lr);
-        p.lr = decision.lr;
-        self.observer.on_epoch(&report);
-        if self.options.keep_best {
-            self.keep_best(&decision, epoch, iter, valid_ppl)?;
-        }
-        if decision.lr != from {
-            self.observer.on_event(&Event::RateChanged { epoch, iter, from, to: decision.lr });
-        }
-        Ok(decision.stop)
-    }
-
-    /// Keeps the model of a new best epoch, or goes back to the best after a worse one.
-    fn keep_best(
-        &mut self,
-        decision: &Decision,
-        epoch: usize,
-        iter: usize,
-        valid: Option<f64>,
-    ) -> Result<(), TrainError> {
-        if let (true, Some(v)) = (decision.new_best, valid) {
-            let model = snapshot_into(self.model, self.saved.best.take().map(|b| b.model));
-            self.saved.best = Some(BestModel { epoch, valid_ppl: v, model });
-        } else if let (true, Some(best)) = (decision.worse, &self.saved.best) {
-            // The run goes on with the data and the dropout masks it would have had.
-            let windows = self.model.training_windows();
-            restore(self.model, &best.model)?;
-            self.model.set_training_windows(windows);
-            let event = Event::BackToBest {
-                epoch,
-                iter,
-                valid_ppl: valid.unwrap_or(f64::NAN),
-                best_epoch: best.epoch,
-                best_valid_ppl: best.valid_ppl,
-            };
-            self.observer.on_event(&event);
-        }
-        Ok(())
-    }
-
-    /// Makes where the run stands its new last good point, and hands it to the observer.
-    fn save_point(&mut self) {
-        self.stamp();
-        self.saved.now.progress.clone_from(&self.progress);
-        let buffers = std::mem::take(&mut self.saved.now.model);
-        self.saved.now.model = snapshot_into(self.model, Some(buffers));
-        self.observer.on_save_point(&self.saved);
-    }
-
-    /// Brings the progress's wall time and data position up to this moment.
-    fn stamp(&mut self) {
-        self.progress.elapsed_sec = self.elapsed();
-        self.progress.time_idx = self.batcher.time_idx();
-    }
-
-    fn finish(&mut self, stop: Stop) -> Result<Stop, TrainError> {
-        self.progress.finished = true;
-        self.save_point();
-        Ok(stop)
-    }
-
-    /// A save point that is not a point to roll back to: the last good point goes with it.
-    fn interrupt(&mut self) -> Result<Stop, TrainError> {
-        if self.saved.now.progress == self.progress {
-            self.observer.on_save_point(&self.saved);
-            return Ok(Stop::Interrupted);
-        }
-        self.stamp();
-        // The run ends here: what it saved moves into the state rather than being copied.
-        let last_good =
-            RunPoint { progress: self.saved.now.progress.clone(), model: std::mem::take(&mut self.saved.now.model) };
-        let state = RunState {
-            now: RunPoint { progress: self.progress.clone(), model: snapshot(self.model) },
-            best: self.saved.best.take(),
-            last_good: Some(last_good),
-        };
-        self.observer.on_save_point(&state);
-        Ok(Stop::Interrupted)
-    }
-}
-
-fn snapshot(model: &Rnnlm) -> ModelSnapshot {
-    snapshot_into(model, None)
-}
-
-/// The model's snapshot, in `buffers` when given (no allocation once they have the size).
-fn snapshot_into(model: &Rnnlm, buffers: Option<ModelSnapshot>) -> ModelSnapshot {
-    let mut s = buffers.unwrap_or_default();
-    s.params.clear();
-    s.params.extend_from_slice(model.params());
-    s.state.clear();
-    s.state.extend_from_slice(model.state());
-    s.training_windows = model.training_windows();
-    s
-}
-
-fn restore(model: &mut Rnnlm, s: &ModelSnapshot) -> Result<(), TrainError> {
-    if s.params.len() != model.params().len() || s.state.len() != model.state().len() {
+/// [`train`] as one member of a group that trains the model together ([`Group`]): `model`'s
+/// window holds this member's rows of the whole batch ([`Group::rows`]; the whole batch is the
+/// sum of the members' windows), and every member calls this with the same corpus, options and
+/// run state. The run is the whole batch's: the same losses, decisions and run states as one
+/// process training it with [`train`] (to the rounding of the sums), and every member's weights
+/// the same bit for bit. Observers see the same reports on every member (the stop request of
+/// any member stops them all); `resume` may be a run state of one process or of a group of
+/// another size.
+pub fn train_shared(
+    model: &mut Rnnlm,
+    group: &mut dyn Group,
+    train: Ids<'_>,
+    valid: Option<Ids<'_>>,
+    options: &TrainOptions,
+    observer: &mut dyn Observer,
+    resume: Option<RunState>,
+) -> Result<TrainSummary, TrainError> {
+    check_options(options)?;
+    let window = model.window();
+    let mut sums = [window.batch as f64];
+    group.sum_f64(&mut sums);
+    let batch = sums[0] as usize;
+    let rows = group.rows(batch);
+    let mut sharing = Sharing { group, batch, rows };
+    // Every member must agree that the windows fit before any goes on.
+    let misfit = sharing.rows.len() != window.batch || window.batch == 0;
+    if sharing.any([misfit, false])[0] {
         return Err(TrainError::Invalid(format!(
-            "the saved run has {} parameters and a state of {}, the model {} and {}",
-            s.params.len(),
-            s.state.len(),
-            model.params().len(),
-            model.state().len()
+            "a group of {} training a batch of {batch} rows: every member's window must hold its rows (this one's {:?}, {} of them), and every member some",
+            sharing.group.size(),
+            sharing.rows,
+            window.batch
         )));
     }
-    model.params_mut().copy_from_slice(&s.params);
-    model.set_state(&s.state)?;
-    model.set_training_windows(s.training_windows);
-    Ok(())
+    let batcher = batcher(train, Window { batch, time: window.time })?;
+    let mut run = Run::start(model, batcher, (train, valid), options, observer, resume, Some(sharing))?;
+    let stop = run.go()?;
+    Ok(run.summary(stop))
+}
+
+fn batcher(train: Ids<'_>, window: Window) -> Result<Batcher, TrainError> {
+    Batcher::new(train.len(), window)
+        .ok_or(TrainError::CorpusTooShort { tokens: train.len(), needed: window.tokens() + 1 })
 }
