@@ -381,3 +381,16 @@ fn an_adaptive_softmax_trains_and_every_command_reads_it_and_bad_cutoffs_are_nam
         assert_eq!(std::fs::read_to_string(&keep).unwrap(), "the user's previous checkpoint", "{args:?}");
     }
 }
+
+#[test]
+#[cfg(not(feature = "mpi"))]
+fn distributed_runs_need_an_rnnlm_built_with_mpi() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, cache) = (dir.path().join("data"), dir.path().join("cache"));
+    let train = rnnlm(&["train", "--distributed"], &data, &cache);
+    assert_one_line_error(&train, "--distributed needs an rnnlm built with MPI: cargo install rnnlm --features mpi");
+    let bench =
+        ["bench", "--distributed", "--vocab", "50", "--embed", "8", "--hidden", "8", "--batch", "2", "--time", "3"];
+    assert_one_line_error(&rnnlm(&bench, &data, &cache), "--distributed needs an rnnlm built with MPI");
+    assert!(!data.exists(), "nothing was read or written");
+}

@@ -11,8 +11,10 @@
 //! windows.
 //!
 //! The processes are this test binary itself, started by `mpirun` to run the ignored test
-//! `mpi_rank`. Skipped (said on stderr) without `mpirun` or the PTB; `RNNLM_REQUIRE_MPI=1`
-//! makes a missing `mpirun` a failure.
+//! `mpi_rank`. Then the command line: `rnnlm train --distributed` stopped in a job of two and
+//! resumed in a job of three against one uninterrupted process (the same bounds), and the
+//! errors of a job whose processes cannot start alike. Skipped (said on stderr) without
+//! `mpirun` or the PTB; `RNNLM_REQUIRE_MPI=1` makes a missing `mpirun` a failure.
 
 mod common;
 
@@ -85,19 +87,27 @@ fn mpi_rank() {
     std::fs::write(out.with_extension("params"), bytemuck::cast_slice::<f32, u8>(&params)).unwrap();
 }
 
+/// `mpirun --oversubscribe`, one thread per process, allowed to run as root (CI containers:
+/// Open MPI refuses without both variables).
+fn mpirun() -> Command {
+    let mut command = Command::new("mpirun");
+    command
+        .arg("--oversubscribe")
+        .env("RAYON_NUM_THREADS", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    command
+}
+
 /// Runs `mpi_rank` in `n` processes; each one's losses and weights.
 fn run_ranks(n: usize, corpus: &Path) -> Vec<(Vec<f64>, Vec<f32>)> {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new("mpirun")
-        .args(["-n", &n.to_string(), "--oversubscribe"])
+    let output = mpirun()
+        .args(["-n", &n.to_string()])
         .arg(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "mpi_rank", "--test-threads", "1"])
         .env("RNNLM_MPI_TEST_OUT", out.path())
         .env("RNNLM_MPI_TEST_CORPUS", corpus)
-        .env("RAYON_NUM_THREADS", "1")
-        // Open MPI refuses to start as root (CI containers) without both.
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .output()
         .unwrap();
     assert!(output.status.success(), "mpirun -n {n}: {}", String::from_utf8_lossy(&output.stderr));
@@ -143,4 +153,116 @@ fn two_and_three_processes_train_as_one() {
         assert!(apart <= 1e-4, "{n} processes: weights {apart:e} from one process's");
         eprintln!("{n} processes: losses within {worst:.1e} relative, weights within {apart:.1e}, ranks identical");
     }
+}
+
+/// `rnnlm train` of 40 windows of the prepared PTB in `prepared` with `extra` flags, saving
+/// to `dir/name.safetensors` and logging to `dir/name.log`.
+fn train_args(prepared: &Path, dir: &Path, name: &str, extra: &[&str]) -> Vec<String> {
+    let flags = "train --cell lstm --embed 32 --hidden 32 --batch 20 --time 35 --epochs 1 --max-iters 40 --lr 1 --clip 0.25 --threads 1";
+    let mut args: Vec<String> = flags.split(' ').map(str::to_owned).collect();
+    args.extend(["--prepared".into(), prepared.display().to_string()]);
+    args.extend(["--save".into(), dir.join(format!("{name}.safetensors")).display().to_string()]);
+    args.extend(["--log".into(), dir.join(format!("{name}.log")).display().to_string()]);
+    args.extend(extra.iter().map(|&a| a.to_owned()));
+    args
+}
+
+/// The window losses and the epoch's perplexities of a run's log.
+fn logged(dir: &Path, name: &str) -> (Vec<f64>, Vec<f64>) {
+    let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let losses = lines.iter().filter_map(|l| l["loss"].as_f64()).collect();
+    let ppls = lines.iter().filter_map(|l| Some([l["train_ppl"].as_f64()?, l["valid_ppl"].as_f64()?])).flatten();
+    (losses, ppls.collect())
+}
+
+#[test]
+fn the_command_line_stops_a_job_of_two_and_resumes_it_in_a_job_of_three() {
+    if !mpirun_found() {
+        return;
+    }
+    let Some(data) = common::ptb_data() else { return };
+    let prepared = data::prepared_ptb_from(&data.join("ptb"), |_| ()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rnnlm = env!("CARGO_BIN_EXE_rnnlm");
+    let alone = Command::new(rnnlm).args(train_args(&prepared, dir.path(), "alone", &[])).output().unwrap();
+    assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
+
+    let job = train_args(&prepared, dir.path(), "job", &["--distributed", "--stop-after", "15"]);
+    let stopped = mpirun().args(["-n", "2", rnnlm]).args(&job).output().unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(!stopped.status.success() && stderr.contains("stopped after window 15"), "{stderr}");
+    assert_eq!(stderr.matches("training on").count(), 1, "rank 0 alone tells: {stderr}");
+    let checkpoint = dir.path().join("job.safetensors").display().to_string();
+    let resumed =
+        mpirun().args(["-n", "3", rnnlm, "train", "--distributed", "--resume", &checkpoint]).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+
+    let (alone_log, job_log) = (logged(dir.path(), "alone"), logged(dir.path(), "job"));
+    assert_eq!((job_log.0.len(), job_log.1.len()), (40, 2), "every window and the epoch, logged once");
+    let pairs = alone_log.0.iter().zip(&job_log.0).chain(alone_log.1.iter().zip(&job_log.1));
+    let worst = pairs.map(|(a, b)| ((a - b) / a).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1e-5, "a loss or perplexity {worst:e} from one process's");
+    let load = |name: &str| rnnlm::files::checkpoint::load(&dir.path().join(format!("{name}.safetensors"))).unwrap();
+    let (alone_params, job_params) = (load("alone").params, load("job").params);
+    let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let apart =
+        norm(&mut job_params.iter().zip(&alone_params).map(|(a, b)| a - b)) / norm(&mut alone_params.iter().copied());
+    assert!(apart <= 1e-4, "weights {apart:e} from one process's");
+    eprintln!("stopped with 2 processes, resumed with 3: within {worst:.1e} of one process, weights {apart:.1e}");
+}
+
+#[test]
+fn a_job_whose_processes_cannot_start_alike_stops_with_one_line_naming_the_rank() {
+    if !mpirun_found() {
+        return;
+    }
+    let Some(data) = common::ptb_data() else { return };
+    let prepared = data::prepared_ptb_from(&data.join("ptb"), |_| ()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rnnlm = env!("CARGO_BIN_EXE_rnnlm");
+    let checkpoint = dir.path().join("kept.safetensors");
+    std::fs::write(&checkpoint, b"what the user had").unwrap();
+    let good = train_args(&prepared, dir.path(), "kept", &["--distributed"]);
+    let missing = train_args(&dir.path().join("missing"), dir.path(), "kept", &["--distributed"]);
+    let seeded = train_args(&prepared, dir.path(), "kept", &["--distributed", "--seed", "2"]);
+    for (other, says) in [
+        (&missing, "error: rank 1 of 2: "),
+        (&seeded, "error: rank 1 of 2 would start from another corpus, weights or run state than rank 0"),
+    ] {
+        let output =
+            mpirun().args(["-n", "1", rnnlm]).args(&good).args([":", "-n", "1", rnnlm]).args(other).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:") || l.starts_with("training")).collect();
+        assert!(ours.len() == 1 && ours[0].starts_with(says), "{stderr}");
+        assert_eq!(std::fs::read(&checkpoint).unwrap(), b"what the user had");
+    }
+    let output = Command::new(rnnlm).args(&good).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("error: --distributed: not started by mpirun"), "{stderr}");
+}
+
+#[test]
+fn bench_measures_a_job_of_two_and_rank_0_alone_reports() {
+    if !mpirun_found() {
+        return;
+    }
+    let Some(data) = common::ptb_data() else { return };
+    let rnnlm = env!("CARGO_BIN_EXE_rnnlm");
+    let args = ["--data", data.to_str().unwrap(), "bench", "--distributed", "--config", "c3", "--iters", "2"];
+    let output = mpirun().args(["-n", "2", rnnlm]).args(args).args(["--repeats", "2", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (json["processes"].as_u64(), json["batch"].as_u64(), json["iters_per_repeat"].as_u64()),
+        (Some(2), Some(20), Some(2))
+    );
+    // c3: embedding and affine of 10,000 x 100, the rnn's 100 x 100 twice, two biases, in f32.
+    assert_eq!(json["gradient_bytes"].as_u64(), Some(4 * (2 * 1_000_000 + 2 * 10_000 + 100 + 10_000)));
+    assert!(json["tokens_per_sec"].as_f64().unwrap() > 0.0 && json["sum_share"].as_f64().unwrap() < 1.0);
+    let alone = Command::new(rnnlm).args(args).output().unwrap();
+    assert!(String::from_utf8_lossy(&alone.stderr).starts_with("error: --distributed: not started by mpirun"));
 }

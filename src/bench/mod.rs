@@ -22,7 +22,9 @@ use crate::train::Batcher;
 use std::time::Instant;
 
 mod ceiling;
+mod shared;
 pub use ceiling::GemmCeiling;
+pub use shared::{run_shared, SharedBenchResult};
 
 /// One benchmark configuration of the performance table.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -2,16 +2,33 @@
 //! logic beyond calling the library and printing.
 
 /// `println!` that ignores a closed stdout (`rnnlm ... | head`) instead of panicking: the
-/// command carries on (a training run still saves its checkpoint).
+/// command carries on (a training run still saves its checkpoint). Silent in a process that
+/// another speaks for ([`quiet`]). For the subcommands' modules (`super` is this one, which the
+/// Python binding mounts elsewhere).
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        if !super::quiet() {
+            let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        }
     }};
 }
 
+/// `eprintln!` for what a command tells along the way (not its errors); silent in a process
+/// that another speaks for ([`quiet`]).
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        if !super::quiet() {
+            eprintln!($($arg)*);
+        }
+    }};
+}
+
+#[cfg(feature = "mpi")]
+mod distributed;
 mod corpus_commands;
 mod model_commands;
+mod parsers;
 mod presets;
 mod run_config;
 mod run_files;
@@ -19,8 +36,23 @@ mod score_command;
 mod train_command;
 
 use clap::{Args, Parser, Subcommand};
+use parsers::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Set in the processes of a distributed run other than rank 0, which speaks for the job.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The error of `--distributed` in an rnnlm built without MPI.
+#[cfg(not(feature = "mpi"))]
+fn without_mpi() -> anyhow::Error {
+    anyhow::anyhow!("--distributed needs an rnnlm built with MPI: cargo install rnnlm --features mpi (with Open MPI or MPICH, and libclang, installed)")
+}
+
+/// Whether this process leaves the telling to another (a distributed run's rank 0).
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Sentences side by side when scoring ([`ScoreArgs::batch`], and `bench`'s scoring rounds).
 pub const SCORE_BATCH: usize = 256;
@@ -193,14 +225,6 @@ impl std::fmt::Display for Cutoffs {
     }
 }
 
-fn parse_cutoffs(s: &str) -> Result<Cutoffs, String> {
-    let values: Result<Vec<usize>, _> = s.split(',').map(|v| v.trim().parse::<usize>()).collect();
-    match values {
-        Ok(values) if !s.trim().is_empty() => Ok(Cutoffs(values)),
-        _ => Err(format!("{s:?} is not a comma-separated list of word ranks, such as 2000,6000")),
-    }
-}
-
 /// The output layer's flags, of `train` and `bench`.
 #[derive(Args, Debug, Clone)]
 pub struct OutputArgs {
@@ -323,6 +347,13 @@ pub struct TrainArgs {
     /// Start from this checkpoint instead of a random initialisation
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
+    /// Train as one process of an MPI job: `mpirun -n N rnnlm train --distributed ...`. Each
+    /// process takes its share of every window's rows and the gradients are summed over all
+    /// of them before each update; rank 0 prints and writes. Every host must see the same
+    /// corpus (and --init or --resume files) at the same paths. Needs an rnnlm built with the
+    /// `mpi` feature
+    #[arg(long)]
+    pub distributed: bool,
     /// Where to write the weights (atomically, after every epoch and at the end), with the
     /// run's resumable state beside it as FILE.state and the chart as .png
     /// [rnnlm.safetensors]
@@ -511,64 +542,14 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+    /// Measure data-parallel training in an MPI job (`mpirun -n N rnnlm bench --distributed
+    /// ...`): each process trains its share of every window's rows, the gradient summed over
+    /// them at every step; reports the job's speed and the time and bytes of the sums. Needs an
+    /// rnnlm built with the `mpi` feature
+    #[arg(long, conflicts_with = "scaling")]
+    pub distributed: bool,
     #[command(flatten)]
     pub corpus: CorpusArgs,
-}
-
-fn parse_level(s: &str) -> Result<rnnlm::files::corpus::Level, String> {
-    s.parse()
-}
-
-fn parse_cell(s: &str) -> Result<rnnlm::Cell, String> {
-    rnnlm::Cell::from_name(s).ok_or_else(|| format!("{s:?} is not a cell: rnn, lstm or gru"))
-}
-
-/// Parses a number of type `T` that `accept` allows; `rule` says what that is.
-fn number<T: std::str::FromStr>(s: &str, accept: impl Fn(&T) -> bool, rule: &str) -> Result<T, String> {
-    match s.parse::<T>() {
-        Ok(v) if accept(&v) => Ok(v),
-        Ok(_) => Err(rule.to_owned()),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
-}
-
-fn positive_usize(s: &str) -> Result<usize, String> {
-    number(s, |&n: &usize| n > 0, "must be at least 1")
-}
-
-fn dropout_ratio(s: &str) -> Result<f32, String> {
-    number(s, |v: &f32| (0.0..1.0).contains(v), "must be at least 0 and below 1")
-}
-
-fn positive_f32(s: &str) -> Result<f32, String> {
-    number(s, |v: &f32| v.is_finite() && *v > 0.0, "must be a positive number")
-}
-
-fn positive_f64(s: &str) -> Result<f64, String> {
-    number(s, |v: &f64| v.is_finite() && *v > 0.0, "must be a positive number")
-}
-
-fn finite_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(format!("{s:?} is not a finite number")),
-    }
-}
-
-fn non_negative_f32(s: &str) -> Result<f32, String> {
-    number(s, |v: &f32| v.is_finite() && *v >= 0.0, "must be zero or a positive number")
-}
-
-fn parse_schedule(s: &str) -> Result<rnnlm::train::Schedule, String> {
-    s.parse()
-}
-
-fn decay_factor(s: &str) -> Result<f32, String> {
-    number(
-        s,
-        |v: &f32| v.is_finite() && *v >= 1.0,
-        "must be a number of at least 1 (the learning rate is divided by it)",
-    )
 }
 
 /// Runs one parsed command line; its exit status on success (a training run stopped by a

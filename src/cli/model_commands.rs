@@ -222,19 +222,18 @@ fn scoring_sentences(corpus: &[u32], end: Option<u32>) -> (Vec<u32>, Vec<usize>)
 }
 
 pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
-    let (name, arch, window, corpus_ids, end) = match &args.config {
+    let subject = match &args.config {
         Some(name) => configured_bench(data_dir, &args, name)?,
         None => custom_bench(&args)?,
     };
-    let mut model = Rnnlm::new(arch, window, 1)?;
-    if arch.adaptive().is_some() {
-        model.set_word_order(&rnnlm::files::corpus::frequency_order(Ids::U32(&corpus_ids), arch.dims.vocab))?;
+    if args.distributed {
+        #[cfg(feature = "mpi")]
+        return super::distributed::bench(&args, subject);
+        #[cfg(not(feature = "mpi"))]
+        return Err(super::without_mpi());
     }
-    let dropout = match &args.config {
-        Some(name) => rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).map_or(0.0, |c| c.dropout),
-        None => args.dropout.unwrap_or(0.0),
-    };
-    model.set_dropout(dropout, 1)?;
+    let (name, arch, window, corpus_ids, end) = subject;
+    let mut model = bench_model(&args, arch, window, &corpus_ids)?;
     let (ids, lengths) = scoring_sentences(&corpus_ids, end);
     let scoring_window = Window { batch: super::SCORE_BATCH, time: super::SCORE_TIME };
     // Generation first: its model copy is gone before the scorer's is made, so that at most
@@ -267,9 +266,24 @@ pub fn bench(data_dir: &Path, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The model a bench run trains, with the window given: seed 1, the configuration's dropout
+/// (or `--dropout`), an adaptive softmax's words ranked by their counts in the corpus.
+pub(super) fn bench_model(args: &BenchArgs, arch: Arch, window: Window, corpus_ids: &[u32]) -> anyhow::Result<Rnnlm> {
+    let mut model = Rnnlm::new(arch, window, 1)?;
+    if arch.adaptive().is_some() {
+        model.set_word_order(&rnnlm::files::corpus::frequency_order(Ids::U32(corpus_ids), arch.dims.vocab))?;
+    }
+    let dropout = match &args.config {
+        Some(name) => rnnlm::bench::CONFIGS.iter().find(|c| c.name == name).map_or(0.0, |c| c.dropout),
+        None => args.dropout.unwrap_or(0.0),
+    };
+    model.set_dropout(dropout, 1)?;
+    Ok(model)
+}
+
 /// What a bench run trains: its name, the model's architecture and window, the corpus and its
 /// end-of-line id (for the scoring rounds' sentences).
-type BenchSubject = (String, Arch, Window, Vec<u32>, Option<u32>);
+pub(super) type BenchSubject = (String, Arch, Window, Vec<u32>, Option<u32>);
 
 /// A bench configuration's model and corpus: PTB (its first 1,000 words for c1, whose
 /// vocabulary is then max id + 1 of those) or Zipf-distributed ids (c7); the output layer is

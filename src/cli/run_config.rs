@@ -150,6 +150,7 @@ pub fn resumed_args(saved: TrainArgs, given: &TrainArgs) -> TrainArgs {
         checkpoint_every: given.checkpoint_every.or(saved.checkpoint_every),
         stop_after: given.stop_after,
         threads: given.threads,
+        distributed: given.distributed,
         corpus: CorpusArgs { base_url: given.corpus.base_url.clone(), ..saved.corpus },
         ..saved
     }
@@ -203,6 +204,7 @@ pub fn resolved(args: &TrainArgs, s: &super::presets::Settings, arch: Arch, drop
         seed: Some(s.seed),
         threads: None,
         init: None,
+        distributed: args.distributed,
         save: Some(args.save.clone().unwrap_or_else(|| PathBuf::from(super::DEFAULT_CHECKPOINT))),
         no_save: args.no_save,
         plot: args.plot.clone(),

@@ -139,7 +139,7 @@ impl Observer for RunFiles {
         };
         match &self.progress {
             Some(bar) => bar.println(&line),
-            None => eprintln!("{line}"),
+            None => note!("{line}"),
         }
         self.log(json);
     }

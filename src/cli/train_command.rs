@@ -1,5 +1,7 @@
 //! `rnnlm train`: a new run, a run from `--init`, or a resumed run (`--resume`).
 
+#[cfg(feature = "mpi")]
+use super::distributed::{starting_digest, Member};
 use super::model_commands::{check_output, open_corpus, output_layer, with_threads};
 use super::presets::{settings, Settings};
 use super::run_config::{self, Fingerprint, RunConfig};
@@ -9,8 +11,8 @@ use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnnlm::files::checkpoint::{self, Checkpoint, Meta};
 use rnnlm::files::corpus::{Ids, Level, Prepared, Tokenizer, Vocab};
-use rnnlm::train::{RunState, Stop, TrainSummary};
-use rnnlm::{train, Arch, Cell, Dims, Rnnlm, Softmax};
+use rnnlm::train::{RunState, Stop, TrainOptions, TrainSummary};
+use rnnlm::{train, Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -107,7 +109,102 @@ fn training_ids(all_train: Ids<'_>, corpus_size: Option<usize>, full_vocab: usiz
     }
 }
 
+/// Where this process trains: alone, or as one rank of an MPI job (`--distributed`).
+enum Place {
+    Alone,
+    #[cfg(feature = "mpi")]
+    Member(Member),
+}
+
+impl Place {
+    /// Whether this process prints and writes: alone, or rank 0.
+    fn speaks(&self) -> bool {
+        match self {
+            Place::Alone => true,
+            #[cfg(feature = "mpi")]
+            Place::Member(member) => member.is_rank0(),
+        }
+    }
+
+    /// The window of this process's model: the whole one, or its rows of it.
+    fn window(&self, whole: Window) -> anyhow::Result<Window> {
+        match self {
+            Place::Alone => Ok(whole),
+            #[cfg(feature = "mpi")]
+            Place::Member(member) => {
+                let (rows, count) = (member.processes.rows(whole.batch).len(), member.processes.count());
+                if rows == 0 {
+                    bail!("--batch {} cannot be shared by {count} processes: every process needs a row", whole.batch);
+                }
+                Ok(Window { batch: rows, time: whole.time })
+            }
+        }
+    }
+
+    /// Agrees with the rest of the job, if any, that every process is ready and starts from
+    /// the same point; `Err` with the exit status when not.
+    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
+    fn agree(&mut self, corpus_sha256: &str, model: &Rnnlm, resume: Option<&Resume>) -> Result<(), ExitCode> {
+        match self {
+            Place::Alone => Ok(()),
+            #[cfg(feature = "mpi")]
+            Place::Member(member) => {
+                let at = resume.map(|r| (r.state.now.progress.iter, r.state.now.progress.time_idx));
+                member.agree(Ok(starting_digest(corpus_sha256, model.params(), at)))
+            }
+        }
+    }
+
+    fn train(
+        &mut self,
+        model: &mut Rnnlm,
+        (train_ids, valid_ids): (Ids<'_>, Option<Ids<'_>>),
+        options: &TrainOptions,
+        files: &mut RunFiles,
+        state: Option<RunState>,
+        threads: Option<usize>,
+    ) -> anyhow::Result<TrainSummary> {
+        Ok(match self {
+            Place::Alone => {
+                with_threads(threads, || train::train(model, train_ids, valid_ids, options, files, state))??
+            }
+            // MPI is called from the thread that started it (the pool was set up before).
+            #[cfg(feature = "mpi")]
+            Place::Member(member) => {
+                train::train_shared(model, &mut member.processes, train_ids, valid_ids, options, files, state)?
+            }
+        })
+    }
+}
+
 pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
+    if !given.distributed {
+        return train_at(data_dir, given, &mut Place::Alone);
+    }
+    train_distributed(data_dir, given)
+}
+
+#[cfg(feature = "mpi")]
+fn train_distributed(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
+    let member = Member::join()?;
+    if let Some(threads) = given.threads {
+        // The training runs on this thread, MPI's, with the computing threads in the global pool.
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+    }
+    let mut place = Place::Member(member);
+    let outcome = train_at(data_dir, given, &mut place);
+    match place {
+        Place::Member(mut member) => member.finish(outcome),
+        Place::Alone => outcome,
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn train_distributed(_: &Path, _: TrainArgs) -> anyhow::Result<ExitCode> {
+    Err(super::without_mpi())
+}
+
+fn train_at(data_dir: &Path, given: TrainArgs, place: &mut Place) -> anyhow::Result<ExitCode> {
     let resume = given.resume.as_deref().map(|path| read_resume(path, &given)).transpose()?;
     if ended_with_nothing_more(resume.as_ref(), &given) {
         return Ok(ExitCode::SUCCESS);
@@ -117,12 +214,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
         None => given,
     };
     let s = settings(&args);
-    if s.tie && s.embed != s.hidden {
-        bail!("--tie needs --embed equal to --hidden (D = {}, H = {})", s.embed, s.hidden);
-    }
-    if s.options.schedule.needs_validation() && args.corpus.text.is_some() {
-        eprintln!("note: --text has no validation split, so the {} schedule keeps the rate", s.options.schedule);
-    }
+    check_settings(&args, &s)?;
     let tokenizer = Tokenizer { level: args.level.unwrap_or(Level::Word), lowercase: args.lowercase };
     let (corpus, corpus_name) = open_corpus(data_dir, &args.corpus, tokenizer)?;
     let (train_ids, vocab_size) = training_ids(corpus.train.ids(), s.corpus_size, corpus.vocab.len());
@@ -136,21 +228,27 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     let fingerprint = fingerprint(train_ids);
     check_same_corpus(resume.as_ref(), &fingerprint, &corpus_name)?;
 
+    let window = place.window(s.window)?;
     let (mut model, start_epoch, dropout) =
-        starting_model(resume.as_ref(), &args, &s, flag_arch, train_ids, &vocab, corpus.level)?;
+        starting_model(resume.as_ref(), &args, &s, (flag_arch, window), train_ids, &vocab, corpus.level)?;
     model.set_dropout(dropout, s.seed)?;
     let arch = model.arch();
-    let (save, checkpoint, chart) = output_paths(&args)?;
+    let speaks = place.speaks();
+    let (save, checkpoint, chart) = output_paths(&args, speaks)?;
+    let log = args.log.clone().filter(|_| speaks);
     let config = match &resume {
         Some(r) => RunConfig { args: args.clone(), start_epoch: r.config.start_epoch, fingerprint },
         None => RunConfig { args: run_config::resolved(&args, &s, arch, dropout), start_epoch, fingerprint },
     };
-    let log_lines = match (&resume, &args.log) {
+    let log_lines = match (&resume, &log) {
         (Some(r), Some(log)) => run_files::resumed_log(log, r.log_lines)?,
         _ => Vec::new(),
     };
 
     let valid_ids = validation_ids(&corpus, vocab_size);
+    if let Err(status) = place.agree(&config.fingerprint.sha256, &model, resume.as_ref()) {
+        return Ok(status);
+    }
     announce(&corpus_name, train_ids.len(), vocab_size, arch, dropout, &s, resume.as_ref());
     let signals = Signals::catch()?;
     let meta = Meta {
@@ -163,10 +261,10 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     };
     let done = resume.as_ref().map_or(0, |r| r.state.now.progress.iter);
     let mut files = RunFiles {
-        progress: progress_bar(train_ids.len(), &s, done),
+        progress: progress_bar(train_ids.len(), &s, done).filter(|_| speaks),
         checkpoint,
         chart: chart.clone(),
-        log: args.log.clone(),
+        log,
         log_lines,
         arch,
         meta,
@@ -176,8 +274,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
         save_error: None,
     };
     let state = resume.map(|r| r.state);
-    let summary =
-        with_threads(args.threads, || train::train(&mut model, train_ids, valid_ids, &s.options, &mut files, state))??;
+    let summary = place.train(&mut model, (train_ids, valid_ids), &s.options, &mut files, state, args.threads)?;
     if let Some(bar) = &files.progress {
         bar.finish_and_clear();
     }
@@ -187,13 +284,26 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
     Ok(report_end(&summary, &args, &save, chart.as_deref(), &signals))
 }
 
+/// Refuses settings that do not go together; notes those that do little.
+fn check_settings(args: &TrainArgs, s: &Settings) -> anyhow::Result<()> {
+    if s.tie && s.embed != s.hidden {
+        bail!("--tie needs --embed equal to --hidden (D = {}, H = {})", s.embed, s.hidden);
+    }
+    if s.options.schedule.needs_validation() && args.corpus.text.is_some() {
+        note!("note: --text has no validation split, so the {} schedule keeps the rate", s.options.schedule);
+    }
+    Ok(())
+}
+
 /// Where the run writes: the `--save` path (or the default), and the checkpoint and the chart
 /// it writes there unless `--no-save`; each checked to be writable before any training.
-fn output_paths(args: &TrainArgs) -> anyhow::Result<(PathBuf, Option<PathBuf>, Option<PathBuf>)> {
+fn output_paths(args: &TrainArgs, speaks: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>, Option<PathBuf>)> {
     let save = args.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
-    let chart = args.plot.clone().or_else(|| (!args.no_save).then(|| save.with_extension("png")));
-    let checkpoint = (!args.no_save).then(|| save.clone());
-    for (path, what) in [(&checkpoint, "checkpoint"), (&chart, "chart"), (&args.log, "log")] {
+    let writes = speaks && !args.no_save;
+    let chart = args.plot.clone().filter(|_| speaks).or_else(|| writes.then(|| save.with_extension("png")));
+    let checkpoint = writes.then(|| save.clone());
+    let log = args.log.clone().filter(|_| speaks);
+    for (path, what) in [(&checkpoint, "checkpoint"), (&chart, "chart"), (&log, "log")] {
         if let Some(path) = path {
             check_output(path, what)?;
         }
@@ -207,7 +317,7 @@ fn validation_ids(corpus: &Prepared, vocab_size: usize) -> Option<Ids<'_>> {
     corpus.valid.as_ref().map(|v| v.ids()).filter(|ids| {
         let fits = ids.max().is_some_and(|m| (m as usize) < vocab_size);
         if !fits {
-            eprintln!("validation skipped: the valid split uses ids outside the {vocab_size}-token vocabulary of the kept training tokens");
+            note!("validation skipped: the valid split uses ids outside the {vocab_size}-token vocabulary of the kept training tokens");
         }
         fits
     })
@@ -236,7 +346,7 @@ fn starting_model(
     resume: Option<&Resume>,
     args: &TrainArgs,
     s: &Settings,
-    flag_arch: Arch,
+    (flag_arch, window): (Arch, Window),
     train_ids: Ids<'_>,
     vocab: &Vocab,
     level: Level,
@@ -246,7 +356,7 @@ fn starting_model(
     let frequency_order = || rnnlm::files::corpus::frequency_order(train_ids, flag_arch.dims.vocab);
     Ok(match (resume, &args.init) {
         (Some(r), _) => {
-            let mut model = Rnnlm::from_params(flag_arch, s.window, &r.state.now.model.params)
+            let mut model = Rnnlm::from_params(flag_arch, window, &r.state.now.model.params)
                 .map_err(|e| anyhow!("--resume {}: {e}", r.state_file.display()))?;
             if flag_arch.adaptive().is_some() {
                 model.set_word_order(&frequency_order())?;
@@ -258,10 +368,10 @@ fn starting_model(
             let output = args.softmax.output.map(|_| flag_arch.output);
             check_init(&ckpt, flag_arch.dims, (args.cell, args.layers, args.tie, output), vocab, level, path)?;
             let dropout = args.dropout.unwrap_or(ckpt.meta.dropout);
-            (ckpt.model(s.window)?, ckpt.meta.epoch, dropout)
+            (ckpt.model(window)?, ckpt.meta.epoch, dropout)
         }
         (None, None) => {
-            let mut model = Rnnlm::new(flag_arch, s.window, s.seed)?;
+            let mut model = Rnnlm::new(flag_arch, window, s.seed)?;
             if flag_arch.adaptive().is_some() {
                 model.set_word_order(&frequency_order())?;
             }
@@ -283,9 +393,9 @@ fn report_end(
             let signal = if signals.term.load(Ordering::Relaxed) { 143 } else { 130 };
             let after = format!("stopped after window {} (epoch {})", summary.iters, summary.epochs.len() + 1);
             if args.no_save {
-                eprintln!("{after}; nothing saved (--no-save)");
+                note!("{after}; nothing saved (--no-save)");
             } else {
-                eprintln!("{after}; resume with: rnnlm train --resume {}", save.display());
+                note!("{after}; resume with: rnnlm train --resume {}", save.display());
             }
             return ExitCode::from(signal);
         }
@@ -294,7 +404,7 @@ fn report_end(
         Stop::Completed => "",
     };
     if !status.is_empty() {
-        eprintln!("stopped: {status}");
+        note!("stopped: {status}");
     }
     if !args.no_save {
         out!("checkpoint: {}", save.display());
@@ -317,7 +427,7 @@ fn announce(
     let o = &s.options;
     if let Some(r) = resume {
         let p = &r.state.now.progress;
-        eprintln!(
+        note!(
             "resuming the run of {} after window {} (epoch {}, {} windows into it), learning rate {}",
             r.state_file.display(),
             p.iter,
@@ -326,7 +436,7 @@ fn announce(
             p.lr
         );
     }
-    eprintln!(
+    note!(
         "training on {corpus_name}: {tokens} tokens, vocabulary {vocab_size}, {} x {}{}{}, D = {}, H = {}, B = {}, T = {}, lr {}{}, schedule {}{}{}",
         arch.layers,
         arch.cell.name(),

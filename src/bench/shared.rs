@@ -1,0 +1,168 @@
+//! Throughput of data-parallel training: the members of a [`Group`] (MPI's processes) each
+//! train their rows of every window ([`Rnnlm::train_step_shared`]), the gradient summed over
+//! the group at every step, as `train --distributed` trains. Besides the speed, the time each
+//! step spends in the sum (moving the gradient and waiting for the slowest member) and the
+//! bytes it moves: the figures a cluster's scaling is estimated from.
+
+use super::Spread;
+use crate::files::corpus::Ids;
+use crate::model::{BatchShare, ModelError, Rnnlm, Window};
+use crate::train::{Batcher, Group};
+use std::time::Instant;
+
+/// What a benchmark of training in a group measured, the same on every member.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedBenchResult {
+    /// Members of the group.
+    pub members: usize,
+    /// The whole batch's window.
+    pub window: Window,
+    /// Timed rounds.
+    pub repeats: usize,
+    /// Training steps per round.
+    pub iters_per_repeat: usize,
+    /// Tokens of the whole batch per second, over the rounds (each round's time the mean of
+    /// the members' times).
+    pub tokens_per_sec: Spread,
+    /// Seconds per step in the gradient's sum, over the rounds (the members' mean).
+    pub sum_seconds_per_step: Spread,
+    /// Bytes of the gradient that each step sums: the flat buffer of every tensor, in f32.
+    pub gradient_bytes: usize,
+}
+
+impl SharedBenchResult {
+    /// The share of a step's time spent in the gradient's sum, at the medians.
+    pub fn sum_share(&self) -> f64 {
+        let step_seconds = self.window.tokens() as f64 / self.tokens_per_sec.median;
+        self.sum_seconds_per_step.median / step_seconds
+    }
+}
+
+/// Runs `repeats` timed rounds of training steps (SGD, lr 0.1, no clipping, as
+/// [`run`](super::run)) after two warm-up steps, on `model`'s rows ([`Group::rows`]) of windows
+/// of `batch` rows of `corpus`. `iters` is this member's wish for the steps per round; the
+/// group runs the mean of the members' wishes, so that all run the same steps.
+pub fn run_shared(
+    model: &mut Rnnlm,
+    group: &mut dyn Group,
+    corpus: Ids<'_>,
+    batch: usize,
+    (repeats, iters): (usize, usize),
+) -> Result<SharedBenchResult, ModelError> {
+    let time = model.window().time;
+    let window = Window { batch, time };
+    let rows = group.rows(batch);
+    if rows.len() != model.window().batch {
+        return Err(ModelError::InvalidSize {
+            name: "window rows",
+            value: model.window().batch,
+            why: "are not this member's share of the batch",
+        });
+    }
+    let batcher = Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
+        name: "corpus",
+        value: corpus.len(),
+        why: "does not fill one window",
+    })?;
+    let mut steps =
+        SharedSteps { corpus, batcher, xs: vec![0; window.tokens()], ts: vec![0; window.tokens()], sum_seconds: 0.0 };
+    let share = BatchShare { first_row: rows.start, batch_targets: window.tokens() };
+    let tokens = rows.start * time..rows.end * time;
+    let iters = mean_over(group, iters as f64).round().max(1.0) as usize;
+    steps.run(model, group, (share, tokens.clone()), 2)?;
+    let (mut tokens_per_sec, mut sum_seconds) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        steps.sum_seconds = 0.0;
+        let start = Instant::now();
+        steps.run(model, group, (share, tokens.clone()), iters)?;
+        let seconds = mean_over(group, start.elapsed().as_secs_f64());
+        tokens_per_sec.push((iters * window.tokens()) as f64 / seconds);
+        sum_seconds.push(mean_over(group, steps.sum_seconds) / iters as f64);
+    }
+    Ok(SharedBenchResult {
+        members: group.size(),
+        window,
+        repeats,
+        iters_per_repeat: iters,
+        tokens_per_sec: Spread::of(&tokens_per_sec),
+        sum_seconds_per_step: Spread::of(&sum_seconds),
+        gradient_bytes: std::mem::size_of_val(model.grads()),
+    })
+}
+
+/// `value`'s mean over the group.
+fn mean_over(group: &mut dyn Group, value: f64) -> f64 {
+    let mut sum = [value];
+    group.sum_f64(&mut sum);
+    sum[0] / group.size() as f64
+}
+
+/// The benchmark's steps in a group: each on this member's rows of the next window.
+struct SharedSteps<'a> {
+    corpus: Ids<'a>,
+    batcher: Batcher,
+    xs: Vec<u32>,
+    ts: Vec<i32>,
+    /// Seconds spent in the gradient's sum since last reset.
+    sum_seconds: f64,
+}
+
+impl SharedSteps<'_> {
+    fn run(
+        &mut self,
+        model: &mut Rnnlm,
+        group: &mut dyn Group,
+        (share, tokens): (BatchShare, std::ops::Range<usize>),
+        steps: usize,
+    ) -> Result<(), ModelError> {
+        for _ in 0..steps {
+            self.batcher.next_window(self.corpus, &mut self.xs, &mut self.ts);
+            let (xs, ts) = (&self.xs[tokens.clone()], &self.ts[tokens.clone()]);
+            let mut sum_seconds = 0.0;
+            let sum = |grads: &mut [f32]| {
+                let start = Instant::now();
+                group.sum(grads);
+                sum_seconds = start.elapsed().as_secs_f64();
+            };
+            let loss = model.train_step_shared(xs, ts, share, (0.1, None), sum)?;
+            // As training does: the loss summed too.
+            let mut loss = [loss as f64];
+            group.sum_f64(&mut loss);
+            self.sum_seconds += sum_seconds;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Dims;
+
+    /// A group of one: its sums are the values themselves.
+    struct Alone;
+
+    impl Group for Alone {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn size(&self) -> usize {
+            1
+        }
+        fn sum(&mut self, _: &mut [f32]) {}
+        fn sum_f64(&mut self, _: &mut [f64]) {}
+    }
+
+    #[test]
+    fn a_group_bench_reports_its_rounds_and_the_bytes_it_sums() {
+        let dims = Dims { vocab: 20, embed: 4, hidden: 5 };
+        let mut model = Rnnlm::new(dims, Window { batch: 3, time: 4 }, 1).unwrap();
+        let ids: Vec<u32> = (0..200).map(|i| (i * 7 % 20) as u32).collect();
+        let result = run_shared(&mut model, &mut Alone, Ids::U32(&ids), 3, (3, 2)).unwrap();
+        assert_eq!((result.members, result.repeats, result.iters_per_repeat), (1, 3, 2));
+        assert_eq!(result.gradient_bytes, 4 * model.params().len());
+        assert!(result.tokens_per_sec.min > 0.0 && result.sum_share() >= 0.0 && result.sum_share() < 1.0);
+        let error = run_shared(&mut model, &mut Alone, Ids::U32(&ids), 4, (1, 1)).unwrap_err();
+        assert!(error.to_string().contains("window rows"), "{error}");
+    }
+}
