@@ -3,7 +3,7 @@
 //! `mpirun -n N` starts N copies of a program; each calls [`Processes::init`], takes its rows
 //! of every window ([`Processes::rows`]) and trains a model of those rows: a whole run with
 //! [`train_shared`](crate::train::train_shared) (the processes are its
-//! [`Group`](crate::train::Group)), or step by step with
+//! [`Group`]), or step by step with
 //! [`Rnnlm::train_step_shared`](crate::Rnnlm::train_step_shared), whose reduction is
 //! [`Processes::sum`]: one `MPI_Allreduce` over the whole flat gradient buffer per step. Every
 //! process then applies the same update to the same weights. MPI itself (Open MPI or MPICH)

@@ -24,7 +24,7 @@ use rnnlm::files::data;
 use rnnlm::model::BatchShare;
 use rnnlm::train::Batcher;
 use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const WINDOWS: usize = 50;
@@ -130,13 +130,18 @@ fn mpirun_found() -> bool {
     found
 }
 
+/// PTB prepared in its data directory, when `mpirun` and PTB are there (else skipped, said why).
+fn prepared_ptb() -> Option<PathBuf> {
+    if !mpirun_found() {
+        return None;
+    }
+    let data = common::ptb_data()?;
+    Some(data::prepared_ptb_from(&data.join("ptb"), |_| ()).unwrap())
+}
+
 #[test]
 fn two_and_three_processes_train_as_one() {
-    if !mpirun_found() {
-        return;
-    }
-    let Some(data) = common::ptb_data() else { return };
-    let prepared = data::prepared_ptb_from(&data.join("ptb"), |_| ()).unwrap();
+    let Some(prepared) = prepared_ptb() else { return };
     let (whole_losses, whole) = train(&prepared, None);
     let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| (x as f64).powi(2)).sum::<f64>().sqrt();
     for n in [2, 3] {
@@ -178,11 +183,7 @@ fn logged(dir: &Path, name: &str) -> (Vec<f64>, Vec<f64>) {
 
 #[test]
 fn the_command_line_stops_a_job_of_two_and_resumes_it_in_a_job_of_three() {
-    if !mpirun_found() {
-        return;
-    }
-    let Some(data) = common::ptb_data() else { return };
-    let prepared = data::prepared_ptb_from(&data.join("ptb"), |_| ()).unwrap();
+    let Some(prepared) = prepared_ptb() else { return };
     let dir = tempfile::tempdir().unwrap();
     let rnnlm = env!("CARGO_BIN_EXE_rnnlm");
     let alone = Command::new(rnnlm).args(train_args(&prepared, dir.path(), "alone", &[])).output().unwrap();
@@ -214,11 +215,7 @@ fn the_command_line_stops_a_job_of_two_and_resumes_it_in_a_job_of_three() {
 
 #[test]
 fn a_job_whose_processes_cannot_start_alike_stops_with_one_line_naming_the_rank() {
-    if !mpirun_found() {
-        return;
-    }
-    let Some(data) = common::ptb_data() else { return };
-    let prepared = data::prepared_ptb_from(&data.join("ptb"), |_| ()).unwrap();
+    let Some(prepared) = prepared_ptb() else { return };
     let dir = tempfile::tempdir().unwrap();
     let rnnlm = env!("CARGO_BIN_EXE_rnnlm");
     let checkpoint = dir.path().join("kept.safetensors");

@@ -15,8 +15,8 @@ use crate::model::{share_rows, BatchShare, ModelError, Rnnlm, Window};
 use std::ops::Range;
 
 /// The members of a group training one model, as the training loop needs them: a place each,
-/// and sums over all of them. MPI's processes are one ([`Processes`](crate::distributed::Processes),
-/// feature `mpi`).
+/// and sums over all of them. MPI's processes are one (`rnnlm::distributed::Processes`, with
+/// the feature `mpi`).
 pub trait Group {
     /// This member's place, `0..size()`.
     fn rank(&self) -> usize;
