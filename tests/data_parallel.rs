@@ -29,7 +29,7 @@ impl Reduction {
     }
 
     fn all_reduce(&self, share: usize, buffer: &mut [f32]) {
-        self.slots.lock().unwrap()[share].copy_from_slice(buffer);
+        self.slots.lock().unwrap()[share] = buffer.to_vec();
         self.barrier.wait();
         {
             let slots = self.slots.lock().unwrap();

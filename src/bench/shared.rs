@@ -24,10 +24,12 @@ pub struct SharedBenchResult {
     /// Tokens of the whole batch per second, over the rounds (each round's time the mean of
     /// the members' times).
     pub tokens_per_sec: Spread,
-    /// Seconds per step in the gradient's sum, over the rounds (the members' mean).
+    /// Seconds per step in the gradient's sums, over the rounds (the members' mean).
     pub sum_seconds_per_step: Spread,
-    /// Bytes of the gradient that each step sums: the flat buffer of every tensor, in f32.
-    pub gradient_bytes: usize,
+    /// Bytes each step sums, over all its sums, in the mean over the timed steps: the whole
+    /// flat gradient with a tied embedding; untied, a mark per word and the gradient with only
+    /// the embedding rows some member's window touched.
+    pub summed_bytes_per_step: f64,
 }
 
 impl SharedBenchResult {
@@ -64,13 +66,20 @@ pub fn run_shared(
         value: corpus.len(),
         why: "does not fill one window",
     })?;
-    let mut steps =
-        SharedSteps { corpus, batcher, xs: vec![0; window.tokens()], ts: vec![0; window.tokens()], sum_seconds: 0.0 };
+    let mut steps = SharedSteps {
+        corpus,
+        batcher,
+        xs: vec![0; window.tokens()],
+        ts: vec![0; window.tokens()],
+        sum_seconds: 0.0,
+        summed_values: 0,
+    };
     let share = BatchShare { first_row: rows.start, batch_targets: window.tokens() };
     let tokens = rows.start * time..rows.end * time;
     let iters = mean_over(group, iters as f64).round().max(1.0) as usize;
     steps.run(model, group, (share, tokens.clone()), 2)?;
     let (mut tokens_per_sec, mut sum_seconds) = (Vec::new(), Vec::new());
+    steps.summed_values = 0;
     for _ in 0..repeats {
         steps.sum_seconds = 0.0;
         let start = Instant::now();
@@ -86,7 +95,7 @@ pub fn run_shared(
         iters_per_repeat: iters,
         tokens_per_sec: Spread::of(&tokens_per_sec),
         sum_seconds_per_step: Spread::of(&sum_seconds),
-        gradient_bytes: std::mem::size_of_val(model.grads()),
+        summed_bytes_per_step: (steps.summed_values * std::mem::size_of::<f32>()) as f64 / (repeats * iters) as f64,
     })
 }
 
@@ -103,8 +112,10 @@ struct SharedSteps<'a> {
     batcher: Batcher,
     xs: Vec<u32>,
     ts: Vec<i32>,
-    /// Seconds spent in the gradient's sum since last reset.
+    /// Seconds spent in the gradient's sums since last reset.
     sum_seconds: f64,
+    /// Values summed since last reset.
+    summed_values: usize,
 }
 
 impl SharedSteps<'_> {
@@ -118,17 +129,19 @@ impl SharedSteps<'_> {
         for _ in 0..steps {
             self.batcher.next_window(self.corpus, &mut self.xs, &mut self.ts);
             let (xs, ts) = (&self.xs[tokens.clone()], &self.ts[tokens.clone()]);
-            let mut sum_seconds = 0.0;
-            let sum = |grads: &mut [f32]| {
+            let (mut sum_seconds, mut summed_values) = (0.0, 0);
+            let sum = |values: &mut [f32]| {
                 let start = Instant::now();
-                group.sum(grads);
-                sum_seconds = start.elapsed().as_secs_f64();
+                group.sum(values);
+                sum_seconds += start.elapsed().as_secs_f64();
+                summed_values += values.len();
             };
             let loss = model.train_step_shared(xs, ts, share, (0.1, None), sum)?;
             // As training does: the loss summed too.
             let mut loss = [loss as f64];
             group.sum_f64(&mut loss);
             self.sum_seconds += sum_seconds;
+            self.summed_values += summed_values;
         }
         Ok(())
     }
@@ -160,7 +173,9 @@ mod tests {
         let ids: Vec<u32> = (0..200).map(|i| (i * 7 % 20) as u32).collect();
         let result = run_shared(&mut model, &mut Alone, Ids::U32(&ids), 3, (3, 2)).unwrap();
         assert_eq!((result.members, result.repeats, result.iters_per_repeat), (1, 3, 2));
-        assert_eq!(result.gradient_bytes, 4 * model.params().len());
+        // Untied: the marks of 20 words, then the gradient with the embedding's 20 x 4 reduced to
+        // the rows a window touched: its 12 tokens of the cycle i * 7 % 20 are 12 words.
+        assert_eq!(result.summed_bytes_per_step, 4.0 * (20 + model.params().len() - 80 + 12 * 4) as f64);
         assert!(result.tokens_per_sec.min > 0.0 && result.sum_share() >= 0.0 && result.sum_share() < 1.0);
         let error = run_shared(&mut model, &mut Alone, Ids::U32(&ids), 4, (1, 1)).unwrap_err();
         assert!(error.to_string().contains("window rows"), "{error}");

@@ -142,7 +142,7 @@ fn print_json(name: &str, result: &SharedBenchResult) {
         "tokens_per_sec_max": result.tokens_per_sec.max,
         "sum_seconds_per_step": result.sum_seconds_per_step.median,
         "sum_share": result.sum_share(),
-        "gradient_bytes": result.gradient_bytes,
+        "summed_bytes_per_step": result.summed_bytes_per_step,
         "repeats": result.repeats, "iters_per_repeat": result.iters_per_repeat,
     });
     out!("{json}");
@@ -163,8 +163,8 @@ fn print_text(name: &str, result: &SharedBenchResult) {
         result.iters_per_repeat
     );
     out!(
-        "gradient sum: {:.1} MB per step, {:.1} ms ({:.1} % of the step)",
-        result.gradient_bytes as f64 / 1e6,
+        "gradient sums: {:.1} MB per step, {:.1} ms ({:.1} % of the step)",
+        result.summed_bytes_per_step / 1e6,
         result.sum_seconds_per_step.median * 1e3,
         100.0 * result.sum_share()
     );

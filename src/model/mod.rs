@@ -106,6 +106,7 @@ pub struct Rnnlm {
     /// ([`train_step_shared`](Self::train_step_shared)): any row of the embedding gradient may
     /// be non-zero, so the update covers every row and the next backward pass clears them all.
     grads_reduced: bool,
+    share_buffers: batch_share::ShareBuffers,
 }
 
 impl Rnnlm {
@@ -206,6 +207,7 @@ impl Rnnlm {
             word_rank,
             open_grads: None,
             grads_reduced: false,
+            share_buffers: Default::default(),
         })
     }
 
