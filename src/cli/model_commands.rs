@@ -11,8 +11,10 @@ use rnnlm::kernels::AdaptiveShape;
 use rnnlm::{train, Arch, Cell, Dims, Phase, Rnnlm, Softmax, Window};
 use std::path::Path;
 
+/// Progress of downloading and preparing a corpus, on stderr (quiet in a distributed run's
+/// ranks other than 0).
 fn log_to_stderr(line: &str) {
-    eprintln!("{line}");
+    note!("{line}");
 }
 
 /// Opens the corpus a command reads: `--text` (prepared once into the cache), `--prepared`,
