@@ -55,20 +55,32 @@ fn windows(corpus: &[u32], window: Window) -> Vec<(Vec<u32>, Vec<i32>)> {
         .collect()
 }
 
-fn model(arch: Arch, window: Window, dropout: f32) -> Rnnlm {
+fn model(arch: Arch, window: Window, dropout: f32, open: bool) -> Rnnlm {
     let mut model = Rnnlm::new(arch, window, SEED).unwrap();
     if dropout > 0.0 {
         model.set_dropout(dropout, SEED + 1).unwrap();
     }
+    model.set_open_gradients(open).unwrap();
     model
 }
 
 /// Trains `arch` on the whole batch and on `shares` shares of it; compares them.
-fn compare(arch: Arch, window: Window, (dropout, lr, clip): (f32, f32, Option<f32>), shares: usize) {
+fn compare(arch: Arch, window: Window, hyper: (f32, f32, Option<f32>), shares: usize) {
+    compare_gradients(arch, window, hyper, shares, false);
+}
+
+/// [`compare`], the gradients open ([`Rnnlm::set_open_gradients`]) when `open`.
+fn compare_gradients(
+    arch: Arch,
+    window: Window,
+    (dropout, lr, clip): (f32, f32, Option<f32>),
+    shares: usize,
+    open: bool,
+) {
     let mut rng = Rng::new(5);
     let corpus: Vec<u32> = (0..4000).map(|_| (rng.next_u64() % arch.dims.vocab as u64) as u32).collect();
     let windows = windows(&corpus, window);
-    let mut whole = model(arch, window, dropout);
+    let mut whole = model(arch, window, dropout, open);
     let whole_losses: Vec<f32> = windows.iter().map(|(xs, ts)| whole.train_step(xs, ts, lr, clip).unwrap()).collect();
 
     let reduction = Reduction::new(shares, arch.param_count().unwrap());
@@ -78,7 +90,7 @@ fn compare(arch: Arch, window: Window, (dropout, lr, clip): (f32, f32, Option<f3
                 let (windows, reduction) = (&windows, &reduction);
                 scope.spawn(move || {
                     let rows = share_rows(window.batch, shares, share);
-                    let mut part = model(arch, Window { batch: rows.len(), time: window.time }, dropout);
+                    let mut part = model(arch, Window { batch: rows.len(), time: window.time }, dropout, open);
                     let tokens = rows.start * window.time..rows.end * window.time;
                     let losses = windows
                         .iter()
@@ -129,9 +141,15 @@ fn a_tied_gru_with_dropout_over_two_shares() {
 #[test]
 fn the_plain_rnn_without_clipping_over_four_shares() {
     // Unclipped and untied: one model folds the output layer's update into its backward pass
-    // and updates only the embedding rows it touched; the shares update every row the
-    // reduction may have written.
+    // and updates only the embedding rows it touched; the shares update the rows that any
+    // share touched.
     compare(arch(Cell::Rnn, 1, false), Window { batch: 9, time: 3 }, (0.0, 0.1, None), 4);
+}
+
+#[test]
+fn a_tied_lstm_with_open_gradients_over_two_shares() {
+    // The tied embedding's own gradient is apart from the buffer: it is summed too.
+    compare_gradients(arch(Cell::Lstm, 1, true), Window { batch: 6, time: 4 }, (0.0, 0.5, Some(1.0)), 2, true);
 }
 
 #[test]

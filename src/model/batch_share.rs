@@ -56,9 +56,11 @@ impl Rnnlm {
     /// [`train_step`](Self::train_step)) with the loss divided by `share.batch_targets`, then
     /// the gradient summed over the processes with `reduce` (an allreduce: it replaces a buffer
     /// by its element-wise sums, every process calling it alike), then clipping to the global
-    /// norm of the summed gradient and the SGD update. `reduce` is called once on the whole
-    /// flat gradient buffer (every tensor, in the layout of [`Arch::range`](crate::Arch::range))
-    /// when the embedding is tied; untied, twice: on a mark per word (the rows each process's
+    /// norm of the summed gradient and the SGD update. `reduce` is called on the whole flat
+    /// gradient buffer (every tensor, in the layout of [`Arch::range`](crate::Arch::range))
+    /// when the embedding is tied or the gradients are open
+    /// ([`set_open_gradients`](Self::set_open_gradients); both, then once more on
+    /// [`embedding_grad_apart`](Self::embedding_grad_apart)); otherwise twice: on a mark per word (the rows each process's
     /// window touched), then on the gradient from the union of those rows of `embed.W`, packed
     /// at the end of its range, to the last tensor. Returns this share's part of the batch's
     /// mean loss (the shares' parts add up to it). Allocates nothing after the first call,
@@ -76,12 +78,18 @@ impl Rnnlm {
         let loss = self.forward_with_loss(xs, ts, true, Some(share))?;
         self.training_windows += 1;
         self.backward()?;
-        if self.arch.tied || self.open_grads.is_some() {
-            // The embedding's gradient reaches every row: summed whole, updated whole.
-            reduce(&mut self.grads);
-            self.grads_reduced = true;
-        } else {
-            self.reduce_sparse_embedding(share, &mut reduce);
+        match &mut self.open_grads {
+            // The embedding's gradient reaches every row (tied: the output layer's; open: written
+            // whole): summed whole, as the update covers it whole. Open and tied, the
+            // embedding's own gradient is apart and summed after the buffer.
+            Some(open) => {
+                reduce(&mut self.grads);
+                if !open.embedding_apart.is_empty() {
+                    reduce(&mut open.embedding_apart);
+                }
+            }
+            None if self.arch.tied => reduce(&mut self.grads),
+            None => self.reduce_sparse_embedding(share, &mut reduce),
         }
         self.clip_and_update(lr, clip, true);
         Ok(loss)

@@ -102,10 +102,7 @@ pub struct Rnnlm {
     /// Set while code outside the crate reads and writes the gradients
     /// ([`set_open_gradients`](Self::set_open_gradients)).
     open_grads: Option<OpenGradients>,
-    /// Set when the last step's gradients were reduced over processes
-    /// ([`train_step_shared`](Self::train_step_shared)): any row of the embedding gradient may
-    /// be non-zero, so the update covers every row and the next backward pass clears them all.
-    grads_reduced: bool,
+    /// Scratch of [`train_step_shared`](Self::train_step_shared)'s sums over processes.
     share_buffers: batch_share::ShareBuffers,
 }
 
@@ -206,7 +203,6 @@ impl Rnnlm {
             word_order,
             word_rank,
             open_grads: None,
-            grads_reduced: false,
             share_buffers: Default::default(),
         })
     }
@@ -458,7 +454,7 @@ impl Rnnlm {
     /// so is it with open gradients; open and tied, the embedding's own gradient comes last.
     fn for_each_live_grad(&mut self, with_output_layer: bool, mut f: impl FnMut(&mut [f32], &mut [f32])) {
         let d = self.arch.dims.embed;
-        let embed_dense = self.arch.tied || self.open_grads.is_some() || self.grads_reduced;
+        let embed_dense = self.arch.tied || self.open_grads.is_some();
         let dense_start = if embed_dense { 0 } else { self.arch.range(Tensor::Wx(0)).start };
         let dense_end = if with_output_layer { self.params.len() } else { self.arch.output_range().start };
         let (embed_params, dense_params) = self.params[..dense_end].split_at_mut(dense_start);

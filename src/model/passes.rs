@@ -201,14 +201,12 @@ impl Rnnlm {
 
     /// The embedding gradient from `dx`: only rows of the embedding gradient that a window
     /// touches are ever non-zero, so the last window's are cleared and this one's scattered
-    /// (all of it is cleared after a step whose gradients were reduced over processes, which
-    /// may have written any row). With tied weights the output layer has just written the whole gradient: this one's are
+    /// (after a step summed over processes, the touched rows are those of every process's
+    /// window). With tied weights the output layer has just written the whole gradient: this one's are
     /// added to it. Open gradients ([`Rnnlm::set_open_gradients`]) are written whole, the
     /// tied embedding's apart from the output layer's.
     fn embedding_backward(&mut self) {
         let Dims { vocab, embed: d, .. } = self.arch.dims;
-        // A reduction over processes may have written any row of the last gradient.
-        let written_anywhere = std::mem::take(&mut self.grads_reduced);
         let g_embed = &mut self.grads[self.arch.range(Tensor::EmbedW)];
         let Workspace { ids, dx, touched, touched_mark, .. } = &mut self.ws;
         if let Some(open) = &mut self.open_grads {
@@ -222,13 +220,8 @@ impl Rnnlm {
             embedding_scatter_add(vocab, d, dx, ids, g_embed);
             return;
         }
-        if written_anywhere {
-            g_embed.fill(0.0);
-        }
         for &id in touched.iter() {
-            if !written_anywhere {
-                g_embed[id as usize * d..(id as usize + 1) * d].fill(0.0);
-            }
+            g_embed[id as usize * d..(id as usize + 1) * d].fill(0.0);
             touched_mark[id as usize] = false;
         }
         touched.clear();
