@@ -21,8 +21,7 @@ mod common;
 use rnnlm::distributed::Processes;
 use rnnlm::files::corpus::{Prepared, Split};
 use rnnlm::files::data;
-use rnnlm::model::BatchShare;
-use rnnlm::train::Batcher;
+use rnnlm::train::{step_in_group, Batcher};
 use rnnlm::{Arch, Cell, Dims, Rnnlm, Softmax, Window};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,27 +47,18 @@ fn arch(vocab: usize) -> Arch {
 fn train(prepared: &Path, mut processes: Option<&mut Processes>) -> (Vec<f64>, Vec<f32>) {
     let prepared = Prepared::open(prepared).unwrap();
     let corpus = prepared.split(Split::Train).unwrap().ids();
-    let rows = processes.as_ref().map_or(0..WINDOW.batch, |p| p.rows(WINDOW.batch));
-    let window = Window { batch: rows.len(), time: WINDOW.time };
-    let mut model = Rnnlm::new(arch(prepared.vocab.len()), window, 1).unwrap();
+    let rows = processes.as_ref().map_or(WINDOW.batch, |p| p.rows(WINDOW.batch).len());
+    let mut model = Rnnlm::new(arch(prepared.vocab.len()), Window { batch: rows, time: WINDOW.time }, 1).unwrap();
     let mut batcher = Batcher::new(corpus.len(), WINDOW).unwrap();
     let (mut xs, mut ts) = (vec![0; WINDOW.tokens()], vec![0; WINDOW.tokens()]);
-    let tokens = rows.start * WINDOW.time..rows.end * WINDOW.time;
     let losses = (0..WINDOWS)
         .map(|_| {
             batcher.next_window(corpus, &mut xs, &mut ts);
-            let (xs, ts) = (&xs[tokens.clone()], &ts[tokens.clone()]);
-            match processes.as_deref_mut() {
-                None => model.train_step(xs, ts, LR, Some(CLIP)).unwrap() as f64,
-                Some(processes) => {
-                    let share = BatchShare { first_row: rows.start, batch_targets: WINDOW.tokens() };
-                    let mut gradients = |grads: &mut [f32]| processes.sum(grads);
-                    let loss = model.train_step_shared(xs, ts, share, (LR, Some(CLIP)), &mut gradients).unwrap();
-                    let mut loss = [loss as f64];
-                    processes.sum_f64(&mut loss);
-                    loss[0]
-                }
-            }
+            let loss = match processes.as_deref_mut() {
+                None => model.train_step(&xs, &ts, LR, Some(CLIP)),
+                Some(processes) => step_in_group(&mut model, processes, (&xs, &ts), (LR, Some(CLIP))),
+            };
+            loss.unwrap() as f64
         })
         .collect();
     (losses, model.into_params())

@@ -339,15 +339,28 @@ impl<'a> BenchSteps<'a> {
     /// Steps for `model`'s window over `corpus`; an error if the corpus does not fill a window.
     fn new(model: &Rnnlm, corpus: Ids<'a>) -> Result<Self, ModelError> {
         let window = model.window();
-        let batcher = Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
-            name: "corpus",
-            value: corpus.len(),
-            why: "does not fill one window",
-        })?;
         let (xs, ts) = (vec![0; window.tokens()], vec![0; window.tokens()]);
-        Ok(BenchSteps { corpus, batcher, xs, ts, count: 0, cluster_rows: [0; MAX_CLUSTERS] })
+        Ok(BenchSteps {
+            corpus,
+            batcher: batcher_of(corpus, window)?,
+            xs,
+            ts,
+            count: 0,
+            cluster_rows: [0; MAX_CLUSTERS],
+        })
     }
+}
 
+/// The batcher of `window` over `corpus`; an error if the corpus does not fill a window.
+fn batcher_of(corpus: Ids<'_>, window: Window) -> Result<Batcher, ModelError> {
+    Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
+        name: "corpus",
+        value: corpus.len(),
+        why: "does not fill one window",
+    })
+}
+
+impl BenchSteps<'_> {
     /// `steps` training steps (SGD, lr 0.1, no clipping).
     fn run(&mut self, model: &mut Rnnlm, steps: usize) -> Result<(), ModelError> {
         for _ in 0..steps {

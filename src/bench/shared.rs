@@ -4,10 +4,10 @@
 //! step spends in the sum (moving the gradient and waiting for the slowest member) and the
 //! bytes it moves: the figures a cluster's scaling is estimated from.
 
-use super::Spread;
+use super::{batcher_of, Spread};
 use crate::files::corpus::Ids;
-use crate::model::{BatchShare, ModelError, Rnnlm, Window};
-use crate::train::{Batcher, Group};
+use crate::model::{ModelError, Rnnlm, Window};
+use crate::train::{step_in_group, Batcher, Group};
 use std::time::Instant;
 
 /// What a benchmark of training in a group measured, the same on every member.
@@ -61,41 +61,33 @@ pub fn run_shared(
             why: "are not this member's share of the batch",
         });
     }
-    let batcher = Batcher::new(corpus.len(), window).ok_or(ModelError::InvalidSize {
-        name: "corpus",
-        value: corpus.len(),
-        why: "does not fill one window",
-    })?;
     let mut steps = SharedSteps {
         corpus,
-        batcher,
+        batcher: batcher_of(corpus, window)?,
         xs: vec![0; window.tokens()],
         ts: vec![0; window.tokens()],
-        sum_seconds: 0.0,
-        summed_values: 0,
     };
-    let share = BatchShare { first_row: rows.start, batch_targets: window.tokens() };
-    let tokens = rows.start * time..rows.end * time;
     let iters = mean_over(group, iters as f64).round().max(1.0) as usize;
-    steps.run(model, group, (share, tokens.clone()), 2)?;
+    let mut timed = TimedSums { group, seconds: 0.0, values: 0 };
+    steps.run(model, &mut timed, 2)?;
     let (mut tokens_per_sec, mut sum_seconds) = (Vec::new(), Vec::new());
-    steps.summed_values = 0;
+    timed.values = 0;
     for _ in 0..repeats {
-        steps.sum_seconds = 0.0;
+        timed.seconds = 0.0;
         let start = Instant::now();
-        steps.run(model, group, (share, tokens.clone()), iters)?;
-        let seconds = mean_over(group, start.elapsed().as_secs_f64());
+        steps.run(model, &mut timed, iters)?;
+        let seconds = mean_over(timed.group, start.elapsed().as_secs_f64());
         tokens_per_sec.push((iters * window.tokens()) as f64 / seconds);
-        sum_seconds.push(mean_over(group, steps.sum_seconds) / iters as f64);
+        sum_seconds.push(mean_over(timed.group, timed.seconds) / iters as f64);
     }
     Ok(SharedBenchResult {
-        members: group.size(),
+        members: timed.group.size(),
         window,
         repeats,
         iters_per_repeat: iters,
         tokens_per_sec: Spread::of(&tokens_per_sec),
         sum_seconds_per_step: Spread::of(&sum_seconds),
-        summed_bytes_per_step: (steps.summed_values * std::mem::size_of::<f32>()) as f64 / (repeats * iters) as f64,
+        summed_bytes_per_step: (timed.values * std::mem::size_of::<f32>()) as f64 / (repeats * iters) as f64,
     })
 }
 
@@ -106,44 +98,53 @@ fn mean_over(group: &mut dyn Group, value: f64) -> f64 {
     sum[0] / group.size() as f64
 }
 
-/// The benchmark's steps in a group: each on this member's rows of the next window.
+/// The benchmark's steps in a group: each on the next window, as training runs them
+/// ([`step_in_group`]).
 struct SharedSteps<'a> {
     corpus: Ids<'a>,
     batcher: Batcher,
     xs: Vec<u32>,
     ts: Vec<i32>,
-    /// Seconds spent in the gradient's sums since last reset.
-    sum_seconds: f64,
-    /// Values summed since last reset.
-    summed_values: usize,
 }
 
 impl SharedSteps<'_> {
-    fn run(
-        &mut self,
-        model: &mut Rnnlm,
-        group: &mut dyn Group,
-        (share, tokens): (BatchShare, std::ops::Range<usize>),
-        steps: usize,
-    ) -> Result<(), ModelError> {
+    /// `steps` training steps (SGD, lr 0.1, no clipping).
+    fn run(&mut self, model: &mut Rnnlm, group: &mut dyn Group, steps: usize) -> Result<(), ModelError> {
         for _ in 0..steps {
             self.batcher.next_window(self.corpus, &mut self.xs, &mut self.ts);
-            let (xs, ts) = (&self.xs[tokens.clone()], &self.ts[tokens.clone()]);
-            let (mut sum_seconds, mut summed_values) = (0.0, 0);
-            let sum = |values: &mut [f32]| {
-                let start = Instant::now();
-                group.sum(values);
-                sum_seconds += start.elapsed().as_secs_f64();
-                summed_values += values.len();
-            };
-            let loss = model.train_step_shared(xs, ts, share, (0.1, None), sum)?;
-            // As training does: the loss summed too.
-            let mut loss = [loss as f64];
-            group.sum_f64(&mut loss);
-            self.sum_seconds += sum_seconds;
-            self.summed_values += summed_values;
+            step_in_group(model, group, (&self.xs, &self.ts), (0.1, None))?;
         }
         Ok(())
+    }
+}
+
+/// `group`, its `f32` sums (the gradient's) timed and counted.
+struct TimedSums<'g> {
+    group: &'g mut dyn Group,
+    /// Seconds in the sums since last reset.
+    seconds: f64,
+    /// Values summed since last reset.
+    values: usize,
+}
+
+impl Group for TimedSums<'_> {
+    fn rank(&self) -> usize {
+        self.group.rank()
+    }
+
+    fn size(&self) -> usize {
+        self.group.size()
+    }
+
+    fn sum(&mut self, values: &mut [f32]) {
+        let start = Instant::now();
+        self.group.sum(values);
+        self.seconds += start.elapsed().as_secs_f64();
+        self.values += values.len();
+    }
+
+    fn sum_f64(&mut self, values: &mut [f64]) {
+        self.group.sum_f64(values);
     }
 }
 

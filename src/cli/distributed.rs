@@ -21,11 +21,25 @@ pub struct Member {
 
 impl Member {
     /// Joins the job (an error when not started by an MPI launcher); every rank but 0 goes
-    /// quiet.
-    pub fn join() -> anyhow::Result<Member> {
+    /// quiet. `threads`, when given, sizes rayon's global pool: the work runs on this thread,
+    /// the one that makes MPI's calls, and computes on the pool.
+    pub fn join(threads: Option<usize>) -> anyhow::Result<Member> {
         let processes = Processes::init().map_err(|e| anyhow::anyhow!("--distributed: {e}"))?;
         super::QUIET.store(processes.rank() != 0, Ordering::Relaxed);
+        if let Some(threads) = threads {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+        }
         Ok(Member { processes, agreed: false })
+    }
+
+    /// This process's rows of the window `whole`, as a window; an error when it has none.
+    pub fn window(&self, whole: Window) -> anyhow::Result<Window> {
+        let rows = self.processes.rows(whole.batch).len();
+        if rows == 0 {
+            let count = self.processes.count();
+            anyhow::bail!("--batch {} cannot be shared by {count} processes: every process needs a row", whole.batch);
+        }
+        Ok(Window { batch: rows, time: whole.time })
     }
 
     pub fn is_rank0(&self) -> bool {
@@ -100,20 +114,8 @@ pub fn starting_digest(corpus_sha256: &str, params: &[f32], resumed_at: Option<(
 /// processes (after a probe of three steps that sizes the rounds to `--seconds`); rank 0
 /// prints the figures.
 pub fn bench(args: &BenchArgs, (name, arch, window, corpus_ids, _): BenchSubject) -> anyhow::Result<()> {
-    let mut member = Member::join()?;
-    if let Some(threads) = args.threads {
-        // The steps run on this thread, MPI's, with the computing threads in the global pool.
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
-    }
-    let rows = member.processes.rows(window.batch).len();
-    if rows == 0 {
-        anyhow::bail!(
-            "--batch {} cannot be shared by {} processes: every process needs a row",
-            window.batch,
-            member.processes.count()
-        );
-    }
-    let mut model = bench_model(args, arch, Window { batch: rows, time: window.time }, &corpus_ids)?;
+    let mut member = Member::join(args.threads)?;
+    let mut model = bench_model(args, arch, member.window(window)?, &corpus_ids)?;
     let corpus = Ids::U32(&corpus_ids);
     let processes = &mut member.processes;
     let iters = match args.iters {

@@ -131,13 +131,7 @@ impl Place {
         match self {
             Place::Alone => Ok(whole),
             #[cfg(feature = "mpi")]
-            Place::Member(member) => {
-                let (rows, count) = (member.processes.rows(whole.batch).len(), member.processes.count());
-                if rows == 0 {
-                    bail!("--batch {} cannot be shared by {count} processes: every process needs a row", whole.batch);
-                }
-                Ok(Window { batch: rows, time: whole.time })
-            }
+            Place::Member(member) => member.window(whole),
         }
     }
 
@@ -186,11 +180,7 @@ pub fn train(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(feature = "mpi")]
 fn train_distributed(data_dir: &Path, given: TrainArgs) -> anyhow::Result<ExitCode> {
-    let member = Member::join()?;
-    if let Some(threads) = given.threads {
-        // The training runs on this thread, MPI's, with the computing threads in the global pool.
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
-    }
+    let member = Member::join(given.threads)?;
     let mut place = Place::Member(member);
     let outcome = train_at(data_dir, given, &mut place);
     match place {
@@ -234,8 +224,7 @@ fn train_at(data_dir: &Path, given: TrainArgs, place: &mut Place) -> anyhow::Res
     model.set_dropout(dropout, s.seed)?;
     let arch = model.arch();
     let speaks = place.speaks();
-    let (save, checkpoint, chart) = output_paths(&args, speaks)?;
-    let log = args.log.clone().filter(|_| speaks);
+    let OutputPaths { save, checkpoint, chart, log } = output_paths(&args, speaks)?;
     let config = match &resume {
         Some(r) => RunConfig { args: args.clone(), start_epoch: r.config.start_epoch, fingerprint },
         None => RunConfig { args: run_config::resolved(&args, &s, arch, dropout), start_epoch, fingerprint },
@@ -295,9 +284,19 @@ fn check_settings(args: &TrainArgs, s: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the run writes: the `--save` path (or the default), and the checkpoint and the chart
-/// it writes there unless `--no-save`; each checked to be writable before any training.
-fn output_paths(args: &TrainArgs, speaks: bool) -> anyhow::Result<(PathBuf, Option<PathBuf>, Option<PathBuf>)> {
+/// Where a run writes.
+struct OutputPaths {
+    /// The `--save` path (or the default).
+    save: PathBuf,
+    /// The checkpoint and the chart written there, unless `--no-save`; the log.
+    checkpoint: Option<PathBuf>,
+    chart: Option<PathBuf>,
+    log: Option<PathBuf>,
+}
+
+/// Where the run writes, each file checked to be writable before any training; nothing but
+/// the `--save` path when this process does not speak for the run (`speaks` false).
+fn output_paths(args: &TrainArgs, speaks: bool) -> anyhow::Result<OutputPaths> {
     let save = args.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
     let writes = speaks && !args.no_save;
     let chart = args.plot.clone().filter(|_| speaks).or_else(|| writes.then(|| save.with_extension("png")));
@@ -308,7 +307,7 @@ fn output_paths(args: &TrainArgs, speaks: bool) -> anyhow::Result<(PathBuf, Opti
             check_output(path, what)?;
         }
     }
-    Ok((save, checkpoint, chart))
+    Ok(OutputPaths { save, checkpoint, chart, log })
 }
 
 /// The validation split, when it fits the vocabulary of the kept training tokens (a cut corpus

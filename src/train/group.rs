@@ -3,15 +3,15 @@
 //! group first, so that every member decides alike.
 //!
 //! Each member runs [`train_shared`](super::train_shared) with a model whose window holds its
-//! rows ([`Group::rows`]). The group reduces, at every window, the gradient (one sum over the
-//! flat buffer) and the loss with the stop flags (the observer's and the time budget's); at
+//! rows ([`Group::rows`]). The group sums, at every window, the gradient
+//! ([`step_in_group`]), the loss, and the stop flags (the observer's and the time budget's); at
 //! every evaluation the members' loss sums; at every save point the carried state, so that the
 //! run state is the whole batch's, the same as one process's: a run saved by a group resumes in
 //! one process or in a group of another size.
 
 use super::batcher::evaluation_loss;
 use crate::files::corpus::Ids;
-use crate::model::{share_rows, BatchShare, ModelError, Rnnlm, Window};
+use crate::model::{share_rows, BatchShare, ModelError, Rnnlm};
 use std::ops::Range;
 
 /// The members of a group training one model, as the training loop needs them: a place each,
@@ -41,12 +41,27 @@ pub(super) struct Sharing<'g> {
     pub rows: Range<usize>,
 }
 
-impl Sharing<'_> {
-    /// Where this member's window lies in the whole batch of window `whole`.
-    pub fn share(&self, whole: Window) -> BatchShare {
-        BatchShare { first_row: self.rows.start, batch_targets: whole.tokens() }
-    }
+/// A training step of `model`, one member of `group`, on the whole batch's window `xs`, `ts`
+/// (`B x T`, batch-major, as [`Batcher`](super::Batcher) cuts it): this member's rows
+/// ([`Group::rows`]) trained with [`Rnnlm::train_step_shared`], the gradient summed over the
+/// group. Returns the whole batch's loss, the same on every member.
+pub fn step_in_group(
+    model: &mut Rnnlm,
+    group: &mut dyn Group,
+    (xs, ts): (&[u32], &[i32]),
+    (lr, clip): (f32, Option<f32>),
+) -> Result<f32, ModelError> {
+    let time = model.window().time;
+    let rows = group.rows(xs.len() / time);
+    let share = BatchShare { first_row: rows.start, batch_targets: xs.len() };
+    let tokens = rows.start * time..rows.end * time;
+    let loss = model.train_step_shared(&xs[tokens.clone()], &ts[tokens], share, (lr, clip), |g| group.sum(g))?;
+    let mut loss = [loss as f64];
+    group.sum_f64(&mut loss);
+    Ok(loss[0] as f32)
+}
 
+impl Sharing<'_> {
     /// Whether any member's flag is up, for each flag.
     pub fn any(&mut self, flags: [bool; 2]) -> [bool; 2] {
         let mut sums = flags.map(|flag| f64::from(u8::from(flag)));
@@ -55,9 +70,10 @@ impl Sharing<'_> {
     }
 
     /// The whole batch's carried state into `whole`, from every member's rows: each member
-    /// writes its rows and zeroes elsewhere, and the sum over the group is the gather. `local`
-    /// is the model's state (blocks of `rows x H`), `whole` becomes blocks of `batch x H`.
-    pub fn gather_state(&mut self, local: &[f32], hidden: usize, whole: &mut Vec<f32>) {
+    /// writes its rows of the model's state (blocks of `rows x H`) and zeroes elsewhere, and
+    /// the sum over the group is the gather; `whole` becomes blocks of `batch x H`.
+    pub fn gather_state(&mut self, model: &Rnnlm, whole: &mut Vec<f32>) {
+        let (local, hidden) = (model.state(), model.dims().hidden);
         let (local_block, whole_block) = (self.rows.len() * hidden, self.batch * hidden);
         let blocks = local.len() / local_block.max(1);
         whole.clear();

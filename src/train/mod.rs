@@ -45,7 +45,7 @@ pub mod schedule;
 
 pub use batcher::{evaluate, Batcher};
 pub use error::{TrainError, MAX_RECOVERIES};
-pub use group::Group;
+pub use group::{step_in_group, Group};
 pub use run_state::{BestModel, ModelSnapshot, Progress, RunPoint, RunState};
 pub use schedule::{Decision, Schedule, ScheduleState};
 

@@ -1,7 +1,7 @@
 //! A run in progress: the loop of [`train`](super::train) and
 //! [`train_shared`](super::train_shared) from window to window and save point to save point.
 
-use super::group::{evaluate_shared, Sharing};
+use super::group::{evaluate_shared, step_in_group, Sharing};
 use super::{evaluate, Batcher, BestModel, Decision, EpochReport, Event, IterReport, ModelSnapshot, Observer};
 use super::{Progress, RunPoint, RunState, Stop, TrainError, TrainOptions, TrainSummary, MAX_RECOVERIES};
 use crate::files::corpus::Ids;
@@ -187,17 +187,10 @@ impl<'a, 'o> Run<'a, 'o> {
     /// group); the whole batch's loss.
     fn step(&mut self, lr: f32) -> Result<f32, TrainError> {
         let clip = self.options.clip;
-        let Some(sharing) = &mut self.sharing else {
-            return Ok(self.model.train_step(&self.xs, &self.ts, lr, clip)?);
-        };
-        let share = sharing.share(self.batcher.window());
-        let time = self.batcher.window().time;
-        let tokens = sharing.rows.start * time..sharing.rows.end * time;
-        let (xs, ts, group) = (&self.xs[tokens.clone()], &self.ts[tokens], &mut *sharing.group);
-        let loss = self.model.train_step_shared(xs, ts, share, (lr, clip), |grads| group.sum(grads))?;
-        let mut loss = [loss as f64];
-        group.sum_f64(&mut loss);
-        Ok(loss[0] as f32)
+        Ok(match &mut self.sharing {
+            None => self.model.train_step(&self.xs, &self.ts, lr, clip)?,
+            Some(sharing) => step_in_group(self.model, sharing.group, (&self.xs, &self.ts), (lr, clip))?,
+        })
     }
 
     /// `end` as the whole group sees it (as it is, without a group).
@@ -359,7 +352,7 @@ fn snapshot_into(model: &Rnnlm, sharing: Option<&mut Sharing<'_>>, buffers: Opti
             s.state.clear();
             s.state.extend_from_slice(model.state());
         }
-        Some(sharing) => sharing.gather_state(model.state(), model.dims().hidden, &mut s.state),
+        Some(sharing) => sharing.gather_state(model, &mut s.state),
     }
     s.training_windows = model.training_windows();
     s
